@@ -1,0 +1,281 @@
+//! One bench client on the wire: a TCP socket bound to a chosen loopback
+//! source address, the WebSocket handshake, `Hello` + `Join`, and the checks
+//! every delivery goes through (seq coverage, duplicates, reordering, the
+//! publish stamp).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::{Context as _, bail};
+use futures::{SinkExt as _, StreamExt as _};
+use prost::Message as _;
+use proto::client::v1::{
+    ClientFrame, Delivery, Hello, Join, ServerFrame, client_frame, server_frame,
+};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::wire::Tally;
+
+/// A client connection.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Where clients connect: the URL for the handshake and the resolved address.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `ws://host:port/path`.
+    pub url: String,
+    /// The resolved socket address.
+    pub addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// Resolve a `ws://` URL.
+    pub async fn resolve(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("ws://")
+            .with_context(|| format!("{url}: only ws:// URLs are supported"))?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let addr = tokio::net::lookup_host(authority)
+            .await
+            .with_context(|| format!("cannot resolve {authority}"))?
+            .find(SocketAddr::is_ipv4)
+            .with_context(|| format!("{authority} has no IPv4 address"))?;
+        Ok(Self {
+            url: url.to_owned(),
+            addr,
+        })
+    }
+}
+
+/// Small socket buffers: thousands of clients share one worker process.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Open a WebSocket from `source` (bound before connecting, so one process can
+/// use the ephemeral ports of several loopback addresses).
+pub async fn connect(endpoint: &Endpoint, source: Ipv4Addr) -> anyhow::Result<Ws> {
+    let socket = TcpSocket::new_v4()?;
+    socket
+        .bind(SocketAddr::new(source.into(), 0))
+        .with_context(|| format!("bind {source}"))?;
+    let tcp = socket
+        .connect(endpoint.addr)
+        .await
+        .with_context(|| format!("connect {} from {source}", endpoint.addr))?;
+    tcp.set_nodelay(true)?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(endpoint.url.as_str(), tcp, Some(ws_config()))
+            .await
+            .context("websocket handshake")?;
+    Ok(ws)
+}
+
+/// Encode a client frame as a binary WebSocket message.
+pub fn frame(frame: client_frame::Frame) -> Message {
+    Message::Binary(ClientFrame { frame: Some(frame) }.encode_to_vec().into())
+}
+
+/// What `Joined` said.
+#[derive(Clone, Copy, Debug)]
+pub struct JoinedRoom {
+    /// Seq the client's stream starts after.
+    pub start_seq: u64,
+}
+
+/// Send `Hello` and `Join` back to back, wait for `Joined`.
+pub async fn hello_join(ws: &mut Ws, token: String, room: &str) -> anyhow::Result<JoinedRoom> {
+    ws.feed(frame(client_frame::Frame::Hello(Hello {
+        token,
+        ..Default::default()
+    })))
+    .await?;
+    ws.send(frame(client_frame::Frame::Join(Join {
+        r#ref: 1,
+        room: room.to_owned(),
+        resume: None,
+    })))
+    .await?;
+    loop {
+        let Some(msg) = ws.next().await else {
+            bail!("closed before joining")
+        };
+        let Message::Binary(bytes) = msg? else {
+            continue;
+        };
+        match ServerFrame::decode(bytes)?.frame {
+            Some(server_frame::Frame::Joined(j)) => {
+                return Ok(JoinedRoom {
+                    start_seq: j.start_seq,
+                });
+            }
+            Some(server_frame::Frame::Error(e)) => {
+                bail!("refused: {} (code {})", e.message, e.code)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Per-connection seq bookkeeping for one room.
+#[derive(Debug, Default)]
+pub struct SeqCheck {
+    /// Highest seq covered so far.
+    last: u64,
+    /// Seq ranges skipped over (inclusive), waiting to be filled.
+    holes: Vec<(u64, u64)>,
+}
+
+impl SeqCheck {
+    /// A stream that starts after `start_seq`.
+    pub fn new(start_seq: u64) -> Self {
+        Self {
+            last: start_seq,
+            holes: Vec::new(),
+        }
+    }
+
+    /// Check one delivery; `each` sees the body of every message that is new
+    /// to this connection (not a duplicate).
+    pub fn delivery(&mut self, d: &Delivery, t: &mut Tally, mut each: impl FnMut(&[u8])) {
+        let before = self.last;
+        let (first, last) = (d.first_seq.max(1), d.last_seq);
+        if first > before + 1 {
+            self.holes.push((before + 1, first - 1));
+        }
+        // Highest seq covered so far, counting this delivery's range.
+        let mut covered = before.max(last);
+        let mut fresh_in_range = 0u64;
+        for m in &d.messages {
+            let seq = m.seq;
+            if seq > before && seq > self.last {
+                if seq > covered + 1 {
+                    // Beyond the range the frame claims to cover: never covered.
+                    self.holes.push((covered + 1, seq - 1));
+                }
+                covered = covered.max(seq);
+                self.last = seq;
+                if seq <= last {
+                    fresh_in_range += 1;
+                }
+            } else if seq > before || self.fill(seq) {
+                // Behind a higher seq of this frame, or filling an older hole.
+                t.out_of_order += 1;
+            } else {
+                t.duplicates += 1;
+                continue;
+            }
+            t.received += 1;
+            each(&m.body);
+        }
+        if last > before {
+            // Seqs this frame newly covers but does not carry were sampled out.
+            let newly_covered = last - before.max(first - 1);
+            t.sampled += newly_covered.saturating_sub(fresh_in_range);
+        }
+        self.last = covered;
+    }
+
+    /// Remove `seq` from the holes; true if it was in one.
+    fn fill(&mut self, seq: u64) -> bool {
+        let Some(i) = self.holes.iter().position(|&(a, b)| a <= seq && seq <= b) else {
+            return false;
+        };
+        let (a, b) = self.holes.swap_remove(i);
+        if a < seq {
+            self.holes.push((a, seq - 1));
+        }
+        if seq < b {
+            self.holes.push((seq + 1, b));
+        }
+        true
+    }
+
+    /// Seqs still missing.
+    pub fn open_gaps(&self) -> u64 {
+        self.holes.iter().map(|&(a, b)| b - a + 1).sum()
+    }
+}
+
+/// The `t` stamp (µs) of a bench message body `{"t":123}`, without a JSON parser.
+pub fn stamp(body: &[u8]) -> Option<u64> {
+    let at = body.windows(4).position(|w| w == b"\"t\":")? + 4;
+    let digits = &body[at..];
+    let digits = &digits[digits
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count()..];
+    let end = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::client::v1::RoomMessage;
+
+    use super::*;
+
+    fn delivery(first: u64, last: u64, seqs: &[u64]) -> Delivery {
+        Delivery {
+            first_seq: first,
+            last_seq: last,
+            messages: seqs
+                .iter()
+                .map(|&seq| RoomMessage {
+                    seq,
+                    body: b"{\"t\":5}".to_vec().into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn in_order_stream_is_clean() {
+        let mut c = SeqCheck::new(0);
+        let mut t = Tally::default();
+        c.delivery(&delivery(1, 2, &[1, 2]), &mut t, |_| {});
+        c.delivery(&delivery(3, 3, &[3]), &mut t, |_| {});
+        assert_eq!(
+            (t.received, t.duplicates, t.out_of_order, t.sampled),
+            (3, 0, 0, 0)
+        );
+        assert_eq!(c.open_gaps(), 0);
+    }
+
+    #[test]
+    fn gaps_duplicates_and_late_fills() {
+        let mut c = SeqCheck::new(0);
+        let mut t = Tally::default();
+        c.delivery(&delivery(1, 1, &[1]), &mut t, |_| {});
+        c.delivery(&delivery(4, 5, &[4, 5]), &mut t, |_| {}); // 2, 3 missing
+        assert_eq!(c.open_gaps(), 2);
+        c.delivery(&delivery(2, 2, &[2]), &mut t, |_| {}); // late fill
+        c.delivery(&delivery(5, 5, &[5]), &mut t, |_| {}); // duplicate
+        assert_eq!(t.out_of_order, 1);
+        assert_eq!(t.duplicates, 1);
+        assert_eq!(c.open_gaps(), 1);
+        assert_eq!(t.received, 4);
+    }
+
+    #[test]
+    fn covered_but_absent_is_sampled_not_a_gap() {
+        let mut c = SeqCheck::new(10);
+        let mut t = Tally::default();
+        c.delivery(&delivery(11, 15, &[11, 15]), &mut t, |_| {});
+        assert_eq!(t.sampled, 3);
+        assert_eq!(c.open_gaps(), 0);
+    }
+
+    #[test]
+    fn stamp_is_read() {
+        assert_eq!(stamp(br#"{"t":1234567}"#), Some(1_234_567));
+        assert_eq!(stamp(br#"{"x":1, "t": 42}"#), Some(42));
+        assert_eq!(stamp(b"{}"), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! The system under test: started in this process, started as a separate
+//! `roomcast standalone` process (`--spawn-server`), or already running.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::args::TargetArgs;
+use super::proc::{self, ProcSample};
+use crate::standalone::{Standalone, StandaloneConfig};
+
+/// How the system under test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Inside the bench process: server and coordinator share one process.
+    InProcess,
+    /// A `roomcast standalone` child process.
+    Spawned,
+    /// A running system given by URLs.
+    External,
+}
+
+/// A running system under test.
+pub struct Target {
+    /// How it runs.
+    pub kind: Kind,
+    /// Conn node WebSocket URL (empty when clients route themselves).
+    pub ws_url: String,
+    /// Room-biz HTTP URL.
+    pub biz_url: String,
+    /// Router URL, when clients route themselves.
+    pub router_url: Option<String>,
+    /// The server processes measured.
+    pub pids: Vec<u32>,
+    /// Prometheus endpoint (`…/metrics`) of the system, when known.
+    pub metrics_url: Option<String>,
+    in_process: Option<(Standalone, CancellationToken)>,
+    child: Option<tokio::process::Child>,
+}
+
+impl Target {
+    /// Start (or find) the system.
+    pub async fn start(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Self> {
+        if args.biz_url.is_some() || args.ws_url.is_some() || args.router_url.is_some() {
+            let biz_url = args
+                .biz_url
+                .clone()
+                .context("--biz-url is needed with a running system")?;
+            if args.ws_url.is_none() && args.router_url.is_none() {
+                bail!("give --ws-url or --router-url with --biz-url");
+            }
+            return Ok(Self {
+                kind: Kind::External,
+                ws_url: args.ws_url.clone().unwrap_or_default(),
+                biz_url,
+                router_url: args.router_url.clone().filter(|_| args.ws_url.is_none()),
+                pids: args.server_pid.clone(),
+                metrics_url: args.metrics_url.clone(),
+                in_process: None,
+                child: None,
+            });
+        }
+        if args.spawn_server {
+            return spawn(args, broadcast_threshold).await;
+        }
+        let shutdown = CancellationToken::new();
+        let cfg = StandaloneConfig {
+            router_port: 0,
+            ws_port: 0,
+            biz_port: 0,
+            metrics_port: 0,
+            quic_port: None,
+            secret: args.secret.clone(),
+            broadcast_threshold,
+            ..StandaloneConfig::default()
+        };
+        let system = Standalone::start(cfg, shutdown.clone()).await?;
+        Ok(Self {
+            kind: Kind::InProcess,
+            ws_url: system.ws_url.clone(),
+            biz_url: system.biz_url.clone(),
+            router_url: None,
+            pids: vec![std::process::id()],
+            metrics_url: Some(format!("{}/metrics", system.metrics_url)),
+            in_process: Some((system, shutdown)),
+            child: None,
+        })
+    }
+
+    /// Selected series of the system's Prometheus endpoint, summed over
+    /// labels not named: `name{labels} → value` for every series whose name
+    /// starts with one of `prefixes` (histogram buckets left out).
+    pub async fn metrics(
+        &self,
+        http: &reqwest::Client,
+        prefixes: &[&str],
+    ) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let Some(url) = &self.metrics_url else {
+            return out;
+        };
+        let Ok(resp) = http.get(url).send().await else {
+            return out;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let name = series.split('{').next().unwrap_or(series);
+            if name.ends_with("_bucket") || !prefixes.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            if let Ok(v) = value.parse::<f64>() {
+                *out.entry(series.to_owned()).or_insert(0.0) += v;
+            }
+        }
+        out
+    }
+
+    /// CPU and RSS of the server processes now (zeros when none is known).
+    pub fn sample(&self) -> ProcSample {
+        ProcSample::sum(self.pids.iter().map(|&pid| proc::sample(Some(pid))))
+    }
+
+    /// Stop what this bench started.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some((system, shutdown)) = self.in_process {
+            shutdown.cancel();
+            system.wait().await?;
+        }
+        if let Some(mut child) = self.child {
+            if let Some(pid) = child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Four free loopback ports (bound together, so they differ, then released).
+fn free_ports() -> anyhow::Result<[u16; 4]> {
+    let listeners = (0..4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0u16; 4];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+fn server_bin(args: &TargetArgs) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = &args.server_bin {
+        return Ok(bin.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("roomcast");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p roomcast) or give --server-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Start `roomcast standalone` on free ports and wait until it is ready.
+async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Target> {
+    let bin = server_bin(args)?;
+    let [router, ws, biz, metrics] = free_ports()?;
+    let log = std::fs::File::create(&args.server_log)
+        .with_context(|| format!("cannot write {}", args.server_log.display()))?;
+    let mut command = tokio::process::Command::new(&bin);
+    for pair in &args.server_env {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--server-env {pair}: expected KEY=VALUE"))?;
+        command.env(key, value);
+    }
+    let child = command
+        .arg("standalone")
+        .args(["--bind", "127.0.0.1"])
+        .args(["--router-port", &router.to_string()])
+        .args(["--ws-port", &ws.to_string()])
+        .args(["--biz-port", &biz.to_string()])
+        .args(["--metrics-port", &metrics.to_string()])
+        .arg("--no-quic")
+        .args(["--broadcast-threshold", &broadcast_threshold.to_string()])
+        .env("ROOMCAST_SECRET", &args.secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let pid = child.id().context("server exited at once")?;
+    let mut target = Target {
+        kind: Kind::Spawned,
+        ws_url: format!("ws://127.0.0.1:{ws}{}", conn_layer::WS_PATH),
+        biz_url: format!("http://127.0.0.1:{biz}"),
+        router_url: None,
+        pids: vec![pid],
+        metrics_url: Some(format!("http://127.0.0.1:{metrics}/metrics")),
+        in_process: None,
+        child: Some(child),
+    };
+    let ready = format!("http://127.0.0.1:{metrics}/readyz");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(child) = target.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "the server exited ({status}); see {}",
+                args.server_log.display()
+            );
+        }
+        let ok = http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok
+            && tokio::net::TcpStream::connect(("127.0.0.1", ws))
+                .await
+                .is_ok()
+        {
+            return Ok(target);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the server was not ready within 30 s; see {}",
+                args.server_log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! `roomcast-bench`: drive Roomcast through the real client protocol and
+//! report latency, correctness, throughput, CPU and memory as one JSON line
+//! per scenario (see `docs/benchmarks.md`).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = roomcast::bench::BenchArgs::parse();
+    match roomcast::bench::main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("roomcast-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The command line: global flags, subcommands, and what they share.
+
+pub mod ctl;
+pub mod listen;
+pub mod room;
+pub mod say;
+pub mod standalone;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use client::{Client, ConnectOptions, Events};
+use tracing_subscriber::EnvFilter;
+
+use crate::standalone::{DEFAULT_BIZ_URL, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL};
+
+/// Lifetime of the dev tokens the CLI mints.
+const TOKEN_TTL_SECS: i64 = 3600;
+
+/// Roomcast: live rooms over long connections.
+#[derive(Debug, Parser)]
+#[command(name = "roomcast", version, propagate_version = true)]
+pub struct Cli {
+    /// Flags every command understands.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Router base URL (clients ask it where to connect).
+    #[arg(long, global = true, env = "ROOMCAST_ROUTER_URL", default_value = DEFAULT_ROUTER_URL)]
+    pub router_url: String,
+    /// Room-biz HTTP API base URL (room creation).
+    #[arg(long, global = true, env = "ROOMCAST_BIZ_URL", default_value = DEFAULT_BIZ_URL)]
+    pub biz_url: String,
+    /// HS256 secret: the CLI mints dev tokens with it; `standalone` verifies them with it.
+    #[arg(
+        long,
+        global = true,
+        env = "ROOMCAST_SECRET",
+        default_value = DEFAULT_DEV_SECRET,
+        hide_env_values = true
+    )]
+    pub secret: String,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process on embedded defaults.
+    Standalone(standalone::StandaloneArgs),
+    /// Manage rooms through the room-biz API.
+    #[command(subcommand)]
+    Room(room::RoomCommand),
+    /// Join a room and print every message as one JSON line.
+    Listen(listen::ListenArgs),
+    /// Join a room, post one comment and print the reply.
+    Say(say::SayArgs),
+    /// Operate the router: rollout policy, nodes, drains (admin API).
+    Ctl(ctl::CtlArgs),
+}
+
+/// Run the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Standalone(args) => standalone::run(&cli.global, args).await,
+        Command::Room(command) => {
+            init_cli_logging();
+            room::run(&cli.global, command).await
+        }
+        Command::Listen(args) => {
+            init_cli_logging();
+            listen::run(&cli.global, args).await
+        }
+        Command::Say(args) => {
+            init_cli_logging();
+            say::run(&cli.global, args).await
+        }
+        Command::Ctl(args) => {
+            init_cli_logging();
+            ctl::run(args).await
+        }
+    }
+}
+
+/// Logs of the client commands go to stderr: stdout carries their output.
+fn init_cli_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,roomcast=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Mint a dev token for `uid` and connect through the router.
+pub async fn connect(global: &Global, uid: &str) -> anyhow::Result<(Client, Events)> {
+    let token = common::auth::mint_hs256(&global.secret, uid, TOKEN_TTL_SECS)
+        .context("cannot mint a dev token")?;
+    let opts = ConnectOptions {
+        uid: uid.to_owned(),
+        device_id: format!("roomcast-cli-{uid}"),
+        app_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..ConnectOptions::new(global.router_url.clone(), token)
+    };
+    Client::connect(opts)
+        .await
+        .with_context(|| format!("cannot connect as {uid}"))
+}

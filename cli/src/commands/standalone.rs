@@ -1,0 +1,190 @@
+//! `roomcast standalone`: start everything, print where it listens, wait for a signal.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::Global;
+use crate::standalone::{
+    DEFAULT_BIZ_URL, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL, Standalone, StandaloneConfig,
+};
+
+/// Ports and settings of standalone mode (defaults: [`StandaloneConfig::default`]).
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// Address every public listener binds.
+    #[arg(long, env = "ROOMCAST_BIND", default_value_t = StandaloneConfig::default().bind_host)]
+    pub bind: String,
+    /// Router HTTP port (0 = any free port).
+    #[arg(long, env = "ROOMCAST_ROUTER_PORT", default_value_t = StandaloneConfig::default().router_port)]
+    pub router_port: u16,
+    /// Conn node WebSocket port (0 = any free port).
+    #[arg(long, env = "ROOMCAST_WS_PORT", default_value_t = StandaloneConfig::default().ws_port)]
+    pub ws_port: u16,
+    /// Room-biz HTTP API port (0 = any free port).
+    #[arg(long, env = "ROOMCAST_BIZ_PORT", default_value_t = StandaloneConfig::default().biz_port)]
+    pub biz_port: u16,
+    /// Metrics and health port (0 = any free port).
+    #[arg(
+        long,
+        env = "ROOMCAST_METRICS_PORT",
+        default_value_t = StandaloneConfig::default().metrics_port
+    )]
+    pub metrics_port: u16,
+    /// Conn node QUIC (UDP) port (0 = any free port).
+    #[arg(long, env = "ROOMCAST_QUIC_PORT", default_value_t = crate::standalone::DEFAULT_QUIC_PORT)]
+    pub quic_port: u16,
+    /// Disable QUIC.
+    #[arg(long)]
+    pub no_quic: bool,
+    /// Router admin API port (0 = any free port).
+    #[arg(long, env = "ROOMCAST_ADMIN_PORT", default_value_t = crate::standalone::DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Bearer token of the admin API.
+    #[arg(long, env = "ROOMCAST_ADMIN_TOKEN", default_value = crate::standalone::DEFAULT_DEV_ADMIN_TOKEN, hide_env_values = true)]
+    pub admin_token: String,
+    /// Subscribers above which a room switches from notify/pull to broadcast.
+    #[arg(
+        long,
+        env = "ROOMCAST_BROADCAST_THRESHOLD",
+        default_value_t = StandaloneConfig::default().broadcast_threshold
+    )]
+    pub broadcast_threshold: u32,
+}
+
+/// Start every service, print the URLs, run until SIGINT or SIGTERM.
+pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
+    common::telemetry::init("info");
+    let cfg = StandaloneConfig {
+        bind_host: args.bind,
+        router_port: args.router_port,
+        ws_port: args.ws_port,
+        biz_port: args.biz_port,
+        metrics_port: args.metrics_port,
+        quic_port: (!args.no_quic).then_some(args.quic_port),
+        admin_port: args.admin_port,
+        admin_token: args.admin_token.clone(),
+        secret: global.secret.clone(),
+        broadcast_threshold: args.broadcast_threshold,
+        ..StandaloneConfig::default()
+    };
+    let shutdown = common::shutdown::signal_token();
+    let standalone = Standalone::start(cfg, shutdown)
+        .await
+        .context("cannot start standalone mode")?;
+    let urls = Urls {
+        router: &standalone.router_url,
+        ws: &standalone.ws_url,
+        biz: &standalone.biz_url,
+        metrics: &standalone.metrics_url,
+        admin: &standalone.admin_url,
+        quic: standalone.quic_url.as_deref(),
+        quic_cert_sha256: standalone.quic_cert_sha256.as_deref(),
+    };
+    // A reader that went away (a closed pipe) must not take the servers down.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", banner(&urls, &global.secret));
+        let _ = out.flush();
+    }
+    standalone
+        .wait()
+        .await
+        .context("standalone mode stopped with an error")
+}
+
+/// Where the running services listen.
+struct Urls<'a> {
+    router: &'a str,
+    ws: &'a str,
+    biz: &'a str,
+    metrics: &'a str,
+    admin: &'a str,
+    quic: Option<&'a str>,
+    quic_cert_sha256: Option<&'a str>,
+}
+
+/// What a newcomer needs: the URLs, the secret, and a next command that works.
+fn banner(urls: &Urls<'_>, secret: &str) -> String {
+    let mut text = String::from("Roomcast standalone is running.\n");
+    let _ = writeln!(text, "  router     {}", urls.router);
+    let _ = writeln!(text, "  websocket  {}", urls.ws);
+    if let Some(quic) = urls.quic {
+        let _ = writeln!(text, "  quic       {quic}");
+    }
+    if let Some(fingerprint) = urls.quic_cert_sha256 {
+        let _ = writeln!(
+            text,
+            "  quic cert  sha256 {fingerprint} (self-signed; pin it)"
+        );
+    }
+    let _ = writeln!(text, "  room API   {}", urls.biz);
+    let _ = writeln!(text, "  metrics    {}/metrics", urls.metrics);
+    let _ = writeln!(
+        text,
+        "  admin      {} (roomcast ctl; bearer token from --admin-token)",
+        urls.admin
+    );
+    let note = if secret == DEFAULT_DEV_SECRET {
+        " (the development default)"
+    } else {
+        ""
+    };
+    let _ = writeln!(text, "  dev token secret (HS256): {secret}{note}");
+
+    // Flags the other commands need when this process does not use the defaults.
+    let mut flags = String::new();
+    if urls.router != DEFAULT_ROUTER_URL {
+        let _ = write!(flags, " --router-url {}", urls.router);
+    }
+    if urls.biz != DEFAULT_BIZ_URL {
+        let _ = write!(flags, " --biz-url {}", urls.biz);
+    }
+    if secret != DEFAULT_DEV_SECRET {
+        flags.push_str(" --secret \"$ROOMCAST_SECRET\"");
+    }
+    let _ = writeln!(text, "\nTry, in another terminal:");
+    let _ = writeln!(
+        text,
+        "  ROOM=$(roomcast{flags} room create --title \"Night talk\")"
+    );
+    let _ = writeln!(text, "  roomcast{flags} listen --room \"$ROOM\" &");
+    let _ = write!(
+        text,
+        "  roomcast{flags} say --room \"$ROOM\" --uid alice hello everyone"
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(router: &str) -> Urls<'_> {
+        Urls {
+            router,
+            ws: "ws://127.0.0.1:8601/v1/ws",
+            biz: DEFAULT_BIZ_URL,
+            metrics: "http://127.0.0.1:8609",
+            admin: "http://127.0.0.1:8603",
+            quic: Some("quic://127.0.0.1:8604"),
+            quic_cert_sha256: Some("ab12"),
+        }
+    }
+
+    #[test]
+    fn banner_adds_flags_only_when_not_default() {
+        let plain = banner(&running(DEFAULT_ROUTER_URL), DEFAULT_DEV_SECRET);
+        assert!(plain.contains("roomcast room create --title"), "{plain}");
+        assert!(plain.contains("ws://127.0.0.1:8601/v1/ws"), "{plain}");
+
+        let custom = banner(&running("http://127.0.0.1:9000"), "s3cret");
+        assert!(
+            custom.contains("roomcast --router-url http://127.0.0.1:9000 --secret"),
+            "{custom}"
+        );
+        assert!(!custom.contains("--biz-url"), "{custom}");
+    }
+}

@@ -1,0 +1,19 @@
+//! `roomcast`: run the whole system locally, create rooms, listen and talk.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use roomcast::commands::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the error and its causes.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

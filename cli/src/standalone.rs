@@ -1,0 +1,344 @@
+//! `roomcast standalone`: every service in one process on embedded defaults:
+//! in-memory message log and room store, in-process discovery. The services
+//! still talk gRPC to each other over loopback, so this is the distributed
+//! code path with the engines swapped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use common::discovery::{Discovery, MemoryDiscovery};
+use common::live_config::{LiveConfig, MemoryLiveConfig};
+use common::message_log::{HistoryLimits, MemoryLog, MessageLog};
+use common::ops::Readiness;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Default public ports of standalone mode (documented in the README).
+pub const DEFAULT_ROUTER_PORT: u16 = 8600;
+/// WebSocket port of the conn node.
+pub const DEFAULT_WS_PORT: u16 = 8601;
+/// Room-biz HTTP API port (room creation, polling).
+pub const DEFAULT_BIZ_PORT: u16 = 8602;
+/// Prometheus metrics, liveness and readiness of all services.
+pub const DEFAULT_METRICS_PORT: u16 = 8609;
+/// QUIC (UDP) port of the conn node.
+pub const DEFAULT_QUIC_PORT: u16 = 8604;
+/// Router admin API port.
+pub const DEFAULT_ADMIN_PORT: u16 = 8603;
+/// The admin bearer token standalone mode uses unless told otherwise. For development only.
+pub const DEFAULT_DEV_ADMIN_TOKEN: &str = "roomcast-dev-admin";
+/// Admin URL `roomcast ctl` uses by default.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8603";
+/// The HS256 secret standalone mode uses unless told otherwise. For development only.
+pub const DEFAULT_DEV_SECRET: &str = "roomcast-dev-secret";
+/// Router URL the CLI uses by default.
+pub const DEFAULT_ROUTER_URL: &str = "http://127.0.0.1:8600";
+/// Room-biz URL the CLI uses by default.
+pub const DEFAULT_BIZ_URL: &str = "http://127.0.0.1:8602";
+
+/// Standalone settings. The top-level fields are the ones a user sets; the
+/// per-service configs hold everything else (tests tune them).
+#[derive(Clone, Debug)]
+pub struct StandaloneConfig {
+    /// Address every public listener binds (default 127.0.0.1).
+    pub bind_host: String,
+    /// Router HTTP port (0 = ephemeral).
+    pub router_port: u16,
+    /// Conn node WebSocket port (0 = ephemeral).
+    pub ws_port: u16,
+    /// Room-biz HTTP port (0 = ephemeral).
+    pub biz_port: u16,
+    /// Metrics port (0 = ephemeral).
+    pub metrics_port: u16,
+    /// QUIC (UDP) port (0 = ephemeral; `None` disables QUIC).
+    pub quic_port: Option<u16>,
+    /// Router admin API port (0 = ephemeral).
+    pub admin_port: u16,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+    /// HS256 token secret.
+    pub secret: String,
+    /// Members at or above which a room switches to broadcast mode (it
+    /// switches back below half of it).
+    pub broadcast_threshold: u32,
+    /// Message history bounds of the in-memory log.
+    pub history: HistoryLimits,
+    /// Conn node settings (secret and node id are filled in).
+    pub conn: conn_layer::Config,
+    /// Push node settings (thresholds are filled in).
+    pub push: push_layer::Config,
+    /// Room-biz settings.
+    pub biz: room_biz::Config,
+    /// Router settings.
+    pub router: router::Config,
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        Self {
+            bind_host: "127.0.0.1".into(),
+            router_port: DEFAULT_ROUTER_PORT,
+            ws_port: DEFAULT_WS_PORT,
+            biz_port: DEFAULT_BIZ_PORT,
+            metrics_port: DEFAULT_METRICS_PORT,
+            quic_port: Some(DEFAULT_QUIC_PORT),
+            admin_port: DEFAULT_ADMIN_PORT,
+            admin_token: DEFAULT_DEV_ADMIN_TOKEN.into(),
+            secret: DEFAULT_DEV_SECRET.into(),
+            broadcast_threshold: push_layer::config::DEFAULT_BROADCAST_THRESHOLD,
+            history: HistoryLimits::default(),
+            conn: conn_layer::Config::default(),
+            push: push_layer::Config::default(),
+            biz: room_biz::Config::default(),
+            router: router::Config::default(),
+        }
+    }
+}
+
+/// A running standalone system.
+pub struct Standalone {
+    /// `http://host:port` of the router.
+    pub router_url: String,
+    /// `ws://host:port/v1/ws` of the conn node.
+    pub ws_url: String,
+    /// `http://host:port` of room-biz.
+    pub biz_url: String,
+    /// `http://host:port` of the metrics endpoint.
+    pub metrics_url: String,
+    /// `http://host:port` of the router's admin API.
+    pub admin_url: String,
+    /// `quic://host:port` of the conn node, when QUIC is on.
+    pub quic_url: Option<String>,
+    /// SHA-256 of the conn node's QUIC certificate (hex), for pinning.
+    pub quic_cert_sha256: Option<String>,
+    /// The discovery every service registered in (tests inspect it).
+    pub discovery: Arc<dyn Discovery>,
+    /// Live configuration (rollout policy, drain requests).
+    pub live_config: Arc<dyn LiveConfig>,
+    front: JoinSet<anyhow::Result<()>>,
+    back: JoinSet<anyhow::Result<()>>,
+    back_stop: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen for the {what} on {host}:{port}"))
+}
+
+fn http_url(host: &str, listener: &TcpListener) -> anyhow::Result<String> {
+    Ok(format!("http://{host}:{}", listener.local_addr()?.port()))
+}
+
+impl Standalone {
+    /// Bind every listener and start every service. Fails with a clear message
+    /// if a port is taken.
+    pub async fn start(cfg: StandaloneConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let host = cfg.bind_host.as_str();
+        let router_listener = bind(host, cfg.router_port, "router HTTP API").await?;
+        let ws_listener = bind(host, cfg.ws_port, "WebSocket endpoint").await?;
+        let quic_socket = match cfg.quic_port {
+            Some(port) => Some(
+                std::net::UdpSocket::bind((host, port))
+                    .with_context(|| format!("cannot listen for QUIC on {host}:{port} (udp)"))?,
+            ),
+            None => None,
+        };
+        let biz_listener = bind(host, cfg.biz_port, "room API").await?;
+        let metrics_listener = bind(host, cfg.metrics_port, "metrics endpoint").await?;
+        let admin_listener = bind(host, cfg.admin_port, "router admin API").await?;
+        // Internal gRPC stays on loopback, on ports the OS picks.
+        let push_grpc = bind("127.0.0.1", 0, "push gRPC").await?;
+        let biz_grpc = bind("127.0.0.1", 0, "room-biz gRPC").await?;
+
+        let advertise = if host == "0.0.0.0" { "127.0.0.1" } else { host }.to_string();
+        let router_url = http_url(&advertise, &router_listener)?;
+        let biz_url = http_url(&advertise, &biz_listener)?;
+        let metrics_url = http_url(&advertise, &metrics_listener)?;
+        let admin_url = http_url(&advertise, &admin_listener)?;
+        let ws_url = format!(
+            "ws://{advertise}:{}{}",
+            ws_listener.local_addr()?.port(),
+            conn_layer::WS_PATH
+        );
+
+        let discovery: Arc<dyn Discovery> = Arc::new(MemoryDiscovery::new());
+        let live_config: Arc<dyn LiveConfig> = Arc::new(MemoryLiveConfig::default());
+        let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(cfg.history));
+        let store: Arc<dyn room_biz::RoomStore> = Arc::new(room_biz::MemoryRoomStore::default());
+        let registry = prometheus::Registry::new();
+
+        let mut push_cfg = cfg.push.clone();
+        push_cfg.broadcast_threshold = cfg.broadcast_threshold;
+        push_cfg.broadcast_exit_threshold = cfg.broadcast_threshold / 2;
+        let mut conn_cfg = cfg.conn.clone();
+        conn_cfg.token_secret = cfg.secret.clone();
+        conn_cfg.advertise_host = advertise.clone();
+        let mut biz_cfg = cfg.biz.clone();
+        biz_cfg.advertise_host = advertise.clone();
+        biz_cfg.token_secret = cfg.secret.clone();
+        let mut router_cfg = cfg.router.clone();
+        router_cfg.advertise_host = advertise.clone();
+        router_cfg.admin_token = cfg.admin_token.clone();
+
+        // Push and room-biz stop after conn and router, so sessions can still
+        // report leaves while they close.
+        let back_stop = CancellationToken::new();
+        let front_stop = shutdown.child_token();
+        let mut back = JoinSet::new();
+        let mut front = JoinSet::new();
+
+        let deps = push_layer::Deps {
+            discovery: discovery.clone(),
+            log,
+            registry: registry.clone(),
+        };
+        back.spawn(run_named(
+            "push",
+            push_layer::run(push_cfg, deps, push_grpc, back_stop.clone()),
+        ));
+        let deps = room_biz::Deps {
+            discovery: discovery.clone(),
+            registry: registry.clone(),
+            store,
+        };
+        let listeners = room_biz::Listeners {
+            http: biz_listener,
+            grpc: biz_grpc,
+        };
+        back.spawn(run_named(
+            "room-biz",
+            room_biz::run(biz_cfg, deps, listeners, back_stop.clone()),
+        ));
+        let deps = conn_layer::Deps {
+            discovery: discovery.clone(),
+            live_config: live_config.clone(),
+            registry: registry.clone(),
+        };
+        let listeners = conn_layer::Listeners {
+            ws: ws_listener,
+            quic: quic_socket,
+        };
+        front.spawn(run_named(
+            "conn",
+            conn_layer::run(conn_cfg, deps, listeners, front_stop.clone()),
+        ));
+        let deps = router::Deps {
+            discovery: discovery.clone(),
+            live_config: live_config.clone(),
+            registry: registry.clone(),
+        };
+        let listeners = router::Listeners {
+            http: router_listener,
+            admin: Some(admin_listener),
+        };
+        front.spawn(run_named(
+            "router",
+            router::run(router_cfg, deps, listeners, front_stop.clone()),
+        ));
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let ops = common::ops::router(registry, readiness);
+        let metrics_stop = front_stop.clone();
+        front.spawn(async move {
+            common::ops::serve(metrics_listener, ops, metrics_stop)
+                .await
+                .context("metrics endpoint failed")
+        });
+
+        let mut standalone = Self {
+            router_url,
+            ws_url,
+            biz_url,
+            metrics_url,
+            admin_url,
+            quic_url: None,
+            quic_cert_sha256: None,
+            discovery,
+            live_config,
+            front,
+            back,
+            back_stop,
+            shutdown,
+        };
+        standalone.wait_until_discoverable().await?;
+        let conns = standalone
+            .discovery
+            .watch(common::discovery::ServiceKind::Conn);
+        if let Some(conn) = conns.borrow().first() {
+            standalone.quic_url = conn.endpoints.get("quic").cloned();
+            standalone.quic_cert_sha256 = conn.endpoints.get("quic_cert_sha256").cloned();
+        }
+        Ok(standalone)
+    }
+
+    /// Every service registers itself as it starts; wait until they all have,
+    /// so the first client finds a complete system.
+    async fn wait_until_discoverable(&self) -> anyhow::Result<()> {
+        use common::discovery::ServiceKind;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let missing: Vec<&str> = ServiceKind::ALL
+                .into_iter()
+                .filter(|k| self.discovery.watch(*k).borrow().is_empty())
+                .map(|k| k.as_str())
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("services did not start: {}", missing.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stop everything (same as the shutdown token being cancelled).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Wait until every service has stopped (after the shutdown token is
+    /// cancelled, or when a service fails).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(done) = self.front.join_next().await {
+            if let Some(e) = flatten(done) {
+                tracing::error!(error = %e, "A service failed; shutting down.");
+                self.shutdown.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        self.back_stop.cancel();
+        while let Some(done) = self.back.join_next().await {
+            if let Some(e) = flatten(done) {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn flatten(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
+    match done {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(join) => Some(anyhow::anyhow!("service task panicked: {join}")),
+    }
+}
+
+async fn run_named<E>(
+    name: &'static str,
+    service: impl Future<Output = Result<(), E>>,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    service.await.with_context(|| format!("{name} failed"))
+}

@@ -1,0 +1,261 @@
+//! Roomcast client SDK: route → connect → join → resume, as typed events.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), client::Error> {
+//! use client::{Client, ConnectOptions, Event};
+//!
+//! let opts = ConnectOptions::new("http://127.0.0.1:8600", "<jwt>").uid("alice");
+//! let (client, mut events) = Client::connect(opts).await?;
+//! client.join("room-1").await?;
+//! client.comment("room-1", "hello").await?;
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message { message, .. } = event {
+//!         println!("{} {}", message.seq, message.kind);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`Client`] is a cheap `Clone` handle over a bounded command queue to one connection
+//! task that owns the connection (nats.rs style). The task asks the router for a node,
+//! tries its endpoints in the router's order (QUIC first, then WebSocket; both carry the
+//! same protobuf frames), sends the hello, pings on the server's heartbeat, and on any
+//! loss re-routes and reconnects with jittered exponential backoff, re-joining every room
+//! with `resume{epoch, last_seq}`. Messages are surfaced once each, in seq order, per
+//! room ([`RoomCursor`]).
+//!
+//! # Transports and the polling fallback
+//!
+//! Each endpoint tried and failed (connect, TLS, hello; not a refused token) is one failed
+//! attempt. After [`ConnectOptions::fallback_after_failures`] (default 3) consecutive
+//! failed attempts, counted across transports and re-routes, or as soon as the router
+//! answers `mode: short`, the client switches to HTTP long polling: every joined room is
+//! polled from its cursor, `publish`/`comment` go through the HTTP action endpoint, and
+//! the app keeps receiving the same [`Event::Message`]s with no gap and no duplicate.
+//! Every [`ConnectOptions::long_retry_interval`] (default 30 s) the client tries the long
+//! connection again; when it holds, polling stops and every room is re-joined with resume
+//! from the polling cursor. Each switch is an [`Event::TransportChanged`] (the first
+//! event of every client names the starting transport); [`Client::transport`] tells the
+//! current one.
+//!
+//! [`Client::connect`] succeeds in polling mode too (router says short, or every attempt
+//! failed): it fails only when the token is refused, the router cannot be reached, or
+//! there is neither a long connection nor a polling URL.
+//!
+//! QUIC server certificates are checked against a pin, the hex SHA-256 of the DER
+//! certificate ([`ConnectOptions::quic_cert_sha256`], else the router's
+//! `quic_cert_sha256`), or else the webpki roots.
+//!
+//! With [`ConnectOptions::stats`] (default on) the client reports connect time, failed
+//! attempts per transport and the last RTT to the router (`POST /v1/client-stats`) after
+//! each connect, on a switch to polling and every [`ConnectOptions::stats_interval`];
+//! best effort, it never holds up the connection.
+//!
+//! # Layout
+//! - [`options`] — [`ConnectOptions`] and its defaults.
+//! - `connection` — the connection task (link or polls, requests in flight, reconnect,
+//!   resume, fallback).
+//! - [`event`] — [`Event`], [`Events`], [`JoinedRoom`], [`ReplyInfo`].
+//! - [`error`] — [`Error`].
+//! - [`transport`] — [`Transport`].
+//! - `link` — one long connection over WebSocket or QUIC, as frames.
+//! - [`quic`] — the QUIC connect and the certificate pinning verifier.
+//! - `polling` — HTTP polling and actions, and poll replies → events.
+//! - [`fallback`] — [`Fallback`], the pure rule for switching to polling and back.
+//! - `stats` — the client-stats reporter.
+//! - [`cursor`] — [`RoomCursor`], the pure dedup/gap logic.
+//! - [`backoff`] — [`Backoff`], exponential backoff with full jitter.
+//! - [`route`] — the router call.
+//! - [`raw`] — [`RawConnection`] and [`RawQuicConnection`], bare frame-level connections
+//!   for tests and tools.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod backoff;
+mod connection;
+pub mod cursor;
+pub mod error;
+pub mod event;
+pub mod fallback;
+mod link;
+pub mod options;
+mod polling;
+pub mod quic;
+pub mod raw;
+pub mod route;
+mod stats;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument as _;
+
+pub use backoff::Backoff;
+pub use cursor::{Accept, RoomCursor};
+pub use error::Error;
+pub use event::{Event, Events, JoinedRoom, ReplyInfo};
+pub use fallback::Fallback;
+pub use options::ConnectOptions;
+pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
+pub use raw::{RawConnection, RawEvent, RawQuicConnection};
+pub use transport::Transport;
+
+use connection::{Actor, Channels, Command};
+
+/// A handle to one connection (long, or polling). Cheap to clone; every clone drives the
+/// same connection. The connection closes when [`close`](Self::close) is called or the
+/// last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    rtt: watch::Receiver<Option<Duration>>,
+    transport: watch::Receiver<Transport>,
+    request_timeout: Duration,
+}
+
+impl Client {
+    /// Route and connect: a long connection (QUIC or WebSocket, hello answered by a
+    /// welcome), or polling when the router says short or every long attempt failed
+    /// [`ConnectOptions::fallback_after_failures`] times. Then hand everything to a
+    /// background task (spawned on the current Tokio runtime).
+    ///
+    /// Fails when the token is refused ([`Error::Auth`]), the router cannot be reached
+    /// ([`Error::Route`]), there is neither a long connection nor a polling URL
+    /// ([`Error::LongUnavailable`]), or, with `fallback_after_failures = 0`, when the
+    /// first route's endpoints all fail (that endpoint's error). After that, every loss
+    /// is retried by the task and reported as events; the first event is
+    /// [`Event::TransportChanged`].
+    pub async fn connect(opts: ConnectOptions) -> Result<(Self, Events), Error> {
+        let opts = Arc::new(opts);
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Route(format!("cannot build the HTTP client: {e}")))?;
+
+        // mpsc::channel panics on 0: treat 0 as "as small as possible".
+        let (commands_tx, commands_rx) = mpsc::channel(opts.command_capacity.max(1));
+        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
+        let (rtt_tx, rtt_rx) = watch::channel(None);
+        let (transport_tx, transport_rx) = watch::channel(Transport::Ws);
+        let stats = opts
+            .stats
+            .then(|| stats::spawn(http.clone(), opts.clone(), rtt_rx.clone()));
+        let request_timeout = opts.request_timeout;
+        let span = tracing::debug_span!("roomcast_client", uid = %opts.uid);
+        let channels = Channels {
+            commands: commands_rx,
+            events: events_tx,
+            rtt: rtt_tx,
+            transport: transport_tx,
+        };
+        let mut actor = Actor::new(opts, http, channels, stats);
+        // The first connect runs here, before any handle or event reader exists, so the
+        // app awaits it and it emits nothing.
+        let start = actor.start().instrument(span.clone()).await?;
+        tokio::spawn(actor.run(start).instrument(span));
+        let client = Self {
+            commands: commands_tx,
+            rtt: rtt_rx,
+            transport: transport_rx,
+            request_timeout,
+        };
+        Ok((client, Events::new(events_rx)))
+    }
+
+    /// Join `room` (or re-join it with resume when already in it) and wait for the
+    /// server's answer. The room is then tracked: its messages arrive as
+    /// [`Event::Message`], and it is re-joined after every reconnect.
+    ///
+    /// A refusal is [`Error::Refused`]. [`Error::Disconnected`] means the socket dropped
+    /// first; the room stays tracked and is joined on the next session (an
+    /// [`Event::Joined`] tells when). While reconnecting, the join waits for the next
+    /// session, up to the request timeout. While polling, the first poll of the room
+    /// answers it (a fresh join starts at the head, like a socket join).
+    pub async fn join(&self, room: impl Into<String>) -> Result<JoinedRoom, Error> {
+        let room = room.into();
+        self.request(|reply| Command::Join { room, reply }).await
+    }
+
+    /// Leave `room`: stop tracking it at once and tell the server. While disconnected
+    /// this succeeds immediately (the membership ended with the session).
+    pub async fn leave(&self, room: impl Into<String>) -> Result<(), Error> {
+        let room = room.into();
+        self.request(|reply| Command::Leave { room, reply }).await
+    }
+
+    /// Publish an action to `room` and wait for room-biz's reply. A non-OK code is
+    /// [`Error::Refused`]; a frame over the server's limit is [`Error::TooLarge`]. Never
+    /// retried by the SDK: while disconnected this fails with [`Error::Disconnected`].
+    /// While polling it goes through the HTTP action endpoint with the same token and
+    /// answers the same way (HTTP refusals become [`Error::Refused`] with their code).
+    pub async fn publish(
+        &self,
+        room: impl Into<String>,
+        action: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Result<ReplyInfo, Error> {
+        let (room, action, payload) = (room.into(), action.into(), payload.into());
+        self.request(|reply| Command::Publish {
+            room,
+            action,
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// Post a comment: action `comment` with payload `{"text": text}`. The reply body is
+    /// `{"seq": N}`.
+    pub async fn comment(&self, room: impl Into<String>, text: &str) -> Result<ReplyInfo, Error> {
+        let payload = serde_json::to_vec(&serde_json::json!({ "text": text }))
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        self.publish(room, "comment", payload).await
+    }
+
+    /// Close the connection gracefully (close frame, short wait for the server's). Requests
+    /// in flight fail with [`Error::Closed`], [`Events`] ends after a last
+    /// [`Event::Disconnected`], and every clone of this handle stops working.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Close { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(self.request_timeout, done).await;
+        }
+    }
+
+    /// Round-trip time measured by the last ping/pong (millisecond resolution), `None`
+    /// before the first pong.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        *self.rtt.borrow()
+    }
+
+    /// The transport in use now (the last [`Event::TransportChanged`], already set when
+    /// [`connect`](Self::connect) returns).
+    pub fn transport(&self) -> Transport {
+        *self.transport.borrow()
+    }
+
+    /// Whether the connection task has stopped (closed, or authentication refused on a
+    /// reconnect).
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.commands
+                .send(command(reply))
+                .await
+                .map_err(|_| Error::Closed)?;
+            answer.await.map_err(|_| Error::Closed)?
+        };
+        tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+}

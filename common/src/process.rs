@@ -1,0 +1,273 @@
+//! What every service binary shares: common flags, layered config loading,
+//! engine connections with clear errors, listeners, and exit codes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::discovery::{Discovery, ServiceKind};
+use crate::ops::Readiness;
+
+/// Exit code for bad flags or configuration (sysexits `EX_USAGE`).
+pub const EX_USAGE: u8 = 64;
+/// Exit code when a required server (etcd, Redis) is unreachable at start (`EX_UNAVAILABLE`).
+pub const EX_UNAVAILABLE: u8 = 69;
+/// Exit code when a listener cannot be bound (`EX_OSERR`).
+pub const EX_OSERR: u8 = 71;
+
+/// Flags every service binary accepts. Precedence: built-in defaults < config
+/// file < environment (`<PREFIX>_<KEY>`, nested keys joined by `__`) < flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// TOML configuration file; every key is optional (see docs/deploy.md).
+    #[arg(long, short = 'c', env = "ROOMCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Unique node id in discovery [config: node.node_id; default: kind + random].
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// etcd endpoints, comma separated [config: discovery.etcd_endpoints; default 127.0.0.1:2379].
+    #[arg(long, value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Address of the service's main listener [config: listen].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address of /metrics, /livez and /readyz [config: ops_listen].
+    #[arg(long)]
+    pub ops_listen: Option<String>,
+    /// Host other services and clients use to reach this node [config: node.advertise_host].
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl CommonArgs {
+    /// The flags as a config overlay (only those given).
+    pub fn overlay(&self) -> serde_json::Value {
+        let mut root = serde_json::Map::new();
+        let mut node = serde_json::Map::new();
+        if let Some(id) = &self.node_id {
+            node.insert("node_id".into(), id.clone().into());
+        }
+        if let Some(host) = &self.advertise_host {
+            node.insert("advertise_host".into(), host.clone().into());
+        }
+        if !node.is_empty() {
+            root.insert("node".into(), node.into());
+        }
+        if !self.etcd.is_empty() {
+            root.insert(
+                "discovery".into(),
+                serde_json::json!({ "etcd_endpoints": self.etcd }),
+            );
+        }
+        if let Some(l) = &self.listen {
+            root.insert("listen".into(), l.clone().into());
+        }
+        if let Some(l) = &self.ops_listen {
+            root.insert("ops_listen".into(), l.clone().into());
+        }
+        root.into()
+    }
+}
+
+/// Why a process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration or flags.
+    #[error("{0}")]
+    Config(String),
+    /// A required server is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Bind(String),
+}
+
+impl StartError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => EX_USAGE,
+            Self::Unavailable(_) => EX_UNAVAILABLE,
+            Self::Bind(_) => EX_OSERR,
+        }
+    }
+}
+
+/// Load `T`: defaults, then `args.config`, then `<env_prefix>_*`, then the
+/// common flags, then `overlay` (the binary's own flags).
+pub fn load<T>(
+    args: &CommonArgs,
+    env_prefix: &str,
+    overlay: serde_json::Value,
+) -> Result<T, StartError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    crate::config::load(
+        args.config.as_deref(),
+        env_prefix,
+        &[args.overlay(), overlay],
+    )
+    .map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// Render a config as TOML (for `--print-config`).
+pub fn to_toml<T: Serialize>(cfg: &T) -> String {
+    toml::to_string_pretty(cfg).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+}
+
+/// Where nodes register and find each other.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiscoveryConfig {
+    /// etcd client endpoints (`host:port`).
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix shared by one Roomcast installation.
+    pub prefix: String,
+    /// Registration lease TTL: a dead node disappears after about this long.
+    pub lease_ttl_secs: i64,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            etcd_endpoints: vec!["127.0.0.1:2379".into()],
+            prefix: "/roomcast/".into(),
+            lease_ttl_secs: 10,
+        }
+    }
+}
+
+/// Redis for message logs or room state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// One URL for a standalone server; several for Redis Cluster seed nodes.
+    pub urls: Vec<String>,
+    /// Prefix of every key, so installations can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            urls: vec!["redis://127.0.0.1:6379".into()],
+            key_prefix: "rc:".into(),
+        }
+    }
+}
+
+/// Connect to etcd; an unreachable etcd is one clear error.
+pub async fn connect_discovery(
+    cfg: &DiscoveryConfig,
+) -> Result<Arc<crate::discovery::etcd::EtcdDiscovery>, StartError> {
+    let etcd = crate::discovery::etcd::EtcdConfig {
+        endpoints: cfg.etcd_endpoints.clone(),
+        prefix: cfg.prefix.clone(),
+        lease_ttl_secs: cfg.lease_ttl_secs,
+        ..Default::default()
+    };
+    crate::discovery::etcd::EtcdDiscovery::connect(etcd)
+        .await
+        .map(Arc::new)
+        .map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// Connect the live configuration store (etcd, under the discovery prefix).
+pub async fn connect_live_config(
+    cfg: &DiscoveryConfig,
+) -> Result<Arc<dyn crate::live_config::LiveConfig>, StartError> {
+    crate::live_config::etcd::EtcdLiveConfig::connect(cfg.etcd_endpoints.clone(), &cfg.prefix)
+        .await
+        .map(|live| Arc::new(live) as Arc<dyn crate::live_config::LiveConfig>)
+        .map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// Bind `addr`, naming what it is for in the error.
+pub async fn bind(addr: &str, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind(format!("cannot listen for the {what} on {addr}: {e}")))
+}
+
+/// Serve `/metrics`, `/livez`, `/readyz` until `shutdown`.
+pub fn spawn_ops(
+    listener: TcpListener,
+    registry: prometheus::Registry,
+    readiness: Readiness,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(crate::ops::serve(
+        listener,
+        crate::ops::router(registry, readiness),
+        shutdown,
+    ))
+}
+
+/// Keep `readiness` true while this node is listed in discovery and the
+/// discovery backend is reachable; false otherwise (checked every second).
+pub fn track_readiness(
+    discovery: Arc<dyn Discovery>,
+    kind: ServiceKind,
+    node_id: String,
+    readiness: Readiness,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut view = discovery.watch(kind);
+        loop {
+            let listed = view.borrow_and_update().iter().any(|n| n.id == node_id);
+            readiness.set(listed && discovery.healthy() && !shutdown.is_cancelled());
+            tokio::select! {
+                _ = shutdown.cancelled() => { readiness.set(false); return; }
+                changed = view.changed() => if changed.is_err() { return; },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+/// A node id for `kind` when none is configured.
+pub fn default_node_id(kind: ServiceKind) -> String {
+    format!(
+        "{}-{:08x}",
+        kind.as_str(),
+        crate::message_log::new_epoch() as u32
+    )
+}
+
+/// The body of every service `main`: logging, a runtime, one shutdown token
+/// for SIGINT/SIGTERM, and one clear error line with a sysexits code.
+pub fn run_main<F, Fut>(service: &str, body: F) -> std::process::ExitCode
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), StartError>>,
+{
+    crate::telemetry::init("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {service}: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = crate::shutdown::signal_token();
+        body(shutdown).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {service}: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}

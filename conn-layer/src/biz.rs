@@ -1,0 +1,278 @@
+//! The link to room-biz: join authorization, leave notices, and client actions
+//! over one multiplexed stream per biz node (replies matched by id).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::discovery::{Discovery, NodeSet, ServiceKind};
+use common::hashing::rendezvous_owner;
+use proto::client::v1::{Code, RoomSnapshot};
+use proto::internal::v1::biz_client::BizClient;
+use proto::internal::v1::{ActionReply, ActionRequest, JoinRequest, LeaveNotice};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// How long a call waits for the first room-biz node to appear in discovery.
+const VIEW_WAIT: Duration = Duration::from_secs(3);
+/// Requests queued on one action stream.
+const ACTION_QUEUE: usize = 1024;
+
+/// A refusal with the client-facing code.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) code: Code,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: Code::Unavailable,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for Refusal {
+    fn from(status: tonic::Status) -> Self {
+        let code = match status.code() {
+            tonic::Code::NotFound => Code::RoomNotFound,
+            tonic::Code::PermissionDenied => Code::Forbidden,
+            tonic::Code::FailedPrecondition => Code::RoomEnded,
+            tonic::Code::InvalidArgument => Code::BadRequest,
+            tonic::Code::ResourceExhausted => Code::RateLimited,
+            tonic::Code::Unauthenticated => Code::Unauthenticated,
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        Self {
+            code,
+            message: status.message().to_string(),
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ActionReply>>>>;
+
+#[derive(Clone)]
+struct ActionStream {
+    tx: mpsc::Sender<ActionRequest>,
+    pending: Pending,
+    dead: CancellationToken,
+}
+
+/// Room-biz as seen from a conn node.
+pub(crate) struct BizLink {
+    view: watch::Receiver<NodeSet>,
+    channels: Mutex<HashMap<String, (String, Channel)>>,
+    streams: tokio::sync::Mutex<HashMap<String, ActionStream>>,
+    next_id: AtomicU64,
+    node_id: String,
+    timeout: Duration,
+}
+
+impl BizLink {
+    pub(crate) fn new(discovery: &dyn Discovery, node_id: String, timeout: Duration) -> Self {
+        Self {
+            view: discovery.watch(ServiceKind::Biz),
+            channels: Mutex::new(HashMap::new()),
+            streams: tokio::sync::Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            node_id,
+            timeout,
+        }
+    }
+
+    /// A biz node for `room` (rendezvous, so one room's actions stay together).
+    /// Right after start the view may still be empty: wait for it a little.
+    async fn client(&self, room: &str) -> Result<(String, BizClient<Channel>), Refusal> {
+        let mut view = self.view.clone();
+        let wait = async {
+            loop {
+                let nodes = view.borrow_and_update().clone();
+                if nodes.iter().any(|n| n.grpc_addr.is_some()) {
+                    return Some(nodes);
+                }
+                if view.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        let Ok(Some(nodes)) = tokio::time::timeout(self.timeout.min(VIEW_WAIT), wait).await else {
+            return Err(Refusal::unavailable("room service is not available"));
+        };
+        let node = rendezvous_owner(
+            room,
+            nodes
+                .iter()
+                .filter(|n| n.grpc_addr.is_some())
+                .map(|n| n.id.as_str()),
+        )
+        .ok_or_else(|| Refusal::unavailable("room service is not available"))?
+        .to_string();
+        let addr = nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.grpc_addr.clone())
+            .ok_or_else(|| Refusal::unavailable("room service is not available"))?;
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(&node) {
+            Some((a, c)) if *a == addr => c.clone(),
+            _ => {
+                let c = common::grpc::lazy_channel(&addr)
+                    .map_err(|e| Refusal::unavailable(e.to_string()))?;
+                channels.insert(node.clone(), (addr, c.clone()));
+                c
+            }
+        };
+        Ok((node, BizClient::new(channel)))
+    }
+
+    pub(crate) async fn authorize(
+        &self,
+        uid: &str,
+        room: &str,
+        session_id: &str,
+    ) -> Result<RoomSnapshot, Refusal> {
+        let (_, mut client) = self.client(room).await?;
+        let request = JoinRequest {
+            uid: uid.to_string(),
+            room: room.to_string(),
+            node_id: self.node_id.clone(),
+            session_id: session_id.to_string(),
+        };
+        let reply = tokio::time::timeout(self.timeout, client.authorize_join(request))
+            .await
+            .map_err(|_| Refusal::unavailable("room service did not answer in time"))??;
+        Ok(reply.into_inner().snapshot.unwrap_or_default())
+    }
+
+    pub(crate) async fn member_left(&self, uid: &str, room: &str, session_id: &str) {
+        let Ok((_, mut client)) = self.client(room).await else {
+            return;
+        };
+        let notice = LeaveNotice {
+            uid: uid.to_string(),
+            room: room.to_string(),
+            session_id: session_id.to_string(),
+        };
+        match tokio::time::timeout(self.timeout, client.member_left(notice)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) => tracing::debug!(%room, %status, "Leave notice refused."),
+            Err(_) => tracing::debug!(%room, "Leave notice timed out."),
+        }
+    }
+
+    /// Forward one client action; every failure becomes a reply with a code.
+    pub(crate) async fn action(
+        &self,
+        uid: &str,
+        room: &str,
+        action: String,
+        payload: bytes::Bytes,
+        session_id: &str,
+    ) -> ActionReply {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let fail = |r: Refusal| ActionReply {
+            id,
+            code: r.code as i32,
+            message: r.message,
+            body: Default::default(),
+        };
+        let stream = match self.stream(room).await {
+            Ok(s) => s,
+            Err(r) => return fail(r),
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        stream
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reply_tx);
+        let request = ActionRequest {
+            id,
+            uid: uid.to_string(),
+            room: room.to_string(),
+            action,
+            payload,
+            session_id: session_id.to_string(),
+        };
+        if stream.tx.send(request).await.is_err() {
+            stream
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return fail(Refusal::unavailable("room service stream closed"));
+        }
+        match tokio::time::timeout(self.timeout, reply_rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => fail(Refusal::unavailable("room service stream closed")),
+            Err(_) => {
+                stream
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                fail(Refusal::unavailable("room service did not answer in time"))
+            }
+        }
+    }
+
+    async fn stream(&self, room: &str) -> Result<ActionStream, Refusal> {
+        let (node, mut client) = self.client(room).await?;
+        let mut streams = self.streams.lock().await;
+        if let Some(s) = streams.get(&node)
+            && !s.dead.is_cancelled()
+        {
+            return Ok(s.clone());
+        }
+        let (tx, rx) = mpsc::channel(ACTION_QUEUE);
+        let response = tokio::time::timeout(
+            self.timeout,
+            client.actions(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await
+        .map_err(|_| Refusal::unavailable("room service did not answer in time"))??;
+        let stream = ActionStream {
+            tx,
+            pending: Pending::default(),
+            dead: CancellationToken::new(),
+        };
+        let reader = stream.clone();
+        tokio::spawn(async move {
+            let mut replies = response.into_inner();
+            loop {
+                match replies.message().await {
+                    Ok(Some(reply)) => {
+                        let waiter = reader
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&reply.id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(reply);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "Action stream failed.");
+                        break;
+                    }
+                }
+            }
+            reader.dead.cancel();
+            // Dropping the senders fails every waiter with "stream closed".
+            reader
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        });
+        streams.insert(node, stream.clone());
+        Ok(stream)
+    }
+}

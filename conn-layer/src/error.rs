@@ -1,0 +1,24 @@
+//! Conn layer errors.
+
+/// Why the conn node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listener's address could not be read.
+    #[error("cannot use the WebSocket listener: {0}")]
+    Bind(std::io::Error),
+    /// The HTTP server failed.
+    #[error("WebSocket server failed: {0}")]
+    Serve(std::io::Error),
+    /// Token configuration is unusable.
+    #[error(transparent)]
+    Auth(#[from] common::auth::AuthError),
+    /// The QUIC certificate or key is unusable.
+    #[error("QUIC TLS: {0}")]
+    Tls(String),
+    /// The QUIC socket cannot be used.
+    #[error("cannot use the QUIC socket: {0}")]
+    Quic(std::io::Error),
+    /// Registration failed.
+    #[error(transparent)]
+    Discovery(#[from] common::discovery::DiscoveryError),
+}

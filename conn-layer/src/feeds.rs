@@ -1,0 +1,395 @@
+//! The local room index: for each room with members on this node, the sessions
+//! in it and a feed task that turns notify/broadcast from the push layer into
+//! contiguous batches, encoded once and offered to every session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use proto::client::v1::{Delivery, RoomMessage, ServerFrame, server_frame};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+use crate::codec::SharedFrame;
+use crate::handle::{Outbound, SessionHandle};
+use crate::pull::pull_range;
+use crate::upstream::UpstreamCmd;
+
+/// Events per feed waiting to be processed; overflow forces a resync pull.
+const FEED_QUEUE: usize = 1024;
+
+/// Contiguous durable messages of one room, encoded once.
+#[derive(Debug)]
+pub(crate) struct RoomBatch {
+    pub(crate) room: Arc<str>,
+    pub(crate) epoch: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) frame: SharedFrame,
+}
+
+impl RoomBatch {
+    /// `messages` must be non-empty and contiguous.
+    pub(crate) fn new(
+        room: &Arc<str>,
+        epoch: u64,
+        messages: Vec<RoomMessage>,
+    ) -> Option<Arc<Self>> {
+        let first_seq = messages.first()?.seq;
+        let last_seq = messages.last()?.seq;
+        let frame = delivery_frame(room, epoch, first_seq, last_seq, messages);
+        Some(Arc::new(Self {
+            room: room.clone(),
+            epoch,
+            first_seq,
+            last_seq,
+            frame: SharedFrame::new(frame),
+        }))
+    }
+
+    pub(crate) fn messages(&self) -> &[RoomMessage] {
+        match &self.frame.frame.frame {
+            Some(server_frame::Frame::Delivery(d)) => &d.messages,
+            _ => &[],
+        }
+    }
+}
+
+pub(crate) fn delivery_frame(
+    room: &str,
+    epoch: u64,
+    first_seq: u64,
+    last_seq: u64,
+    messages: Vec<RoomMessage>,
+) -> ServerFrame {
+    ServerFrame {
+        frame: Some(server_frame::Frame::Delivery(Delivery {
+            room: room.to_string(),
+            epoch,
+            first_seq,
+            last_seq,
+            messages,
+        })),
+    }
+}
+
+/// What the push layer told us about a room.
+#[derive(Debug)]
+pub(crate) enum FeedEvent {
+    Subscribed {
+        epoch: u64,
+        head: u64,
+    },
+    Notify {
+        epoch: u64,
+        seq: u64,
+    },
+    Broadcast {
+        epoch: u64,
+        messages: Vec<RoomMessage>,
+    },
+    Ephemeral(Arc<SharedFrame>),
+}
+
+/// One room on this node.
+pub(crate) struct Feed {
+    pub(crate) room: Arc<str>,
+    sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
+    events_tx: mpsc::Sender<FeedEvent>,
+    /// `(epoch, head)` once the push layer acknowledged the subscription.
+    ready: watch::Receiver<Option<(u64, u64)>>,
+    /// Set when an event was dropped; the feed then pulls to the head.
+    resync: std::sync::atomic::AtomicBool,
+    closed: CancellationToken,
+}
+
+impl Feed {
+    pub(crate) fn members(&self) -> u32 {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u32
+    }
+
+    /// Wait for the push layer to acknowledge the subscription.
+    pub(crate) async fn ready(&self, timeout: Duration) -> Option<(u64, u64)> {
+        let mut ready = self.ready.clone();
+        let wait = async {
+            loop {
+                if let Some(v) = *ready.borrow_and_update() {
+                    return Some(v);
+                }
+                if ready.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// Hand an event to the feed task without waiting.
+    pub(crate) fn push_event(&self, event: FeedEvent) {
+        if self.events_tx.try_send(event).is_err() {
+            self.resync
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for session in sessions.values() {
+            session.offer(
+                Outbound::Batch(batch.clone()),
+                ctx.cfg.lag_disconnect_ms,
+                &ctx.metrics,
+            );
+        }
+    }
+
+    fn fanout_ephemeral(&self, ctx: &Ctx, frame: Arc<SharedFrame>) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for session in sessions.values() {
+            session.offer_ephemeral(Outbound::Shared(frame.clone()), &ctx.metrics);
+        }
+    }
+}
+
+/// Rooms with members on this node.
+#[derive(Default)]
+pub(crate) struct Feeds {
+    map: DashMap<Arc<str>, Arc<Feed>>,
+}
+
+impl Feeds {
+    pub(crate) fn get(&self, room: &str) -> Option<Arc<Feed>> {
+        self.map.get(room).map(|f| f.clone())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Rooms and their member counts.
+    pub(crate) fn counts(&self) -> Vec<(Arc<str>, u32)> {
+        self.map
+            .iter()
+            .map(|f| (f.key().clone(), f.members()))
+            .collect()
+    }
+
+    /// Add `session` to `room`, creating the feed (and subscribing) if needed.
+    pub(crate) async fn join(
+        &self,
+        ctx: &Arc<Ctx>,
+        room: &str,
+        session: SessionHandle,
+    ) -> Arc<Feed> {
+        let (feed, created) = {
+            // The entry guard serialises join and the last leave of a room, so a
+            // session never lands in a feed that is being removed.
+            let mut created = false;
+            let entry = self.map.entry(Arc::from(room)).or_insert_with(|| {
+                created = true;
+                spawn_feed(ctx, Arc::from(room))
+            });
+            entry
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session.id.clone(), session);
+            (entry.clone(), created)
+        };
+        if created {
+            ctx.metrics.rooms.set(self.map.len() as i64);
+        }
+        let _ = ctx
+            .upstream
+            .send(UpstreamCmd::RoomChanged(feed.room.clone()))
+            .await;
+        feed
+    }
+
+    /// Remove `session` from `room`; the last one out closes the feed.
+    pub(crate) async fn leave(&self, ctx: &Ctx, room: &str, session_id: &str) {
+        let Some(feed) = self.get(room) else { return };
+        feed.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session_id);
+        let removed = self
+            .map
+            .remove_if(room, |_, f| {
+                f.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty()
+            })
+            .is_some();
+        if removed {
+            feed.closed.cancel();
+            ctx.metrics.rooms.set(self.map.len() as i64);
+        }
+        let _ = ctx
+            .upstream
+            .send(UpstreamCmd::RoomChanged(feed.room.clone()))
+            .await;
+    }
+
+    /// Stop every feed task (shutdown).
+    pub(crate) fn close_all(&self) {
+        for feed in self.map.iter() {
+            feed.closed.cancel();
+        }
+    }
+}
+
+fn spawn_feed(ctx: &Arc<Ctx>, room: Arc<str>) -> Arc<Feed> {
+    let (events_tx, events_rx) = mpsc::channel(FEED_QUEUE);
+    let (ready_tx, ready) = watch::channel(None);
+    let feed = Arc::new(Feed {
+        room,
+        sessions: Mutex::new(HashMap::new()),
+        events_tx,
+        ready,
+        resync: std::sync::atomic::AtomicBool::new(false),
+        closed: CancellationToken::new(),
+    });
+    tokio::spawn(run_feed(ctx.clone(), feed.clone(), events_rx, ready_tx));
+    feed
+}
+
+/// Where the feed is in the room's stream.
+struct Cursor {
+    epoch: u64,
+    seq: u64,
+}
+
+async fn run_feed(
+    ctx: Arc<Ctx>,
+    feed: Arc<Feed>,
+    mut events: mpsc::Receiver<FeedEvent>,
+    ready_tx: watch::Sender<Option<(u64, u64)>>,
+) {
+    let coalesce = Duration::from_millis(ctx.cfg.coalesce_ms);
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = feed.closed.cancelled() => None,
+        };
+        let Some(event) = event else { break };
+        match event {
+            FeedEvent::Subscribed { epoch, head } => match &cursor {
+                None => {
+                    cursor = Some(Cursor { epoch, seq: head });
+                    ready_tx.send_replace(Some((epoch, head)));
+                }
+                // A re-subscription (push stream re-established): catch up.
+                Some(c) if c.epoch == epoch && head <= c.seq => {}
+                Some(_) => catch_up(&ctx, &feed, &mut cursor, epoch).await,
+            },
+            FeedEvent::Notify { epoch, seq } => {
+                let Some(c) = &cursor else { continue };
+                if c.epoch == epoch && seq <= c.seq {
+                    continue;
+                }
+                if !coalesce.is_zero() {
+                    tokio::time::sleep(coalesce).await;
+                }
+                catch_up(&ctx, &feed, &mut cursor, epoch).await;
+            }
+            FeedEvent::Broadcast { epoch, messages } => {
+                let Some(c) = &cursor else { continue };
+                let Some(first) = messages.first().map(|m| m.seq) else {
+                    continue;
+                };
+                if c.epoch != epoch || first > c.seq + 1 {
+                    // Epoch change or gap: pull what is missing first.
+                    catch_up(&ctx, &feed, &mut cursor, epoch).await;
+                }
+                let Some(c) = cursor.as_mut() else { continue };
+                if c.epoch != epoch {
+                    continue;
+                }
+                let fresh: Vec<RoomMessage> =
+                    messages.into_iter().filter(|m| m.seq > c.seq).collect();
+                if fresh.first().is_some_and(|m| m.seq == c.seq + 1)
+                    && let Some(batch) = RoomBatch::new(&feed.room, epoch, fresh)
+                {
+                    c.seq = batch.last_seq;
+                    observe(&ctx, &batch);
+                    feed.fanout(&ctx, batch);
+                }
+            }
+            FeedEvent::Ephemeral(frame) => feed.fanout_ephemeral(&ctx, frame),
+        }
+        if feed
+            .resync
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+            && let Some(epoch) = cursor.as_ref().map(|c| c.epoch)
+        {
+            catch_up(&ctx, &feed, &mut cursor, epoch).await;
+        }
+    }
+}
+
+/// Pull everything after the cursor and fan it out. A new epoch restarts the
+/// cursor at 0 (sessions see the epoch change and re-join).
+async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Option<Cursor>, hint_epoch: u64) {
+    let Some(c) = cursor.as_mut() else { return };
+    if c.epoch != hint_epoch {
+        c.epoch = hint_epoch;
+        c.seq = 0;
+    }
+    let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
+    for attempt in 0..3u32 {
+        match pull_range(
+            &ctx.directory,
+            &feed.room,
+            c.seq,
+            None,
+            ctx.cfg.pull_batch,
+            timeout,
+        )
+        .await
+        {
+            Ok(range) => {
+                if range.epoch != c.epoch {
+                    // The stream was reset: start over in the new epoch.
+                    c.epoch = range.epoch;
+                    c.seq = 0;
+                    if range.head == 0 {
+                        return;
+                    }
+                    continue;
+                }
+                if range.truncated {
+                    // History does not reach back: skip to what exists. Sessions
+                    // notice the hole and tell their clients recovered=false.
+                    tracing::warn!(room = %feed.room, from = c.seq, "Feed fell behind history.");
+                }
+                if let Some(batch) = RoomBatch::new(&feed.room, c.epoch, range.messages) {
+                    c.seq = batch.last_seq;
+                    observe(ctx, &batch);
+                    feed.fanout(ctx, batch);
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(room = %feed.room, %error, attempt, "Pull failed.");
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+        }
+    }
+}
+
+fn observe(ctx: &Ctx, batch: &RoomBatch) {
+    let now = common::time::now_ms();
+    for m in batch.messages() {
+        ctx.metrics
+            .publish_to_deliver
+            .observe(now.saturating_sub(m.ts_ms) as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,342 @@
+//! The conn layer: holds client sockets and nothing else. It authenticates the
+//! hello locally, keeps a local room index for fan-out, queues every frame per
+//! connection with a bound, and forwards client actions to room-biz untouched.
+//!
+//! # Layout
+//! - [`config`]: settings and defaults.
+//! - `codec`: frames ↔ WebSocket messages (protobuf or JSON), encoded once.
+//! - `session`: one task per connection.
+//! - `handle`: the cheap handle fan-out uses (bounded queue, lag flags).
+//! - `registry`: sessions by user.
+//! - `feeds`: the local room index and the per-room feed task.
+//! - `upstream`: Attach streams to the push nodes.
+//! - `pull`: reading a room's stream from its push node.
+//! - `quic`: the QUIC transport (TLS, length-delimited frames on one stream).
+//! - `biz`: join authorization and the action stream to room-biz.
+//! - `metrics`: Prometheus series.
+//! - [`process`]: the `roomcast-conn` binary: config, discovery, listeners.
+
+pub mod config;
+pub mod error;
+pub mod process;
+
+mod biz;
+mod codec;
+mod feeds;
+mod handle;
+mod metrics;
+mod pull;
+mod quic;
+mod registry;
+mod session;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use common::auth::TokenVerifier;
+use common::discovery::{Discovery, NodeInfo, ServiceKind};
+use common::live_config::LiveConfig;
+use common::push_directory::PushDirectory;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use error::Error;
+
+/// What a conn node needs from its environment.
+pub struct Deps {
+    /// Node registry.
+    pub discovery: Arc<dyn Discovery>,
+    /// Live configuration: the node watches its drain request there.
+    pub live_config: Arc<dyn LiveConfig>,
+    /// Where metrics are registered.
+    pub registry: prometheus::Registry,
+}
+
+/// The sockets a conn node serves, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    /// WebSocket (HTTP upgrade at `/v1/ws`).
+    pub ws: TcpListener,
+    /// QUIC (UDP); `None` disables QUIC.
+    pub quic: Option<std::net::UdpSocket>,
+}
+
+/// Queued commands for the upstream actor (joins wait when it is full).
+const UPSTREAM_QUEUE: usize = 65_536;
+/// How often the node's load is written to discovery.
+const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// Per-connection socket read buffer.
+const READ_BUFFER_BYTES: usize = 4096;
+/// The path clients connect to.
+pub const WS_PATH: &str = "/v1/ws";
+
+/// Everything a session and a feed reach for.
+pub(crate) struct Ctx {
+    pub(crate) cfg: Config,
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) feeds: feeds::Feeds,
+    pub(crate) registry: registry::Registry,
+    pub(crate) directory: PushDirectory,
+    pub(crate) biz: biz::BizLink,
+    pub(crate) upstream: mpsc::Sender<upstream::UpstreamCmd>,
+    /// Cancelled when draining starts: sessions say go-away (spread over the
+    /// drain window) and close.
+    pub(crate) sessions_stop: CancellationToken,
+    /// True once draining started (reported to discovery).
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Run a conn node until `shutdown` or a drain request, then drain and return.
+///
+/// Draining: the node is marked draining in discovery (the router stops
+/// handing it out), every client gets a go-away at a random moment within
+/// `drain_window_ms` (deliveries continue until then), and the node returns
+/// when its last session ended or at `drain_deadline_ms`, deregistering last.
+pub async fn run(
+    cfg: Config,
+    deps: Deps,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let verifier = TokenVerifier::new(
+        Some(&cfg.token_secret),
+        cfg.token_eddsa_public_pem.as_deref(),
+    )?;
+    let local = listeners.ws.local_addr().map_err(Error::Bind)?;
+    let ws_url = format!("ws://{}:{}{WS_PATH}", cfg.advertise_host, local.port());
+    let (upstream_tx, upstream_rx) = mpsc::channel(UPSTREAM_QUEUE);
+    let timeout = Duration::from_millis(cfg.request_timeout_ms);
+    let quic = match listeners.quic {
+        Some(socket) => {
+            let tls = quic::tls(&cfg)?;
+            let port = socket.local_addr().map_err(Error::Quic)?.port();
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(tls.server),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(Error::Quic)?;
+            Some((
+                endpoint,
+                format!("quic://{}:{port}", cfg.advertise_host),
+                tls.cert_sha256,
+            ))
+        }
+        None => None,
+    };
+    let ctx = Arc::new(Ctx {
+        verifier,
+        metrics: metrics::Metrics::new(&deps.registry),
+        feeds: feeds::Feeds::default(),
+        registry: registry::Registry::default(),
+        directory: PushDirectory::new(deps.discovery.as_ref()),
+        biz: biz::BizLink::new(deps.discovery.as_ref(), cfg.node_id.clone(), timeout),
+        upstream: upstream_tx.clone(),
+        sessions_stop: CancellationToken::new(),
+        draining: std::sync::atomic::AtomicBool::new(false),
+        tracker: TaskTracker::new(),
+        cfg,
+    });
+
+    let links_stop = CancellationToken::new();
+    let upstream_task = tokio::spawn(upstream::run(
+        ctx.clone(),
+        upstream_tx,
+        upstream_rx,
+        links_stop.clone(),
+    ));
+
+    let mut node = NodeInfo {
+        id: ctx.cfg.node_id.clone(),
+        zone: ctx.cfg.zone.clone(),
+        ..NodeInfo::default()
+    };
+    node.endpoints.insert("ws".into(), ws_url.clone());
+    let listeners_stop = CancellationToken::new();
+    let quic_task = match quic {
+        Some((endpoint, url, fingerprint)) => {
+            tracing::info!(node_id = %ctx.cfg.node_id, quic_url = %url, cert_sha256 = %fingerprint, "QUIC serving.");
+            node.endpoints.insert("quic".into(), url);
+            node.endpoints
+                .insert("quic_cert_sha256".into(), fingerprint);
+            Some(tokio::spawn(quic::serve(
+                ctx.clone(),
+                endpoint,
+                listeners_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+    deps.discovery
+        .register(ServiceKind::Conn, node.clone())
+        .await?;
+    let reporter_stop = CancellationToken::new();
+    let reporter = tokio::spawn(report_load(
+        ctx.clone(),
+        deps.discovery.clone(),
+        node,
+        reporter_stop.clone(),
+    ));
+    tracing::info!(node_id = %ctx.cfg.node_id, %ws_url, "Conn node serving.");
+
+    let app = Router::new()
+        .route(WS_PATH, get(upgrade))
+        .with_state(ctx.clone());
+    // Deliveries are small frames that must leave at once: no Nagle delay.
+    let listener = listeners.ws.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
+        }
+    });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(listeners_stop.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
+    let mut drain_request = deps
+        .live_config
+        .watch(&common::live_config::keys::drain(&ctx.cfg.node_id));
+    let reason = tokio::select! {
+        _ = shutdown.cancelled() => "shutdown",
+        _ = drain_request.wait_for(|v| v.is_some()) => "drain requested",
+    };
+    tracing::info!(node_id = %ctx.cfg.node_id, reason, "Draining.");
+    ctx.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    reporter_stop.cancel();
+    let _ = reporter.await;
+    report_once(&ctx, deps.discovery.as_ref(), &ctx.cfg.node_id).await;
+    ctx.sessions_stop.cancel();
+    let deadline = Duration::from_millis(ctx.cfg.drain_deadline_ms.max(ctx.cfg.drain_window_ms));
+    let all_gone = async {
+        while ctx.metrics.connections.get() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(deadline, all_gone).await.is_err() {
+        tracing::warn!(
+            left = ctx.metrics.connections.get(),
+            "Drain deadline reached with sessions still open."
+        );
+    }
+    if let Err(error) = deps
+        .discovery
+        .deregister(ServiceKind::Conn, &ctx.cfg.node_id)
+        .await
+    {
+        tracing::warn!(%error, "Could not deregister conn node.");
+    }
+    listeners_stop.cancel();
+    ctx.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), ctx.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Sessions did not finish within the grace period.");
+    }
+    links_stop.cancel();
+    ctx.feeds.close_all();
+    let _ = upstream_task.await;
+    if let Some(task) = quic_task {
+        let _ = task.await;
+    }
+    match server.await {
+        Ok(result) => result.map_err(Error::Serve),
+        Err(join) => Err(Error::Serve(std::io::Error::other(join))),
+    }
+}
+
+async fn upgrade(
+    State(ctx): State<Arc<Ctx>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if ctx.sessions_stop.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "conn node is shutting down",
+        )
+            .into_response();
+    }
+    if ctx.metrics.connections.get() as usize >= ctx.cfg.max_connections {
+        return (StatusCode::SERVICE_UNAVAILABLE, "conn node is full").into_response();
+    }
+    // Frames up to twice the limit are read and refused with a clear error;
+    // beyond that the WebSocket layer drops the connection without reading.
+    let hard_cap = (ctx.cfg.max_frame_bytes * 2).max(ctx.cfg.max_frame_bytes + 64 * 1024);
+    let ws = ws
+        .protocols([proto::PROTOBUF_SUBPROTOCOL, proto::JSON_SUBPROTOCOL])
+        // Small reads are the norm; tungstenite's 128 KiB default read buffer
+        // would dominate the memory of an idle connection.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap);
+    let wire = match ws.selected_protocol().map(|p| p.as_bytes()) {
+        Some(p) if p == proto::JSON_SUBPROTOCOL.as_bytes() => codec::Wire::Json,
+        _ => codec::Wire::Protobuf,
+    };
+    let tracker = ctx.tracker.clone();
+    ws.on_upgrade(move |socket| {
+        use futures::StreamExt as _;
+        let (sink, stream) = socket.split();
+        tracker.track_future(session::serve(ctx, sink, stream, wire, peer))
+    })
+}
+
+async fn report_load(
+    ctx: Arc<Ctx>,
+    discovery: Arc<dyn Discovery>,
+    node: NodeInfo,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(LOAD_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut node = node.clone();
+        fill_load(&ctx, &mut node);
+        if let Err(error) = discovery.register(ServiceKind::Conn, node).await {
+            tracing::warn!(%error, "Could not report conn node load.");
+        }
+    }
+}
+
+fn fill_load(ctx: &Ctx, node: &mut NodeInfo) {
+    node.connections = ctx.metrics.connections.get().max(0) as u64;
+    node.rooms = ctx.feeds.len() as u64;
+    node.draining = ctx.draining.load(std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Publish the draining flag at once (the router must stop choosing us now).
+async fn report_once(ctx: &Ctx, discovery: &dyn Discovery, node_id: &str) {
+    let Some(mut node) = discovery
+        .watch(ServiceKind::Conn)
+        .borrow()
+        .iter()
+        .find(|n| n.id == node_id)
+        .cloned()
+    else {
+        return;
+    };
+    fill_load(ctx, &mut node);
+    if let Err(error) = discovery.register(ServiceKind::Conn, node).await {
+        tracing::warn!(%error, "Could not mark the node draining.");
+    }
+}

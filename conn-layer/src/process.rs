@@ -1,0 +1,132 @@
+//! The `roomcast-conn` process: configuration, discovery, listeners.
+
+use std::sync::Arc;
+
+use common::discovery::{Discovery, ServiceKind};
+use common::ops::Readiness;
+use common::process::{CommonArgs, DiscoveryConfig, StartError};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+
+/// Environment prefix (`ROOMCAST_CONN_LISTEN`, `ROOMCAST_CONN_NODE__OUTBOUND_QUEUE`, …).
+pub const ENV_PREFIX: &str = "ROOMCAST_CONN";
+
+/// Everything `roomcast-conn` reads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessConfig {
+    /// WebSocket listener (clients connect to `/v1/ws`).
+    pub listen: String,
+    /// QUIC listener (UDP); empty disables QUIC.
+    pub quic_listen: String,
+    /// `/metrics`, `/livez`, `/readyz`.
+    pub ops_listen: String,
+    /// Conn node settings (`node.token_secret` is required).
+    pub node: Config,
+    /// etcd.
+    pub discovery: DiscoveryConfig,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8601".into(),
+            quic_listen: "0.0.0.0:8604".into(),
+            ops_listen: "0.0.0.0:8612".into(),
+            node: Config::default(),
+            discovery: DiscoveryConfig::default(),
+        }
+    }
+}
+
+/// Command line of `roomcast-conn`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "roomcast-conn",
+    version,
+    about = "Roomcast conn node: holds client WebSocket connections and fans room messages out to them",
+    after_help = "Every setting can come from the TOML file (--config), from ROOMCAST_CONN_<KEY> \
+(nested keys joined by __, e.g. ROOMCAST_CONN_NODE__OUTBOUND_QUEUE=512) or from flags. \
+Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
+)]
+pub struct Args {
+    /// Flags shared by every service.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// HS256 secret of client tokens [config: node.token_secret].
+    #[arg(long, env = "ROOMCAST_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// Placement zone reported to the router [config: node.zone].
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// QUIC listener address; empty disables QUIC [config: quic_listen].
+    #[arg(long)]
+    pub quic_listen: Option<String>,
+}
+
+/// Load the configuration, connect discovery, serve until `shutdown`.
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
+    let mut overlay = serde_json::Map::new();
+    if let Some(secret) = &args.token_secret {
+        overlay.insert("token_secret".into(), secret.clone().into());
+    }
+    if let Some(zone) = &args.zone {
+        overlay.insert("zone".into(), zone.clone().into());
+    }
+    let mut root = serde_json::Map::new();
+    root.insert("node".into(), overlay.into());
+    if let Some(quic) = &args.quic_listen {
+        root.insert("quic_listen".into(), quic.clone().into());
+    }
+    let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, root.into())?;
+    if args.common.print_config {
+        print!("{}", common::process::to_toml(&cfg));
+        return Ok(());
+    }
+    if cfg.node.token_secret.is_empty() && cfg.node.token_eddsa_public_pem.is_none() {
+        return Err(StartError::Config(
+            "no token key: set node.token_secret (or ROOMCAST_TOKEN_SECRET) or node.token_eddsa_public_pem".into(),
+        ));
+    }
+    let ws = common::process::bind(&cfg.listen, "WebSocket endpoint").await?;
+    let quic = if cfg.quic_listen.is_empty() {
+        None
+    } else {
+        Some(std::net::UdpSocket::bind(&cfg.quic_listen).map_err(|e| {
+            StartError::Bind(format!(
+                "cannot listen for QUIC on {}: {e}",
+                cfg.quic_listen
+            ))
+        })?)
+    };
+    let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
+    let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
+    let registry = prometheus::Registry::new();
+    let readiness = Readiness::default();
+    let ops_task =
+        common::process::spawn_ops(ops, registry.clone(), readiness.clone(), shutdown.clone());
+    let ready_task = common::process::track_readiness(
+        discovery.clone(),
+        ServiceKind::Conn,
+        cfg.node.node_id.clone(),
+        readiness,
+        shutdown.clone(),
+    );
+    let live_config = common::process::connect_live_config(&cfg.discovery).await?;
+    let deps = crate::Deps {
+        discovery,
+        live_config,
+        registry,
+    };
+    let listeners = crate::Listeners { ws, quic };
+    let result = crate::run(cfg.node, deps, listeners, shutdown).await;
+    let _ = ready_task.await;
+    let _ = ops_task.await;
+    result.map_err(|e| match e {
+        crate::Error::Auth(a) => StartError::Config(a.to_string()),
+        crate::Error::Tls(t) => StartError::Config(format!("QUIC TLS: {t}")),
+        other => StartError::Unavailable(other.to_string()),
+    })
+}

@@ -1,0 +1,203 @@
+//! QUIC transport: the client protocol as length-delimited protobuf frames on
+//! one bidirectional stream per connection (ALPN `roomcast/1`, TLS 1.3 always).
+//!
+//! Certificates come from PEM files, or a self-signed one is generated at
+//! start for development; its SHA-256 fingerprint is advertised in discovery
+//! (`endpoints["quic_cert_sha256"]`) so SDKs can pin it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use bytes::Bytes;
+use futures::{Sink, StreamExt as _};
+use quinn::crypto::rustls::QuicServerConfig;
+use sha2::{Digest as _, Sha256};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use crate::Ctx;
+use crate::codec::Wire;
+use crate::config::Config;
+use crate::error::Error;
+
+/// Largest server frame (a history replay chunk of large messages).
+const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
+/// How long a closing connection waits before it is torn down, so the final
+/// error frame reaches the client first.
+const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
+/// A TLS configuration for the QUIC listener and the fingerprint clients pin.
+pub(crate) struct QuicTls {
+    pub(crate) server: quinn::ServerConfig,
+    pub(crate) cert_sha256: String,
+}
+
+/// Load the configured certificate, or generate a self-signed one.
+pub(crate) fn tls(cfg: &Config) -> Result<QuicTls, Error> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) =
+        match (&cfg.quic_cert_path, &cfg.quic_key_path) {
+            (Some(cert), Some(key)) => {
+                let certs = CertificateDer::pem_file_iter(cert)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| Error::Tls(format!("cannot read certificate {cert}: {e}")))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| Error::Tls(format!("cannot read private key {key}: {e}")))?;
+                (certs, key)
+            }
+            (None, None) => {
+                let mut names = vec!["localhost".to_string(), cfg.advertise_host.clone()];
+                names.dedup();
+                let generated = rcgen::generate_simple_self_signed(names).map_err(|e| {
+                    Error::Tls(format!("cannot generate a development certificate: {e}"))
+                })?;
+                let key = PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der());
+                (vec![generated.cert.der().clone()], key.into())
+            }
+            _ => {
+                return Err(Error::Tls(
+                    "set both quic_cert_path and quic_key_path, or neither".into(),
+                ));
+            }
+        };
+    let first = certs
+        .first()
+        .ok_or_else(|| Error::Tls("the certificate file holds no certificate".into()))?;
+    let cert_sha256 = hex::encode(Sha256::digest(first.as_ref()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    crypto.alpn_protocols = vec![proto::QUIC_ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(crypto).map_err(|e| Error::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // The session enforces the heartbeat; QUIC's own idle timeout is a backstop.
+    let idle = Duration::from_millis(
+        cfg.heartbeat_ms
+            .saturating_mul(u64::from(cfg.idle_heartbeats.max(1)) + 1),
+    );
+    transport.max_idle_timeout(idle.try_into().ok());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_concurrent_bidi_streams(1u32.into());
+    server.transport_config(Arc::new(transport));
+    Ok(QuicTls {
+        server,
+        cert_sha256,
+    })
+}
+
+/// Accept QUIC connections until `stop`.
+pub(crate) async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, stop: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            _ = stop.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        // Admission before the handshake: refusing costs one packet.
+        if ctx.metrics.connections.get() as usize >= ctx.cfg.max_connections {
+            incoming.refuse();
+            continue;
+        }
+        let ctx2 = ctx.clone();
+        ctx.tracker.spawn(async move {
+            let peer = incoming.remote_address();
+            if let Err(error) = accept(ctx2, incoming, peer).await {
+                tracing::debug!(%peer, %error, "QUIC connection failed before its session started.");
+            }
+        });
+    }
+    endpoint.close(1001u32.into(), b"going away");
+}
+
+async fn accept(ctx: Arc<Ctx>, incoming: quinn::Incoming, peer: SocketAddr) -> Result<(), String> {
+    let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
+    let connection = tokio::time::timeout(hello_timeout, incoming)
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (send, recv) = tokio::time::timeout(hello_timeout, connection.accept_bi())
+        .await
+        .map_err(|_| "no stream opened in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let hard_cap = (ctx.cfg.max_frame_bytes * 2).max(ctx.cfg.max_frame_bytes + 64 * 1024);
+    // Client frames are capped; server frames (history replays) may be large.
+    let read_codec = LengthDelimitedCodec::builder()
+        .max_frame_length(hard_cap)
+        .new_codec();
+    let write_codec = LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_SERVER_FRAME)
+        .new_codec();
+    let stream =
+        FramedRead::new(recv, read_codec).map(|frame| frame.map(|b| Message::Binary(b.freeze())));
+    let sink = QuicSink {
+        framed: FramedWrite::new(send, write_codec),
+        connection,
+        closing: None,
+    };
+    crate::session::serve(ctx, sink, stream, Wire::Protobuf, peer).await;
+    Ok(())
+}
+
+/// Writes session messages as length-delimited frames; a close message ends
+/// the stream and closes the connection with the WebSocket close code.
+struct QuicSink {
+    framed: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    connection: quinn::Connection,
+    /// Set by a close message; applied once everything before it is flushed.
+    closing: Option<(u16, String)>,
+}
+
+impl Sink<Message> for QuicSink {
+    type Error = std::io::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Sink::<Bytes>::poll_ready(Pin::new(&mut self.framed), cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+        match message {
+            Message::Binary(bytes) => Pin::new(&mut self.framed).start_send(bytes),
+            Message::Text(text) => {
+                Pin::new(&mut self.framed).start_send(Bytes::copy_from_slice(text.as_bytes()))
+            }
+            Message::Close(frame) => {
+                self.closing = Some(
+                    frame
+                        .map(|f| (f.code, f.reason.to_string()))
+                        .unwrap_or((1000, String::new())),
+                );
+                Ok(())
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        std::task::ready!(Sink::<Bytes>::poll_flush(Pin::new(&mut self.framed), cx))?;
+        if let Some((code, reason)) = self.closing.take() {
+            // End the stream after the frames already written, then close the
+            // connection a moment later so they arrive before the close.
+            let _ = self.framed.get_mut().finish();
+            let connection = self.connection.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CLOSE_LINGER).await;
+                connection.close(u32::from(code).into(), reason.as_bytes());
+            });
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Sink::<Bytes>::poll_close(Pin::new(&mut self.framed), cx)
+    }
+}

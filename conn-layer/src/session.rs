@@ -1,0 +1,917 @@
+//! One client connection: handshake, then a single task that reads client
+//! frames, writes queued frames in per-room seq order, and keeps heartbeats.
+//!
+//! Each room the client joined has a cursor `(epoch, seq)`. Shared batches
+//! from the room feed are written as-is when they continue the cursor; a hole
+//! (dropped under lag) is pulled from history first; an overlap is trimmed.
+//! So the client sees every durable message once, in order, or is told it
+//! cannot (`Joined{recovered: false}` with a fresh snapshot).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use proto::client::v1::{
+    ClientFrame, Code, Error as ErrorFrame, GoAway, Join, Joined, Lagged, Leave, Left, Pong,
+    Publish, Reply, RoomMessage, ServerFrame, Welcome, client_frame, server_frame,
+};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::Ctx;
+use crate::codec::{self, Inbound, Wire};
+use crate::feeds::{RoomBatch, delivery_frame};
+use crate::handle::{Outbound, SessionHandle};
+use crate::pull::{pull_once, pull_range};
+use crate::upstream::UpstreamCmd;
+
+/// WebSocket close codes (RFC 6455 §7.4.1).
+mod close {
+    pub(super) const GOING_AWAY: u16 = 1001;
+    pub(super) const INVALID_PAYLOAD: u16 = 1007;
+    pub(super) const POLICY: u16 = 1008;
+    pub(super) const TOO_BIG: u16 = 1009;
+}
+/// Longest room id.
+const MAX_ROOM_ID: usize = 128;
+/// Longest action name.
+const MAX_ACTION: usize = 64;
+/// Messages per Delivery frame when replaying history.
+const REPLAY_CHUNK: usize = 200;
+/// Attempts to re-authorize a room after its stream reset, with doubling delays.
+const RESET_RETRIES: u32 = 4;
+/// Time allowed for a final error or close frame to leave.
+const LAST_WORDS: Duration = Duration::from_millis(500);
+
+/// A transport's outgoing half: WebSocket messages (QUIC maps them onto
+/// length-delimited frames).
+pub(crate) trait Outgoing: Sink<Message, Error = Self::Failure> + Unpin + Send {
+    type Failure: std::fmt::Display;
+}
+impl<T, E: std::fmt::Display> Outgoing for T
+where
+    T: Sink<Message, Error = E> + Unpin + Send,
+{
+    type Failure = E;
+}
+
+/// A transport's incoming half.
+pub(crate) trait Incoming:
+    Stream<Item = Result<Message, Self::Failure>> + Unpin + Send
+{
+    type Failure: std::fmt::Display;
+}
+impl<T, E: std::fmt::Display> Incoming for T
+where
+    T: Stream<Item = Result<Message, E>> + Unpin + Send,
+{
+    type Failure = E;
+}
+
+/// Serve one connection, whatever carries it.
+pub(crate) async fn serve<S: Outgoing, R: Incoming>(
+    ctx: Arc<Ctx>,
+    sink: S,
+    stream: R,
+    wire: Wire,
+    peer: SocketAddr,
+) {
+    ctx.metrics.connections.inc();
+    ctx.metrics.connections_total.inc();
+    let span = tracing::debug_span!("session", %peer, session = tracing::field::Empty);
+    run(ctx.clone(), sink, stream, wire).instrument(span).await;
+    ctx.metrics.connections.dec();
+}
+
+/// Why the loop ends.
+enum Exit {
+    /// The peer went away or the socket failed: nothing more to say.
+    Gone,
+    /// Say this (an error frame, then a close frame) and stop.
+    Close {
+        code: u16,
+        reason: String,
+        error: Option<ErrorFrame>,
+    },
+}
+
+fn error(code: Code, message: impl Into<String>, r#ref: u32, room: &str) -> ErrorFrame {
+    ErrorFrame {
+        code: code as i32,
+        message: message.into(),
+        r#ref,
+        room: room.to_string(),
+    }
+}
+
+fn frame(f: server_frame::Frame) -> ServerFrame {
+    ServerFrame { frame: Some(f) }
+}
+
+async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R, wire: Wire) {
+    let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
+    let first = tokio::time::timeout(
+        hello_timeout,
+        next_inbound(&mut stream, ctx.cfg.max_frame_bytes),
+    )
+    .await;
+    let hello = match first {
+        Err(_) => {
+            let e = error(
+                Code::HelloRequired,
+                "no hello within the handshake timeout",
+                0,
+                "",
+            );
+            return last_words(&mut sink, wire, Some(e), close::POLICY, "hello timeout").await;
+        }
+        Ok(None) => return,
+        Ok(Some(Inbound::Frame(ClientFrame {
+            frame: Some(client_frame::Frame::Hello(h)),
+        }))) => h,
+        Ok(Some(other)) => {
+            let (code, e) = reject_pre_hello(&ctx, other);
+            return last_words(&mut sink, wire, Some(e), code, "hello required").await;
+        }
+    };
+    let claims = match ctx.verifier.verify(&hello.token) {
+        Ok(c) => c,
+        Err(err) => {
+            ctx.metrics.bad_frames.with_label_values(&["auth"]).inc();
+            let code = match err {
+                common::auth::AuthError::Expired => Code::TokenExpired,
+                _ => Code::Unauthenticated,
+            };
+            let e = error(code, err.to_string(), 0, "");
+            return last_words(&mut sink, wire, Some(e), close::POLICY, "unauthenticated").await;
+        }
+    };
+
+    let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+    tracing::Span::current().record("session", &*session_id);
+    let uid: Arc<str> = Arc::from(claims.sub);
+    let (handle, rx) = SessionHandle::new(session_id.clone(), uid.clone(), ctx.cfg.outbound_queue);
+    if ctx.registry.add(handle.clone()) {
+        let _ = ctx
+            .upstream
+            .send(UpstreamCmd::UserOnline(uid.clone()))
+            .await;
+    }
+    let rate = NonZeroU32::new(ctx.cfg.upstream_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(ctx.cfg.upstream_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    let mut session = Session {
+        ctx: ctx.clone(),
+        wire,
+        sink,
+        handle,
+        rooms: HashMap::new(),
+        limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        strikes: 0,
+    };
+    let welcome = Welcome {
+        session_id: session_id.to_string(),
+        uid: uid.to_string(),
+        heartbeat_ms: ctx.cfg.heartbeat_ms as u32,
+        max_frame_bytes: ctx.cfg.max_frame_bytes as u32,
+        node_id: ctx.cfg.node_id.clone(),
+    };
+    let exit = match session
+        .write_own(&frame(server_frame::Frame::Welcome(welcome)))
+        .await
+    {
+        Ok(()) => session.main_loop(&mut stream, rx).await,
+        Err(()) => Exit::Gone,
+    };
+    if let Exit::Close {
+        code,
+        reason,
+        error,
+    } = exit
+    {
+        last_words(&mut session.sink, wire, error, code, &reason).await;
+    }
+    session.cleanup().await;
+}
+
+fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, ErrorFrame) {
+    match inbound {
+        Inbound::Malformed(why) => {
+            ctx.metrics
+                .bad_frames
+                .with_label_values(&["malformed"])
+                .inc();
+            (close::INVALID_PAYLOAD, error(Code::Malformed, why, 0, ""))
+        }
+        Inbound::TooLarge(n) => {
+            ctx.metrics
+                .bad_frames
+                .with_label_values(&["too_large"])
+                .inc();
+            let msg = format!(
+                "frame of {n} bytes exceeds the limit of {} bytes",
+                ctx.cfg.max_frame_bytes
+            );
+            (close::TOO_BIG, error(Code::TooLarge, msg, 0, ""))
+        }
+        _ => (
+            close::POLICY,
+            error(
+                Code::HelloRequired,
+                "the first frame must be a hello with a token",
+                0,
+                "",
+            ),
+        ),
+    }
+}
+
+/// The next data message (pings and pongs are answered by the WebSocket layer).
+async fn next_inbound<R: Incoming>(stream: &mut R, max: usize) -> Option<Inbound> {
+    loop {
+        match stream.next().await? {
+            Ok(message) => match codec::decode(message, max) {
+                Inbound::Control => continue,
+                Inbound::Close => return None,
+                other => return Some(other),
+            },
+            Err(error) => {
+                tracing::debug!(%error, "Socket read failed.");
+                return None;
+            }
+        }
+    }
+}
+
+async fn last_words<S: Outgoing>(
+    sink: &mut S,
+    wire: Wire,
+    error: Option<ErrorFrame>,
+    code: u16,
+    reason: &str,
+) {
+    let words = async {
+        if let Some(e) = error {
+            sink.send(codec::encode(wire, &frame(server_frame::Frame::Error(e))))
+                .await?;
+        }
+        sink.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await
+    };
+    let _ = tokio::time::timeout(LAST_WORDS, words).await;
+}
+
+struct RoomCursor {
+    epoch: u64,
+    seq: u64,
+}
+
+struct Session<S> {
+    ctx: Arc<Ctx>,
+    wire: Wire,
+    sink: S,
+    handle: SessionHandle,
+    rooms: HashMap<Arc<str>, RoomCursor>,
+    limiter: DefaultDirectRateLimiter,
+    strikes: u32,
+}
+
+impl<S: Outgoing> Session<S> {
+    async fn main_loop<R: Incoming>(
+        &mut self,
+        stream: &mut R,
+        mut rx: mpsc::Receiver<Outbound>,
+    ) -> Exit {
+        let heartbeat = Duration::from_millis(self.ctx.cfg.heartbeat_ms.max(100));
+        let idle_limit = heartbeat * self.ctx.cfg.idle_heartbeats.max(1);
+        let mut idle_check = tokio::time::interval(heartbeat);
+        let mut last_in = Instant::now();
+        let kill = self.handle.shared.kill.clone();
+        let stop = self.ctx.sessions_stop.clone();
+        let mut go_away_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => {
+                    let (code, reason) = self.handle.shared.kill_reason.get().copied()
+                        .unwrap_or((Code::Internal, "disconnected"));
+                    return Exit::Close {
+                        code: close::POLICY,
+                        reason: reason.to_string(),
+                        error: Some(error(code, reason, 0, "")),
+                    };
+                }
+                // Draining: keep serving until this session's moment in the
+                // drain window, so reconnects are spread out.
+                _ = stop.cancelled(), if go_away_at.is_none() => {
+                    let window = self.ctx.cfg.drain_window_ms.max(1);
+                    let delay = Duration::from_millis(rand::random::<u64>() % window);
+                    go_away_at = Some(tokio::time::Instant::now() + delay);
+                }
+                _ = sleep_until(go_away_at) => return self.go_away().await,
+                inbound = stream.next() => {
+                    let message = match inbound {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "Socket read failed.");
+                            return Exit::Gone;
+                        }
+                        None => return Exit::Gone,
+                    };
+                    last_in = Instant::now();
+                    match codec::decode(message, self.ctx.cfg.max_frame_bytes) {
+                        Inbound::Frame(f) => {
+                            if let Some(exit) = self.on_frame(f).await {
+                                return exit;
+                            }
+                        }
+                        Inbound::Malformed(why) => {
+                            self.ctx.metrics.bad_frames.with_label_values(&["malformed"]).inc();
+                            return Exit::Close {
+                                code: close::INVALID_PAYLOAD,
+                                reason: "malformed frame".into(),
+                                error: Some(error(Code::Malformed, why, 0, "")),
+                            };
+                        }
+                        Inbound::TooLarge(n) => {
+                            self.ctx.metrics.bad_frames.with_label_values(&["too_large"]).inc();
+                            let max = self.ctx.cfg.max_frame_bytes;
+                            return Exit::Close {
+                                code: close::TOO_BIG,
+                                reason: "frame too large".into(),
+                                error: Some(error(Code::TooLarge, format!("frame of {n} bytes exceeds the limit of {max} bytes"), 0, "")),
+                            };
+                        }
+                        Inbound::Control => {}
+                        Inbound::Close => return Exit::Gone,
+                    }
+                }
+                out = rx.recv() => {
+                    let Some(out) = out else { return Exit::Gone };
+                    self.ctx.metrics.queue_depth.observe(rx.len() as f64);
+                    if self.on_outbound(out).await.is_err() {
+                        return Exit::Gone;
+                    }
+                }
+                _ = idle_check.tick() => {
+                    if last_in.elapsed() > idle_limit {
+                        return Exit::Close { code: close::GOING_AWAY, reason: "idle timeout".into(), error: None };
+                    }
+                }
+            }
+        }
+    }
+
+    async fn go_away(&mut self) -> Exit {
+        // The spread already happened (each session picks its moment), so the
+        // client may reconnect at once.
+        let go = GoAway {
+            reason: "server shutting down".into(),
+            reconnect_after_ms: 0,
+        };
+        let _ = tokio::time::timeout(
+            LAST_WORDS,
+            self.write_own(&frame(server_frame::Frame::GoAway(go))),
+        )
+        .await;
+        Exit::Close {
+            code: close::GOING_AWAY,
+            reason: "going away".into(),
+            error: None,
+        }
+    }
+
+    // === writing ===
+
+    async fn write(&mut self, message: Message) -> Result<(), ()> {
+        let kill = self.handle.shared.kill.clone();
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => Err(()),
+            r = self.sink.send(message) => {
+                self.ctx.metrics.frames_out.inc();
+                r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
+            }
+        }
+    }
+
+    async fn write_own(&mut self, f: &ServerFrame) -> Result<(), ()> {
+        let message = codec::encode(self.wire, f);
+        self.write(message).await
+    }
+
+    async fn write_error(&mut self, e: ErrorFrame) -> Result<(), ()> {
+        self.write_own(&frame(server_frame::Frame::Error(e))).await
+    }
+
+    async fn write_messages(
+        &mut self,
+        room: &str,
+        epoch: u64,
+        messages: Vec<RoomMessage>,
+    ) -> Result<(), ()> {
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(REPLAY_CHUNK));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let (first, last) = match (chunk.first(), chunk.last()) {
+                (Some(f), Some(l)) => (f.seq, l.seq),
+                _ => break,
+            };
+            let n = chunk.len() as u64;
+            self.write_own(&delivery_frame(room, epoch, first, last, chunk))
+                .await?;
+            self.ctx.metrics.deliveries.inc_by(n);
+        }
+        Ok(())
+    }
+
+    // === client frames ===
+
+    async fn on_frame(&mut self, f: ClientFrame) -> Option<Exit> {
+        let kind = match &f.frame {
+            Some(client_frame::Frame::Hello(_)) => "hello",
+            Some(client_frame::Frame::Join(_)) => "join",
+            Some(client_frame::Frame::Leave(_)) => "leave",
+            Some(client_frame::Frame::Publish(_)) => "publish",
+            Some(client_frame::Frame::Ping(_)) => "ping",
+            None => "unknown",
+        };
+        self.ctx.metrics.frames_in.with_label_values(&[kind]).inc();
+        if self.limiter.check().is_err() {
+            self.strikes += 1;
+            self.ctx
+                .metrics
+                .bad_frames
+                .with_label_values(&["rate_limited"])
+                .inc();
+            if self.strikes > self.ctx.cfg.rate_limit_strikes {
+                return Some(Exit::Close {
+                    code: close::POLICY,
+                    reason: "rate limit exceeded".into(),
+                    error: Some(error(
+                        Code::RateLimited,
+                        "too many frames; connection closed",
+                        0,
+                        "",
+                    )),
+                });
+            }
+            let (r#ref, room) = frame_ref(&f);
+            let e = error(
+                Code::RateLimited,
+                "too many frames; slow down",
+                r#ref,
+                &room,
+            );
+            return self.write_error(e).await.err().map(|()| Exit::Gone);
+        }
+        self.strikes = 0;
+        let result = match f.frame {
+            None => {
+                self.ctx
+                    .metrics
+                    .bad_frames
+                    .with_label_values(&["unknown"])
+                    .inc();
+                self.write_error(error(
+                    Code::UnknownFrame,
+                    "unknown frame type for roomcast v1",
+                    0,
+                    "",
+                ))
+                .await
+            }
+            Some(client_frame::Frame::Hello(_)) => {
+                self.write_error(error(Code::BadRequest, "already authenticated", 0, ""))
+                    .await
+            }
+            Some(client_frame::Frame::Join(j)) => self.join(j).await,
+            Some(client_frame::Frame::Leave(l)) => self.leave(l).await,
+            Some(client_frame::Frame::Publish(p)) => self.publish(p).await,
+            Some(client_frame::Frame::Ping(p)) => {
+                let pong = Pong {
+                    client_time_ms: p.client_time_ms,
+                    server_time_ms: common::time::now_ms(),
+                };
+                self.write_own(&frame(server_frame::Frame::Pong(pong)))
+                    .await
+            }
+        };
+        result.err().map(|()| Exit::Gone)
+    }
+
+    fn check_room(&self, room: &str) -> Result<(), String> {
+        if room.is_empty() || room.len() > MAX_ROOM_ID || room.chars().any(char::is_control) {
+            return Err(format!(
+                "room id must be 1..={MAX_ROOM_ID} bytes without control characters"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn join(&mut self, j: Join) -> Result<(), ()> {
+        if let Err(why) = self.check_room(&j.room) {
+            return self
+                .write_error(error(Code::BadRequest, why, j.r#ref, &j.room))
+                .await;
+        }
+        let room: Arc<str> = Arc::from(j.room.as_str());
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.ctx.cfg.max_rooms_per_session
+        {
+            let msg = format!(
+                "a connection may join at most {} rooms",
+                self.ctx.cfg.max_rooms_per_session
+            );
+            return self
+                .write_error(error(Code::BadRequest, msg, j.r#ref, &j.room))
+                .await;
+        }
+        let ctx = self.ctx.clone();
+        let snapshot = match ctx
+            .biz
+            .authorize(&self.handle.uid, &room, &self.handle.id)
+            .await
+        {
+            Ok(s) => s,
+            Err(refusal) => {
+                ctx.metrics.joins.with_label_values(&["refused"]).inc();
+                return self
+                    .write_error(error(refusal.code, refusal.message, j.r#ref, &j.room))
+                    .await;
+            }
+        };
+        let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
+        let feed = ctx.feeds.join(&ctx, &room, self.handle.clone()).await;
+        let start = match feed.ready(timeout).await {
+            Some(_) => self.start_position(&room, j.resume.as_ref(), timeout).await,
+            None => Err("the push layer did not acknowledge the room in time".to_string()),
+        };
+        let (epoch, start_seq, recovered, missed) = match start {
+            Ok(s) => s,
+            Err(why) => {
+                if !self.rooms.contains_key(&room) {
+                    ctx.feeds.leave(&ctx, &room, &self.handle.id).await;
+                    ctx.biz
+                        .member_left(&self.handle.uid, &room, &self.handle.id)
+                        .await;
+                }
+                ctx.metrics.joins.with_label_values(&["unavailable"]).inc();
+                return self
+                    .write_error(error(Code::Unavailable, why, j.r#ref, &j.room))
+                    .await;
+            }
+        };
+        self.rooms.insert(
+            room.clone(),
+            RoomCursor {
+                epoch,
+                seq: start_seq,
+            },
+        );
+        ctx.metrics
+            .joins
+            .with_label_values(&[if recovered { "resumed" } else { "ok" }])
+            .inc();
+        let joined = Joined {
+            r#ref: j.r#ref,
+            room: j.room,
+            epoch,
+            start_seq,
+            recovered,
+            snapshot: Some(snapshot),
+        };
+        self.write_own(&frame(server_frame::Frame::Joined(joined)))
+            .await?;
+        self.write_messages(&room, epoch, missed).await
+    }
+
+    /// Where a joining client starts: after its resume point if the history
+    /// still reaches it in the same epoch, else at the head.
+    async fn start_position(
+        &self,
+        room: &str,
+        resume: Option<&proto::client::v1::Resume>,
+        timeout: Duration,
+    ) -> Result<(u64, u64, bool, Vec<RoomMessage>), String> {
+        let dir = &self.ctx.directory;
+        if let Some(r) = resume {
+            let range = pull_range(
+                dir,
+                room,
+                r.last_seq,
+                None,
+                self.ctx.cfg.pull_batch,
+                timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if range.epoch == r.epoch && !range.truncated && r.last_seq <= range.head {
+                let last = range.messages.last().map(|m| m.seq).unwrap_or(r.last_seq);
+                return Ok((range.epoch, last, true, range.messages));
+            }
+        }
+        let head = pull_once(dir, room, 0, 0, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((head.epoch, head.head, false, Vec::new()))
+    }
+
+    async fn leave(&mut self, l: Leave) -> Result<(), ()> {
+        let Some((room, _)) = self.rooms.remove_entry(l.room.as_str()) else {
+            return self
+                .write_error(error(Code::NotJoined, "not in this room", l.r#ref, &l.room))
+                .await;
+        };
+        self.ctx
+            .feeds
+            .leave(&self.ctx, &room, &self.handle.id)
+            .await;
+        self.ctx
+            .biz
+            .member_left(&self.handle.uid, &room, &self.handle.id)
+            .await;
+        let left = Left {
+            r#ref: l.r#ref,
+            room: l.room,
+            reason: String::new(),
+        };
+        self.write_own(&frame(server_frame::Frame::Left(left)))
+            .await
+    }
+
+    async fn publish(&mut self, p: Publish) -> Result<(), ()> {
+        if !self.rooms.contains_key(p.room.as_str()) {
+            let e = error(
+                Code::NotJoined,
+                "join the room before publishing to it",
+                p.r#ref,
+                &p.room,
+            );
+            return self.write_error(e).await;
+        }
+        if p.action.is_empty() || p.action.len() > MAX_ACTION {
+            let e = error(
+                Code::BadRequest,
+                format!("action must be 1..={MAX_ACTION} bytes"),
+                p.r#ref,
+                &p.room,
+            );
+            return self.write_error(e).await;
+        }
+        // The reply comes back through the queue so a slow room-biz never
+        // stalls this connection's reads or deliveries.
+        let ctx = self.ctx.clone();
+        let handle = self.handle.clone();
+        self.ctx.tracker.spawn(async move {
+            let reply = ctx
+                .biz
+                .action(&handle.uid, &p.room, p.action, p.payload, &handle.id)
+                .await;
+            let reply = Reply {
+                r#ref: p.r#ref,
+                code: reply.code,
+                message: reply.message,
+                body: reply.body,
+            };
+            handle
+                .send(Outbound::Own(frame(server_frame::Frame::Reply(reply))))
+                .await;
+        });
+        Ok(())
+    }
+
+    // === queued frames ===
+
+    async fn on_outbound(&mut self, out: Outbound) -> Result<(), ()> {
+        if self.handle.lag_started() {
+            self.recover_from_lag().await?;
+        }
+        match out {
+            Outbound::Batch(batch) => self.on_batch(batch).await,
+            Outbound::Shared(shared) => {
+                let message = shared.message(self.wire);
+                self.write(message).await
+            }
+            Outbound::Own(f) => self.write_own(&f).await,
+            Outbound::Remove { room, reason } => {
+                if self.rooms.remove(&room).is_none() {
+                    return Ok(());
+                }
+                // room-biz already dropped the membership; only the fan-out goes.
+                self.ctx
+                    .feeds
+                    .leave(&self.ctx, &room, &self.handle.id)
+                    .await;
+                let left = Left {
+                    r#ref: 0,
+                    room: room.to_string(),
+                    reason,
+                };
+                self.write_own(&frame(server_frame::Frame::Left(left)))
+                    .await
+            }
+        }
+    }
+
+    /// Frames were dropped: say so, then pull every room up to its head.
+    async fn recover_from_lag(&mut self) -> Result<(), ()> {
+        // Clear first: a drop after this point starts a new episode.
+        self.handle.lag_recovered();
+        let rooms: Vec<(Arc<str>, u64)> =
+            self.rooms.iter().map(|(r, c)| (r.clone(), c.seq)).collect();
+        for (room, seq) in rooms {
+            let lagged = Lagged {
+                room: room.to_string(),
+                resume_after_seq: seq,
+            };
+            self.write_own(&frame(server_frame::Frame::Lagged(lagged)))
+                .await?;
+            self.fill(&room, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_batch(&mut self, batch: Arc<RoomBatch>) -> Result<(), ()> {
+        let Some(cursor) = self.rooms.get(&batch.room) else {
+            return Ok(());
+        };
+        if cursor.epoch != batch.epoch {
+            self.reset_room(&batch.room).await?;
+        } else if batch.first_seq > cursor.seq + 1 {
+            self.fill(&batch.room, Some(batch.first_seq - 1)).await?;
+        }
+        let Some(cursor) = self.rooms.get_mut(&batch.room) else {
+            return Ok(());
+        };
+        if cursor.epoch != batch.epoch
+            || batch.last_seq <= cursor.seq
+            || batch.first_seq > cursor.seq + 1
+        {
+            return Ok(());
+        }
+        let message = if batch.first_seq == cursor.seq + 1 {
+            batch.frame.message(self.wire)
+        } else {
+            // Overlap after a join or a fill: send only what is new.
+            let fresh: Vec<RoomMessage> = batch
+                .messages()
+                .iter()
+                .filter(|m| m.seq > cursor.seq)
+                .cloned()
+                .collect();
+            let first = cursor.seq + 1;
+            codec::encode(
+                self.wire,
+                &delivery_frame(&batch.room, batch.epoch, first, batch.last_seq, fresh),
+            )
+        };
+        let count = batch.last_seq - cursor.seq;
+        cursor.seq = batch.last_seq;
+        self.write(message).await?;
+        self.ctx.metrics.deliveries.inc_by(count);
+        Ok(())
+    }
+
+    /// Pull from the cursor up to `upto` (or the head) and write it. A stream
+    /// reset or a hole history cannot fill re-joins the room.
+    async fn fill(&mut self, room: &Arc<str>, upto: Option<u64>) -> Result<(), ()> {
+        let Some(cursor) = self.rooms.get(room) else {
+            return Ok(());
+        };
+        let (epoch, after) = (cursor.epoch, cursor.seq);
+        let timeout = Duration::from_millis(self.ctx.cfg.request_timeout_ms);
+        let range = match pull_range(
+            &self.ctx.directory,
+            room,
+            after,
+            upto,
+            self.ctx.cfg.pull_batch,
+            timeout,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Leave the cursor: the next batch or lag recovery tries again.
+                tracing::warn!(%room, error = %e, "Cannot fill a gap.");
+                return Ok(());
+            }
+        };
+        if range.epoch != epoch || range.truncated {
+            return self.reset_room(room).await;
+        }
+        if let Some(last) = range.messages.last().map(|m| m.seq)
+            && let Some(c) = self.rooms.get_mut(room)
+        {
+            c.seq = last;
+        }
+        self.write_messages(room, epoch, range.messages).await
+    }
+
+    /// The room's stream restarted or history no longer covers the client:
+    /// send a fresh snapshot with `recovered = false` and continue from the head.
+    async fn reset_room(&mut self, room: &Arc<str>) -> Result<(), ()> {
+        let ctx = self.ctx.clone();
+        let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
+        let mut attempt = 0u32;
+        let snapshot = loop {
+            match ctx
+                .biz
+                .authorize(&self.handle.uid, room, &self.handle.id)
+                .await
+            {
+                Ok(s) => break Ok(s),
+                // Backends recovering from the incident that reset the stream:
+                // retry a little, then leave the cursor for the next batch.
+                Err(refusal) if refusal.code == Code::Unavailable && attempt < RESET_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(refusal) => break Err(refusal),
+            }
+        };
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(refusal) if refusal.code == Code::Unavailable => {
+                tracing::warn!(%room, reason = %refusal.message, "Cannot re-join after a stream reset yet.");
+                return Ok(());
+            }
+            Err(refusal) => {
+                self.rooms.remove(room);
+                ctx.feeds.leave(&ctx, room, &self.handle.id).await;
+                let left = Left {
+                    r#ref: 0,
+                    room: room.to_string(),
+                    reason: refusal.message,
+                };
+                return self
+                    .write_own(&frame(server_frame::Frame::Left(left)))
+                    .await;
+            }
+        };
+        let head = match pull_once(&ctx.directory, room, 0, 0, timeout).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(%room, error = %e, "Cannot read the head for a reset.");
+                return Ok(());
+            }
+        };
+        self.rooms.insert(
+            room.clone(),
+            RoomCursor {
+                epoch: head.epoch,
+                seq: head.head,
+            },
+        );
+        let joined = Joined {
+            r#ref: 0,
+            room: room.to_string(),
+            epoch: head.epoch,
+            start_seq: head.head,
+            recovered: false,
+            snapshot: Some(snapshot),
+        };
+        self.write_own(&frame(server_frame::Frame::Joined(joined)))
+            .await
+    }
+
+    async fn cleanup(&mut self) {
+        let ctx = self.ctx.clone();
+        for (room, _) in std::mem::take(&mut self.rooms) {
+            ctx.feeds.leave(&ctx, &room, &self.handle.id).await;
+            ctx.biz
+                .member_left(&self.handle.uid, &room, &self.handle.id)
+                .await;
+        }
+        if ctx.registry.remove(&self.handle.uid, &self.handle.id) {
+            let _ = ctx
+                .upstream
+                .send(UpstreamCmd::UserOffline(self.handle.uid.clone()))
+                .await;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn frame_ref(f: &ClientFrame) -> (u32, String) {
+    match &f.frame {
+        Some(client_frame::Frame::Join(j)) => (j.r#ref, j.room.clone()),
+        Some(client_frame::Frame::Leave(l)) => (l.r#ref, l.room.clone()),
+        Some(client_frame::Frame::Publish(p)) => (p.r#ref, p.room.clone()),
+        _ => (0, String::new()),
+    }
+}

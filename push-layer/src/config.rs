@@ -1,0 +1,62 @@
+//! Push node settings.
+
+use serde::{Deserialize, Serialize};
+
+/// Messages kept in memory per room for pulls.
+pub const DEFAULT_RING_SIZE: usize = 512;
+/// Members above which a room is broadcast in-stream.
+pub const DEFAULT_BROADCAST_THRESHOLD: u32 = 500;
+/// Members below which a broadcast room returns to notify/pull (hysteresis).
+pub const DEFAULT_BROADCAST_EXIT_THRESHOLD: u32 = 250;
+/// How long broadcast messages are gathered into one batch.
+pub const DEFAULT_BROADCAST_WINDOW_MS: u64 = 5;
+
+/// Push node configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Unique node id.
+    pub node_id: String,
+    /// Host other services use to reach this node's gRPC port.
+    pub advertise_host: String,
+    /// Recent messages kept in memory per room.
+    pub ring_size: usize,
+    /// Members at or above which a room switches to broadcast.
+    pub broadcast_threshold: u32,
+    /// Members below which a broadcast room switches back to notify.
+    pub broadcast_exit_threshold: u32,
+    /// Broadcast batching window in milliseconds (0 sends each append at once).
+    pub broadcast_window_ms: u64,
+    /// Publishes appended to the log in one call at most.
+    pub publish_batch_max: usize,
+    /// Pending publishes per room before callers are refused.
+    pub room_queue_capacity: usize,
+    /// Pending frames per attached conn node before its stream is reset.
+    pub conn_queue_capacity: usize,
+    /// Largest pull answered.
+    pub pull_limit_max: u32,
+    /// Seconds a room without subscribers or publishes is kept in memory.
+    pub room_idle_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: format!("push-{}", &uuid_like()),
+            advertise_host: "127.0.0.1".into(),
+            ring_size: DEFAULT_RING_SIZE,
+            broadcast_threshold: DEFAULT_BROADCAST_THRESHOLD,
+            broadcast_exit_threshold: DEFAULT_BROADCAST_EXIT_THRESHOLD,
+            broadcast_window_ms: DEFAULT_BROADCAST_WINDOW_MS,
+            publish_batch_max: 256,
+            room_queue_capacity: 4096,
+            conn_queue_capacity: 16_384,
+            pull_limit_max: 1000,
+            room_idle_secs: 300,
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:08x}", common::message_log::new_epoch() as u32)
+}

@@ -1,0 +1,236 @@
+//! The `Push` gRPC service: proto ↔ hub, and forwarding to the owning node.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use common::push_directory::user_key;
+use futures::{Stream, StreamExt};
+use proto::client::v1::RoomMessage;
+use proto::internal::v1::push_server::Push;
+use proto::internal::v1::{
+    ConnToPush, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushToConn, PushUsersReply,
+    PushUsersRequest, RoomEphemeral, conn_to_push, push_to_conn,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::hub::Hub;
+
+/// Metadata marking a call already forwarded once, so views that disagree
+/// during a membership change cannot bounce a request forever.
+const FORWARDED: &str = "x-roomcast-forwarded";
+/// Longest room id accepted.
+const MAX_ROOM_ID: usize = 128;
+
+pub(crate) struct PushService {
+    hub: Arc<Hub>,
+}
+
+impl PushService {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+
+    /// The owner of `key` if it is another node and this call may still be forwarded.
+    fn remote_owner<T>(
+        &self,
+        key: &str,
+        request: &Request<T>,
+    ) -> Option<common::push_directory::PushOwner> {
+        if request.metadata().contains_key(FORWARDED) {
+            return None;
+        }
+        match self.hub.directory.owner(key) {
+            Ok(owner) if owner.node_id != self.hub.cfg.node_id => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+fn check_room(room: &str) -> Result<(), Status> {
+    if room.is_empty() || room.len() > MAX_ROOM_ID {
+        return Err(Error::Invalid(format!("room id must be 1..={MAX_ROOM_ID} bytes")).into());
+    }
+    Ok(())
+}
+
+type AttachStream = Pin<Box<dyn Stream<Item = Result<PushToConn, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Push for PushService {
+    async fn push_room(
+        &self,
+        request: Request<PushRoomRequest>,
+    ) -> Result<Response<PushRoomReply>, Status> {
+        check_room(&request.get_ref().room)?;
+        if let Some(mut owner) = self.remote_owner(&request.get_ref().room, &request) {
+            let reply = owner
+                .client
+                .push_room(forwarded(request.into_inner()))
+                .await
+                .map_err(|s| {
+                    Status::from(Error::Forward(format!(
+                        "{}: {}",
+                        owner.node_id,
+                        s.message()
+                    )))
+                })?;
+            return Ok(reply);
+        }
+        let req = request.into_inner();
+        let ts_ms = common::time::now_ms();
+        if !req.durable {
+            let frame = PushToConn {
+                msg: Some(push_to_conn::Msg::Ephemeral(RoomEphemeral {
+                    room: req.room.clone(),
+                    kind: req.kind,
+                    body: req.body,
+                    ts_ms,
+                })),
+            };
+            self.hub.publish_ephemeral(&req.room, frame);
+            return Ok(Response::new(PushRoomReply { epoch: 0, seq: 0 }));
+        }
+        let message = RoomMessage {
+            seq: 0,
+            kind: req.kind,
+            body: req.body,
+            sender: req.sender,
+            ts_ms,
+            priority: req.priority,
+        };
+        let (epoch, seq) = self.hub.publish(&req.room, message).await?;
+        Ok(Response::new(PushRoomReply { epoch, seq }))
+    }
+
+    async fn push_users(
+        &self,
+        request: Request<PushUsersRequest>,
+    ) -> Result<Response<PushUsersReply>, Status> {
+        let forward_allowed = !request.metadata().contains_key(FORWARDED);
+        let req = request.into_inner();
+        let ts_ms = common::time::now_ms();
+        let mut local = Vec::new();
+        let mut remote: std::collections::HashMap<
+            String,
+            (common::push_directory::PushOwner, Vec<String>),
+        > = std::collections::HashMap::new();
+        for uid in req.uids {
+            match self.hub.directory.owner(&user_key(&uid)) {
+                Ok(owner) if forward_allowed && owner.node_id != self.hub.cfg.node_id => {
+                    remote
+                        .entry(owner.node_id.clone())
+                        .or_insert_with(|| (owner, Vec::new()))
+                        .1
+                        .push(uid);
+                }
+                _ => local.push(uid),
+            }
+        }
+        let mut online = self
+            .hub
+            .push_users_local(&local, &req.kind, &req.body, ts_ms);
+        for (node, (mut owner, uids)) in remote {
+            let sub = PushUsersRequest {
+                uids,
+                kind: req.kind.clone(),
+                body: req.body.clone(),
+            };
+            match owner.client.push_users(forwarded(sub)).await {
+                Ok(reply) => online += reply.into_inner().online,
+                Err(status) => {
+                    return Err(Error::Forward(format!("{node}: {}", status.message())).into());
+                }
+            }
+        }
+        Ok(Response::new(PushUsersReply { online }))
+    }
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullReply>, Status> {
+        check_room(&request.get_ref().room)?;
+        if let Some(mut owner) = self.remote_owner(&request.get_ref().room, &request) {
+            return owner
+                .client
+                .pull(forwarded(request.into_inner()))
+                .await
+                .map_err(|s| {
+                    Status::from(Error::Forward(format!(
+                        "{}: {}",
+                        owner.node_id,
+                        s.message()
+                    )))
+                });
+        }
+        let req = request.into_inner();
+        Ok(Response::new(
+            self.hub.pull(&req.room, req.after_seq, req.limit).await?,
+        ))
+    }
+
+    type AttachStream = AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ConnToPush>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        if self.hub.is_shutting_down() {
+            return Err(Error::ShuttingDown.into());
+        }
+        let mut inbound = request.into_inner();
+        let node_id: Arc<str> = match inbound.message().await? {
+            Some(ConnToPush {
+                msg: Some(conn_to_push::Msg::Hello(hello)),
+            }) if !hello.node_id.is_empty() => Arc::from(hello.node_id),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Attach must be a hello with a node id",
+                ));
+            }
+        };
+        let (handle, rx) = self.hub.attach(node_id.clone());
+        let hub = self.hub.clone();
+        let reader_handle = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    _ = reader_handle.kill.cancelled() => break,
+                };
+                match next {
+                    Ok(Some(ConnToPush {
+                        msg: Some(conn_to_push::Msg::Interest(interest)),
+                    })) => {
+                        hub.interest(&node_id, &reader_handle, interest.rooms).await;
+                    }
+                    Ok(Some(ConnToPush {
+                        msg: Some(conn_to_push::Msg::Presence(p)),
+                    })) => {
+                        hub.presence(&node_id, p.online, p.offline);
+                    }
+                    Ok(Some(_)) => {
+                        tracing::debug!(%node_id, "Ignoring an unexpected attach message.");
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%node_id, %status, "Attach stream failed.");
+                        break;
+                    }
+                }
+            }
+            reader_handle.kill.cancel();
+            hub.detach(&node_id, reader_handle.generation);
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .take_until(handle.kill.cancelled_owned())
+            .map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

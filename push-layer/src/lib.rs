@@ -1,0 +1,119 @@
+//! The push layer: room subscriptions of conn nodes, dense per-room seqs through
+//! the message log, and fan-out to conn nodes by notify/pull (small rooms) or
+//! in-stream broadcast (large rooms).
+//!
+//! # Layout
+//! - [`config`]: settings and defaults.
+//! - `hub`: shared state: rooms, attached conn nodes, user → node map.
+//! - `room`: one room: ring of recent messages, subscribers, mode, publisher task.
+//! - `ring`: the ring buffer of recent messages.
+//! - `grpc`: the `Push` gRPC service (proto ↔ hub only).
+//! - [`process`]: the `roomcast-push` binary: config, engines, listeners.
+//! - `metrics`: Prometheus series.
+//! - [`error`]: typed errors.
+
+pub mod config;
+pub mod error;
+mod grpc;
+mod hub;
+mod metrics;
+pub mod process;
+mod ring;
+mod room;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::discovery::{Discovery, NodeInfo, ServiceKind};
+use common::message_log::MessageLog;
+use common::push_directory::PushDirectory;
+use proto::internal::v1::push_server::PushServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::Error;
+
+/// What a push node needs from its environment.
+pub struct Deps {
+    /// Node registry.
+    pub discovery: Arc<dyn Discovery>,
+    /// Message log engine.
+    pub log: Arc<dyn MessageLog>,
+    /// Where metrics are registered.
+    pub registry: prometheus::Registry,
+}
+
+/// How often the node refreshes its load in discovery.
+const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Run a push node on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    deps: Deps,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let local = listener.local_addr().map_err(Error::Bind)?;
+    let grpc_addr = format!("{}:{}", cfg.advertise_host, local.port());
+    let metrics = metrics::Metrics::new(&deps.registry);
+    let directory = PushDirectory::new(deps.discovery.as_ref());
+    let hub = hub::Hub::new(cfg.clone(), deps.log, directory, metrics, shutdown.clone());
+
+    let node = NodeInfo {
+        id: cfg.node_id.clone(),
+        grpc_addr: Some(grpc_addr.clone()),
+        ..NodeInfo::default()
+    };
+    deps.discovery
+        .register(ServiceKind::Push, node.clone())
+        .await?;
+    tracing::info!(node_id = %cfg.node_id, %grpc_addr, "Push node serving.");
+
+    let reporter = tokio::spawn(report_load(
+        hub.clone(),
+        deps.discovery.clone(),
+        node,
+        shutdown.clone(),
+    ));
+    let sweeper = tokio::spawn(hub::sweep_idle_rooms(hub.clone(), shutdown.clone()));
+
+    let service = PushServer::new(grpc::PushService::new(hub.clone()))
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service)
+        .serve_with_incoming_shutdown(common::grpc::incoming(listener), shutdown.cancelled_owned())
+        .await;
+
+    if let Err(error) = deps
+        .discovery
+        .deregister(ServiceKind::Push, &cfg.node_id)
+        .await
+    {
+        tracing::warn!(%error, "Could not deregister push node.");
+    }
+    hub.close();
+    let _ = reporter.await;
+    let _ = sweeper.await;
+    served.map_err(Error::Serve)
+}
+
+async fn report_load(
+    hub: Arc<hub::Hub>,
+    discovery: Arc<dyn Discovery>,
+    mut node: NodeInfo,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(LOAD_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        node.rooms = hub.room_count() as u64;
+        if let Err(error) = discovery.register(ServiceKind::Push, node.clone()).await {
+            tracing::warn!(%error, "Could not report push node load.");
+        }
+    }
+}

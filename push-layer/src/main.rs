@@ -1,0 +1,10 @@
+//! `roomcast-push`: a push node.
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let args = push_layer::process::Args::parse();
+    common::process::run_main("roomcast-push", |shutdown| {
+        push_layer::process::run(args, shutdown)
+    })
+}

@@ -1,0 +1,264 @@
+//! One room on its owning push node: the ring of recent messages, the conn
+//! nodes subscribed to it with their member counts, the fan-out mode, and the
+//! publisher task that serialises appends so seqs reach the ring in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::client::v1::RoomMessage;
+use proto::internal::v1::{Broadcast, Notify, PushToConn, push_to_conn};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::ring::Ring;
+
+/// How a room reaches its conn nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Tell conn nodes the new head; they pull.
+    Notify,
+    /// Carry the messages in the stream, batched.
+    Broadcast,
+}
+
+/// A publish waiting for its seq.
+pub(crate) struct PublishCmd {
+    pub(crate) message: RoomMessage,
+    pub(crate) reply: oneshot::Sender<Result<(u64, u64), Error>>,
+}
+
+pub(crate) struct Room {
+    pub(crate) id: Arc<str>,
+    pub(crate) publish_tx: mpsc::Sender<PublishCmd>,
+    pub(crate) state: Mutex<RoomState>,
+    /// Cancelled when the room is dropped from memory; ends the publisher task.
+    pub(crate) closed: CancellationToken,
+}
+
+pub(crate) struct RoomState {
+    /// 0 until the stream head is known.
+    pub(crate) epoch: u64,
+    pub(crate) head: u64,
+    pub(crate) ring: Ring,
+    /// Conn node id → members of this room on that node.
+    pub(crate) subscribers: HashMap<Arc<str>, u32>,
+    pub(crate) mode: Mode,
+    pub(crate) last_active: Instant,
+}
+
+impl RoomState {
+    pub(crate) fn members(&self) -> u64 {
+        self.subscribers.values().map(|m| u64::from(*m)).sum()
+    }
+
+    /// Re-evaluate the mode with hysteresis; returns the new mode if it changed.
+    pub(crate) fn update_mode(&mut self, enter: u32, exit: u32) -> Option<Mode> {
+        let members = self.members();
+        let next = match self.mode {
+            Mode::Notify if members >= u64::from(enter) => Mode::Broadcast,
+            Mode::Broadcast if members < u64::from(exit) => Mode::Notify,
+            same => same,
+        };
+        (next != self.mode).then(|| {
+            self.mode = next;
+            next
+        })
+    }
+
+    fn targets(&self) -> Vec<Arc<str>> {
+        self.subscribers.keys().cloned().collect()
+    }
+}
+
+impl Room {
+    pub(crate) fn new(
+        id: &str,
+        ring_size: usize,
+        queue: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<PublishCmd>) {
+        let (publish_tx, publish_rx) = mpsc::channel(queue);
+        let room = Arc::new(Self {
+            id: Arc::from(id),
+            publish_tx,
+            state: Mutex::new(RoomState {
+                epoch: 0,
+                head: 0,
+                ring: Ring::new(ring_size),
+                subscribers: HashMap::new(),
+                mode: Mode::Notify,
+                last_active: Instant::now(),
+            }),
+            closed: CancellationToken::new(),
+        });
+        (room, publish_rx)
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, RoomState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The publisher task of one room: drain queued publishes into one log append,
+/// put them in the ring in seq order, answer the callers, and fan out.
+pub(crate) async fn run_publisher(
+    hub: Arc<Hub>,
+    room: Arc<Room>,
+    mut rx: mpsc::Receiver<PublishCmd>,
+) {
+    let batch_max = hub.cfg.publish_batch_max.max(1);
+    let window = Duration::from_millis(hub.cfg.broadcast_window_ms);
+    let mut pending: Vec<RoomMessage> = Vec::new();
+    let mut pending_epoch = 0;
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    loop {
+        let cmd = tokio::select! {
+            cmd = rx.recv() => cmd,
+            _ = sleep_until(flush_at) => {
+                flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                flush_at = None;
+                continue;
+            }
+            _ = room.closed.cancelled() => None,
+        };
+        let Some(first) = cmd else { break };
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let Some((epoch, appended, mode, targets)) = append(&hub, &room, batch).await else {
+            continue;
+        };
+        match mode {
+            Mode::Notify => {
+                let seq = appended.last().map(|m| m.seq).unwrap_or_default();
+                let frame = PushToConn {
+                    msg: Some(push_to_conn::Msg::Notify(Notify {
+                        room: room.id.to_string(),
+                        epoch,
+                        seq,
+                    })),
+                };
+                hub.send_to_nodes(&targets, &frame);
+                hub.metrics.notifies.inc_by(targets.len() as u64);
+            }
+            Mode::Broadcast => {
+                if pending_epoch != epoch && !pending.is_empty() {
+                    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                }
+                pending_epoch = epoch;
+                pending.extend(appended);
+                if window.is_zero() {
+                    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                } else if flush_at.is_none() {
+                    flush_at = Some(tokio::time::Instant::now() + window);
+                }
+            }
+        }
+    }
+    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+type Appended = (u64, Vec<RoomMessage>, Mode, Vec<Arc<str>>);
+
+async fn append(hub: &Hub, room: &Room, batch: Vec<PublishCmd>) -> Option<Appended> {
+    let messages: Vec<RoomMessage> = batch.iter().map(|c| c.message.clone()).collect();
+    let started = Instant::now();
+    let result = hub.log.append(&room.id, &messages).await;
+    hub.metrics
+        .append_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let appended =
+        match result {
+            Ok(a) => a,
+            Err(error) => {
+                tracing::warn!(room = %room.id, %error, "Message log append failed.");
+                let shared = error.to_string();
+                for cmd in batch {
+                    let _ = cmd.reply.send(Err(Error::Log(
+                        common::message_log::LogError::Unavailable(shared.clone()),
+                    )));
+                }
+                return None;
+            }
+        };
+    let mut messages = messages;
+    for (i, m) in messages.iter_mut().enumerate() {
+        m.seq = appended.first_seq + i as u64;
+    }
+    let (mode, targets) = {
+        let mut state = room.lock();
+        if state.epoch != appended.epoch {
+            if state.epoch != 0 {
+                tracing::warn!(room = %room.id, old = state.epoch, new = appended.epoch, "Room stream has a new epoch.");
+            }
+            state.ring.clear();
+            state.epoch = appended.epoch;
+        }
+        state.ring.extend(&messages);
+        state.head = messages.last().map(|m| m.seq).unwrap_or(state.head);
+        state.last_active = Instant::now();
+        (state.mode, state.targets())
+    };
+    hub.metrics
+        .published
+        .with_label_values(&["true"])
+        .inc_by(messages.len() as u64);
+    for (cmd, m) in batch.into_iter().zip(&messages) {
+        let _ = cmd.reply.send(Ok((appended.epoch, m.seq)));
+    }
+    Some((appended.epoch, messages, mode, targets))
+}
+
+fn flush_broadcast(hub: &Hub, room: &Room, epoch: u64, pending: &mut Vec<RoomMessage>) {
+    if pending.is_empty() {
+        return;
+    }
+    let messages = std::mem::take(pending);
+    let targets = room.lock().targets();
+    let frame = PushToConn {
+        msg: Some(push_to_conn::Msg::Broadcast(Broadcast {
+            room: room.id.to_string(),
+            epoch,
+            messages,
+        })),
+    };
+    hub.send_to_nodes(&targets, &frame);
+    hub.metrics.broadcast_batches.inc_by(targets.len() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_switches_with_hysteresis() {
+        let (room, _rx) = Room::new("r", 8, 8);
+        let mut state = room.lock();
+        state.subscribers.insert(Arc::from("c1"), 60);
+        assert_eq!(state.update_mode(100, 50), None);
+        state.subscribers.insert(Arc::from("c2"), 40);
+        assert_eq!(state.update_mode(100, 50), Some(Mode::Broadcast));
+        state.subscribers.insert(Arc::from("c2"), 0);
+        assert_eq!(
+            state.update_mode(100, 50),
+            None,
+            "60 is above the exit threshold"
+        );
+        state.subscribers.remove("c2");
+        state.subscribers.insert(Arc::from("c1"), 49);
+        assert_eq!(state.update_mode(100, 50), Some(Mode::Notify));
+    }
+}

@@ -1,0 +1,62 @@
+//! `gift {gift_id, count, value}`: pushed to the room as a durable,
+//! high-priority `gift` event (never sampled), then added to the room's gift
+//! counters. The push comes first: a gift nobody saw is not counted, and a
+//! failed push is answered `UNAVAILABLE` so the client may retry.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proto::client::v1::Code;
+use serde_json::json;
+
+use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
+use crate::domain::rate;
+use crate::domain::rules::{self, Action};
+use crate::rooms::events;
+use crate::store::counter;
+
+/// `gift`.
+pub(super) struct Gift {
+    limit: Arc<Limit>,
+}
+
+impl Gift {
+    pub(super) fn new(limit: Arc<Limit>) -> Self {
+        Self { limit }
+    }
+}
+
+#[async_trait::async_trait]
+impl ActionHandler for Gift {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+        let gift: rate::Gift = payload(Action::Gift, call.payload)?;
+        let gift = gift.validate().map_err(Rejection::bad_request)?;
+        let rooms = &backends.rooms;
+        let view = rooms.gate(call.room, call.uid).await?;
+        rules::audience(view.room.state, view.standing(call.uid))?;
+        self.limit.check(call.room, call.uid)?;
+        let total = gift.total_value();
+        let body = json!({
+            "uid": call.uid,
+            "gift_id": gift.gift_id,
+            "count": gift.count,
+            "value": gift.value,
+            "total_value": total,
+        });
+        let Some(seq) = rooms.event(call.room, events::GIFT, &body, call.uid).await else {
+            return Err(Rejection::new(
+                Code::Unavailable,
+                "cannot publish the gift; it was not sent",
+            ));
+        };
+        let deltas = [
+            (counter::GIFTS.to_owned(), u64::from(gift.count)),
+            (counter::GIFT_VALUE.to_owned(), total),
+        ];
+        if let Err(error) = backends.store.add_counters(call.room, &deltas).await {
+            // Everyone saw it; only the summary misses it.
+            tracing::warn!(room = call.room, %error, "Gift pushed but not counted.");
+        }
+        Ok(reply(&json!({"seq": seq})))
+    }
+}

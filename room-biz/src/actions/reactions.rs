@@ -1,0 +1,77 @@
+//! `like {count}` and `react {emoji}`: counted in this node's aggregator
+//! (no store operation, no push per request); totals reach the store and the
+//! room once per window as an ephemeral `totals` event. See `rooms::counters`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
+use crate::domain::rate;
+use crate::domain::rules::{self, Action};
+
+/// `like`.
+pub(super) struct Like {
+    limit: Arc<Limit>,
+}
+
+impl Like {
+    pub(super) fn new(limit: Arc<Limit>) -> Self {
+        Self { limit }
+    }
+}
+
+#[async_trait::async_trait]
+impl ActionHandler for Like {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+        let like: rate::Like = payload(Action::Like, call.payload)?;
+        let count = like.validate().map_err(Rejection::bad_request)?;
+        let rooms = &backends.rooms;
+        let view = rooms.gate(call.room, call.uid).await?;
+        rules::audience(view.room.state, view.standing(call.uid))?;
+        self.limit.check(call.room, call.uid)?;
+        rooms.counters.add_likes(call.room, u64::from(count));
+        Ok(reply(&json!({"accepted": count})))
+    }
+}
+
+#[derive(Deserialize)]
+struct Reaction {
+    emoji: String,
+}
+
+/// `react`.
+pub(super) struct React {
+    limit: Arc<Limit>,
+}
+
+impl React {
+    pub(super) fn new(limit: Arc<Limit>) -> Self {
+        Self { limit }
+    }
+}
+
+#[async_trait::async_trait]
+impl ActionHandler for React {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+        let Reaction { emoji } = payload(Action::React, call.payload)?;
+        rate::validate_reaction(&emoji).map_err(Rejection::bad_request)?;
+        let rooms = &backends.rooms;
+        let view = rooms.gate(call.room, call.uid).await?;
+        rules::audience(view.room.state, view.standing(call.uid))?;
+        self.limit.check(call.room, call.uid)?;
+        if !rooms
+            .counters
+            .admit_kind(call.room, &emoji, rooms.settings.reaction_kinds_max)
+        {
+            return Err(Rejection::bad_request(format!(
+                "this room already has {} kinds of reactions",
+                rooms.settings.reaction_kinds_max
+            )));
+        }
+        rooms.counters.add_reaction(call.room, &emoji);
+        Ok(reply(&json!({"accepted": 1})))
+    }
+}

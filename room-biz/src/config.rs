@@ -1,0 +1,292 @@
+//! Room-biz settings: defaults, and a check run once at start.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids;
+
+/// Environment prefix for overrides (`ROOMCAST_BIZ_COMMENT_MAX_CHARS=…`).
+pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
+/// Host put in discovery when a listener is bound to an unspecified address.
+pub const DEFAULT_ADVERTISE_HOST: &str = "127.0.0.1";
+/// Longest comment, in characters (not bytes).
+pub const DEFAULT_COMMENT_MAX_CHARS: usize = 500;
+/// Largest `attrs` object of a comment, in bytes of JSON; it is fanned out to everyone.
+pub const DEFAULT_COMMENT_ATTRS_MAX_BYTES: usize = 1024;
+/// Sustained comments per second one user may post in one room.
+pub const DEFAULT_COMMENT_RATE_PER_SEC: u32 = 5;
+/// Comments one user may post in a burst before the rate applies.
+pub const DEFAULT_COMMENT_BURST: u32 = 10;
+/// Longest room title, in characters.
+pub const DEFAULT_TITLE_MAX_CHARS: usize = 200;
+/// Largest body of an app-backend message (`POST /v1/rooms/{id}/messages`), in bytes.
+pub const DEFAULT_MESSAGE_MAX_BYTES: usize = 64 * 1024;
+/// Actions handled at once per conn-node stream; further requests wait to be read.
+pub const DEFAULT_ACTION_CONCURRENCY: usize = 256;
+/// How long a push to the push layer may take before the action fails.
+pub const DEFAULT_PUSH_TIMEOUT_MS: u64 = 3_000;
+/// How long in-flight requests may run after shutdown before they are dropped.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// How often idle per-user rate-limiter entries are dropped.
+pub const DEFAULT_HOUSEKEEPING_MS: u64 = 60_000;
+/// How long a conn node must stay gone from discovery before its sessions are
+/// removed from room presence. Its lease has already expired (~10 s of
+/// silence) when it disappears; the grace only absorbs a view that flickers
+/// (a watch resync, a quick re-registration), and keeps cleanup within a second.
+pub const DEFAULT_PRESENCE_GRACE_MS: u64 = 500;
+
+/// How long a live room may stay empty before it ends by itself, for rooms
+/// created without `auto_end_empty_secs`; 0 never.
+pub const DEFAULT_AUTO_END_EMPTY_SECS: u32 = 300;
+/// Aggregation window of likes, reactions and comment counts: each room's
+/// delta is written to the store once per window per biz node, and its totals
+/// pushed (ephemeral) at most once per window.
+pub const DEFAULT_COUNTER_WINDOW_MS: u64 = 250;
+/// Distinct reaction emoji one room may have; more are refused, since each
+/// becomes a counter and a key in every totals push.
+pub const DEFAULT_REACTION_KINDS_MAX: usize = 32;
+/// Sustained `like`/`react` actions per second per user and room (each like
+/// action carries up to 100 taps).
+pub const DEFAULT_LIKE_RATE_PER_SEC: u32 = 10;
+/// Burst of `like`/`react` actions per user and room.
+pub const DEFAULT_LIKE_BURST: u32 = 20;
+/// Sustained other actions (stage, moderation, polls, gifts) per second per
+/// user and room: protects the store from a scripted client.
+pub const DEFAULT_ACTION_RATE_PER_SEC: u32 = 10;
+/// Burst of other actions per user and room.
+pub const DEFAULT_ACTION_BURST: u32 = 30;
+/// Polls open at once per room.
+pub const DEFAULT_POLLS_OPEN_MAX: u32 = 5;
+/// Live poll tallies are pushed at most this often per poll and biz node
+/// (250 ms: at most 4 a second).
+pub const DEFAULT_POLL_TALLY_MS: u64 = 250;
+/// Hands listed in a snapshot (oldest first); `hands_count` has them all.
+pub const DEFAULT_SNAPSHOT_HANDS_MAX: usize = 500;
+/// Polls listed in a snapshot (newest).
+pub const DEFAULT_SNAPSHOT_POLLS_MAX: usize = 20;
+/// How long a biz node trusts its cached view of a room (state, kicked,
+/// blocked and invited uids) for likes, reactions and comments. A kick or an
+/// end made through another node is seen this late by those actions.
+pub const DEFAULT_ROOM_VIEW_MS: u64 = 1000;
+/// Members from which join and leave events are aggregated into one
+/// `presence` count per window instead of one event per person.
+pub const DEFAULT_PRESENCE_AGGREGATE_MEMBERS: u32 = 100;
+/// Whether joins and leaves are pushed at all (`member_joined`/`member_left`
+/// in small rooms, `presence` in large ones). Clients that read frames
+/// strictly in order must skip `Ephemeral` frames they do not know.
+pub const DEFAULT_PRESENCE_EVENTS: bool = true;
+/// The window of aggregated presence events.
+pub const DEFAULT_PRESENCE_WINDOW_MS: u64 = 1000;
+/// Queued join/leave notices waiting to be pushed; beyond it they are dropped
+/// (they are ephemeral and carry the member total).
+pub const DEFAULT_PRESENCE_QUEUE: usize = 4096;
+
+/// Members at or above which a polled room is "large": its poll cache is
+/// refreshed about once a second instead of every 100 ms, and its replies may
+/// sample low-priority messages (as the socket path does for large rooms).
+pub const DEFAULT_POLL_LARGE_ROOM_MEMBERS: u32 = 1000;
+/// How often the poll cache reads a small room's stream. Long-polls wake at
+/// this pace at the latest, so it bounds the extra latency of polling.
+pub const DEFAULT_POLL_REFRESH_MS: u64 = 100;
+/// How often the poll cache reads a large room's stream: one read per second
+/// per room and biz node, however many clients poll it.
+pub const DEFAULT_POLL_LARGE_REFRESH_MS: u64 = 1000;
+/// Recent messages the poll cache keeps per room; older `after`s read the push
+/// layer directly. Matches the push layer's largest pull and default history.
+pub const DEFAULT_POLL_CACHE_WINDOW: usize = 1000;
+/// Rooms the poll cache holds at once (~1,000 messages each); polls of further
+/// rooms read the push layer directly until a cached room goes idle.
+pub const DEFAULT_POLL_CACHE_ROOMS_MAX: usize = 1000;
+/// A cached room nobody polled for this long is dropped.
+pub const DEFAULT_POLL_CACHE_IDLE_MS: u64 = 60_000;
+
+/// Room-biz configuration. Every field has a default, so a partial file works.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Unique node id in discovery (default `biz-` + random).
+    pub node_id: String,
+    /// Host advertised in discovery in place of `0.0.0.0` / `::`.
+    pub advertise_host: String,
+    /// See [`DEFAULT_COMMENT_MAX_CHARS`].
+    pub comment_max_chars: usize,
+    /// See [`DEFAULT_COMMENT_ATTRS_MAX_BYTES`].
+    pub comment_attrs_max_bytes: usize,
+    /// See [`DEFAULT_COMMENT_RATE_PER_SEC`].
+    pub comment_rate_per_sec: u32,
+    /// See [`DEFAULT_COMMENT_BURST`].
+    pub comment_burst: u32,
+    /// See [`DEFAULT_TITLE_MAX_CHARS`].
+    pub title_max_chars: usize,
+    /// See [`DEFAULT_MESSAGE_MAX_BYTES`].
+    pub message_max_bytes: usize,
+    /// See [`DEFAULT_ACTION_CONCURRENCY`].
+    pub action_concurrency: usize,
+    /// See [`DEFAULT_PUSH_TIMEOUT_MS`].
+    pub push_timeout_ms: u64,
+    /// See [`DEFAULT_SHUTDOWN_GRACE_MS`].
+    pub shutdown_grace_ms: u64,
+    /// See [`DEFAULT_HOUSEKEEPING_MS`].
+    pub housekeeping_ms: u64,
+    /// See [`DEFAULT_PRESENCE_GRACE_MS`]; 0 cleans up at once.
+    pub presence_grace_ms: u64,
+    /// HS256 secret of client tokens, for HTTP polling and HTTP actions.
+    /// Empty (and no EdDSA key): those endpoints answer 503.
+    pub token_secret: String,
+    /// EdDSA public key (PEM) of client tokens, if the app signs with EdDSA.
+    pub token_eddsa_public_pem: Option<String>,
+    /// See [`DEFAULT_POLL_LARGE_ROOM_MEMBERS`].
+    pub poll_large_room_members: u32,
+    /// See [`DEFAULT_POLL_REFRESH_MS`].
+    pub poll_refresh_ms: u64,
+    /// See [`DEFAULT_POLL_LARGE_REFRESH_MS`].
+    pub poll_large_refresh_ms: u64,
+    /// See [`DEFAULT_POLL_CACHE_WINDOW`].
+    pub poll_cache_window: usize,
+    /// See [`DEFAULT_POLL_CACHE_ROOMS_MAX`].
+    pub poll_cache_rooms_max: usize,
+    /// See [`DEFAULT_POLL_CACHE_IDLE_MS`].
+    pub poll_cache_idle_ms: u64,
+    /// See [`DEFAULT_AUTO_END_EMPTY_SECS`].
+    pub auto_end_empty_secs: u32,
+    /// See [`DEFAULT_COUNTER_WINDOW_MS`].
+    pub counter_window_ms: u64,
+    /// See [`DEFAULT_REACTION_KINDS_MAX`].
+    pub reaction_kinds_max: usize,
+    /// See [`DEFAULT_LIKE_RATE_PER_SEC`].
+    pub like_rate_per_sec: u32,
+    /// See [`DEFAULT_LIKE_BURST`].
+    pub like_burst: u32,
+    /// See [`DEFAULT_ACTION_RATE_PER_SEC`].
+    pub action_rate_per_sec: u32,
+    /// See [`DEFAULT_ACTION_BURST`].
+    pub action_burst: u32,
+    /// See [`DEFAULT_POLLS_OPEN_MAX`].
+    pub polls_open_max: u32,
+    /// See [`DEFAULT_POLL_TALLY_MS`].
+    pub poll_tally_ms: u64,
+    /// See [`DEFAULT_SNAPSHOT_HANDS_MAX`].
+    pub snapshot_hands_max: usize,
+    /// See [`DEFAULT_SNAPSHOT_POLLS_MAX`].
+    pub snapshot_polls_max: usize,
+    /// See [`DEFAULT_ROOM_VIEW_MS`].
+    pub room_view_ms: u64,
+    /// See [`DEFAULT_PRESENCE_EVENTS`].
+    pub presence_events: bool,
+    /// See [`DEFAULT_PRESENCE_AGGREGATE_MEMBERS`].
+    pub presence_aggregate_members: u32,
+    /// See [`DEFAULT_PRESENCE_WINDOW_MS`].
+    pub presence_window_ms: u64,
+    /// See [`DEFAULT_PRESENCE_QUEUE`].
+    pub presence_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: format!("biz-{}", ids::random_base62(8)),
+            advertise_host: DEFAULT_ADVERTISE_HOST.into(),
+            comment_max_chars: DEFAULT_COMMENT_MAX_CHARS,
+            comment_attrs_max_bytes: DEFAULT_COMMENT_ATTRS_MAX_BYTES,
+            comment_rate_per_sec: DEFAULT_COMMENT_RATE_PER_SEC,
+            comment_burst: DEFAULT_COMMENT_BURST,
+            title_max_chars: DEFAULT_TITLE_MAX_CHARS,
+            message_max_bytes: DEFAULT_MESSAGE_MAX_BYTES,
+            action_concurrency: DEFAULT_ACTION_CONCURRENCY,
+            push_timeout_ms: DEFAULT_PUSH_TIMEOUT_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            housekeeping_ms: DEFAULT_HOUSEKEEPING_MS,
+            presence_grace_ms: DEFAULT_PRESENCE_GRACE_MS,
+            token_secret: String::new(),
+            token_eddsa_public_pem: None,
+            poll_large_room_members: DEFAULT_POLL_LARGE_ROOM_MEMBERS,
+            poll_refresh_ms: DEFAULT_POLL_REFRESH_MS,
+            poll_large_refresh_ms: DEFAULT_POLL_LARGE_REFRESH_MS,
+            poll_cache_window: DEFAULT_POLL_CACHE_WINDOW,
+            poll_cache_rooms_max: DEFAULT_POLL_CACHE_ROOMS_MAX,
+            poll_cache_idle_ms: DEFAULT_POLL_CACHE_IDLE_MS,
+            auto_end_empty_secs: DEFAULT_AUTO_END_EMPTY_SECS,
+            counter_window_ms: DEFAULT_COUNTER_WINDOW_MS,
+            reaction_kinds_max: DEFAULT_REACTION_KINDS_MAX,
+            like_rate_per_sec: DEFAULT_LIKE_RATE_PER_SEC,
+            like_burst: DEFAULT_LIKE_BURST,
+            action_rate_per_sec: DEFAULT_ACTION_RATE_PER_SEC,
+            action_burst: DEFAULT_ACTION_BURST,
+            polls_open_max: DEFAULT_POLLS_OPEN_MAX,
+            poll_tally_ms: DEFAULT_POLL_TALLY_MS,
+            snapshot_hands_max: DEFAULT_SNAPSHOT_HANDS_MAX,
+            snapshot_polls_max: DEFAULT_SNAPSHOT_POLLS_MAX,
+            room_view_ms: DEFAULT_ROOM_VIEW_MS,
+            presence_events: DEFAULT_PRESENCE_EVENTS,
+            presence_aggregate_members: DEFAULT_PRESENCE_AGGREGATE_MEMBERS,
+            presence_window_ms: DEFAULT_PRESENCE_WINDOW_MS,
+            presence_queue: DEFAULT_PRESENCE_QUEUE,
+        }
+    }
+}
+
+impl Config {
+    /// Reject values the service cannot run with (checked once by [`crate::run`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("comment_max_chars", self.comment_max_chars as u64),
+            ("comment_rate_per_sec", u64::from(self.comment_rate_per_sec)),
+            ("comment_burst", u64::from(self.comment_burst)),
+            ("title_max_chars", self.title_max_chars as u64),
+            ("message_max_bytes", self.message_max_bytes as u64),
+            ("action_concurrency", self.action_concurrency as u64),
+            ("push_timeout_ms", self.push_timeout_ms),
+            ("housekeeping_ms", self.housekeeping_ms),
+            ("poll_refresh_ms", self.poll_refresh_ms),
+            ("poll_large_refresh_ms", self.poll_large_refresh_ms),
+            ("poll_cache_window", self.poll_cache_window as u64),
+            ("poll_cache_rooms_max", self.poll_cache_rooms_max as u64),
+            ("poll_cache_idle_ms", self.poll_cache_idle_ms),
+            ("counter_window_ms", self.counter_window_ms),
+            ("reaction_kinds_max", self.reaction_kinds_max as u64),
+            ("like_rate_per_sec", u64::from(self.like_rate_per_sec)),
+            ("like_burst", u64::from(self.like_burst)),
+            ("action_rate_per_sec", u64::from(self.action_rate_per_sec)),
+            ("action_burst", u64::from(self.action_burst)),
+            ("polls_open_max", u64::from(self.polls_open_max)),
+            ("poll_tally_ms", self.poll_tally_ms),
+            ("room_view_ms", self.room_view_ms),
+            ("presence_window_ms", self.presence_window_ms),
+            ("presence_queue", self.presence_queue as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(Error::Config(format!("{name} must be greater than 0")));
+        }
+        if self.node_id.trim().is_empty() {
+            return Err(Error::Config("node_id must not be empty".into()));
+        }
+        if self.advertise_host.trim().is_empty() {
+            return Err(Error::Config("advertise_host must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zero_limits_are_not() {
+        let cfg = Config::default();
+        cfg.validate().expect("defaults are valid");
+        assert!(cfg.node_id.starts_with("biz-"));
+        assert_ne!(
+            cfg.node_id,
+            Config::default().node_id,
+            "node ids are random"
+        );
+
+        let zero = Config {
+            comment_burst: 0,
+            ..Config::default()
+        };
+        let err = zero.validate().expect_err("zero burst");
+        assert!(err.to_string().contains("comment_burst"), "{err}");
+    }
+}

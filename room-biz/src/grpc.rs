@@ -1,0 +1,182 @@
+//! The `Biz` gRPC service conn nodes call. Thin: proto in, domain call, proto
+//! out; domain errors become `Status` here and nowhere else.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
+use proto::client::v1::{Code, RoomSnapshot};
+use proto::internal::v1::biz_server::{Biz, BizServer};
+use proto::internal::v1::{
+    ActionReply, ActionRequest, JoinDecision, JoinRequest, LeaveAck, LeaveNotice,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::actions::ActionCall;
+use crate::error::JoinError;
+use crate::join::{self, JoinGrant};
+use crate::shared::Shared;
+
+/// The service implementation.
+pub(crate) struct BizService {
+    shared: Arc<Shared>,
+    /// Cancelled when the node drains: action streams stop reading, finish what
+    /// they hold and end, so the conn node reconnects to another biz node.
+    drain: CancellationToken,
+}
+
+impl BizService {
+    /// A tonic server for `shared`, draining when `drain` is cancelled.
+    pub(crate) fn server(shared: Arc<Shared>, drain: CancellationToken) -> BizServer<Self> {
+        BizServer::new(Self { shared, drain })
+    }
+}
+
+fn join_status(error: &JoinError) -> Status {
+    let message = error.to_string();
+    match error {
+        JoinError::Missing(_) => Status::invalid_argument(message),
+        JoinError::NotFound(_) => Status::not_found(message),
+        JoinError::Ended(_) => Status::failed_precondition(message),
+        JoinError::Forbidden(_) => Status::permission_denied(message),
+        JoinError::Store(_) => Status::unavailable(message),
+    }
+}
+
+fn snapshot(grant: &JoinGrant) -> RoomSnapshot {
+    RoomSnapshot {
+        room: grant.room.id.clone(),
+        title: grant.room.title.clone(),
+        role: grant.role.as_str().to_owned(),
+        members: grant.members,
+        state: Bytes::from(grant.state_json()),
+    }
+}
+
+#[tonic::async_trait]
+impl Biz for BizService {
+    async fn authorize_join(
+        &self,
+        request: Request<JoinRequest>,
+    ) -> Result<Response<JoinDecision>, Status> {
+        let req = request.into_inner();
+        let rooms = &self.shared.backends.rooms;
+        let result =
+            join::authorize(rooms, &req.room, &req.uid, &req.session_id, &req.node_id).await;
+        let label = result.as_ref().map_or_else(JoinError::label, |_| "ok");
+        self.shared.metrics.joins.with_label_values(&[label]).inc();
+        match result {
+            Ok(grant) => {
+                tracing::debug!(room = %req.room, uid = %req.uid, members = grant.members, "Join authorized.");
+                Ok(Response::new(JoinDecision {
+                    snapshot: Some(snapshot(&grant)),
+                }))
+            }
+            Err(error) => {
+                tracing::debug!(room = %req.room, uid = %req.uid, %error, "Join refused.");
+                Err(join_status(&error))
+            }
+        }
+    }
+
+    async fn member_left(
+        &self,
+        request: Request<LeaveNotice>,
+    ) -> Result<Response<LeaveAck>, Status> {
+        let notice = request.into_inner();
+        if notice.room.is_empty() || notice.uid.is_empty() {
+            return Err(Status::invalid_argument("room and uid are required"));
+        }
+        let rooms = &self.shared.backends.rooms;
+        let members = rooms
+            .store
+            .member_left(&notice.room, &notice.uid, &notice.session_id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        rooms.left(&notice.room, Some(&notice.uid), members).await;
+        Ok(Response::new(LeaveAck {}))
+    }
+
+    type ActionsStream = ReceiverStream<Result<ActionReply, Status>>;
+
+    async fn actions(
+        &self,
+        request: Request<Streaming<ActionRequest>>,
+    ) -> Result<Response<Self::ActionsStream>, Status> {
+        let remote = request.remote_addr();
+        let inbound = request.into_inner();
+        // Replies wait here while the conn node reads slowly; once it is full the
+        // handlers below stop being polled, so memory stays bounded.
+        let (reply_tx, reply_rx) = mpsc::channel(self.shared.cfg.action_concurrency);
+        let task = serve_actions(self.shared.clone(), inbound, reply_tx, self.drain.clone());
+        // The task ends with the stream (or on drain), and tonic's graceful
+        // shutdown waits for the response stream it feeds.
+        tokio::spawn(task.instrument(tracing::debug_span!("actions", peer = ?remote)));
+        Ok(Response::new(ReceiverStream::new(reply_rx)))
+    }
+}
+
+/// Handle one conn node's action stream: up to `action_concurrency` requests at
+/// once, each replied to as soon as it is done, so one slow push does not stall
+/// the others.
+async fn serve_actions(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<ActionRequest>,
+    reply_tx: mpsc::Sender<Result<ActionReply, Status>>,
+    drain: CancellationToken,
+) {
+    let limit = shared.cfg.action_concurrency;
+    let mut in_flight = FuturesUnordered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                if reply_tx.send(Ok(reply)).await.is_err() {
+                    tracing::debug!("Conn node closed the action stream.");
+                    return;
+                }
+            }
+            next = inbound.next(), if reading && in_flight.len() < limit => match next {
+                Some(Ok(req)) => in_flight.push(perform(&shared, req)),
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "Action stream broke.");
+                    reading = false;
+                }
+                None => reading = false,
+            },
+            () = drain.cancelled(), if reading => {
+                tracing::debug!("Draining: no more actions are read from this stream.");
+                reading = false;
+            }
+            else => return,
+        }
+    }
+}
+
+/// Run one action and build its reply (recording metrics).
+async fn perform(shared: &Shared, req: ActionRequest) -> ActionReply {
+    let call = ActionCall {
+        uid: &req.uid,
+        room: &req.room,
+        session_id: &req.session_id,
+        payload: &req.payload,
+    };
+    let (code, message, body) = match shared.perform(&req.action, call).await {
+        Ok(body) => (Code::Ok, String::new(), body),
+        Err(rejection) => (rejection.code, rejection.message, Bytes::new()),
+    };
+    ActionReply {
+        id: req.id,
+        code: code as i32,
+        message,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests;

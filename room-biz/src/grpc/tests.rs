@@ -1,0 +1,304 @@
+//! The `Biz` service over a real socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use proto::internal::v1::biz_client::BizClient;
+use proto::internal::v1::{
+    PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tonic::Code as GrpcCode;
+use tonic::transport::Channel;
+
+use super::*;
+use crate::Config;
+use crate::error::PushError;
+use crate::pusher::RoomPusher;
+use crate::store::NewRoom;
+use crate::test_util::{RecordingPusher, bind, shared};
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Serve `shared` on 127.0.0.1:0 until `drain` is cancelled.
+async fn serve(shared: Arc<Shared>, drain: CancellationToken) -> BizClient<Channel> {
+    let listener = bind().await;
+    let addr = listener.local_addr().expect("addr").to_string();
+    let server = tonic::transport::Server::builder()
+        .add_service(BizService::server(shared, drain.clone()))
+        .serve_with_incoming_shutdown(common::grpc::incoming(listener), drain.cancelled_owned());
+    tokio::spawn(server);
+    BizClient::new(common::grpc::lazy_channel(&addr).expect("channel"))
+}
+
+async fn new_room(shared: &Shared, owner: Option<&str>) -> String {
+    let new = NewRoom {
+        owner: owner.map(Into::into),
+        ..NewRoom::titled("Jazz", None)
+    };
+    shared
+        .backends
+        .store
+        .create_room(new)
+        .await
+        .expect("create")
+        .id
+}
+
+fn join(room: &str, uid: &str, session_id: &str) -> JoinRequest {
+    JoinRequest {
+        uid: uid.into(),
+        room: room.into(),
+        node_id: "conn-1".into(),
+        session_id: session_id.into(),
+    }
+}
+
+#[tokio::test]
+async fn joining_an_unknown_room_is_not_found() {
+    let mut client = serve(
+        shared(Config::default(), RecordingPusher::new()),
+        CancellationToken::new(),
+    )
+    .await;
+    let status = client
+        .authorize_join(join("rNope", "bob", "s1"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(status.code(), GrpcCode::NotFound);
+    assert_eq!(status.message(), "room rNope not found");
+}
+
+#[tokio::test]
+async fn joins_return_a_snapshot_and_leaves_are_counted() {
+    let shared = shared(Config::default(), RecordingPusher::new());
+    let room = new_room(&shared, Some("alice")).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+
+    let host = client
+        .authorize_join(join(&room, "alice", "s1"))
+        .await
+        .expect("host");
+    let snap = host.into_inner().snapshot.expect("snapshot");
+    assert_eq!(
+        (snap.room.as_str(), snap.title.as_str()),
+        (room.as_str(), "Jazz")
+    );
+    assert_eq!((snap.role.as_str(), snap.members), ("host", 1));
+
+    let guest = client
+        .authorize_join(join(&room, "bob", "s2"))
+        .await
+        .expect("guest");
+    let snap = guest.into_inner().snapshot.expect("snapshot");
+    assert_eq!((snap.role.as_str(), snap.members), ("listener", 2));
+    let state: serde_json::Value = serde_json::from_slice(&snap.state).expect("state is JSON");
+    assert_eq!(state["members"], 2);
+    assert_eq!(state["owner"], "alice");
+    assert_eq!(state["title"], "Jazz");
+
+    let leave = LeaveNotice {
+        uid: "bob".into(),
+        room: room.clone(),
+        session_id: "s2".into(),
+    };
+    client.member_left(leave.clone()).await.expect("leave");
+    client
+        .member_left(leave)
+        .await
+        .expect("leaving twice is fine");
+    assert_eq!(
+        shared
+            .backends
+            .store
+            .member_count(&room)
+            .await
+            .expect("count"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn joining_an_ended_room_is_a_failed_precondition() {
+    let shared = shared(Config::default(), RecordingPusher::new());
+    let room = new_room(&shared, None).await;
+    shared.backends.store.end_room(&room).await.expect("end");
+    let mut client = serve(shared, CancellationToken::new()).await;
+    let status = client
+        .authorize_join(join(&room, "bob", "s1"))
+        .await
+        .expect_err("ended");
+    assert_eq!(status.code(), GrpcCode::FailedPrecondition);
+}
+
+/// Holds pushes whose body mentions "wait" until the test opens the gate.
+struct GatedPusher {
+    gate: Semaphore,
+    seq: AtomicU64,
+}
+
+impl GatedPusher {
+    fn closed() -> Arc<Self> {
+        Arc::new(Self {
+            gate: Semaphore::new(0),
+            seq: AtomicU64::new(0),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RoomPusher for GatedPusher {
+    async fn push_room(&self, req: PushRoomRequest) -> Result<PushRoomReply, PushError> {
+        if req.body.windows(4).any(|w| w == b"wait") {
+            let _permit = self.gate.acquire().await.expect("gate open");
+        }
+        Ok(PushRoomReply {
+            epoch: 1,
+            seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
+        })
+    }
+
+    async fn pull(&self, _req: PullRequest) -> Result<PullReply, PushError> {
+        // These tests never poll; the head is all there is to tell.
+        Ok(PullReply {
+            epoch: 1,
+            head_seq: self.seq.load(Ordering::SeqCst),
+            ..PullReply::default()
+        })
+    }
+
+    async fn push_users(&self, _req: PushUsersRequest) -> Result<PushUsersReply, PushError> {
+        Ok(PushUsersReply { online: 0 })
+    }
+}
+
+fn action(id: u64, room: &str, action: &str, payload: &str) -> ActionRequest {
+    ActionRequest {
+        id,
+        uid: "bob".into(),
+        room: room.into(),
+        action: action.into(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        session_id: "s1".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_slow_action_does_not_stall_the_stream() {
+    let pusher = GatedPusher::closed();
+    let shared = shared(Config::default(), pusher.clone());
+    let room = new_room(&shared, None).await;
+    let mut client = serve(shared, CancellationToken::new()).await;
+
+    let (req_tx, req_rx) = mpsc::channel(8);
+    let mut replies = client
+        .actions(ReceiverStream::new(req_rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    req_tx
+        .send(action(1, &room, "comment", r#"{"text":"wait for me"}"#))
+        .await
+        .expect("send");
+    req_tx
+        .send(action(2, &room, "comment", r#"{"text":"hi"}"#))
+        .await
+        .expect("send");
+    req_tx
+        .send(action(3, &room, "dance", "{}"))
+        .await
+        .expect("send");
+
+    let mut early = Vec::new();
+    for _ in 0..2 {
+        let reply = tokio::time::timeout(PATIENCE, replies.message())
+            .await
+            .expect("in time");
+        early.push(reply.expect("ok").expect("a reply"));
+    }
+    early.sort_by_key(|r| r.id);
+    assert_eq!(early[0].id, 2);
+    assert_eq!(early[0].code, Code::Ok as i32);
+    assert_eq!(&early[0].body[..], br#"{"seq":1}"#);
+    assert_eq!(early[1].id, 3);
+    assert_eq!(early[1].code, Code::BadRequest as i32);
+    assert_eq!(early[1].message, "unknown action dance");
+
+    pusher.gate.add_permits(1);
+    let last = tokio::time::timeout(PATIENCE, replies.message())
+        .await
+        .expect("in time");
+    let last = last.expect("ok").expect("a reply");
+    assert_eq!((last.id, last.code), (1, Code::Ok as i32));
+    assert_eq!(&last.body[..], br#"{"seq":2}"#);
+}
+
+#[tokio::test]
+async fn draining_ends_action_streams_after_their_replies() {
+    let drain = CancellationToken::new();
+    let shared = shared(Config::default(), RecordingPusher::new());
+    let room = new_room(&shared, None).await;
+    let mut client = serve(shared, drain.clone()).await;
+
+    let (req_tx, req_rx) = mpsc::channel(8);
+    let mut replies = client
+        .actions(ReceiverStream::new(req_rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    req_tx
+        .send(action(1, &room, "comment", r#"{"text":"hi"}"#))
+        .await
+        .expect("send");
+    let reply = tokio::time::timeout(PATIENCE, replies.message())
+        .await
+        .expect("in time");
+    assert_eq!(reply.expect("ok").expect("a reply").id, 1);
+
+    drain.cancel();
+    // The conn node keeps its request stream open; the server still ends it.
+    let end = tokio::time::timeout(PATIENCE, replies.message())
+        .await
+        .expect("stream ends");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+}
+
+#[tokio::test]
+async fn joins_still_work_after_redis_restarted_empty() {
+    let mut redis = test_servers::RedisServer::start().expect("start redis-server");
+    let store = crate::store::RedisRoomStore::connect(&[redis.url()], "test:")
+        .await
+        .expect("connect");
+    let shared =
+        crate::test_util::shared_on(Arc::new(store), Config::default(), RecordingPusher::new());
+    let room = new_room(&shared, Some("alice")).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+    client
+        .authorize_join(join(&room, "bob", "s1"))
+        .await
+        .expect("join before the loss");
+
+    redis.restart_empty().expect("restart empty");
+
+    // UNAVAILABLE while the connection manager reconnects, then granted from
+    // the room metadata the store kept.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let snapshot = loop {
+        match client.authorize_join(join(&room, "carol", "s2")).await {
+            Ok(reply) => break reply.into_inner().snapshot.expect("snapshot"),
+            Err(status) if status.code() == GrpcCode::Unavailable => {
+                assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("join after the loss: {status:?}"),
+        }
+    };
+    assert_eq!(snapshot.title, "Jazz");
+    let state: serde_json::Value = serde_json::from_slice(&snapshot.state).expect("state is JSON");
+    assert_eq!(state["owner"], "alice");
+    // Members were lost with the data: carol is the first to count again.
+    assert_eq!(snapshot.members, 1);
+    let back = shared.backends.store.get_room(&room).await.expect("get");
+    assert_eq!(back.map(|r| r.title).as_deref(), Some("Jazz"));
+}

@@ -1,0 +1,222 @@
+//! Join authorization: may a uid enter a room, and the state it starts from.
+//!
+//! Refused: unknown rooms, ended rooms (also a live room found empty past
+//! its auto-end time: it ends now), kicked uids, uids the host blocked,
+//! and strangers to a private room. Kicks and the invite list are checked
+//! again atomically by the store's join, so a kick racing the join wins.
+
+use serde_json::Value;
+
+use crate::domain::room::{Role, Room, RoomState};
+use crate::domain::state::RoomRead;
+use crate::error::{JoinError, StoreError};
+use crate::rooms::Rooms;
+
+/// A granted join.
+#[derive(Clone, Debug)]
+pub(crate) struct JoinGrant {
+    /// The room joined.
+    pub(crate) room: Room,
+    /// The joiner's role.
+    pub(crate) role: Role,
+    /// Distinct members, this join included.
+    pub(crate) members: u32,
+    /// The room state clients start from (the snapshot JSON).
+    pub(crate) state: Value,
+}
+
+impl JoinGrant {
+    /// The room state clients start from, as UTF-8 JSON.
+    pub(crate) fn state_json(&self) -> String {
+        self.state.to_string()
+    }
+}
+
+/// Admit `uid` (on `session_id`, held by conn node `node_id`) to `room` and
+/// count it as a member.
+pub(crate) async fn authorize(
+    rooms: &Rooms,
+    room: &str,
+    uid: &str,
+    session_id: &str,
+    node_id: &str,
+) -> Result<JoinGrant, JoinError> {
+    if room.is_empty() {
+        return Err(JoinError::Missing("room"));
+    }
+    if uid.is_empty() {
+        return Err(JoinError::Missing("uid"));
+    }
+    let mut read = read(rooms, room, uid).await?;
+    if read.room.empty_expired(common::time::now_ms()) && rooms.auto_end(room).await {
+        return Err(JoinError::Ended(room.into()));
+    }
+    if read.room.state == RoomState::Ended {
+        return Err(JoinError::Ended(room.into()));
+    }
+    let Some(viewer) = read.viewer.as_mut() else {
+        return Err(JoinError::Store(StoreError::Corrupt(format!(
+            "room {room}: read without the viewer"
+        ))));
+    };
+    if viewer.stage.kicked {
+        return Err(JoinError::Forbidden(
+            "you were removed from this room".into(),
+        ));
+    }
+    if let Some(host) = &read.room.owner
+        && host != uid
+        && rooms.store.is_blocked(host, uid).await?
+    {
+        return Err(JoinError::Forbidden("the host blocked you".into()));
+    }
+    if !viewer.may_enter {
+        return Err(JoinError::Forbidden(
+            "this room is private: you are not invited".into(),
+        ));
+    }
+    let members = rooms
+        .store
+        .member_joined(room, uid, session_id, node_id)
+        .await?;
+    // The read was taken just before the join: count the joiner in.
+    let role = viewer.stage.role;
+    if !viewer.stage.member && role.on_stage() {
+        read.stage_present += 1;
+    }
+    viewer.stage.member = true;
+    read.members = members;
+    rooms.joined(room, uid, role, members);
+    Ok(JoinGrant {
+        state: read.snapshot_json(rooms.settings.polls_max),
+        room: read.room,
+        role,
+        members,
+    })
+}
+
+async fn read(rooms: &Rooms, room: &str, uid: &str) -> Result<RoomRead, JoinError> {
+    rooms
+        .store
+        .read(room, Some(uid), rooms.settings.hands_max)
+        .await?
+        .ok_or_else(|| JoinError::NotFound(room.into()))
+}
+
+impl JoinError {
+    /// The `result` label of `roomcast_biz_joins_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Missing(_) => "invalid",
+            Self::NotFound(_) => "not_found",
+            Self::Ended(_) => "ended",
+            Self::Forbidden(_) => "forbidden",
+            Self::Store(_) => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewRoom;
+    use crate::test_util::{RecordingPusher, backends};
+
+    #[tokio::test]
+    async fn owners_host_and_others_listen() {
+        let b = backends(RecordingPusher::new());
+        let room = b
+            .store
+            .create_room(NewRoom::titled("Jazz", Some("alice")))
+            .await
+            .expect("create");
+
+        let host = authorize(&b.rooms, &room.id, "alice", "s1", "conn-1")
+            .await
+            .expect("host joins");
+        assert_eq!((host.role, host.members), (Role::Host, 1));
+        let guest = authorize(&b.rooms, &room.id, "bob", "s2", "conn-1")
+            .await
+            .expect("guest joins");
+        assert_eq!((guest.role, guest.members), (Role::Listener, 2));
+
+        let state: serde_json::Value = serde_json::from_str(&guest.state_json()).expect("json");
+        assert_eq!(state["title"], "Jazz");
+        assert_eq!(state["owner"], "alice");
+        assert_eq!(state["members"], 2);
+        assert_eq!(state["listeners"], 1, "alice is on stage");
+        assert_eq!(state["created_at_ms"], room.created_at_ms);
+        assert_eq!(state["you"]["uid"], "bob");
+        assert_eq!(state["you"]["member"], true);
+    }
+
+    #[tokio::test]
+    async fn unknown_ended_and_incomplete_joins_are_refused() {
+        let b = backends(RecordingPusher::new());
+        let err = authorize(&b.rooms, "r-missing", "bob", "s1", "conn-1")
+            .await
+            .expect_err("unknown");
+        assert!(
+            matches!(err, JoinError::NotFound(ref r) if r == "r-missing"),
+            "{err}"
+        );
+        let err = authorize(&b.rooms, "", "bob", "s1", "conn-1")
+            .await
+            .expect_err("no room");
+        assert_eq!(err.to_string(), "room is required");
+
+        let room = b.store.create_room(NewRoom::titled("t", None)).await;
+        let room = room.expect("create").id;
+        b.store.end_room(&room).await.expect("end");
+        let err = authorize(&b.rooms, &room, "bob", "s1", "conn-1")
+            .await
+            .expect_err("ended");
+        assert!(matches!(err, JoinError::Ended(_)), "{err}");
+        assert_eq!(
+            b.store.member_count(&room).await.expect("count"),
+            0,
+            "refused joins do not count"
+        );
+    }
+
+    #[tokio::test]
+    async fn kicked_blocked_and_uninvited_users_are_forbidden() {
+        let b = backends(RecordingPusher::new());
+        let private = NewRoom {
+            private: true,
+            invited: vec!["carol".into()],
+            ..NewRoom::titled("Secret", Some("alice"))
+        };
+        let private = b.store.create_room(private).await.expect("create").id;
+        let forbidden = |r: Result<JoinGrant, JoinError>| matches!(r, Err(JoinError::Forbidden(_)));
+        assert!(forbidden(
+            authorize(&b.rooms, &private, "bob", "s1", "c").await
+        ));
+        authorize(&b.rooms, &private, "carol", "s1", "c")
+            .await
+            .expect("invited");
+        authorize(&b.rooms, &private, "alice", "s1", "c")
+            .await
+            .expect("owner");
+
+        let other = b
+            .store
+            .create_room(NewRoom::titled("Open", Some("alice")))
+            .await
+            .expect("create")
+            .id;
+        b.store
+            .set_blocked("alice", "mallory", true)
+            .await
+            .expect("block");
+        assert!(forbidden(
+            authorize(&b.rooms, &other, "mallory", "s1", "c").await
+        ));
+        let kick = crate::domain::rules::kick("alice", "dave", 1);
+        b.rooms.apply(&other, &kick).await.expect("kick");
+        assert!(forbidden(
+            authorize(&b.rooms, &other, "dave", "s1", "c").await
+        ));
+        assert_eq!(b.store.member_count(&other).await.expect("count"), 0);
+    }
+}

@@ -1,0 +1,91 @@
+//! The state every request handler shares, gRPC and HTTP alike.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use common::auth::TokenVerifier;
+use prometheus::Registry;
+use proto::client::v1::Code;
+
+use crate::actions::{ActionCall, ActionTable, Backends, Rejection};
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::poll::PollCache;
+use crate::pusher::RoomPusher;
+use crate::store::RoomStore;
+use crate::store::metered::Metered;
+
+/// Configuration, backends, the action table and metrics, behind one `Arc`.
+pub(crate) struct Shared {
+    /// The validated configuration.
+    pub(crate) cfg: Config,
+    /// Room store, push API and the room service.
+    pub(crate) backends: Backends,
+    /// Action handlers by name.
+    pub(crate) actions: ActionTable,
+    /// Prometheus series.
+    pub(crate) metrics: Metrics,
+    /// Client tokens of HTTP polling and actions; `None` when no key is
+    /// configured (those endpoints then answer 503).
+    pub(crate) verifier: Option<TokenVerifier>,
+    /// Recent messages of polled rooms.
+    pub(crate) poll: PollCache,
+}
+
+impl Shared {
+    /// Build the handlers for `cfg` and register metrics in `registry`.
+    pub(crate) fn new(
+        cfg: Config,
+        store: Arc<dyn RoomStore>,
+        pusher: Arc<dyn RoomPusher>,
+        registry: &Registry,
+    ) -> Result<Self, Error> {
+        let verifier = if cfg.token_secret.is_empty() && cfg.token_eddsa_public_pem.is_none() {
+            None
+        } else {
+            let verifier = TokenVerifier::new(
+                Some(&cfg.token_secret),
+                cfg.token_eddsa_public_pem.as_deref(),
+            )
+            .map_err(|e| Error::Config(format!("client token keys: {e}")))?;
+            Some(verifier)
+        };
+        let metrics = Metrics::new(registry);
+        // Every store operation is counted, so a workload's cost in round
+        // trips is visible (and benchmarks can report store ops per second).
+        let store: Arc<dyn RoomStore> = Arc::new(Metered::new(store, metrics.store_ops.clone()));
+        let backends = Backends::new(&cfg, store, pusher, &metrics);
+        Ok(Self {
+            actions: ActionTable::new(&cfg)?,
+            poll: PollCache::new(&cfg, &backends, &metrics),
+            verifier,
+            metrics,
+            backends,
+            cfg,
+        })
+    }
+
+    /// Run action `name` for `call` through the action table, recording the
+    /// action metrics: the one path of socket `Publish` and HTTP actions.
+    pub(crate) async fn perform(
+        &self,
+        name: &str,
+        call: ActionCall<'_>,
+    ) -> Result<Bytes, Rejection> {
+        let started = Instant::now();
+        let label = self.actions.label(name);
+        let result = self.actions.dispatch(&self.backends, name, call).await;
+        let code = result.as_ref().map_or_else(|r| r.code, |_| Code::Ok);
+        self.metrics
+            .actions
+            .with_label_values(&[label, code.as_str_name()])
+            .inc();
+        self.metrics
+            .action_latency
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}

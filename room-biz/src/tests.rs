@@ -1,0 +1,167 @@
+//! `run` end to end: discovery registration, both servers, metrics, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::discovery::{Discovery, MemoryDiscovery, ServiceKind};
+use proto::client::v1::Code;
+use proto::internal::v1::biz_client::BizClient;
+use proto::internal::v1::{ActionRequest, JoinRequest};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::test_util::bind;
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn run_registers_serves_and_deregisters_on_shutdown() {
+    let discovery = Arc::new(MemoryDiscovery::new());
+    let mut view = discovery.watch(ServiceKind::Biz);
+    let registry = prometheus::Registry::new();
+    let deps = Deps {
+        discovery: discovery.clone(),
+        registry,
+        store: Arc::new(MemoryRoomStore::new()),
+    };
+    let listeners = Listeners {
+        http: bind().await,
+        grpc: bind().await,
+    };
+    let grpc_addr = listeners.grpc.local_addr().expect("addr");
+    let http_addr = listeners.http.local_addr().expect("addr");
+    let cfg = Config {
+        node_id: "biz-test".into(),
+        ..Config::default()
+    };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(run(cfg, deps, listeners, shutdown.clone()));
+
+    // Registered with both addresses.
+    let node = tokio::time::timeout(PATIENCE, view.wait_for(|nodes| !nodes.is_empty()))
+        .await
+        .expect("registered in time")
+        .expect("view")[0]
+        .clone();
+    assert_eq!(node.id, "biz-test");
+    assert_eq!(node.grpc_addr, Some(grpc_addr.to_string()));
+    let base = format!("http://{http_addr}");
+    assert_eq!(node.endpoints.get("http"), Some(&base));
+
+    // HTTP: create a room; ops routes are merged in.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/rooms"))
+        .json(&serde_json::json!({"title": "Launch", "owner": "alice"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let room = created["room_id"].as_str().expect("room_id").to_owned();
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+
+    // gRPC at the advertised address.
+    let channel = common::grpc::lazy_channel(&grpc_addr.to_string()).expect("channel");
+    let mut biz = BizClient::new(channel);
+    let unknown = JoinRequest {
+        uid: "bob".into(),
+        room: "rNope".into(),
+        ..JoinRequest::default()
+    };
+    let status = biz.authorize_join(unknown).await.expect_err("unknown room");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let known = JoinRequest {
+        uid: "bob".into(),
+        room: room.clone(),
+        ..JoinRequest::default()
+    };
+    biz.authorize_join(known).await.expect("joins");
+
+    // No push node is live, so a valid comment is UNAVAILABLE (and still replied to).
+    let comment = ActionRequest {
+        id: 9,
+        uid: "bob".into(),
+        room: room.clone(),
+        action: "comment".into(),
+        payload: bytes::Bytes::from_static(br#"{"text":"hi"}"#),
+        session_id: "s1".into(),
+    };
+    let mut replies = biz
+        .actions(futures::stream::iter([comment]))
+        .await
+        .expect("stream")
+        .into_inner();
+    let reply = replies.message().await.expect("ok").expect("reply");
+    assert_eq!((reply.id, reply.code), (9, Code::Unavailable as i32));
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains("roomcast_biz_rooms_created_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"roomcast_biz_joins_total{result="not_found"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"roomcast_biz_actions_total{action="comment",code="UNAVAILABLE"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("roomcast_biz_action_latency_seconds_bucket"),
+        "{metrics}"
+    );
+
+    shutdown.cancel();
+    let result = tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("stops in time");
+    result.expect("task").expect("clean stop");
+    assert!(
+        discovery.watch(ServiceKind::Biz).borrow().is_empty(),
+        "deregistered"
+    );
+}
+
+#[tokio::test]
+async fn run_rejects_invalid_config() {
+    let deps = Deps {
+        discovery: Arc::new(MemoryDiscovery::new()),
+        registry: prometheus::Registry::new(),
+        store: Arc::new(MemoryRoomStore::new()),
+    };
+    let listeners = Listeners {
+        http: bind().await,
+        grpc: bind().await,
+    };
+    let cfg = Config {
+        comment_rate_per_sec: 0,
+        ..Config::default()
+    };
+    let err = run(cfg, deps, listeners, CancellationToken::new())
+        .await
+        .expect_err("invalid");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[test]
+fn unspecified_addresses_are_advertised_with_the_configured_host() {
+    let any: SocketAddr = "0.0.0.0:8602".parse().expect("addr");
+    assert_eq!(advertised(any, "10.0.0.5"), "10.0.0.5:8602");
+    let any6: SocketAddr = "[::]:8602".parse().expect("addr");
+    assert_eq!(advertised(any6, "fd00::5"), "[fd00::5]:8602");
+    let local: SocketAddr = "127.0.0.1:9000".parse().expect("addr");
+    assert_eq!(advertised(local, "10.0.0.5"), "127.0.0.1:9000");
+}

@@ -1,0 +1,94 @@
+//! Router settings: defaults, and a check run once at start.
+
+use std::fmt;
+
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Environment prefix for overrides (`ROOMCAST_ROUTER_HEARTBEAT_MS=…`).
+pub const ENV_PREFIX: &str = "ROOMCAST_ROUTER";
+/// Host put in discovery when the listener is bound to an unspecified address.
+pub const DEFAULT_ADVERTISE_HOST: &str = "127.0.0.1";
+/// Heartbeat interval clients are told to keep.
+pub const DEFAULT_HEARTBEAT_MS: u32 = 25_000;
+/// How long clients wait before asking again after a failure or in short mode.
+pub const DEFAULT_RETRY_MS: u32 = 1_000;
+/// How long in-flight requests may run after shutdown before they are dropped.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// Router configuration. Every field has a default, so a partial file works.
+/// `Debug` hides the admin token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Unique node id in discovery (default `router-` + random).
+    pub node_id: String,
+    /// Host advertised in discovery in place of `0.0.0.0` / `::`.
+    pub advertise_host: String,
+    /// See [`DEFAULT_HEARTBEAT_MS`].
+    pub heartbeat_ms: u32,
+    /// See [`DEFAULT_RETRY_MS`].
+    pub retry_ms: u32,
+    /// See [`DEFAULT_SHUTDOWN_GRACE_MS`].
+    pub shutdown_grace_ms: u64,
+    /// Bearer token of the admin API. Empty (the default) disables the admin
+    /// API even when an admin listener is given.
+    pub admin_token: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("node_id", &self.node_id)
+            .field("advertise_host", &self.advertise_host)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("retry_ms", &self.retry_ms)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("admin_token", &redacted(&self.admin_token))
+            .finish()
+    }
+}
+
+/// What logs and `--print-config` show of a secret.
+pub(crate) fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let suffix: String = rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(8)
+            .map(char::from)
+            .collect();
+        Self {
+            node_id: format!("router-{suffix}"),
+            advertise_host: DEFAULT_ADVERTISE_HOST.into(),
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            retry_ms: DEFAULT_RETRY_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            admin_token: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reject values the router cannot run with (checked once by [`crate::run`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.node_id.trim().is_empty() {
+            return Err(Error::Config("node_id must not be empty".into()));
+        }
+        if self.advertise_host.trim().is_empty() {
+            return Err(Error::Config("advertise_host must not be empty".into()));
+        }
+        if self.heartbeat_ms == 0 || self.retry_ms == 0 {
+            return Err(Error::Config(
+                "heartbeat_ms and retry_ms must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}

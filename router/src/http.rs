@@ -1,0 +1,137 @@
+//! The public listener: `GET /v1/route` and `POST /v1/client-stats`, merged
+//! with `/metrics`, `/livez`, `/readyz`. Errors are JSON:
+//! `{"error":{"code":"…","message":"…","field"?:"…"}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::discovery::NodeSet;
+use tokio::sync::watch;
+
+use crate::error::RouteError;
+use crate::metrics::{MODE_NONE, Metrics};
+use crate::rollout::PolicyView;
+use crate::route::{self, Hints, Route, RouteQuery};
+use crate::stats::{self, ClientStats};
+
+/// What the handlers read.
+pub(crate) struct RouterState {
+    /// Hints sent with every route.
+    pub(crate) hints: Hints,
+    /// Live conn nodes.
+    pub(crate) conns: watch::Receiver<NodeSet>,
+    /// Live biz nodes.
+    pub(crate) bizs: watch::Receiver<NodeSet>,
+    /// The rollout policy in force.
+    pub(crate) policy: watch::Receiver<Arc<PolicyView>>,
+    /// Prometheus series.
+    pub(crate) metrics: Metrics,
+}
+
+/// The router's public routes merged with `ops`.
+pub(crate) fn app(state: Arc<RouterState>, ops: Router) -> Router {
+    Router::new()
+        .route("/v1/route", get(get_route))
+        .route(
+            "/v1/client-stats",
+            post(post_client_stats).layer(DefaultBodyLimit::max(stats::MAX_BODY_BYTES)),
+        )
+        .with_state(state)
+        .merge(ops)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+}
+
+/// A JSON error response.
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        Json(serde_json::json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+/// A 400 naming the parameter at fault.
+pub(crate) fn bad_request(e: &RouteError) -> Response {
+    let mut body = serde_json::json!({
+        "error": { "code": "bad_request", "message": e.to_string() }
+    });
+    if let Some(field) = e.field() {
+        body["error"]["field"] = field.into();
+    }
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+async fn get_route(
+    State(state): State<Arc<RouterState>>,
+    query: Result<Query<RouteQuery>, QueryRejection>,
+) -> Result<Json<Route>, Response> {
+    let Query(query) =
+        query.map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let client = query.validate().map_err(|e| bad_request(&e))?;
+    // Clone the Arcs out so no watch guard is held while routing.
+    let conns = state.conns.borrow().clone();
+    let bizs = state.bizs.borrow().clone();
+    let policy = state.policy.borrow().rollout.clone();
+    let routed = route::route(
+        &client,
+        &policy,
+        &conns,
+        &bizs,
+        state.hints,
+        &mut rand::rng(),
+    );
+    match routed {
+        Ok((route, decision)) => {
+            let m = &state.metrics;
+            m.routes.with_label_values(&[route.mode.as_str()]).inc();
+            m.decisions
+                .with_label_values(&[decision.reason.as_str()])
+                .inc();
+            Ok(Json(route))
+        }
+        Err(RouteError::NoNodes) => {
+            state.metrics.routes.with_label_values(&[MODE_NONE]).inc();
+            tracing::warn!("No conn or biz node can take this client; answering 503.");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                RouteError::NoNodes.to_string(),
+            ))
+        }
+        Err(e) => Err(bad_request(&e)),
+    }
+}
+
+async fn post_client_stats(
+    State(state): State<Arc<RouterState>>,
+    body: Result<Json<ClientStats>, JsonRejection>,
+) -> Response {
+    let Json(stats) = match body {
+        Ok(body) => body,
+        Err(e) => {
+            // axum says 422 for well-formed JSON of the wrong shape; to SDKs
+            // both are the same client bug.
+            let status = match e.status() {
+                StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+                other => other,
+            };
+            return error(status, "bad_request", e.body_text());
+        }
+    };
+    match stats.validate() {
+        Ok(report) => {
+            report.record(&state.metrics);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, uid = ?stats.uid, platform = ?stats.platform, "Refused client stats.");
+            bad_request(&e)
+        }
+    }
+}

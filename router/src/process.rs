@@ -1,0 +1,104 @@
+//! The `roomcast-router` process: configuration, etcd (discovery and live
+//! configuration), listeners.
+
+use std::sync::Arc;
+
+use common::discovery::Discovery;
+use common::live_config::LiveConfig;
+use common::live_config::etcd::EtcdLiveConfig;
+use common::process::{CommonArgs, DiscoveryConfig, StartError};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Config, Listeners};
+
+/// Environment prefix (`ROOMCAST_ROUTER_LISTEN`, `ROOMCAST_ROUTER_NODE__RETRY_MS`, …).
+pub const ENV_PREFIX: &str = "ROOMCAST_ROUTER";
+/// Default public listener.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8600";
+/// Default admin listener (used only when `node.admin_token` is set).
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8603";
+
+/// Everything `roomcast-router` reads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessConfig {
+    /// Public HTTP listener (`/v1/route`, `/v1/client-stats`, `/metrics`, `/livez`, `/readyz`).
+    pub listen: String,
+    /// Admin API listener. Bound only when `node.admin_token` is set; empty
+    /// disables the admin API.
+    pub admin_listen: String,
+    /// Router settings.
+    pub node: Config,
+    /// etcd: node registry and live configuration (rollout policy, drain requests).
+    pub discovery: DiscoveryConfig,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+            node: Config::default(),
+            discovery: DiscoveryConfig::default(),
+        }
+    }
+}
+
+/// Command line of `roomcast-router`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "roomcast-router",
+    version,
+    about = "Roomcast router: hands each client a conn node endpoint",
+    after_help = "Every setting can come from the TOML file (--config), from ROOMCAST_ROUTER_<KEY> \
+(nested keys joined by __, e.g. ROOMCAST_ROUTER_NODE__HEARTBEAT_MS=20000) or from flags. \
+The admin API needs ROOMCAST_ROUTER_NODE__ADMIN_TOKEN (or node.admin_token). \
+Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
+)]
+pub struct Args {
+    /// Flags shared by every service (--ops-listen is unused: ops routes share --listen).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Admin API listener [config: admin_listen; default 0.0.0.0:8603].
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+}
+
+/// Load the configuration, connect etcd, serve until `shutdown`.
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
+    let overlay = match &args.admin_listen {
+        Some(addr) => serde_json::json!({ "admin_listen": addr }),
+        None => serde_json::json!({}),
+    };
+    let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
+    if args.common.print_config {
+        let mut shown = cfg.clone();
+        shown.node.admin_token = crate::config::redacted(&cfg.node.admin_token).to_owned();
+        print!("{}", common::process::to_toml(&shown));
+        return Ok(());
+    }
+    cfg.node
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let http = common::process::bind(&cfg.listen, "router HTTP API").await?;
+    let admin = if cfg.node.admin_token.is_empty() || cfg.admin_listen.is_empty() {
+        None
+    } else {
+        Some(common::process::bind(&cfg.admin_listen, "router admin API").await?)
+    };
+    let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
+    let live_config: Arc<dyn LiveConfig> = Arc::new(
+        EtcdLiveConfig::connect(cfg.discovery.etcd_endpoints.clone(), &cfg.discovery.prefix)
+            .await
+            .map_err(|e| StartError::Unavailable(e.to_string()))?,
+    );
+    let deps = crate::Deps {
+        discovery,
+        live_config,
+        registry: prometheus::Registry::new(),
+    };
+    crate::run(cfg.node, deps, Listeners { http, admin }, shutdown)
+        .await
+        .map_err(|e| StartError::Unavailable(e.to_string()))
+}

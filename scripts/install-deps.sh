@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the programs Roomcast's build and tests need, if missing. Idempotent.
+#   protoc        build of etcd-client
+#   redis-server  message log and room store tests (also redis-cli for Cluster)
+#   etcd          discovery tests
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "==> installing: ${need[*]}"
+if command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+else
+  echo "error: please install these packages with your system's package manager: ${need[*]}" >&2
+  exit 1
+fi
