@@ -124,7 +124,12 @@ pub struct Standalone {
 }
 
 async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port))
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    common::process::listen(&addr)
         .await
         .with_context(|| format!("cannot listen for the {what} on {host}:{port}"))
 }

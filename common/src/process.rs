@@ -193,9 +193,40 @@ pub async fn connect_live_config(
 
 /// Bind `addr`, naming what it is for in the error.
 pub async fn bind(addr: &str, what: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+    listen(addr)
         .await
         .map_err(|e| StartError::Bind(format!("cannot listen for the {what} on {addr}: {e}")))
+}
+
+/// Pending connections a listener queues before the kernel drops SYNs. The
+/// 128 that `TcpListener::bind` uses overflows when thousands of clients
+/// reconnect at once (each overflow costs a client a 1 s SYN retransmit);
+/// the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listen on the first address `addr` resolves to, with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // Like std's bind: a restarted node may take its port while old
+        // connections sit in TIME_WAIT (a live listener still refuses).
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 /// Serve `/metrics`, `/livez`, `/readyz` until `shutdown`.

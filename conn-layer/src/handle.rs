@@ -19,10 +19,19 @@ pub(crate) enum Outbound {
     Batch(Arc<RoomBatch>),
     /// An ephemeral frame shared by many connections.
     Shared(Arc<SharedFrame>),
-    /// A frame for this connection only (replies).
-    Own(proto::client::v1::ServerFrame),
+    /// A frame for this connection only (replies). Boxed, like `Remove`, so
+    /// a queue slot stays two words: every idle connection holds a block of
+    /// slots.
+    Own(Box<proto::client::v1::ServerFrame>),
     /// room-biz removed this user from a room (kick, block): stop delivering it.
-    Remove { room: Arc<str>, reason: String },
+    Remove(Box<Removal>),
+}
+
+/// Why a user's fan-out for a room stops.
+#[derive(Debug)]
+pub(crate) struct Removal {
+    pub(crate) room: Arc<str>,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug)]

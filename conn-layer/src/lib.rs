@@ -75,8 +75,9 @@ pub struct Listeners {
 const UPSTREAM_QUEUE: usize = 65_536;
 /// How often the node's load is written to discovery.
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
-/// Per-connection socket read buffer.
-const READ_BUFFER_BYTES: usize = 4096;
+/// Per-connection socket read buffer. Client frames are small (hello, join,
+/// publish); a bigger one only grows when a bigger frame arrives.
+const READ_BUFFER_BYTES: usize = 1024;
 /// The path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
 
@@ -96,6 +97,9 @@ pub(crate) struct Ctx {
     /// True once draining started (reported to discovery).
     pub(crate) draining: std::sync::atomic::AtomicBool,
     pub(crate) tracker: TaskTracker,
+    /// One clock for every session's rate limiter: building a clock per
+    /// session calibrates it (CPUID, which traps to the hypervisor in a VM).
+    pub(crate) limiter_clock: governor::clock::QuantaClock,
 }
 
 /// Run a conn node until `shutdown` or a drain request, then drain and return.
@@ -140,6 +144,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         verifier,
         metrics: metrics::Metrics::new(&deps.registry),
+        limiter_clock: governor::clock::QuantaClock::default(),
         feeds: feeds::Feeds::default(),
         registry: registry::Registry::default(),
         directory: PushDirectory::new(deps.discovery.as_ref()),

@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     pub(crate) joins: IntCounterVec,
     pub(crate) frames_in: IntCounterVec,
     pub(crate) frames_out: IntCounter,
+    pub(crate) flushes: IntCounter,
     pub(crate) deliveries: IntCounter,
     pub(crate) drops: IntCounter,
     pub(crate) lagged: IntCounter,
@@ -51,6 +52,10 @@ impl Metrics {
             frames_out: counter(
                 "roomcast_conn_frames_out_total",
                 "Frames written to clients",
+            ),
+            flushes: counter(
+                "roomcast_conn_socket_flushes_total",
+                "Socket flushes (writes of the frames queued since the last one)",
             ),
             deliveries: counter(
                 "roomcast_conn_deliveries_total",
@@ -98,6 +103,7 @@ impl Metrics {
         for c in [
             &m.connections_total,
             &m.frames_out,
+            &m.flushes,
             &m.deliveries,
             &m.drops,
             &m.lagged,

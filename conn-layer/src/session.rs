@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::Ctx;
 use crate::codec::{self, Inbound, Wire};
 use crate::feeds::{RoomBatch, delivery_frame};
-use crate::handle::{Outbound, SessionHandle};
+use crate::handle::{Outbound, Removal, SessionHandle};
 use crate::pull::{pull_once, pull_range};
 use crate::upstream::UpstreamCmd;
 
@@ -47,6 +47,9 @@ const REPLAY_CHUNK: usize = 200;
 const RESET_RETRIES: u32 = 4;
 /// Time allowed for a final error or close frame to leave.
 const LAST_WORDS: Duration = Duration::from_millis(500);
+/// Queued items handled per wakeup before the socket is flushed: what piled
+/// up while the session waited leaves in one write, not one per frame.
+const DRAIN_PER_WAKEUP: usize = 64;
 
 /// A transport's outgoing half: WebSocket messages (QUIC maps them onto
 /// length-delimited frames).
@@ -170,8 +173,12 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         sink,
         handle,
         rooms: HashMap::new(),
-        limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        limiter: RateLimiter::direct_with_clock(
+            Quota::per_second(rate).allow_burst(burst),
+            ctx.limiter_clock.clone(),
+        ),
         strikes: 0,
+        unflushed: false,
     };
     let welcome = Welcome {
         session_id: session_id.to_string(),
@@ -281,6 +288,8 @@ struct Session<S> {
     rooms: HashMap<Arc<str>, RoomCursor>,
     limiter: DefaultDirectRateLimiter,
     strikes: u32,
+    /// Frames were fed to the sink since the last flush.
+    unflushed: bool,
 }
 
 impl<S: Outgoing> Session<S> {
@@ -297,6 +306,11 @@ impl<S: Outgoing> Session<S> {
         let stop = self.ctx.sessions_stop.clone();
         let mut go_away_at: Option<tokio::time::Instant> = None;
         loop {
+            // Everything written since the last wakeup leaves in one flush
+            // before the session waits again.
+            if self.flush().await.is_err() {
+                return Exit::Gone;
+            }
             tokio::select! {
                 biased;
                 _ = kill.cancelled() => {
@@ -328,7 +342,9 @@ impl<S: Outgoing> Session<S> {
                     last_in = Instant::now();
                     match codec::decode(message, self.ctx.cfg.max_frame_bytes) {
                         Inbound::Frame(f) => {
-                            if let Some(exit) = self.on_frame(f).await {
+                            // Boxed: joins and pulls are rare but their futures
+                            // are large, and every idle session would carry one.
+                            if let Some(exit) = Box::pin(self.on_frame(f)).await {
                                 return exit;
                             }
                         }
@@ -358,6 +374,12 @@ impl<S: Outgoing> Session<S> {
                     self.ctx.metrics.queue_depth.observe(rx.len() as f64);
                     if self.on_outbound(out).await.is_err() {
                         return Exit::Gone;
+                    }
+                    for _ in 1..DRAIN_PER_WAKEUP {
+                        let Ok(more) = rx.try_recv() else { break };
+                        if self.on_outbound(more).await.is_err() {
+                            return Exit::Gone;
+                        }
                     }
                 }
                 _ = idle_check.tick() => {
@@ -390,13 +412,32 @@ impl<S: Outgoing> Session<S> {
 
     // === writing ===
 
+    /// Queue a frame on the socket; it leaves at the next [`Self::flush`].
     async fn write(&mut self, message: Message) -> Result<(), ()> {
         let kill = self.handle.shared.kill.clone();
         tokio::select! {
             biased;
             _ = kill.cancelled() => Err(()),
-            r = self.sink.send(message) => {
+            r = self.sink.feed(message) => {
                 self.ctx.metrics.frames_out.inc();
+                self.unflushed = true;
+                r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
+            }
+        }
+    }
+
+    /// Write what was queued, in one socket write when it fits the buffer.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if !self.unflushed {
+            return Ok(());
+        }
+        self.unflushed = false;
+        let kill = self.handle.shared.kill.clone();
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => Err(()),
+            r = self.sink.flush() => {
+                self.ctx.metrics.flushes.inc();
                 r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
             }
         }
@@ -682,7 +723,9 @@ impl<S: Outgoing> Session<S> {
                 body: reply.body,
             };
             handle
-                .send(Outbound::Own(frame(server_frame::Frame::Reply(reply))))
+                .send(Outbound::Own(Box::new(frame(server_frame::Frame::Reply(
+                    reply,
+                )))))
                 .await;
         });
         Ok(())
@@ -692,7 +735,7 @@ impl<S: Outgoing> Session<S> {
 
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), ()> {
         if self.handle.lag_started() {
-            self.recover_from_lag().await?;
+            Box::pin(self.recover_from_lag()).await?;
         }
         match out {
             Outbound::Batch(batch) => self.on_batch(batch).await,
@@ -701,24 +744,27 @@ impl<S: Outgoing> Session<S> {
                 self.write(message).await
             }
             Outbound::Own(f) => self.write_own(&f).await,
-            Outbound::Remove { room, reason } => {
-                if self.rooms.remove(&room).is_none() {
-                    return Ok(());
-                }
-                // room-biz already dropped the membership; only the fan-out goes.
-                self.ctx
-                    .feeds
-                    .leave(&self.ctx, &room, &self.handle.id)
-                    .await;
-                let left = Left {
-                    r#ref: 0,
-                    room: room.to_string(),
-                    reason,
-                };
-                self.write_own(&frame(server_frame::Frame::Left(left)))
-                    .await
-            }
+            Outbound::Remove(removal) => Box::pin(self.on_removal(*removal)).await,
         }
+    }
+
+    async fn on_removal(&mut self, removal: Removal) -> Result<(), ()> {
+        let Removal { room, reason } = removal;
+        if self.rooms.remove(&room).is_none() {
+            return Ok(());
+        }
+        // room-biz already dropped the membership; only the fan-out goes.
+        self.ctx
+            .feeds
+            .leave(&self.ctx, &room, &self.handle.id)
+            .await;
+        let left = Left {
+            r#ref: 0,
+            room: room.to_string(),
+            reason,
+        };
+        self.write_own(&frame(server_frame::Frame::Left(left)))
+            .await
     }
 
     /// Frames were dropped: say so, then pull every room up to its head.
@@ -744,9 +790,9 @@ impl<S: Outgoing> Session<S> {
             return Ok(());
         };
         if cursor.epoch != batch.epoch {
-            self.reset_room(&batch.room).await?;
+            Box::pin(self.reset_room(&batch.room)).await?;
         } else if batch.first_seq > cursor.seq + 1 {
-            self.fill(&batch.room, Some(batch.first_seq - 1)).await?;
+            Box::pin(self.fill(&batch.room, Some(batch.first_seq - 1))).await?;
         }
         let Some(cursor) = self.rooms.get_mut(&batch.room) else {
             return Ok(());
@@ -787,6 +833,8 @@ impl<S: Outgoing> Session<S> {
             return Ok(());
         };
         let (epoch, after) = (cursor.epoch, cursor.seq);
+        // What is already written (a Lagged frame) leaves before the pull waits.
+        self.flush().await?;
         let timeout = Duration::from_millis(self.ctx.cfg.request_timeout_ms);
         let range = match pull_range(
             &self.ctx.directory,
@@ -819,6 +867,7 @@ impl<S: Outgoing> Session<S> {
     /// The room's stream restarted or history no longer covers the client:
     /// send a fresh snapshot with `recovered = false` and continue from the head.
     async fn reset_room(&mut self, room: &Arc<str>) -> Result<(), ()> {
+        self.flush().await?;
         let ctx = self.ctx.clone();
         let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
         let mut attempt = 0u32;

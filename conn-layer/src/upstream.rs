@@ -421,10 +421,10 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
                 for uid in &u.uids {
                     for session in ctx.registry.sessions_of(uid) {
                         session.offer_ephemeral(
-                            crate::handle::Outbound::Remove {
+                            crate::handle::Outbound::Remove(Box::new(crate::handle::Removal {
                                 room: room.clone(),
                                 reason: u.kind.clone(),
-                            },
+                            })),
                             &ctx.metrics,
                         );
                     }
