@@ -77,7 +77,7 @@ const UPSTREAM_QUEUE: usize = 65_536;
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Per-connection socket read buffer. Client frames are small (hello, join,
 /// publish); a bigger one only grows when a bigger frame arrives.
-const READ_BUFFER_BYTES: usize = 1024;
+const READ_BUFFER_BYTES: usize = 512;
 /// The path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
 

@@ -20,7 +20,6 @@ use proto::client::v1::{
     ClientFrame, Code, Error as ErrorFrame, GoAway, Join, Joined, Lagged, Leave, Left, Pong,
     Publish, Reply, RoomMessage, ServerFrame, Welcome, client_frame, server_frame,
 };
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::Ctx;
@@ -116,48 +115,16 @@ fn frame(f: server_frame::Frame) -> ServerFrame {
     ServerFrame { frame: Some(f) }
 }
 
+/// The connection's one task. Its future lives as long as the connection, so
+/// the rare, large steps (handshake, last words, cleanup) are boxed: an idle
+/// session then holds only what the main loop needs.
 async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R, wire: Wire) {
-    let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
-    let first = tokio::time::timeout(
-        hello_timeout,
-        next_inbound(&mut stream, ctx.cfg.max_frame_bytes),
-    )
-    .await;
-    let hello = match first {
-        Err(_) => {
-            let e = error(
-                Code::HelloRequired,
-                "no hello within the handshake timeout",
-                0,
-                "",
-            );
-            return last_words(&mut sink, wire, Some(e), close::POLICY, "hello timeout").await;
-        }
-        Ok(None) => return,
-        Ok(Some(Inbound::Frame(ClientFrame {
-            frame: Some(client_frame::Frame::Hello(h)),
-        }))) => h,
-        Ok(Some(other)) => {
-            let (code, e) = reject_pre_hello(&ctx, other);
-            return last_words(&mut sink, wire, Some(e), code, "hello required").await;
-        }
+    let Some(sub) = Box::pin(handshake(&ctx, &mut sink, &mut stream, wire)).await else {
+        return;
     };
-    let claims = match ctx.verifier.verify(&hello.token) {
-        Ok(c) => c,
-        Err(err) => {
-            ctx.metrics.bad_frames.with_label_values(&["auth"]).inc();
-            let code = match err {
-                common::auth::AuthError::Expired => Code::TokenExpired,
-                _ => Code::Unauthenticated,
-            };
-            let e = error(code, err.to_string(), 0, "");
-            return last_words(&mut sink, wire, Some(e), close::POLICY, "unauthenticated").await;
-        }
-    };
-
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     tracing::Span::current().record("session", &*session_id);
-    let uid: Arc<str> = Arc::from(claims.sub);
+    let uid: Arc<str> = Arc::from(sub);
     let (handle, rx) = SessionHandle::new(session_id.clone(), uid.clone(), ctx.cfg.outbound_queue);
     if ctx.registry.add(handle.clone()) {
         let _ = ctx
@@ -187,6 +154,7 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         max_frame_bytes: ctx.cfg.max_frame_bytes as u32,
         node_id: ctx.cfg.node_id.clone(),
     };
+    drop((session_id, uid));
     let exit = match session
         .write_own(&frame(server_frame::Frame::Welcome(welcome)))
         .await
@@ -200,9 +168,56 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         error,
     } = exit
     {
-        last_words(&mut session.sink, wire, error, code, &reason).await;
+        Box::pin(last_words(&mut session.sink, wire, error, code, &reason)).await;
     }
-    session.cleanup().await;
+    Box::pin(session.cleanup()).await;
+}
+
+/// Wait for the hello and verify its token: the token's subject, or `None`
+/// once the client was told why not.
+async fn handshake<S: Outgoing, R: Incoming>(
+    ctx: &Ctx,
+    sink: &mut S,
+    stream: &mut R,
+    wire: Wire,
+) -> Option<String> {
+    let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
+    let first =
+        tokio::time::timeout(hello_timeout, next_inbound(stream, ctx.cfg.max_frame_bytes)).await;
+    let hello = match first {
+        Err(_) => {
+            let e = error(
+                Code::HelloRequired,
+                "no hello within the handshake timeout",
+                0,
+                "",
+            );
+            last_words(sink, wire, Some(e), close::POLICY, "hello timeout").await;
+            return None;
+        }
+        Ok(None) => return None,
+        Ok(Some(Inbound::Frame(ClientFrame {
+            frame: Some(client_frame::Frame::Hello(h)),
+        }))) => h,
+        Ok(Some(other)) => {
+            let (code, e) = reject_pre_hello(ctx, other);
+            last_words(sink, wire, Some(e), code, "hello required").await;
+            return None;
+        }
+    };
+    match ctx.verifier.verify(&hello.token) {
+        Ok(claims) => Some(claims.sub),
+        Err(err) => {
+            ctx.metrics.bad_frames.with_label_values(&["auth"]).inc();
+            let code = match err {
+                common::auth::AuthError::Expired => Code::TokenExpired,
+                _ => Code::Unauthenticated,
+            };
+            let e = error(code, err.to_string(), 0, "");
+            last_words(sink, wire, Some(e), close::POLICY, "unauthenticated").await;
+            None
+        }
+    }
 }
 
 fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, ErrorFrame) {
@@ -296,7 +311,7 @@ impl<S: Outgoing> Session<S> {
     async fn main_loop<R: Incoming>(
         &mut self,
         stream: &mut R,
-        mut rx: mpsc::Receiver<Outbound>,
+        mut rx: crate::handle::Receiver,
     ) -> Exit {
         let heartbeat = Duration::from_millis(self.ctx.cfg.heartbeat_ms.max(100));
         let idle_limit = heartbeat * self.ctx.cfg.idle_heartbeats.max(1);
@@ -370,13 +385,12 @@ impl<S: Outgoing> Session<S> {
                     }
                 }
                 out = rx.recv() => {
-                    let Some(out) = out else { return Exit::Gone };
                     self.ctx.metrics.queue_depth.observe(rx.len() as f64);
                     if self.on_outbound(out).await.is_err() {
                         return Exit::Gone;
                     }
                     for _ in 1..DRAIN_PER_WAKEUP {
-                        let Ok(more) = rx.try_recv() else { break };
+                        let Some(more) = rx.try_recv() else { break };
                         if self.on_outbound(more).await.is_err() {
                             return Exit::Gone;
                         }

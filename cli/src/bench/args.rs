@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 /// Command-line arguments of `roomcast-bench`.
 #[derive(Debug, Parser)]
@@ -30,13 +31,59 @@ pub struct BenchArgs {
     pub command: Option<Command>,
 }
 
+/// How the bench clients reach Roomcast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// WebSocket, protobuf frames.
+    Ws,
+    /// QUIC (ALPN `roomcast/1`), length-delimited protobuf frames on one stream.
+    Quic,
+    /// HTTP long polling of room-biz (`GET /v1/rooms/{id}/messages`).
+    Polling,
+}
+
+impl Transport {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Quic => "quic",
+            Self::Polling => "polling",
+        }
+    }
+
+    /// The name in the report line.
+    pub fn report_name(self) -> &'static str {
+        match self {
+            Self::Ws => "websocket-protobuf",
+            Self::Quic => "quic-protobuf",
+            Self::Polling => "http-long-polling",
+        }
+    }
+}
+
 /// The system under test.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
+    /// Transport of the clients: `ws` (WebSocket), `quic` (QUIC, one UDP socket
+    /// per worker) or `polling` (HTTP long polling of room-biz; room-latency,
+    /// big-room and small-rooms only).
+    #[arg(long, global = true, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
     /// WebSocket URL of a running conn node (with --biz-url).
     #[arg(long, global = true, env = "ROOMCAST_WS_URL")]
     pub ws_url: Option<String>,
-    /// Room-biz URL of a running system (with --ws-url or --router-url).
+    /// QUIC URL of a running conn node (`quic://host:port`), with --transport quic
+    /// (instead of --router-url).
+    #[arg(long, global = true, env = "ROOMCAST_QUIC_URL")]
+    pub quic_url: Option<String>,
+    /// Hex SHA-256 of that conn node's QUIC certificate, to pin it (without it the
+    /// certificate must chain to the webpki roots).
+    #[arg(long, global = true)]
+    pub quic_cert_sha256: Option<String>,
+    /// Room-biz URL of a running system (with --ws-url, --quic-url or --router-url;
+    /// alone with --transport polling).
     #[arg(long, global = true, env = "ROOMCAST_BIZ_URL")]
     pub biz_url: Option<String>,
     /// Router URL of a running system: each client asks `GET /v1/route` for its
@@ -79,18 +126,30 @@ pub struct FleetArgs {
     /// Worker processes holding the connections (0: one per 5,000 connections, at least 2).
     #[arg(long, global = true, default_value_t = 0)]
     pub workers: usize,
-    /// Loopback source addresses the clients bind: 127.0.0.1 … 127.0.0.N.
+    /// Loopback source addresses the clients bind: 127.0.0.1 … 127.0.0.N (round
+    /// robin per client; with QUIC, worker i's one UDP socket binds address i mod N).
     #[arg(long, global = true, default_value_t = 8)]
     pub source_ips: u8,
-    /// Connects in flight at once, over all workers. The default stays under
-    /// the listen backlog tokio gives a listener (128): beyond it the kernel
-    /// drops handshakes and clients wait for a 1 s SYN retransmit.
-    #[arg(long, global = true, default_value_t = 128)]
-    pub connect_concurrency: usize,
+    /// Connects in flight at once, over all workers. The default (128) stays
+    /// under the listen backlog tokio gives a listener (128): beyond it the kernel
+    /// drops handshakes and clients wait for a 1 s SYN retransmit. With
+    /// `--transport quic` the default is 32: the server's one UDP socket (default
+    /// receive buffer, ~208 KiB) drops handshake datagrams of larger bursts, and
+    /// each loss costs the client a ~1 s probe timeout.
+    #[arg(long, global = true)]
+    pub connect_concurrency: Option<usize>,
     /// Priority of published messages (`high` is never sampled, so every
     /// delivery is expected).
     #[arg(long, global = true, default_value = "high")]
     pub priority: String,
+    /// Seconds a polling client's long poll waits on the server for news (`wait=`, 1–30).
+    #[arg(long, global = true, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub poll_wait: u64,
+    /// Polling clients poll again as soon as a reply arrives, ignoring its
+    /// `poll_after_ms` (by default they wait it out, as the protocol asks and the
+    /// SDK does).
+    #[arg(long, global = true)]
+    pub poll_ignore_pause: bool,
     /// Seconds to wait for the last deliveries after publishing stops.
     #[arg(long, global = true, default_value_t = 10)]
     pub settle: u64,
@@ -249,6 +308,24 @@ pub struct ChurnArgs {
     /// Seconds of publishing and churning.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
+}
+
+/// Default of `--connect-concurrency` over TCP (WebSocket, polling).
+const CONNECT_CONCURRENCY_TCP: usize = 128;
+/// Default of `--connect-concurrency` over QUIC.
+const CONNECT_CONCURRENCY_QUIC: usize = 32;
+
+impl BenchArgs {
+    /// Connects in flight at once over all workers: the flag, or the
+    /// transport's default.
+    pub fn connect_concurrency(&self) -> usize {
+        self.fleet
+            .connect_concurrency
+            .unwrap_or(match self.target.transport {
+                Transport::Quic => CONNECT_CONCURRENCY_QUIC,
+                Transport::Ws | Transport::Polling => CONNECT_CONCURRENCY_TCP,
+            })
+    }
 }
 
 impl LikesArgs {

@@ -1,53 +1,21 @@
 //! One bench client on the wire: a TCP socket bound to a chosen loopback
-//! source address, the WebSocket handshake, `Hello` + `Join`, and the checks
-//! every delivery goes through (seq coverage, duplicates, reordering, the
-//! publish stamp).
+//! source address and the WebSocket handshake, `Hello` + `Join` over any long
+//! connection ([`Conn`]), and the checks every delivery goes through, whatever
+//! the transport (seq coverage, duplicates, reordering, the publish stamp).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context as _, bail};
-use futures::{SinkExt as _, StreamExt as _};
-use prost::Message as _;
-use proto::client::v1::{
-    ClientFrame, Delivery, Hello, Join, ServerFrame, client_frame, server_frame,
-};
+use proto::client::v1::{Delivery, Hello, Join, client_frame, server_frame};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::conn::{Conn, Incoming};
 use super::wire::Tally;
 
-/// A client connection.
+/// A WebSocket client connection.
 pub type Ws = WebSocketStream<TcpStream>;
-
-/// Where clients connect: the URL for the handshake and the resolved address.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// `ws://host:port/path`.
-    pub url: String,
-    /// The resolved socket address.
-    pub addr: SocketAddr,
-}
-
-impl Endpoint {
-    /// Resolve a `ws://` URL.
-    pub async fn resolve(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("ws://")
-            .with_context(|| format!("{url}: only ws:// URLs are supported"))?;
-        let authority = rest.split('/').next().unwrap_or(rest);
-        let addr = tokio::net::lookup_host(authority)
-            .await
-            .with_context(|| format!("cannot resolve {authority}"))?
-            .find(SocketAddr::is_ipv4)
-            .with_context(|| format!("{authority} has no IPv4 address"))?;
-        Ok(Self {
-            url: url.to_owned(),
-            addr,
-        })
-    }
-}
 
 /// Small socket buffers: thousands of clients share one worker process.
 fn ws_config() -> WebSocketConfig {
@@ -56,28 +24,23 @@ fn ws_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// Open a WebSocket from `source` (bound before connecting, so one process can
-/// use the ephemeral ports of several loopback addresses).
-pub async fn connect(endpoint: &Endpoint, source: Ipv4Addr) -> anyhow::Result<Ws> {
+/// Open a WebSocket to `url` (resolved: `addr`) from `source` (bound before
+/// connecting, so one process can use the ephemeral ports of several loopback
+/// addresses).
+pub async fn connect(url: &str, addr: SocketAddr, source: Ipv4Addr) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     socket
         .bind(SocketAddr::new(source.into(), 0))
         .with_context(|| format!("bind {source}"))?;
     let tcp = socket
-        .connect(endpoint.addr)
+        .connect(addr)
         .await
-        .with_context(|| format!("connect {} from {source}", endpoint.addr))?;
+        .with_context(|| format!("connect {addr} from {source}"))?;
     tcp.set_nodelay(true)?;
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(endpoint.url.as_str(), tcp, Some(ws_config()))
-            .await
-            .context("websocket handshake")?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
+        .await
+        .context("websocket handshake")?;
     Ok(ws)
-}
-
-/// Encode a client frame as a binary WebSocket message.
-pub fn frame(frame: client_frame::Frame) -> Message {
-    Message::Binary(ClientFrame { frame: Some(frame) }.encode_to_vec().into())
 }
 
 /// What `Joined` said.
@@ -88,35 +51,33 @@ pub struct JoinedRoom {
 }
 
 /// Send `Hello` and `Join` back to back, wait for `Joined`.
-pub async fn hello_join(ws: &mut Ws, token: String, room: &str) -> anyhow::Result<JoinedRoom> {
-    ws.feed(frame(client_frame::Frame::Hello(Hello {
+pub async fn hello_join(conn: &mut Conn, token: String, room: &str) -> anyhow::Result<JoinedRoom> {
+    conn.feed(client_frame::Frame::Hello(Hello {
         token,
         ..Default::default()
-    })))
+    }))
     .await?;
-    ws.send(frame(client_frame::Frame::Join(Join {
+    conn.send(client_frame::Frame::Join(Join {
         r#ref: 1,
         room: room.to_owned(),
         resume: None,
-    })))
+    }))
     .await?;
     loop {
-        let Some(msg) = ws.next().await else {
-            bail!("closed before joining")
-        };
-        let Message::Binary(bytes) = msg? else {
-            continue;
-        };
-        match ServerFrame::decode(bytes)?.frame {
-            Some(server_frame::Frame::Joined(j)) => {
-                return Ok(JoinedRoom {
-                    start_seq: j.start_seq,
-                });
-            }
-            Some(server_frame::Frame::Error(e)) => {
-                bail!("refused: {} (code {})", e.message, e.code)
-            }
-            _ => {}
+        match conn.recv().await {
+            Incoming::Frame(frame) => match frame.frame {
+                Some(server_frame::Frame::Joined(j)) => {
+                    return Ok(JoinedRoom {
+                        start_seq: j.start_seq,
+                    });
+                }
+                Some(server_frame::Frame::Error(e)) => {
+                    bail!("refused: {} (code {})", e.message, e.code)
+                }
+                _ => {}
+            },
+            Incoming::Skip => {}
+            Incoming::Closed(why) => bail!("closed before joining: {why}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The bench harness behind `roomcast-bench`: a load generator that drives a
-//! running Roomcast through the real client protocol (WebSocket, protobuf) and
+//! running Roomcast through the real client protocol (WebSocket or QUIC with
+//! protobuf frames, or HTTP long polling: `--transport ws|quic|polling`) and
 //! reports one JSON line per scenario.
 //!
 //! # How a run goes
@@ -15,7 +16,9 @@
 //! 3. [`publish`]: the coordinator publishes durable messages through the push
 //!    API (room-biz HTTP), each body stamped with its send time in µs.
 //! 4. [`client`]: every client checks per-room seq continuity (gaps,
-//!    duplicates, out-of-order) and records publish → receive latency.
+//!    duplicates, out-of-order) and records publish → receive latency, over
+//!    a long connection ([`conn`]: WebSocket or QUIC) or by polling
+//!    ([`polling`]: each reply is checked as one delivery).
 //! 5. [`report`]: one JSON line on stdout, appended to
 //!    `bench-results/<date>-<scenario>.jsonl` with the commit id.
 //!
@@ -23,7 +26,9 @@
 
 mod args;
 mod client;
+mod conn;
 mod fleet;
+mod polling;
 mod proc;
 mod publish;
 mod report;
@@ -32,7 +37,7 @@ mod target;
 mod wire;
 mod worker;
 
-pub use args::{BenchArgs, Command};
+pub use args::{BenchArgs, Command, Transport};
 
 /// Run `roomcast-bench` with parsed arguments. Workers run on a
 /// single-threaded runtime (one process = one core at most, no locks); the

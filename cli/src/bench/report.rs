@@ -20,7 +20,8 @@ pub struct Report {
     pub commit: String,
     pub date: String,
     pub unix_ms: u64,
-    /// `websocket-protobuf`: the transport every client used.
+    /// The transport every client used: `websocket-protobuf`, `quic-protobuf` or
+    /// `http-long-polling` (`--transport ws|quic|polling`).
     pub transport: &'static str,
     pub target: Kind,
     /// Holders joined (the connections the figures are about).
@@ -68,6 +69,9 @@ pub struct Report {
     pub churn: Option<ChurnReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub likes: Option<LikesReport>,
+    /// How the clients polled (`--transport polling` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling: Option<PollingReport>,
     /// Why the scenario could not run (then most figures are zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_runnable: Option<String>,
@@ -203,6 +207,16 @@ impl ChurnReport {
             ..Self::default()
         }
     }
+}
+
+/// HTTP long polling settings of the clients.
+#[derive(Debug, Default, Serialize)]
+pub struct PollingReport {
+    /// `wait=` of each long poll, seconds.
+    pub wait_s: u64,
+    /// Whether clients paused `poll_after_ms` between polls (the protocol's
+    /// rule, the SDK's behaviour) or polled again at once.
+    pub honors_poll_after: bool,
 }
 
 /// `likes-storm`.

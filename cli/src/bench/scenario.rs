@@ -7,21 +7,19 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
-use prost::Message as _;
-use proto::client::v1::{Code, Publish, ServerFrame, client_frame, server_frame};
+use proto::client::v1::{Code, Publish, client_frame, server_frame};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::args::{BenchArgs, ChurnArgs, Command, LikesArgs};
-use super::client::{self, Endpoint};
+use super::args::{BenchArgs, ChurnArgs, Command, LikesArgs, Transport};
+use super::client;
+use super::conn::{self, Endpoint, Incoming, QuicDialer};
 use super::fleet::Fleet;
 use super::proc::{self, ProcSample};
 use super::publish;
 use super::report::{
     self, BudgetLine, ChurnReport, ConnectReport, GeneratorReport, IdleReport, Latency,
-    LikesReport, Machine, Report, ServerReport, cores, cpu_delta, round3,
+    LikesReport, Machine, PollingReport, Report, ServerReport, cores, cpu_delta, round3,
 };
 use super::target::{Kind, Target};
 use super::wire::{self, ChurnSpec, Cmd, Event, LikesSpec, Tally, WorkerSpec};
@@ -127,6 +125,33 @@ impl Plan {
         self.clients + churning
     }
 
+    /// Whether the scenario can run over `transport`; `Err` says why not and
+    /// which transports it runs over.
+    fn supports(&self, transport: Transport) -> anyhow::Result<()> {
+        let why = match (transport, self.scenario) {
+            (Transport::Ws | Transport::Quic, _)
+            | (Transport::Polling, "room-latency" | "big-room" | "small-rooms") => return Ok(()),
+            (Transport::Polling, "connect-ramp") => {
+                "a poller holds no connection to ramp up (its \"join\" is one HTTP request)"
+            }
+            (Transport::Polling, "idle") => {
+                "an idle poller holds no session on the conn node, so there is no memory per connection to measure"
+            }
+            (Transport::Polling, "likes-storm") => {
+                "the storm is client actions on a long connection (pollers would go through POST /v1/rooms/{id}/actions, not measured here)"
+            }
+            (Transport::Polling, "churn") => {
+                "churn joins and leaves long connections (a poller has no Leave; it just stops polling and ages out after 60 s)"
+            }
+            (Transport::Polling, _) => "not implemented for polling",
+        };
+        bail!(
+            "{} cannot run over --transport {}: {why}; it runs over: ws, quic",
+            self.scenario,
+            transport.as_str()
+        )
+    }
+
     /// Holders of room `r`.
     fn members(&self, r: usize) -> u64 {
         (self.clients / self.rooms + usize::from(r < self.clients % self.rooms)) as u64
@@ -136,6 +161,7 @@ impl Plan {
 /// Run the scenario the arguments name (`--runs` times) and report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let plan = Plan::of(&args);
+    plan.supports(args.target.transport)?;
     if plan.rooms == 0 || plan.clients == 0 {
         bail!("a scenario needs at least one room and one client");
     }
@@ -219,7 +245,15 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
     // Likes: a probe before the storm says whether the action exists at all.
     let mut likes_report = None;
     if let Some(likes) = &plan.likes {
-        match probe_action(&http, target, &args.target.secret, &rooms[0], likes).await {
+        let probe = probe_action(
+            &http,
+            target,
+            args.target.transport,
+            &args.target.secret,
+            &rooms[0],
+            likes,
+        );
+        match probe.await {
             Ok(probe) => {
                 likes_report = Some(LikesReport {
                     action: likes.action.clone(),
@@ -252,14 +286,20 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
             let next = plan.clients * (index + 1) / workers;
             WorkerSpec {
                 index,
+                transport: args.target.transport,
                 ws_url: target.ws_url.clone(),
+                quic_url: target.quic_url.clone(),
+                quic_cert_sha256: target.quic_cert_sha256.clone(),
+                biz_url: target.biz_url.clone(),
+                poll_wait_secs: args.fleet.poll_wait,
+                poll_ignore_pause: args.fleet.poll_ignore_pause,
                 router_url: target.router_url.clone(),
                 secret: args.target.secret.clone(),
                 source_ips: source_ips.clone(),
                 rooms: rooms.clone(),
                 first,
                 count: next - first,
-                connect_concurrency: args.fleet.connect_concurrency.div_ceil(workers),
+                connect_concurrency: args.connect_concurrency().div_ceil(workers),
                 ping_secs: PING_SECS,
                 churn: plan.churn.as_ref().map(|c| ChurnSpec {
                     room: rooms[0].clone(),
@@ -766,7 +806,7 @@ fn empty_report(plan: &Plan, args: &BenchArgs, target: &Target) -> Report {
         commit: proc::commit_id(),
         date: proc::utc_date(),
         unix_ms: common::time::now_ms(),
-        transport: "websocket-protobuf",
+        transport: args.target.transport.report_name(),
         target: target.kind,
         connections: 0,
         rooms: plan.rooms,
@@ -805,6 +845,10 @@ fn empty_report(plan: &Plan, args: &BenchArgs, target: &Target) -> Report {
         idle: None,
         churn: None,
         likes: None,
+        polling: (args.target.transport == Transport::Polling).then_some(PollingReport {
+            wait_s: args.fleet.poll_wait,
+            honors_poll_after: !args.fleet.poll_ignore_pause,
+        }),
         not_runnable: None,
         budget: Vec::new(),
         machine: Machine::default(),
@@ -830,6 +874,7 @@ async fn members(http: &reqwest::Client, biz_url: &str, room: &str) -> anyhow::R
 async fn probe_action(
     http: &reqwest::Client,
     target: &Target,
+    transport: Transport,
     secret: &str,
     room: &str,
     likes: &LikesArgs,
@@ -856,7 +901,7 @@ async fn probe_action(
         }
         Err(e) => format!("HTTP POST /v1/rooms/{{id}}/actions failed: {e}"),
     };
-    let client_said = match probe_publish(target, secret, room, likes).await {
+    let client_said = match probe_publish(target, transport, secret, room, likes).await {
         Ok((true, what)) => return Ok(format!("client Publish accepted: {what}; {http_said}")),
         Ok((false, what)) => format!("client Publish{{action: {:?}}} → {what}", likes.action),
         Err(e) => format!("client probe failed: {e:#}"),
@@ -867,51 +912,67 @@ async fn probe_action(
     ))
 }
 
-/// Join as a probe client and publish the action once; (accepted, reply text).
+/// Join as a probe client (over the run's transport) and publish the action
+/// once; (accepted, reply text).
 async fn probe_publish(
     target: &Target,
+    transport: Transport,
     secret: &str,
     room: &str,
     likes: &LikesArgs,
 ) -> anyhow::Result<(bool, String)> {
-    if target.ws_url.is_empty() {
-        bail!("no --ws-url to probe with");
-    }
-    let endpoint = Endpoint::resolve(&target.ws_url).await?;
-    let mut ws = client::connect(&endpoint, Ipv4Addr::LOCALHOST).await?;
+    let (endpoint, dialer) = match transport {
+        Transport::Quic => {
+            let url = target
+                .quic_url
+                .as_deref()
+                .context("no --quic-url to probe with")?;
+            let endpoint = Endpoint::resolve(url, target.quic_cert_sha256.as_deref()).await?;
+            (endpoint, Some(QuicDialer::bind(Ipv4Addr::LOCALHOST)?))
+        }
+        Transport::Ws | Transport::Polling => {
+            if target.ws_url.is_empty() {
+                bail!("no --ws-url to probe with");
+            }
+            (Endpoint::resolve(&target.ws_url, None).await?, None)
+        }
+    };
+    let mut conn = conn::connect(&endpoint, Ipv4Addr::LOCALHOST, dialer.as_ref()).await?;
     let token = common::auth::mint_hs256(secret, "bench-probe", 600)?;
-    client::hello_join(&mut ws, token, room).await?;
-    ws.send(client::frame(client_frame::Frame::Publish(Publish {
+    client::hello_join(&mut conn, token, room).await?;
+    conn.send(client_frame::Frame::Publish(Publish {
         r#ref: 7,
         room: room.to_owned(),
         action: likes.action.clone(),
         payload: likes.payload().into_bytes().into(),
-    })))
+    }))
     .await?;
     let answer = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(msg) = ws.next().await {
-            if let Message::Binary(bytes) = msg? {
-                match ServerFrame::decode(bytes)?.frame {
-                    Some(server_frame::Frame::Reply(r)) if r.r#ref == 7 => {
-                        let code = Code::try_from(r.code).map_or("unknown", |c| c.as_str_name());
-                        let ok = r.code == Code::Ok as i32;
-                        return anyhow::Ok((
-                            ok,
-                            format!("{code}: {} {}", r.message, String::from_utf8_lossy(&r.body)),
-                        ));
-                    }
-                    Some(server_frame::Frame::Error(e)) => {
-                        let code = Code::try_from(e.code).map_or("unknown", |c| c.as_str_name());
-                        return Ok((false, format!("error {code}: {}", e.message)));
-                    }
-                    _ => {}
+        loop {
+            let frame = match conn.recv().await {
+                Incoming::Frame(frame) => frame,
+                Incoming::Skip => continue,
+                Incoming::Closed(_) => return Ok((false, "closed without a reply".to_owned())),
+            };
+            match frame.frame {
+                Some(server_frame::Frame::Reply(r)) if r.r#ref == 7 => {
+                    let code = Code::try_from(r.code).map_or("unknown", |c| c.as_str_name());
+                    let ok = r.code == Code::Ok as i32;
+                    return anyhow::Ok((
+                        ok,
+                        format!("{code}: {} {}", r.message, String::from_utf8_lossy(&r.body)),
+                    ));
                 }
+                Some(server_frame::Frame::Error(e)) => {
+                    let code = Code::try_from(e.code).map_or("unknown", |c| c.as_str_name());
+                    return Ok((false, format!("error {code}: {}", e.message)));
+                }
+                _ => {}
             }
         }
-        Ok((false, "closed without a reply".to_owned()))
     })
     .await
     .context("no reply within 5 s")??;
-    let _ = ws.close(None).await;
+    conn.close().await;
     Ok(answer)
 }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::args::TargetArgs;
+use super::args::{TargetArgs, Transport};
 use super::proc::{self, ProcSample};
 use crate::standalone::{Standalone, StandaloneConfig};
 
@@ -36,6 +36,10 @@ pub struct Target {
     pub biz_url: String,
     /// Router URL, when clients route themselves.
     pub router_url: Option<String>,
+    /// Conn node QUIC URL (`quic://host:port`), when QUIC is on and known.
+    pub quic_url: Option<String>,
+    /// Hex SHA-256 of the conn node's QUIC certificate (the pin).
+    pub quic_cert_sha256: Option<String>,
     /// The server processes measured.
     pub pids: Vec<u32>,
     /// Prometheus endpoint (`…/metrics`) of the system, when known.
@@ -45,21 +49,42 @@ pub struct Target {
 }
 
 impl Target {
-    /// Start (or find) the system.
+    /// Start (or find) the system. QUIC is on only for `--transport quic`.
     pub async fn start(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Self> {
-        if args.biz_url.is_some() || args.ws_url.is_some() || args.router_url.is_some() {
+        let transport = args.transport;
+        if args.biz_url.is_some()
+            || args.ws_url.is_some()
+            || args.router_url.is_some()
+            || args.quic_url.is_some()
+        {
             let biz_url = args
                 .biz_url
                 .clone()
                 .context("--biz-url is needed with a running system")?;
-            if args.ws_url.is_none() && args.router_url.is_none() {
-                bail!("give --ws-url or --router-url with --biz-url");
+            let routed = args.router_url.is_some();
+            match transport {
+                Transport::Ws if args.ws_url.is_none() && !routed => {
+                    bail!("give --ws-url or --router-url with --biz-url")
+                }
+                Transport::Quic if args.quic_url.is_none() && !routed => {
+                    bail!(
+                        "--transport quic: give --quic-url (and --quic-cert-sha256) or --router-url with --biz-url"
+                    )
+                }
+                _ => {}
             }
+            let direct = match transport {
+                Transport::Ws => args.ws_url.is_some(),
+                Transport::Quic => args.quic_url.is_some(),
+                Transport::Polling => true,
+            };
             return Ok(Self {
                 kind: Kind::External,
                 ws_url: args.ws_url.clone().unwrap_or_default(),
                 biz_url,
-                router_url: args.router_url.clone().filter(|_| args.ws_url.is_none()),
+                router_url: args.router_url.clone().filter(|_| !direct),
+                quic_url: args.quic_url.clone(),
+                quic_cert_sha256: args.quic_cert_sha256.clone(),
                 pids: args.server_pid.clone(),
                 metrics_url: args.metrics_url.clone(),
                 in_process: None,
@@ -75,17 +100,23 @@ impl Target {
             ws_port: 0,
             biz_port: 0,
             metrics_port: 0,
-            quic_port: None,
+            admin_port: 0,
+            quic_port: (transport == Transport::Quic).then_some(0),
             secret: args.secret.clone(),
             broadcast_threshold,
             ..StandaloneConfig::default()
         };
         let system = Standalone::start(cfg, shutdown.clone()).await?;
+        if transport == Transport::Quic && system.quic_url.is_none() {
+            bail!("the in-process server has no QUIC endpoint");
+        }
         Ok(Self {
             kind: Kind::InProcess,
             ws_url: system.ws_url.clone(),
             biz_url: system.biz_url.clone(),
             router_url: None,
+            quic_url: system.quic_url.clone(),
+            quic_cert_sha256: system.quic_cert_sha256.clone(),
             pids: vec![std::process::id()],
             metrics_url: Some(format!("{}/metrics", system.metrics_url)),
             in_process: Some((system, shutdown)),
@@ -153,16 +184,45 @@ impl Target {
     }
 }
 
-/// Four free loopback ports (bound together, so they differ, then released).
-fn free_ports() -> anyhow::Result<[u16; 4]> {
-    let listeners = (0..4)
+/// Five free loopback TCP ports (bound together, so they differ, then released).
+fn free_ports() -> anyhow::Result<[u16; 5]> {
+    let listeners = (0..5)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut ports = [0u16; 4];
+    let mut ports = [0u16; 5];
     for (port, l) in ports.iter_mut().zip(&listeners) {
         *port = l.local_addr()?.port();
     }
     Ok(ports)
+}
+
+/// A free loopback UDP port (bound, then released).
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The conn node's QUIC URL and certificate pin, as the router hands them to
+/// clients (`GET /v1/route`: the `quic` endpoint and `quic_cert_sha256`).
+/// `None` while the router offers no QUIC endpoint yet.
+async fn quic_of_route(
+    http: &reqwest::Client,
+    router_url: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    let route: serde_json::Value = http
+        .get(format!("{router_url}/v1/route?uid=bench-probe"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let url = route["endpoints"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["transport"] == "quic"))
+        .and_then(|e| e["url"].as_str());
+    let pin = route["quic_cert_sha256"].as_str();
+    Ok(url.zip(pin).map(|(u, p)| (u.to_owned(), p.to_owned())))
 }
 
 fn server_bin(args: &TargetArgs) -> anyhow::Result<PathBuf> {
@@ -183,7 +243,12 @@ fn server_bin(args: &TargetArgs) -> anyhow::Result<PathBuf> {
 /// Start `roomcast standalone` on free ports and wait until it is ready.
 async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Target> {
     let bin = server_bin(args)?;
-    let [router, ws, biz, metrics] = free_ports()?;
+    let [router, ws, biz, metrics, admin] = free_ports()?;
+    let quic = if args.transport == Transport::Quic {
+        Some(free_udp_port()?)
+    } else {
+        None
+    };
     let log = std::fs::File::create(&args.server_log)
         .with_context(|| format!("cannot write {}", args.server_log.display()))?;
     let mut command = tokio::process::Command::new(&bin);
@@ -200,7 +265,11 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
         .args(["--ws-port", &ws.to_string()])
         .args(["--biz-port", &biz.to_string()])
         .args(["--metrics-port", &metrics.to_string()])
-        .arg("--no-quic")
+        .args(["--admin-port", &admin.to_string()])
+        .args(match quic {
+            Some(port) => vec!["--quic-port".to_owned(), port.to_string()],
+            None => vec!["--no-quic".to_owned()],
+        })
         .args(["--broadcast-threshold", &broadcast_threshold.to_string()])
         .env("ROOMCAST_SECRET", &args.secret)
         .stdin(Stdio::null())
@@ -215,6 +284,8 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
         ws_url: format!("ws://127.0.0.1:{ws}{}", conn_layer::WS_PATH),
         biz_url: format!("http://127.0.0.1:{biz}"),
         router_url: None,
+        quic_url: None,
+        quic_cert_sha256: None,
         pids: vec![pid],
         metrics_url: Some(format!("http://127.0.0.1:{metrics}/metrics")),
         in_process: None,
@@ -242,7 +313,19 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
                 .await
                 .is_ok()
         {
-            return Ok(target);
+            let Some(port) = quic else {
+                return Ok(target);
+            };
+            let router_url = format!("http://127.0.0.1:{router}");
+            if let Ok(Some((url, pin))) = quic_of_route(&http, &router_url).await {
+                let expected = format!("quic://127.0.0.1:{port}");
+                if url != expected {
+                    bail!("the server advertises QUIC at {url}, not {expected}");
+                }
+                target.quic_url = Some(url);
+                target.quic_cert_sha256 = Some(pin);
+                return Ok(target);
+            }
         }
         if tokio::time::Instant::now() > deadline {
             bail!(

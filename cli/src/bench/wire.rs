@@ -8,6 +8,8 @@ use std::net::Ipv4Addr;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::args::Transport;
+
 /// Highest latency a histogram records, µs (60 s); 3 significant digits.
 pub const HIST_MAX_US: u64 = 60_000_000;
 
@@ -21,8 +23,20 @@ pub fn histogram() -> Histogram<u64> {
 pub struct WorkerSpec {
     /// Worker number (for uids and logs).
     pub index: usize,
+    /// How the clients connect.
+    pub transport: Transport,
     /// Conn node WebSocket URL (empty: ask the router per client).
     pub ws_url: String,
+    /// Conn node QUIC URL (`None`: ask the router per client).
+    pub quic_url: Option<String>,
+    /// Pin of the QUIC certificate (hex SHA-256).
+    pub quic_cert_sha256: Option<String>,
+    /// Room-biz URL (polling clients poll it).
+    pub biz_url: String,
+    /// Seconds a long poll waits for news.
+    pub poll_wait_secs: u64,
+    /// Poll again at once instead of after the reply's `poll_after_ms`.
+    pub poll_ignore_pause: bool,
     /// Router URL when clients route themselves.
     pub router_url: Option<String>,
     /// HS256 secret to mint the clients' tokens.

@@ -2,6 +2,10 @@
 //! connections. It reads its [`WorkerSpec`] and then [`Cmd`]s on stdin, and
 //! writes [`Event`]s on stdout, one JSON line each. It runs on one thread
 //! (a `LocalSet`), so the per-worker tallies need no locks.
+//!
+//! Its clients are long connections (WebSocket or QUIC, the same frames: see
+//! [`super::conn`]) or HTTP long pollers ([`super::polling`]); either way
+//! every delivery goes through the same [`SeqCheck`] and latency histogram.
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -11,18 +15,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
-use prost::Message as _;
 use proto::client::v1::{Code, Leave, Ping, Publish, ServerFrame, client_frame, server_frame};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, Endpoint, JoinedRoom, SeqCheck, Ws};
+use super::args::Transport;
+use super::client::{self, JoinedRoom, SeqCheck};
+use super::conn::{self, Conn, Endpoint, Incoming, QuicDialer};
+use super::polling;
 use super::wire::{
     self, ChurnSpec, ChurnTally, Cmd, Event, FinalReport, Hist, JoinedReport, LikesTally, Tally,
     WorkerSpec,
@@ -34,6 +38,10 @@ const TOKEN_TTL_SECS: i64 = 6 * 3600;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long a churning client waits for `Left` after `Leave`.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest pause between polls, whatever `poll_after_ms` says.
+const MAX_POLL_PAUSE: Duration = Duration::from_secs(5);
+/// First retry delay after a failed poll (doubling up to [`MAX_POLL_PAUSE`]).
+const POLL_RETRY: Duration = Duration::from_millis(100);
 
 /// Run a worker until `Finish` (or until the coordinator goes away).
 pub fn main() -> anyhow::Result<()> {
@@ -56,7 +64,13 @@ struct Stats {
 /// Shared by every task of the worker.
 struct Worker {
     spec: WorkerSpec,
+    /// Where long connections go (`None`: ask the router per client).
     endpoint: Option<Endpoint>,
+    /// The worker's one QUIC endpoint (with `--transport quic`).
+    quic: Option<QuicDialer>,
+    /// Polling HTTP clients, one per source address (with `--transport polling`).
+    pollers: Vec<reqwest::Client>,
+    /// Router calls.
     http: reqwest::Client,
     stats: RefCell<Stats>,
     /// Cancelled at `Start`.
@@ -96,16 +110,38 @@ async fn run() -> anyhow::Result<()> {
     let spec: WorkerSpec = serde_json::from_str(&first).context("bad worker spec")?;
     anyhow::ensure!(!spec.rooms.is_empty(), "no rooms");
     anyhow::ensure!(!spec.source_ips.is_empty(), "no source addresses");
-    let endpoint = if spec.ws_url.is_empty() {
-        None
-    } else {
-        Some(Endpoint::resolve(&spec.ws_url).await?)
+    let endpoint = match spec.transport {
+        Transport::Ws if !spec.ws_url.is_empty() => {
+            Some(Endpoint::resolve(&spec.ws_url, None).await?)
+        }
+        Transport::Quic => match &spec.quic_url {
+            Some(url) => Some(Endpoint::resolve(url, spec.quic_cert_sha256.as_deref()).await?),
+            None => None,
+        },
+        _ => None,
+    };
+    // One UDP socket per worker, on one of the loopback addresses.
+    let quic = match spec.transport {
+        Transport::Quic => Some(QuicDialer::bind(
+            spec.source_ips[spec.index % spec.source_ips.len()],
+        )?),
+        _ => None,
+    };
+    let pollers = match spec.transport {
+        Transport::Polling => spec
+            .source_ips
+            .iter()
+            .map(|&ip| polling::http_client(ip))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        _ => Vec::new(),
     };
     let tokens = (spec.first..spec.first + spec.count)
         .map(|i| mint(&spec.secret, &format!("bench-{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let w = Rc::new(Worker {
         endpoint,
+        quic,
+        pollers,
         http: reqwest::Client::new(),
         stats: RefCell::new(Stats {
             holders: Tally::default(),
@@ -193,16 +229,27 @@ async fn connect_all(
                 return;
             };
             let started = Instant::now();
-            let opened = open_and_join(&w, source, &format!("bench-{index}"), token, &room).await;
+            let uid = format!("bench-{index}");
+            let opened = if w.spec.transport == Transport::Polling {
+                let http = w.pollers[index % w.pollers.len()].clone();
+                first_poll(&w, http, token, &room).await
+            } else {
+                open_and_join(&w, source, &uid, token, &room)
+                    .await
+                    .map(|(conn, joined)| (Session::Long(conn), joined))
+            };
             drop(permit);
             match opened {
-                Ok((ws, joined)) => {
+                Ok((session, joined)) => {
                     let _ = done.send(Ok(started.elapsed())).await;
                     drop(done);
                     let role = Role::Holder {
                         reports_ephemeral: k == 0,
                     };
-                    hold(w, ws, joined, room, index, role).await;
+                    match session {
+                        Session::Long(conn) => hold(w, conn, joined, room, index, role).await,
+                        Session::Poll(p) => hold_polling(w, p, joined, room, role).await,
+                    }
                 }
                 Err(error) => {
                     let _ = done.send(Err(format!("{error:#}"))).await;
@@ -238,7 +285,8 @@ async fn connect_all(
     report
 }
 
-/// Where `uid` connects: the fixed endpoint, or the router's first `ws` one.
+/// Where `uid` connects: the fixed endpoint, or the router's endpoint of the
+/// worker's transport (`ws` or `quic`, with the router's certificate pin).
 async fn endpoint_for(w: &Worker, uid: &str) -> anyhow::Result<Endpoint> {
     if let Some(endpoint) = &w.endpoint {
         return Ok(endpoint.clone());
@@ -257,12 +305,26 @@ async fn endpoint_for(w: &Worker, uid: &str) -> anyhow::Result<Endpoint> {
         .error_for_status()?
         .json()
         .await?;
+    let transport = w.spec.transport.as_str();
     let url = route["endpoints"]
         .as_array()
-        .and_then(|e| e.iter().find(|e| e["transport"] == "ws"))
+        .and_then(|e| e.iter().find(|e| e["transport"] == transport))
         .and_then(|e| e["url"].as_str())
-        .with_context(|| format!("the router gave {uid} no ws endpoint: {route}"))?;
-    Endpoint::resolve(url).await
+        .with_context(|| format!("the router gave {uid} no {transport} endpoint: {route}"))?;
+    Endpoint::resolve(url, route["quic_cert_sha256"].as_str()).await
+}
+
+/// A joined client: a long connection, or a poller's position.
+enum Session {
+    Long(Conn),
+    Poll(Poller),
+}
+
+/// A polling client between polls.
+struct Poller {
+    http: reqwest::Client,
+    token: String,
+    epoch: u64,
 }
 
 async fn open_and_join(
@@ -271,17 +333,98 @@ async fn open_and_join(
     uid: &str,
     token: String,
     room: &str,
-) -> anyhow::Result<(Ws, JoinedRoom)> {
+) -> anyhow::Result<(Conn, JoinedRoom)> {
     let endpoint = endpoint_for(w, uid).await?;
-    let mut ws = client::connect(&endpoint, source).await?;
-    let joined = client::hello_join(&mut ws, token, room).await?;
-    Ok((ws, joined))
+    let mut conn = conn::connect(&endpoint, source, w.quic.as_ref()).await?;
+    let joined = client::hello_join(&mut conn, token, room).await?;
+    Ok((conn, joined))
+}
+
+/// A polling client's "join": the first poll, without a position, answers at
+/// the head (`recovered: false`), like a socket join without resume.
+async fn first_poll(
+    w: &Worker,
+    http: reqwest::Client,
+    token: String,
+    room: &str,
+) -> anyhow::Result<(Session, JoinedRoom)> {
+    let reply = polling::poll(&http, &w.spec.biz_url, room, &token, (0, 0), Duration::ZERO).await?;
+    let joined = JoinedRoom {
+        start_seq: reply.next_after,
+    };
+    let poller = Poller {
+        http,
+        token,
+        epoch: reply.epoch,
+    };
+    Ok((Session::Poll(poller), joined))
+}
+
+/// A polling holder's life after its first poll: poll from the position,
+/// check each reply as a delivery, pause `poll_after_ms`, until `Finish`.
+async fn hold_polling(w: Rc<Worker>, p: Poller, joined: JoinedRoom, room: String, role: Role) {
+    let wait = Duration::from_secs(w.spec.poll_wait_secs);
+    let mut check = SeqCheck::new(joined.start_seq);
+    let (mut after, mut epoch) = (joined.start_seq, p.epoch);
+    let mut retry = POLL_RETRY;
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = w.finish.cancelled() => break,
+            polled = polling::poll(&p.http, &w.spec.biz_url, &room, &p.token, (after, epoch), wait) => polled,
+        };
+        let pause = match polled {
+            Ok(reply) => {
+                retry = POLL_RETRY;
+                if reply.recovered && reply.epoch == epoch {
+                    let frame = ServerFrame {
+                        frame: Some(server_frame::Frame::Delivery(reply.delivery(&room))),
+                    };
+                    on_frame(&w, role, &mut check, frame);
+                } else {
+                    // The position could not be resumed: the stream restarted
+                    // (whatever was missing stays missing), as `Joined{ref: 0}`.
+                    let mut stats = w.stats.borrow_mut();
+                    let tally = tally_of(&mut stats, role);
+                    tally.resets += 1;
+                    tally.gaps += check.open_gaps();
+                    check = SeqCheck::new(reply.next_after);
+                }
+                (after, epoch) = (reply.next_after, reply.epoch);
+                if w.spec.poll_ignore_pause {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(reply.poll_after_ms).min(MAX_POLL_PAUSE)
+                }
+            }
+            Err(error) => {
+                let mut stats = w.stats.borrow_mut();
+                let tally = tally_of(&mut stats, role);
+                tally.errors += 1;
+                tally
+                    .first_error
+                    .get_or_insert_with(|| format!("{error:#}"));
+                let pause = retry;
+                retry = (retry * 2).min(MAX_POLL_PAUSE);
+                pause
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                biased;
+                _ = w.finish.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+    let mut stats = w.stats.borrow_mut();
+    tally_of(&mut stats, role).gaps += check.open_gaps();
 }
 
 /// A holder's life after joining: read, check, ping, like, until `Finish`.
 async fn hold(
     w: Rc<Worker>,
-    mut ws: Ws,
+    mut conn: Conn,
     joined: JoinedRoom,
     room: String,
     index: usize,
@@ -314,14 +457,14 @@ async fn hold(
     loop {
         let liking = like_tick.is_some() && w.started.is_cancelled() && !w.stopped.is_cancelled();
         let waiting_to_like = like_tick.is_some() && !w.started.is_cancelled();
-        let msg = tokio::select! {
+        let incoming = tokio::select! {
             biased;
             _ = w.finish.cancelled() => break,
             _ = w.started.cancelled(), if waiting_to_like => continue,
             _ = w.stopped.cancelled(), if liking => continue,
             _ = ping.tick() => {
-                let ping = client::frame(client_frame::Frame::Ping(Ping { client_time_ms: common::time::now_ms() }));
-                if ws.send(ping).await.is_err() {
+                let ping = client_frame::Frame::Ping(Ping { client_time_ms: common::time::now_ms() });
+                if conn.send(ping).await.is_err() {
                     disconnected(&w, role, "ping failed");
                     break;
                 }
@@ -330,34 +473,26 @@ async fn hold(
             _ = async { like_tick.as_mut().expect("liking").tick().await }, if liking => {
                 let Some((_, payload, action)) = &likes else { continue };
                 next_ref = next_ref.wrapping_add(1).max(2);
-                let publish = client::frame(client_frame::Frame::Publish(Publish {
+                let publish = client_frame::Frame::Publish(Publish {
                     r#ref: next_ref,
                     room: room.clone(),
                     action: action.clone(),
                     payload: payload.clone(),
-                }));
+                });
                 w.stats.borrow_mut().likes.sent += 1;
-                if ws.send(publish).await.is_err() {
+                if conn.send(publish).await.is_err() {
                     disconnected(&w, role, "send failed");
                     break;
                 }
                 continue;
             }
-            msg = ws.next() => msg,
+            incoming = conn.recv() => incoming,
         };
-        match msg {
-            Some(Ok(Message::Binary(bytes))) => {
-                if let Ok(frame) = ServerFrame::decode(bytes) {
-                    on_frame(&w, role, &mut check, frame);
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => {
-                disconnected(&w, role, &error.to_string());
-                break;
-            }
-            None => {
-                disconnected(&w, role, "closed by the server");
+        match incoming {
+            Incoming::Frame(frame) => on_frame(&w, role, &mut check, frame),
+            Incoming::Skip => {}
+            Incoming::Closed(why) => {
+                disconnected(&w, role, &why);
                 break;
             }
         }
@@ -496,7 +631,7 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
         Ok(token) => open_and_join(&w, source, &uid, token, &spec.room).await,
         Err(error) => Err(error),
     };
-    let (mut ws, joined) = match opened {
+    let (mut conn, joined) = match opened {
         Ok(v) => v,
         Err(error) => {
             let mut stats = w.stats.borrow_mut();
@@ -521,15 +656,11 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
     let ok = loop {
         tokio::select! {
             _ = &mut dwell => break true,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Binary(bytes))) => {
-                    if let Ok(frame) = ServerFrame::decode(bytes) {
-                        on_frame(&w, role, &mut check, frame);
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => {
-                    disconnected(&w, role, "closed while churning");
+            incoming = conn.recv() => match incoming {
+                Incoming::Frame(frame) => on_frame(&w, role, &mut check, frame),
+                Incoming::Skip => {}
+                Incoming::Closed(why) => {
+                    disconnected(&w, role, &format!("closed while churning: {why}"));
                     break false;
                 }
             }
@@ -538,22 +669,24 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
     if ok {
         let with_leave = (k % 100) as f64 / 100.0 < spec.leave_ratio;
         if with_leave {
-            let leave = client::frame(client_frame::Frame::Leave(Leave {
+            let leave = client_frame::Frame::Leave(Leave {
                 r#ref: 2,
                 room: spec.room.clone(),
-            }));
+            });
             let left = async {
-                ws.send(leave).await?;
-                while let Some(msg) = ws.next().await {
-                    if let Message::Binary(bytes) = msg? {
-                        let frame = ServerFrame::decode(bytes)?;
-                        if matches!(frame.frame, Some(server_frame::Frame::Left(_))) {
-                            return anyhow::Ok(true);
+                conn.send(leave).await?;
+                loop {
+                    match conn.recv().await {
+                        Incoming::Frame(frame) => {
+                            if matches!(frame.frame, Some(server_frame::Frame::Left(_))) {
+                                return anyhow::Ok(true);
+                            }
+                            on_frame(&w, role, &mut check, frame);
                         }
-                        on_frame(&w, role, &mut check, frame);
+                        Incoming::Skip => {}
+                        Incoming::Closed(why) => anyhow::bail!("{why}"),
                     }
                 }
-                Ok(false)
             };
             match tokio::time::timeout(LEAVE_TIMEOUT, left).await {
                 Ok(Ok(true)) => w.stats.borrow_mut().churn.left_with_leave += 1,
@@ -565,9 +698,9 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
                         .get_or_insert_with(|| format!("no Left after Leave: {other:?}"));
                 }
             }
-            let _ = ws.close(None).await;
+            conn.close().await;
         } else {
-            drop(ws);
+            drop(conn);
             w.stats.borrow_mut().churn.left_with_close += 1;
         }
     }
