@@ -124,6 +124,7 @@ pub async fn run(
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let quic = match listeners.quic {
         Some(socket) => {
+            quic::size_receive_buffer(&socket);
             let tls = quic::tls(&cfg)?;
             let port = socket.local_addr().map_err(Error::Quic)?.port();
             let endpoint = quinn::Endpoint::new(

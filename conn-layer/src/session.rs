@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -319,7 +320,9 @@ impl<S: Outgoing> Session<S> {
         let mut last_in = Instant::now();
         let kill = self.handle.shared.kill.clone();
         let stop = self.ctx.sessions_stop.clone();
-        let mut go_away_at: Option<tokio::time::Instant> = None;
+        // Boxed and created only when draining: every idle session's loop
+        // future would otherwise carry a timer.
+        let mut go_away_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             // Everything written since the last wakeup leaves in one flush
             // before the session waits again.
@@ -342,9 +345,9 @@ impl<S: Outgoing> Session<S> {
                 _ = stop.cancelled(), if go_away_at.is_none() => {
                     let window = self.ctx.cfg.drain_window_ms.max(1);
                     let delay = Duration::from_millis(rand::random::<u64>() % window);
-                    go_away_at = Some(tokio::time::Instant::now() + delay);
+                    go_away_at = Some(Box::pin(tokio::time::sleep(delay)));
                 }
-                _ = sleep_until(go_away_at) => return self.go_away().await,
+                _ = sleep_until(&mut go_away_at) => return Box::pin(self.go_away()).await,
                 inbound = stream.next() => {
                     let message = match inbound {
                         Some(Ok(m)) => m,
@@ -963,9 +966,9 @@ impl<S: Outgoing> Session<S> {
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+async fn sleep_until(at: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => at.as_mut().await,
         None => std::future::pending().await,
     }
 }
