@@ -72,7 +72,14 @@ pub(crate) struct BizLink {
     next_id: AtomicU64,
     node_id: String,
     timeout: Duration,
+    /// Leave notices in flight. When thousands of clients drop at once, one
+    /// unbounded RPC each held ~8 KB of HTTP/2 buffers per notice and starved
+    /// the joins of the clients coming back.
+    leaves_in_flight: tokio::sync::Semaphore,
 }
+
+/// Concurrent leave notices per conn node.
+const LEAVES_IN_FLIGHT: usize = 64;
 
 impl BizLink {
     pub(crate) fn new(discovery: &dyn Discovery, node_id: String, timeout: Duration) -> Self {
@@ -83,6 +90,7 @@ impl BizLink {
             next_id: AtomicU64::new(1),
             node_id,
             timeout,
+            leaves_in_flight: tokio::sync::Semaphore::new(LEAVES_IN_FLIGHT),
         }
     }
 
@@ -151,6 +159,14 @@ impl BizLink {
     }
 
     pub(crate) async fn member_left(&self, uid: &str, room: &str, session_id: &str) {
+        // A notice that cannot even start in time is dropped like one that
+        // times out: room-biz heals presence when this node leaves.
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.timeout, self.leaves_in_flight.acquire()).await
+        else {
+            tracing::debug!(%room, "Leave notice dropped: too many in flight.");
+            return;
+        };
         let Ok((_, mut client)) = self.client(room).await else {
             return;
         };
