@@ -130,12 +130,13 @@ pub struct FleetArgs {
     /// robin per client; with QUIC, worker i's one UDP socket binds address i mod N).
     #[arg(long, global = true, default_value_t = 8)]
     pub source_ips: u8,
-    /// Connects in flight at once, over all workers. The default (128) stays
-    /// under the listen backlog tokio gives a listener (128): beyond it the kernel
-    /// drops handshakes and clients wait for a 1 s SYN retransmit. With
-    /// `--transport quic` the default is 32: the server's one UDP socket (default
-    /// receive buffer, ~208 KiB) drops handshake datagrams of larger bursts, and
-    /// each loss costs the client a ~1 s probe timeout.
+    /// Connects in flight at once, over all workers. The default (128) already
+    /// saturates a 2-core server; more only adds connect latency. Servers older
+    /// than the 4096 listen backlog (128 before) dropped handshakes beyond it,
+    /// costing clients a 1 s SYN retransmit. With `--transport quic` the default
+    /// is 32: a server whose UDP socket keeps the kernel's default receive buffer
+    /// (~208 KiB) drops handshake datagrams of larger bursts, and each loss costs
+    /// the client a ~1 s probe timeout.
     #[arg(long, global = true)]
     pub connect_concurrency: Option<usize>,
     /// Priority of published messages (`high` is never sampled, so every
