@@ -100,6 +100,10 @@ pub(crate) struct Feed {
     events_tx: mpsc::Sender<FeedEvent>,
     /// `(epoch, head)` once the push layer acknowledged the subscription.
     ready: watch::Receiver<Option<(u64, u64)>>,
+    /// `(epoch, seq)` of the last batch handed to the sessions: a session
+    /// that joins now starts right after it. Set before the fan-out, so a
+    /// session added after a fan-out always sees that fan-out's position.
+    position: Mutex<(u64, u64)>,
     /// Set when an event was dropped; the feed then pulls to the head.
     resync: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
@@ -129,6 +133,16 @@ impl Feed {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
+    /// Where a session joining now starts: `(epoch, seq)`. Batches after it
+    /// reach the session through the fan-out, so no pull is needed to join.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_position(&self, epoch: u64, seq: u64) {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = (epoch, seq);
+    }
+
     /// Hand an event to the feed task without waiting.
     pub(crate) fn push_event(&self, event: FeedEvent) {
         if self.events_tx.try_send(event).is_err() {
@@ -138,6 +152,7 @@ impl Feed {
     }
 
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
+        self.set_position(batch.epoch, batch.last_seq);
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for session in sessions.values() {
             session.offer(
@@ -253,6 +268,7 @@ fn spawn_feed(ctx: &Arc<Ctx>, room: Arc<str>) -> Arc<Feed> {
         sessions: Mutex::new(HashMap::new()),
         events_tx,
         ready,
+        position: Mutex::new((0, 0)),
         resync: std::sync::atomic::AtomicBool::new(false),
         closed: CancellationToken::new(),
     });
@@ -284,6 +300,7 @@ async fn run_feed(
             FeedEvent::Subscribed { epoch, head } => match &cursor {
                 None => {
                     cursor = Some(Cursor { epoch, seq: head });
+                    feed.set_position(epoch, head);
                     ready_tx.send_replace(Some((epoch, head)));
                 }
                 // A re-subscription (push stream re-established): catch up.
@@ -361,6 +378,7 @@ async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Option<Cursor>, hint_epoc
                     c.epoch = range.epoch;
                     c.seq = 0;
                     if range.head == 0 {
+                        feed.set_position(c.epoch, 0);
                         return;
                     }
                     continue;

@@ -169,7 +169,15 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         error,
     } = exit
     {
-        Box::pin(last_words(&mut session.sink, wire, error, code, &reason)).await;
+        Box::pin(last_words(
+            &mut session.sink,
+            &mut stream,
+            wire,
+            error,
+            code,
+            &reason,
+        ))
+        .await;
     }
     Box::pin(session.cleanup()).await;
 }
@@ -193,7 +201,7 @@ async fn handshake<S: Outgoing, R: Incoming>(
                 0,
                 "",
             );
-            last_words(sink, wire, Some(e), close::POLICY, "hello timeout").await;
+            last_words(sink, stream, wire, Some(e), close::POLICY, "hello timeout").await;
             return None;
         }
         Ok(None) => return None,
@@ -202,7 +210,7 @@ async fn handshake<S: Outgoing, R: Incoming>(
         }))) => h,
         Ok(Some(other)) => {
             let (code, e) = reject_pre_hello(ctx, other);
-            last_words(sink, wire, Some(e), code, "hello required").await;
+            last_words(sink, stream, wire, Some(e), code, "hello required").await;
             return None;
         }
     };
@@ -215,7 +223,15 @@ async fn handshake<S: Outgoing, R: Incoming>(
                 _ => Code::Unauthenticated,
             };
             let e = error(code, err.to_string(), 0, "");
-            last_words(sink, wire, Some(e), close::POLICY, "unauthenticated").await;
+            last_words(
+                sink,
+                stream,
+                wire,
+                Some(e),
+                close::POLICY,
+                "unauthenticated",
+            )
+            .await;
             None
         }
     }
@@ -270,13 +286,19 @@ async fn next_inbound<R: Incoming>(stream: &mut R, max: usize) -> Option<Inbound
     }
 }
 
-async fn last_words<S: Outgoing>(
+/// Say why (an error frame, then a close frame), then read until the peer
+/// closes too or [`LAST_WORDS`] passes. Dropping a TCP socket with unread
+/// bytes (a flooding client's frames) makes the kernel send a reset, which can
+/// destroy the error and close frames before the client reads them.
+async fn last_words<S: Outgoing, R: Incoming>(
     sink: &mut S,
+    stream: &mut R,
     wire: Wire,
     error: Option<ErrorFrame>,
     code: u16,
     reason: &str,
 ) {
+    let deadline = tokio::time::Instant::now() + LAST_WORDS;
     let words = async {
         if let Some(e) = error {
             sink.send(codec::encode(wire, &frame(server_frame::Frame::Error(e))))
@@ -288,7 +310,11 @@ async fn last_words<S: Outgoing>(
         })))
         .await
     };
-    let _ = tokio::time::timeout(LAST_WORDS, words).await;
+    if !matches!(tokio::time::timeout_at(deadline, words).await, Ok(Ok(()))) {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::time::timeout_at(deadline, drain).await;
 }
 
 struct RoomCursor {
@@ -609,7 +635,10 @@ impl<S: Outgoing> Session<S> {
         let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
         let feed = ctx.feeds.join(&ctx, &room, self.handle.clone()).await;
         let start = match feed.ready(timeout).await {
-            Some(_) => self.start_position(&room, j.resume.as_ref(), timeout).await,
+            Some(_) => {
+                self.start_position(&feed, &room, j.resume.as_ref(), timeout)
+                    .await
+            }
             None => Err("the push layer did not acknowledge the room in time".to_string()),
         };
         let (epoch, start_seq, recovered, missed) = match start {
@@ -652,9 +681,11 @@ impl<S: Outgoing> Session<S> {
     }
 
     /// Where a joining client starts: after its resume point if the history
-    /// still reaches it in the same epoch, else at the head.
+    /// still reaches it in the same epoch, else where the room's feed is (what
+    /// follows reaches the session through the feed, without a pull).
     async fn start_position(
         &self,
+        feed: &crate::feeds::Feed,
         room: &str,
         resume: Option<&proto::client::v1::Resume>,
         timeout: Duration,
@@ -676,10 +707,8 @@ impl<S: Outgoing> Session<S> {
                 return Ok((range.epoch, last, true, range.messages));
             }
         }
-        let head = pull_once(dir, room, 0, 0, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((head.epoch, head.head, false, Vec::new()))
+        let (epoch, seq) = feed.position();
+        Ok((epoch, seq, false, Vec::new()))
     }
 
     async fn leave(&mut self, l: Leave) -> Result<(), ()> {

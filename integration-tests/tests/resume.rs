@@ -2,7 +2,26 @@
 //! missed, then live messages; one whose history is gone or whose epoch is wrong
 //! is told recovered=false and gets a fresh snapshot.
 
-use integration_tests::{Cluster, assert_seqs, raw_join, read_deliveries};
+use client::{RawConnection, RawEvent};
+use integration_tests::{Cluster, PATIENCE, assert_seqs, raw_join, read_deliveries};
+use proto::client::v1::server_frame;
+
+/// Read `raw`'s frames until its room stream reached `seq`.
+async fn wait_until_covered(raw: &mut RawConnection, seq: u64) -> anyhow::Result<()> {
+    loop {
+        let covered = match raw.next_frame(PATIENCE).await? {
+            RawEvent::Frame(f) => match f.frame {
+                Some(server_frame::Frame::Delivery(d)) => d.last_seq,
+                Some(server_frame::Frame::Joined(j)) => j.start_seq,
+                _ => 0,
+            },
+            other => anyhow::bail!("unexpected {other:?}"),
+        };
+        if covered >= seq {
+            return Ok(());
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_delivers_exactly_the_missed_messages_then_live() -> anyhow::Result<()> {
@@ -48,6 +67,10 @@ async fn resume_outside_history_or_with_wrong_epoch_is_not_recovered() -> anyhow
     for i in 1..=30 {
         cluster.publish(&room, &format!("m{i}")).await?;
     }
+    // Once a member has been brought to seq 30 (delivered, or re-joined there
+    // after falling out of the short history), the room's feed on the node is
+    // there too: a fresh join starts after it.
+    wait_until_covered(&mut probe, 30).await?;
 
     // Seq 3 fell out of a 10-message history.
     let mut late = cluster.raw_authed("dave").await?;

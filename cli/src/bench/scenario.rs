@@ -38,6 +38,7 @@ const METRICS: &[&str] = &[
     "roomcast_conn_lagged_total",
     "roomcast_conn_slow_disconnects_total",
     "roomcast_conn_frames_out_total",
+    "roomcast_conn_socket_flushes_total",
     "roomcast_conn_deliveries_total",
     "roomcast_push_broadcast_batches_total",
     "roomcast_push_notifies_total",

@@ -52,6 +52,19 @@ pub(crate) enum Notice {
     },
 }
 
+impl Notice {
+    fn room_and_members(&self) -> (&str, u32) {
+        match self {
+            Self::Joined { room, members, .. } | Self::Left { room, members, .. } => {
+                (room, *members)
+            }
+        }
+    }
+}
+
+/// Notices routed together: what queued up while the last pushes went out.
+const ROUTE_BATCH: usize = 1024;
+
 #[derive(Default)]
 struct Window {
     joined: u64,
@@ -103,7 +116,12 @@ impl Feed {
             tokio::select! {
                 notice = rx.recv() => {
                     let Some(notice) = notice else { return };
-                    if let Some((room, kind, body)) = self.route(notice, &mut windows) {
+                    let mut batch = vec![notice];
+                    while batch.len() < ROUTE_BATCH {
+                        let Ok(more) = rx.try_recv() else { break };
+                        batch.push(more);
+                    }
+                    for (room, kind, body) in self.route_batch(batch, &mut windows) {
                         push(&*pusher, room, kind, body).await;
                     }
                 }
@@ -117,22 +135,48 @@ impl Feed {
         }
     }
 
+    /// The events to push now for notices queued together. A room is judged
+    /// by its size after the last of them: in a flash crowd the first
+    /// joiners' notices say "3 members" while the room already holds
+    /// thousands, and naming each of them to all those thousands would cost a
+    /// frame per member per joiner.
+    fn route_batch(
+        &self,
+        batch: Vec<Notice>,
+        windows: &mut HashMap<String, Window>,
+    ) -> Vec<(String, &'static str, Value)> {
+        let mut latest: HashMap<String, u32> = HashMap::new();
+        for notice in &batch {
+            let (room, members) = notice.room_and_members();
+            latest.insert(room.to_owned(), members);
+        }
+        batch
+            .into_iter()
+            .filter_map(|notice| {
+                let now = latest
+                    .get(notice.room_and_members().0)
+                    .copied()
+                    .unwrap_or_default();
+                self.route(notice, now, windows)
+            })
+            .collect()
+    }
+
     /// An event to push now, or `None` after adding it to the room's window.
+    /// `members_now` is the room's latest known size.
     fn route(
         &self,
         notice: Notice,
+        members_now: u32,
         windows: &mut HashMap<String, Window>,
     ) -> Option<(String, &'static str, Value)> {
-        let (room, members) = match &notice {
-            Notice::Joined { room, members, .. } | Notice::Left { room, members, .. } => {
-                (room.clone(), *members)
-            }
-        };
-        let aggregated = PresenceMode::of(members, self.aggregate_from) == PresenceMode::Aggregated
+        let room = notice.room_and_members().0.to_owned();
+        let aggregated = PresenceMode::of(members_now, self.aggregate_from)
+            == PresenceMode::Aggregated
             || windows.contains_key(&room);
         if aggregated {
             let w = windows.entry(room).or_default();
-            w.members = members;
+            w.members = members_now;
             match notice {
                 Notice::Joined { .. } => w.joined += 1,
                 Notice::Left { .. } => w.left += 1,
@@ -186,13 +230,20 @@ mod tests {
         }
     }
 
+    fn route_one(
+        feed: &Feed,
+        notice: Notice,
+        windows: &mut HashMap<String, Window>,
+    ) -> Option<(String, &'static str, Value)> {
+        feed.route_batch(vec![notice], windows).pop()
+    }
+
     #[test]
     fn small_rooms_name_people_and_large_rooms_count_them() {
         let feed = Feed::new(true, 8, 100, Duration::from_secs(1));
         let mut windows = HashMap::new();
-        let (room, kind, body) = feed
-            .route(joined("r1", "bob", 3), &mut windows)
-            .expect("pushed now");
+        let (room, kind, body) =
+            route_one(&feed, joined("r1", "bob", 3), &mut windows).expect("pushed now");
         assert_eq!((room.as_str(), kind), ("r1", events::MEMBER_JOINED));
         assert_eq!(
             body,
@@ -201,8 +252,12 @@ mod tests {
 
         for n in 0..120 {
             assert!(
-                feed.route(joined("big", &format!("u{n}"), 100 + n), &mut windows)
-                    .is_none()
+                route_one(
+                    &feed,
+                    joined("big", &format!("u{n}"), 100 + n),
+                    &mut windows
+                )
+                .is_none()
             );
         }
         let left = Notice::Left {
@@ -210,10 +265,40 @@ mod tests {
             uid: None,
             members: 219,
         };
-        assert!(feed.route(left, &mut windows).is_none());
+        assert!(route_one(&feed, left, &mut windows).is_none());
         let w = &windows["big"];
         assert_eq!((w.joined, w.left, w.members), (120, 1, 219));
         // A room being aggregated stays so until its window is flushed.
-        assert!(feed.route(joined("big", "x", 5), &mut windows).is_none());
+        assert!(route_one(&feed, joined("big", "x", 5), &mut windows).is_none());
+    }
+
+    #[test]
+    fn a_flash_crowd_is_counted_not_named() {
+        let feed = Feed::new(true, 8, 100, Duration::from_secs(1));
+        let mut windows = HashMap::new();
+        // Notices that queued up together: the room went from 1 to 150
+        // members, and a small room beside it got two joins.
+        let mut batch: Vec<Notice> = (1..=150)
+            .map(|n| joined("crowd", &format!("u{n}"), n))
+            .collect();
+        batch.insert(10, joined("quiet", "ann", 4));
+        batch.push(joined("quiet", "bea", 5));
+        let now = feed.route_batch(batch, &mut windows);
+        let named: Vec<(&str, &str)> = now
+            .iter()
+            .map(|(room, kind, _)| (room.as_str(), *kind))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                ("quiet", events::MEMBER_JOINED),
+                ("quiet", events::MEMBER_JOINED)
+            ],
+            "only the small room names its joiners"
+        );
+        assert_eq!(now[1].2["uid"], "bea");
+        let w = &windows["crowd"];
+        assert_eq!((w.joined, w.left, w.members), (150, 0, 150));
+        assert!(!windows.contains_key("quiet"));
     }
 }
