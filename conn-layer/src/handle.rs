@@ -53,9 +53,18 @@ pub(crate) struct SessionShared {
     space: Notify,
     /// The session ended: offers are discarded without counting drops.
     closed: AtomicBool,
+    /// Set (then `queued` notified) when the session must look at
+    /// [`Self::killed`] or [`Self::draining`]: the session loop then needs no
+    /// future per signal, which every delivery's wakeup would poll.
+    signalled: AtomicBool,
+    /// [`SessionHandle::disconnect`] was called; the reason is set.
+    killed: AtomicBool,
+    /// The node is draining: send a go-away within the drain window.
+    draining: AtomicBool,
     /// Unix ms of the first drop of the current lag episode, 0 when keeping up.
     lagged_since_ms: AtomicU64,
-    /// Cancelled to disconnect the session; the reason is set first.
+    /// Cancelled to disconnect the session; the reason is set first. Waited
+    /// on only while a socket write is blocked (a slow client).
     pub(crate) kill: CancellationToken,
     pub(crate) kill_reason: OnceLock<(Code, &'static str)>,
 }
@@ -78,14 +87,27 @@ enum Refused {
 #[derive(Debug)]
 pub(crate) struct Receiver {
     shared: Arc<SessionShared>,
+    /// Items left behind by the last [`Self::try_recv`].
+    remaining: usize,
+}
+
+/// What woke the session.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    Item(Outbound),
+    /// Look at [`Receiver::killed`] and [`Receiver::draining`].
+    Signal,
 }
 
 impl Receiver {
-    /// The next queued item (waits for one).
-    pub(crate) async fn recv(&mut self) -> Outbound {
+    /// The next queued item or signal (waits for one).
+    pub(crate) async fn recv(&mut self) -> Wake {
         loop {
             if let Some(item) = self.try_recv() {
-                return item;
+                return Wake::Item(item);
+            }
+            if self.shared.signalled.swap(false, Ordering::Acquire) {
+                return Wake::Signal;
             }
             self.shared.queued.notified().await;
         }
@@ -93,23 +115,38 @@ impl Receiver {
 
     /// The next queued item, if any.
     pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
-        let item = {
+        let (item, was_full) = {
             let mut queue = self.shared.lock();
+            let was_full = queue.len() >= self.shared.capacity;
             let item = queue.pop_front();
             if queue.is_empty() && queue.capacity() > IDLE_QUEUE_SLOTS {
                 queue.shrink_to(IDLE_QUEUE_SLOTS);
             }
-            item
+            self.remaining = queue.len();
+            (item, was_full)
         };
-        if item.is_some() {
+        // Only a full queue has waiting senders (`send` waits after finding
+        // it full, registered before it looked): wake them when it stops
+        // being full, not on every pop.
+        if item.is_some() && was_full {
             self.shared.space.notify_waiters();
         }
         item
     }
 
-    /// Items waiting.
-    pub(crate) fn len(&self) -> usize {
-        self.shared.lock().len()
+    /// Items left in the queue after the last item taken.
+    pub(crate) fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// The session was told to disconnect.
+    pub(crate) fn killed(&self) -> bool {
+        self.shared.killed.load(Ordering::Acquire)
+    }
+
+    /// The node is draining.
+    pub(crate) fn draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
     }
 }
 
@@ -151,12 +188,16 @@ impl SessionHandle {
             queued: Notify::new(),
             space: Notify::new(),
             closed: AtomicBool::new(false),
+            signalled: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             lagged_since_ms: AtomicU64::new(0),
             kill: CancellationToken::new(),
             kill_reason: OnceLock::new(),
         });
         let rx = Receiver {
             shared: shared.clone(),
+            remaining: 0,
         };
         (Self { id, uid, shared }, rx)
     }
@@ -208,7 +249,20 @@ impl SessionHandle {
         if self.shared.kill_reason.set((code, reason)).is_ok() && code == Code::SlowConsumer {
             metrics.slow_disconnects.inc();
         }
+        self.shared.killed.store(true, Ordering::Release);
+        self.signal();
         self.shared.kill.cancel();
+    }
+
+    /// The node is draining: the session sends a go-away within the window.
+    pub(crate) fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.signal();
+    }
+
+    fn signal(&self) {
+        self.shared.signalled.store(true, Ordering::Release);
+        self.shared.queued.notify_one();
     }
 
     /// True once if a lag episode started since the last call.

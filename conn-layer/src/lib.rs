@@ -228,6 +228,10 @@ pub async fn run(
     let _ = reporter.await;
     report_once(&ctx, deps.discovery.as_ref(), &ctx.cfg.node_id).await;
     ctx.sessions_stop.cancel();
+    // A session registered after this sees `sessions_stop` itself.
+    for session in ctx.registry.sessions() {
+        session.drain();
+    }
     let deadline = Duration::from_millis(ctx.cfg.drain_deadline_ms.max(ctx.cfg.drain_window_ms));
     let all_gone = async {
         while ctx.metrics.connections.get() > 0 {

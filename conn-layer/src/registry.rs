@@ -41,6 +41,12 @@ impl Registry {
         users.get(uid).cloned().unwrap_or_default()
     }
 
+    /// Every session here.
+    pub(crate) fn sessions(&self) -> Vec<SessionHandle> {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.values().flatten().cloned().collect()
+    }
+
     /// Every user with a session here.
     pub(crate) fn users(&self) -> Vec<String> {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message};
@@ -26,7 +27,7 @@ use tracing::Instrument;
 use crate::Ctx;
 use crate::codec::{self, Inbound, Wire};
 use crate::feeds::{RoomBatch, delivery_frame};
-use crate::handle::{Outbound, Removal, SessionHandle};
+use crate::handle::{Outbound, Removal, SessionHandle, Wake};
 use crate::pull::{pull_once, pull_range};
 use crate::upstream::UpstreamCmd;
 
@@ -132,6 +133,11 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
             .upstream
             .send(UpstreamCmd::UserOnline(uid.clone()))
             .await;
+    }
+    // The drain signals the sessions registered when it started; a later
+    // one looks for itself.
+    if ctx.sessions_stop.is_cancelled() {
+        handle.drain();
     }
     let rate = NonZeroU32::new(ctx.cfg.upstream_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(ctx.cfg.upstream_burst.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -344,85 +350,71 @@ impl<S: Outgoing> Session<S> {
         let idle_limit = heartbeat * self.ctx.cfg.idle_heartbeats.max(1);
         let mut idle_check = tokio::time::interval(heartbeat);
         let mut last_in = Instant::now();
-        let kill = self.handle.shared.kill.clone();
-        let stop = self.ctx.sessions_stop.clone();
         // Boxed and created only when draining: every idle session's loop
         // future would otherwise carry a timer.
         let mut go_away_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // The queue is served before the socket is read (deliveries are the
+        // hot path, and a wakeup that finds an item then polls nothing else);
+        // after a full drain the socket gets a turn, so a client that is sent
+        // a lot is still read.
+        let mut inbound_turn = false;
         loop {
             // Everything written since the last wakeup leaves in one flush
             // before the session waits again.
             if self.flush().await.is_err() {
                 return Exit::Gone;
             }
+            if rx.killed() {
+                let (code, reason) = self
+                    .handle
+                    .shared
+                    .kill_reason
+                    .get()
+                    .copied()
+                    .unwrap_or((Code::Internal, "disconnected"));
+                return Exit::Close {
+                    code: close::POLICY,
+                    reason: reason.to_string(),
+                    error: Some(error(code, reason, 0, "")),
+                };
+            }
+            // Draining: keep serving until this session's moment in the drain
+            // window, so reconnects are spread out.
+            if go_away_at.is_none() && rx.draining() {
+                let window = self.ctx.cfg.drain_window_ms.max(1);
+                let delay = Duration::from_millis(rand::random::<u64>() % window);
+                go_away_at = Some(Box::pin(tokio::time::sleep(delay)));
+            }
+            if std::mem::take(&mut inbound_turn)
+                && let Poll::Ready(inbound) = futures::poll!(stream.next())
+            {
+                if let Some(exit) = self.on_inbound(inbound, &mut last_in).await {
+                    return exit;
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => {
-                    let (code, reason) = self.handle.shared.kill_reason.get().copied()
-                        .unwrap_or((Code::Internal, "disconnected"));
-                    return Exit::Close {
-                        code: close::POLICY,
-                        reason: reason.to_string(),
-                        error: Some(error(code, reason, 0, "")),
-                    };
-                }
-                // Draining: keep serving until this session's moment in the
-                // drain window, so reconnects are spread out.
-                _ = stop.cancelled(), if go_away_at.is_none() => {
-                    let window = self.ctx.cfg.drain_window_ms.max(1);
-                    let delay = Duration::from_millis(rand::random::<u64>() % window);
-                    go_away_at = Some(Box::pin(tokio::time::sleep(delay)));
-                }
                 _ = sleep_until(&mut go_away_at) => return Box::pin(self.go_away()).await,
-                inbound = stream.next() => {
-                    let message = match inbound {
-                        Some(Ok(m)) => m,
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "Socket read failed.");
-                            return Exit::Gone;
-                        }
-                        None => return Exit::Gone,
-                    };
-                    last_in = Instant::now();
-                    match codec::decode(message, self.ctx.cfg.max_frame_bytes) {
-                        Inbound::Frame(f) => {
-                            // Boxed: joins and pulls are rare but their futures
-                            // are large, and every idle session would carry one.
-                            if let Some(exit) = Box::pin(self.on_frame(f)).await {
-                                return exit;
-                            }
-                        }
-                        Inbound::Malformed(why) => {
-                            self.ctx.metrics.bad_frames.with_label_values(&["malformed"]).inc();
-                            return Exit::Close {
-                                code: close::INVALID_PAYLOAD,
-                                reason: "malformed frame".into(),
-                                error: Some(error(Code::Malformed, why, 0, "")),
-                            };
-                        }
-                        Inbound::TooLarge(n) => {
-                            self.ctx.metrics.bad_frames.with_label_values(&["too_large"]).inc();
-                            let max = self.ctx.cfg.max_frame_bytes;
-                            return Exit::Close {
-                                code: close::TOO_BIG,
-                                reason: "frame too large".into(),
-                                error: Some(error(Code::TooLarge, format!("frame of {n} bytes exceeds the limit of {max} bytes"), 0, "")),
-                            };
-                        }
-                        Inbound::Control => {}
-                        Inbound::Close => return Exit::Gone,
-                    }
-                }
-                out = rx.recv() => {
-                    self.ctx.metrics.queue_depth.observe(rx.len() as f64);
+                wake = rx.recv() => {
+                    let Wake::Item(out) = wake else { continue };
+                    self.ctx.metrics.queue_depth.observe(rx.remaining() as f64);
                     if self.on_outbound(out).await.is_err() {
                         return Exit::Gone;
                     }
-                    for _ in 1..DRAIN_PER_WAKEUP {
+                    let mut served = 1;
+                    while served < DRAIN_PER_WAKEUP {
                         let Some(more) = rx.try_recv() else { break };
                         if self.on_outbound(more).await.is_err() {
                             return Exit::Gone;
                         }
+                        served += 1;
+                    }
+                    inbound_turn = served == DRAIN_PER_WAKEUP;
+                }
+                inbound = stream.next() => {
+                    if let Some(exit) = self.on_inbound(inbound, &mut last_in).await {
+                        return exit;
                     }
                 }
                 _ = idle_check.tick() => {
@@ -431,6 +423,60 @@ impl<S: Outgoing> Session<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// One read from the socket: a frame to act on, or the end.
+    async fn on_inbound<E: std::fmt::Display>(
+        &mut self,
+        inbound: Option<Result<Message, E>>,
+        last_in: &mut Instant,
+    ) -> Option<Exit> {
+        let message = match inbound {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "Socket read failed.");
+                return Some(Exit::Gone);
+            }
+            None => return Some(Exit::Gone),
+        };
+        *last_in = Instant::now();
+        match codec::decode(message, self.ctx.cfg.max_frame_bytes) {
+            // Boxed: joins and pulls are rare but their futures are large,
+            // and every idle session would carry one.
+            Inbound::Frame(f) => Box::pin(self.on_frame(f)).await,
+            Inbound::Malformed(why) => {
+                self.ctx
+                    .metrics
+                    .bad_frames
+                    .with_label_values(&["malformed"])
+                    .inc();
+                Some(Exit::Close {
+                    code: close::INVALID_PAYLOAD,
+                    reason: "malformed frame".into(),
+                    error: Some(error(Code::Malformed, why, 0, "")),
+                })
+            }
+            Inbound::TooLarge(n) => {
+                self.ctx
+                    .metrics
+                    .bad_frames
+                    .with_label_values(&["too_large"])
+                    .inc();
+                let max = self.ctx.cfg.max_frame_bytes;
+                Some(Exit::Close {
+                    code: close::TOO_BIG,
+                    reason: "frame too large".into(),
+                    error: Some(error(
+                        Code::TooLarge,
+                        format!("frame of {n} bytes exceeds the limit of {max} bytes"),
+                        0,
+                        "",
+                    )),
+                })
+            }
+            Inbound::Control => None,
+            Inbound::Close => Some(Exit::Gone),
         }
     }
 
@@ -457,15 +503,17 @@ impl<S: Outgoing> Session<S> {
 
     /// Queue a frame on the socket; it leaves at the next [`Self::flush`].
     async fn write(&mut self, message: Message) -> Result<(), ()> {
-        let kill = self.handle.shared.kill.clone();
+        // The write first: the kill token is polled (and its lock taken) only
+        // when the socket is full and the write has to wait.
+        let kill = &self.handle.shared.kill;
         tokio::select! {
             biased;
-            _ = kill.cancelled() => Err(()),
             r = self.sink.feed(message) => {
                 self.ctx.metrics.frames_out.inc();
                 self.unflushed = true;
                 r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
             }
+            _ = kill.cancelled() => Err(()),
         }
     }
 
@@ -475,14 +523,14 @@ impl<S: Outgoing> Session<S> {
             return Ok(());
         }
         self.unflushed = false;
-        let kill = self.handle.shared.kill.clone();
+        let kill = &self.handle.shared.kill;
         tokio::select! {
             biased;
-            _ = kill.cancelled() => Err(()),
             r = self.sink.flush() => {
                 self.ctx.metrics.flushes.inc();
                 r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
             }
+            _ = kill.cancelled() => Err(()),
         }
     }
 
