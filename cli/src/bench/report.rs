@@ -32,6 +32,10 @@ pub struct Report {
     pub publish_rate_per_room: f64,
     pub publish_rate_total: f64,
     pub publish_seconds: f64,
+    /// How long the bench waited after the joins for the server to go quiet
+    /// (what the joins set off, such as presence events, finished) before
+    /// the publish window began.
+    pub quiet_wait_ms: u64,
     pub messages_published: u64,
     pub publish_errors: u64,
     pub publish_first_error: Option<String>,

@@ -221,6 +221,30 @@ async fn execute(plan: &Plan, args: &BenchArgs, nofile: u64) -> anyhow::Result<R
 
 /// CPU/RSS of the load generator: workers, plus the coordinator unless the
 /// server runs inside it (then it is counted as server).
+/// Server CPU under which the system counts as quiet, in cores (an idle
+/// server holding 15,000 connections uses a few hundredths).
+const QUIET_CORES: f64 = 0.1;
+/// How often the server's CPU is looked at while waiting for quiet.
+const QUIET_STEP: Duration = Duration::from_millis(250);
+/// The longest wait for quiet; the publish window starts anyway after it.
+const QUIET_MAX: Duration = Duration::from_secs(15);
+
+/// Wait until the server's processes use less than [`QUIET_CORES`] over one
+/// [`QUIET_STEP`] (at most [`QUIET_MAX`]); how long that took.
+async fn wait_for_quiet(target: &Target) -> Duration {
+    let started = Instant::now();
+    let mut last = target.sample();
+    while started.elapsed() < QUIET_MAX {
+        tokio::time::sleep(QUIET_STEP).await;
+        let now = target.sample();
+        if now.cpu_s - last.cpu_s < QUIET_CORES * QUIET_STEP.as_secs_f64() {
+            break;
+        }
+        last = now;
+    }
+    started.elapsed()
+}
+
 fn generator_sample(target: &Target, fleet: &Fleet) -> ProcSample {
     let coordinator = if target.kind == Kind::InProcess {
         ProcSample::default()
@@ -371,7 +395,6 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
     }
 
     // Idle: hold, then measure memory.
-    let mut run_start = (s1, g1);
     if let Some(hold) = plan.idle_hold {
         tokio::time::sleep(hold).await;
         let (si, gi) = (target.sample(), generator_sample(target, &fleet));
@@ -385,8 +408,12 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
                 (gi.rss_kib as f64 - g0.rss_kib as f64) * 1024.0 / n,
             ),
         });
-        run_start = (si, gi);
     }
+    // What the joins set off (presence events of the rooms just filled)
+    // finishes before the window that measures messages starts.
+    let quiet = wait_for_quiet(target).await;
+    report.quiet_wait_ms = quiet.as_millis() as u64;
+    let run_start = (target.sample(), generator_sample(target, &fleet));
     let busy_run_start = proc::machine_busy_s();
 
     // Publish (and churn / like) phase.
@@ -816,6 +843,7 @@ fn empty_report(plan: &Plan, args: &BenchArgs, target: &Target) -> Report {
         publish_rate_per_room: plan.rate_per_room,
         publish_rate_total: 0.0,
         publish_seconds: 0.0,
+        quiet_wait_ms: 0,
         messages_published: 0,
         publish_errors: 0,
         publish_first_error: None,

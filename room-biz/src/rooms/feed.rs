@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use proto::client::v1::Priority;
 use proto::internal::v1::PushRoomRequest;
 use serde_json::{Value, json};
@@ -64,6 +65,8 @@ impl Notice {
 
 /// Notices routed together: what queued up while the last pushes went out.
 const ROUTE_BATCH: usize = 1024;
+/// Rooms whose presence events are being pushed at once.
+const PUSHES_IN_FLIGHT: usize = 32;
 
 #[derive(Default)]
 struct Window {
@@ -121,15 +124,18 @@ impl Feed {
                         let Ok(more) = rx.try_recv() else { break };
                         batch.push(more);
                     }
-                    for (room, kind, body) in self.route_batch(batch, &mut windows) {
-                        push(&*pusher, room, kind, body).await;
-                    }
+                    let events = self.route_batch(batch, &mut windows);
+                    push_all(&*pusher, events).await;
                 }
                 _ = tick.tick() => {
-                    for (room, w) in windows.drain() {
-                        let body = json!({"joined": w.joined, "left": w.left, "members": w.members});
-                        push(&*pusher, room, events::PRESENCE, body).await;
-                    }
+                    let events = windows
+                        .drain()
+                        .map(|(room, w)| {
+                            let body = json!({"joined": w.joined, "left": w.left, "members": w.members});
+                            (room, events::PRESENCE, body)
+                        })
+                        .collect();
+                    push_all(&*pusher, events).await;
                 }
             }
         }
@@ -201,6 +207,28 @@ impl Feed {
             ),
         })
     }
+}
+
+/// Push `events`, in order within each room and up to [`PUSHES_IN_FLIGHT`]
+/// rooms at a time: one at a time, a burst of joins over many small rooms
+/// (each push a round trip to the push layer) left presence seconds behind.
+async fn push_all(pusher: &dyn RoomPusher, events: Vec<(String, &'static str, Value)>) {
+    let mut by_room: Vec<Vec<(String, &'static str, Value)>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for event in events {
+        let slot = *index.entry(event.0.clone()).or_insert_with(|| {
+            by_room.push(Vec::new());
+            by_room.len() - 1
+        });
+        by_room[slot].push(event);
+    }
+    futures::stream::iter(by_room)
+        .for_each_concurrent(PUSHES_IN_FLIGHT, |room_events| async move {
+            for (room, kind, body) in room_events {
+                push(pusher, room, kind, body).await;
+            }
+        })
+        .await;
 }
 
 async fn push(pusher: &dyn RoomPusher, room: String, kind: &str, body: Value) {
@@ -300,5 +328,80 @@ mod tests {
         let w = &windows["crowd"];
         assert_eq!((w.joined, w.left, w.members), (150, 0, 150));
         assert!(!windows.contains_key("quiet"));
+    }
+
+    /// Records pushes after a round trip of 10 ms.
+    #[derive(Default)]
+    struct SlowPusher {
+        sent: Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RoomPusher for SlowPusher {
+        async fn push_room(
+            &self,
+            req: PushRoomRequest,
+        ) -> Result<proto::internal::v1::PushRoomReply, crate::error::PushError> {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let uid = body["uid"].as_str().unwrap_or_default().to_owned();
+            self.sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((req.room, uid));
+            Ok(Default::default())
+        }
+
+        async fn pull(
+            &self,
+            _: proto::internal::v1::PullRequest,
+        ) -> Result<proto::internal::v1::PullReply, crate::error::PushError> {
+            Ok(Default::default())
+        }
+
+        async fn push_users(
+            &self,
+            _: proto::internal::v1::PushUsersRequest,
+        ) -> Result<proto::internal::v1::PushUsersReply, crate::error::PushError> {
+            Ok(Default::default())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rooms_are_pushed_side_by_side_each_in_order() {
+        let feed = Feed::new(true, 8, 100, Duration::from_secs(1));
+        let pusher = SlowPusher::default();
+        let mut windows = HashMap::new();
+        let batch: Vec<Notice> = (0..64)
+            .flat_map(|r| {
+                let room = format!("r{r}");
+                [joined(&room, "first", 2), joined(&room, "second", 3)]
+            })
+            .collect();
+        let events = feed.route_batch(batch, &mut windows);
+        assert_eq!(events.len(), 128);
+
+        let started = tokio::time::Instant::now();
+        push_all(&pusher, events).await;
+        let took = started.elapsed();
+        // One at a time: 128 round trips (1.28 s). 32 rooms at a time, two
+        // events each: two waves of two round trips.
+        assert!(took <= Duration::from_millis(50), "took {took:?}");
+
+        let sent = pusher
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        assert_eq!(sent.len(), 128);
+        for r in 0..64 {
+            let room = format!("r{r}");
+            let order: Vec<&str> = sent
+                .iter()
+                .filter(|(to, _)| *to == room)
+                .map(|(_, uid)| uid.as_str())
+                .collect();
+            assert_eq!(order, ["first", "second"], "{room}");
+        }
     }
 }
