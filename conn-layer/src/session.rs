@@ -244,26 +244,9 @@ async fn handshake<S: Outgoing, R: Incoming>(
 }
 
 fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, ErrorFrame) {
-    match inbound {
-        Inbound::Malformed(why) => {
-            ctx.metrics
-                .bad_frames
-                .with_label_values(&["malformed"])
-                .inc();
-            (close::INVALID_PAYLOAD, error(Code::Malformed, why, 0, ""))
-        }
-        Inbound::TooLarge(n) => {
-            ctx.metrics
-                .bad_frames
-                .with_label_values(&["too_large"])
-                .inc();
-            let msg = format!(
-                "frame of {n} bytes exceeds the limit of {} bytes",
-                ctx.cfg.max_frame_bytes
-            );
-            (close::TOO_BIG, error(Code::TooLarge, msg, 0, ""))
-        }
-        _ => (
+    match bad_frame(ctx, inbound) {
+        Ok((code, _, e)) => (code, e),
+        Err(_) => (
             close::POLICY,
             error(
                 Code::HelloRequired,
@@ -273,6 +256,36 @@ fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, ErrorFrame) {
             ),
         ),
     }
+}
+
+/// A malformed or oversized frame: counted, with the close code, close
+/// reason and error frame that answer it. Anything else comes back as is.
+fn bad_frame(ctx: &Ctx, inbound: Inbound) -> Result<(u16, &'static str, ErrorFrame), Inbound> {
+    let (label, answer) = match inbound {
+        Inbound::Malformed(why) => (
+            "malformed",
+            (
+                close::INVALID_PAYLOAD,
+                "malformed frame",
+                error(Code::Malformed, why, 0, ""),
+            ),
+        ),
+        Inbound::TooLarge(n) => {
+            let max = ctx.cfg.max_frame_bytes;
+            let msg = format!("frame of {n} bytes exceeds the limit of {max} bytes");
+            (
+                "too_large",
+                (
+                    close::TOO_BIG,
+                    "frame too large",
+                    error(Code::TooLarge, msg, 0, ""),
+                ),
+            )
+        }
+        other => return Err(other),
+    };
+    ctx.metrics.bad_frames.with_label_values(&[label]).inc();
+    Ok(answer)
 }
 
 /// The next data message (pings and pongs are answered by the WebSocket layer).
@@ -441,42 +454,21 @@ impl<S: Outgoing> Session<S> {
             None => return Some(Exit::Gone),
         };
         *last_in = Instant::now();
-        match codec::decode(message, self.ctx.cfg.max_frame_bytes) {
+        match bad_frame(
+            &self.ctx,
+            codec::decode(message, self.ctx.cfg.max_frame_bytes),
+        ) {
+            Ok((code, reason, e)) => Some(Exit::Close {
+                code,
+                reason: reason.into(),
+                error: Some(e),
+            }),
             // Boxed: joins and pulls are rare but their futures are large,
             // and every idle session would carry one.
-            Inbound::Frame(f) => Box::pin(self.on_frame(f)).await,
-            Inbound::Malformed(why) => {
-                self.ctx
-                    .metrics
-                    .bad_frames
-                    .with_label_values(&["malformed"])
-                    .inc();
-                Some(Exit::Close {
-                    code: close::INVALID_PAYLOAD,
-                    reason: "malformed frame".into(),
-                    error: Some(error(Code::Malformed, why, 0, "")),
-                })
-            }
-            Inbound::TooLarge(n) => {
-                self.ctx
-                    .metrics
-                    .bad_frames
-                    .with_label_values(&["too_large"])
-                    .inc();
-                let max = self.ctx.cfg.max_frame_bytes;
-                Some(Exit::Close {
-                    code: close::TOO_BIG,
-                    reason: "frame too large".into(),
-                    error: Some(error(
-                        Code::TooLarge,
-                        format!("frame of {n} bytes exceeds the limit of {max} bytes"),
-                        0,
-                        "",
-                    )),
-                })
-            }
-            Inbound::Control => None,
-            Inbound::Close => Some(Exit::Gone),
+            Err(Inbound::Frame(f)) => Box::pin(self.on_frame(f)).await,
+            Err(Inbound::Close) => Some(Exit::Gone),
+            // Pings and pongs (answered by the WebSocket layer).
+            Err(_) => None,
         }
     }
 
