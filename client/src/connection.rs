@@ -35,14 +35,15 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::cursor::{Accept, RoomCursor};
-use crate::error::{code_from_wire, is_auth_code};
+use crate::error::{Error, code_from_wire, is_auth_code};
+use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
 use crate::link::{Inbound, Link};
-use crate::options::FALLBACK_PING_INTERVAL;
+use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
 use crate::polling::{self, PollError, PollReply};
-use crate::route::Route;
+use crate::route::{self, Route};
 use crate::stats::{StatsHandle, StatsUpdate};
-use crate::{ConnectOptions, Error, Event, JoinedRoom, ReplyInfo, Transport, route};
+use crate::transport::Transport;
 
 /// Sent as `Hello.client_version`.
 const SDK_VERSION: &str = concat!("roomcast-client-rs/", env!("CARGO_PKG_VERSION"));

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
 use tokio::sync::mpsc;
 
-use crate::Transport;
+use crate::transport::Transport;
 
 /// A room the client is in, as the server confirmed it.
 #[derive(Debug, Clone, PartialEq)]

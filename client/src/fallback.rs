@@ -4,7 +4,7 @@
 //! does what the returned [`Step`] says. Keeping the rule here, away from sockets and
 //! timers, is what lets it be tested exactly ("after 3, not 2 or 4").
 
-use crate::Transport;
+use crate::transport::Transport;
 
 /// The outcome of one long-connection attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

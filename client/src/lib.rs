@@ -59,7 +59,10 @@
 //! - [`error`] — [`Error`].
 //! - [`transport`] — [`Transport`].
 //! - `link` — one long connection over WebSocket or QUIC, as frames.
-//! - [`quic`] — the QUIC connect and the certificate pinning verifier.
+//! - `ws` — the WebSocket transport: open, close codes, graceful close.
+//! - [`quic`] — the QUIC transport: connect, the certificate pinning verifier, frames on
+//!   one stream.
+//! - [`close`] — close codes shared by both transports.
 //! - `polling` — HTTP polling and actions, and poll replies → events.
 //! - [`fallback`] — [`Fallback`], the pure rule for switching to polling and back.
 //! - `stats` — the client-stats reporter.
@@ -67,11 +70,16 @@
 //! - [`backoff`] — [`Backoff`], exponential backoff with full jitter.
 //! - [`route`] — the router call.
 //! - [`raw`] — [`RawConnection`] and [`RawQuicConnection`], bare frame-level connections
-//!   for tests and tools.
+//!   for tests and tools (a leaf over `ws` and [`quic`]).
+//!
+//! Modules import downwards only: `connection` → `link` → `ws`/[`quic`] → [`close`],
+//! [`error`]; [`raw`] sits beside `link` on the same transports; every module names the
+//! module it imports from, not the crate root's re-exports.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod backoff;
+pub mod close;
 mod connection;
 pub mod cursor;
 pub mod error;
@@ -85,6 +93,7 @@ pub mod raw;
 pub mod route;
 mod stats;
 pub mod transport;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,21 +3,16 @@
 //! The connection task only sees [`Link`]: it sends `ClientFrame`s and reads [`Inbound`]s,
 //! so a session behaves the same whatever carries it.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use proto::client::v1::{ClientFrame, ServerFrame};
-use tokio::time;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::error::Error;
 use crate::quic::{QuicRead, QuicStream};
-use crate::raw::{self, RawEvent, WsStream};
-use crate::{Error, Transport};
-
-/// How long a graceful WebSocket close waits for the server's close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+use crate::transport::Transport;
+use crate::ws::{self, WsStream};
 
 /// What the server sent.
 #[derive(Debug)]
@@ -50,7 +45,7 @@ impl Link {
     ) -> Result<Self, Error> {
         match transport {
             Transport::Ws => {
-                let (ws, _) = raw::open(url, Some(proto::PROTOBUF_SUBPROTOCOL)).await?;
+                let (ws, _) = ws::open(url, Some(proto::PROTOBUF_SUBPROTOCOL)).await?;
                 Ok(Self::Ws(Box::new(ws)))
             }
             Transport::Quic => Ok(Self::Quic(Box::new(QuicStream::connect(url, pin).await?))),
@@ -81,10 +76,10 @@ impl Link {
             Self::Ws(ws) => match ws.next().await {
                 None => Inbound::Failed("connection closed".into()),
                 Some(Err(e)) => Inbound::Failed(format!("connection failed: {e}")),
-                Some(Ok(Message::Close(frame))) => match raw::close_event(frame) {
-                    RawEvent::Close { code, reason } => Inbound::Closed { code, reason },
-                    _ => Inbound::Failed("connection closed".into()),
-                },
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = ws::close_code(frame);
+                    Inbound::Closed { code, reason }
+                }
                 Some(Ok(Message::Binary(bytes))) => decode(bytes),
                 // A server may answer in JSON; accept it rather than drop the frame.
                 Some(Ok(Message::Text(text))) => match proto::json::decode_server(text.as_str()) {
@@ -106,16 +101,7 @@ impl Link {
     /// Close gracefully, waiting briefly for the server's side of the close.
     pub(crate) async fn close(&mut self) {
         match self {
-            Self::Ws(ws) => {
-                let ws = &mut **ws;
-                let close = async {
-                    // The inherent close (with a close frame), not `SinkExt::close`.
-                    if ws.close(None).await.is_ok() {
-                        while let Some(Ok(_)) = ws.next().await {}
-                    }
-                };
-                let _ = time::timeout(CLOSE_GRACE, close).await;
-            }
+            Self::Ws(socket) => ws::close(socket).await,
             Self::Quic(quic) => quic.close().await,
         }
     }

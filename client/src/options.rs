@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Transport;
+use crate::transport::Transport;
 
 /// Capacity of the command queue from [`Client`](crate::Client) handles to the connection task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;

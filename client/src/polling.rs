@@ -18,9 +18,9 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use crate::cursor::{Accept, RoomCursor};
-use crate::error::{code_from_wire, is_auth_code};
+use crate::error::{Error, code_from_wire, is_auth_code};
+use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::route::chain;
-use crate::{Error, Event, JoinedRoom, ReplyInfo};
 
 /// One poll reply.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -26,13 +26,11 @@ use tokio::time;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::debug;
 
-use crate::Error;
-use crate::raw::ABNORMAL_CLOSE;
+use crate::close::{ABNORMAL_CLOSE, NORMAL_CLOSE};
+use crate::error::Error;
 
 /// How long a graceful close (or reading the close reason after the stream ended) waits.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Application close code for a normal client close (the WebSocket code).
-const NORMAL_CLOSE: u32 = 1000;
 
 /// The hex SHA-256 of a DER certificate: the form pins take (lowercase, no separators).
 pub fn cert_sha256(der: &[u8]) -> String {
@@ -312,7 +310,7 @@ impl QuicStream {
         let graceful = async {
             let _ = futures::SinkExt::<Bytes>::close(&mut self.send).await;
             self.connection
-                .close(quinn::VarInt::from_u32(NORMAL_CLOSE), b"");
+                .close(quinn::VarInt::from_u32(u32::from(NORMAL_CLOSE)), b"");
             self.endpoint.wait_idle().await;
         };
         let _ = time::timeout(CLOSE_GRACE, graceful).await;

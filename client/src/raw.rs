@@ -1,5 +1,6 @@
 //! Bare connections speaking frames, for tests and tools: [`RawConnection`] (WebSocket)
-//! and [`RawQuicConnection`] (QUIC).
+//! and [`RawQuicConnection`] (QUIC). A leaf: built on the two transports (`ws`,
+//! [`crate::quic`]); nothing else in the SDK uses it.
 //!
 //! No handshake logic, no reconnects, no dedup: send whatever bytes you like (garbage,
 //! unknown frames, oversized frames) and look at exactly what the server answers.
@@ -10,21 +11,14 @@ use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use proto::client::v1::{ClientFrame, Hello, ServerFrame, Welcome, client_frame, server_frame};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::Error;
-use crate::error::{code_from_wire, is_auth_code};
+use crate::close::ABNORMAL_CLOSE;
+use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::quic::{QuicRead, QuicStream};
-
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Close code reported when the socket ended without a close frame.
-pub const ABNORMAL_CLOSE: u16 = 1006;
+use crate::ws::{self, WsStream};
 
 /// What [`RawConnection::next_frame`] or [`RawQuicConnection::next_frame`] saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +47,7 @@ pub struct RawConnection {
 impl RawConnection {
     /// Open a WebSocket to `url`, offering `subprotocol` when given.
     pub async fn connect(url: &str, subprotocol: Option<&str>) -> Result<Self, Error> {
-        let (ws, subprotocol) = open(url, subprotocol).await?;
+        let (ws, subprotocol) = ws::open(url, subprotocol).await?;
         Ok(Self { ws, subprotocol })
     }
 
@@ -260,40 +254,9 @@ fn welcome_or_error(event: RawEvent) -> Option<Result<Welcome, Error>> {
     }
 }
 
-/// Open a WebSocket, offering `subprotocol`; returns the one the server selected.
-pub(crate) async fn open(
-    url: &str,
-    subprotocol: Option<&str>,
-) -> Result<(WsStream, Option<String>), Error> {
-    let mut request = url.into_client_request()?;
-    if let Some(protocol) = subprotocol {
-        let value = HeaderValue::from_str(protocol)
-            .map_err(|e| Error::Protocol(format!("bad subprotocol {protocol:?}: {e}")))?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", value);
-    }
-    // Frames are small and latency matters: no Nagle delay.
-    let (ws, response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
-    let selected = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok((ws, selected))
-}
-
-pub(crate) fn close_event(frame: Option<CloseFrame>) -> RawEvent {
-    match frame {
-        Some(frame) => RawEvent::Close {
-            code: u16::from(frame.code),
-            reason: frame.reason.as_str().to_owned(),
-        },
-        None => RawEvent::Close {
-            code: u16::from(CloseCode::Status),
-            reason: String::new(),
-        },
-    }
+fn close_event(frame: Option<CloseFrame>) -> RawEvent {
+    let (code, reason) = ws::close_code(frame);
+    RawEvent::Close { code, reason }
 }
 
 fn closed_abnormally() -> RawEvent {

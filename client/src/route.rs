@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::{ConnectOptions, Error, Transport};
+use crate::error::Error;
+use crate::options::ConnectOptions;
+use crate::transport::Transport;
 
 /// The router's answer to `GET /v1/route`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

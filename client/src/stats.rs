@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{self, MissedTickBehavior};
 use tracing::{Instrument as _, debug};
 
-use crate::{ConnectOptions, Transport};
+use crate::options::ConnectOptions;
+use crate::transport::Transport;
 
 /// Updates queued between reports. Far above what a connection task produces between
 /// two posts; when full, an update is dropped (stats are best effort).
