@@ -10,7 +10,8 @@
 #   roomcast-bench $(cat $D/bench-flags) --server-pid $(cat $D/conn.pid) idle
 #   kill "$(cat /tmp/roomcast-dist/supervisor.pid)"   # or Ctrl-C: stops everything
 #
-# Builds nothing: run `cargo build --release --workspace --bins` first.
+# Builds nothing: run `cargo build --release --workspace --bins` first (the services,
+# and `roomcast-bench` from the `bench/` crate: target/release/roomcast-bench).
 # Environment: CARGO_TARGET_DIR (binaries), ROOMCAST_DIST_DIR (default
 # /tmp/roomcast-dist), ROOMCAST_SECRET (token secret, default the dev secret),
 # and any ROOMCAST_<SVC>_* setting the services read.

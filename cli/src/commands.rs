@@ -8,7 +8,7 @@ pub mod standalone;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use client::{Client, ConnectOptions, Events};
+use roomcast_client::{Client, ConnectOptions, Events};
 use tracing_subscriber::EnvFilter;
 
 use crate::standalone::{DEFAULT_BIZ_URL, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL};

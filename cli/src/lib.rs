@@ -1,9 +1,9 @@
 //! The `roomcast` CLI crate: standalone wiring and the command implementations.
 //!
 //! # Layout
-//! - [`standalone`]: every service in one process (`roomcast standalone`).
+//! - [`standalone`]: every service in one process (`roomcast standalone`); the load
+//!   generator (`roomcast-bench`, its own crate in `bench/`) starts it in-process too.
 //! - [`commands`]: the command line (clap) and one module per command.
 
-pub mod bench;
 pub mod commands;
 pub mod standalone;

@@ -5,8 +5,8 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use client::{RawConnection, RawEvent};
 use proto::client::v1::{ServerFrame, server_frame};
+use roomcast_client::{RawConnection, RawEvent};
 
 /// Kills the child if the test fails half-way.
 struct Child(std::process::Child);

@@ -1,8 +1,8 @@
 //! Roomcast client SDK: route → connect → join → resume, as typed events.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), client::Error> {
-//! use client::{Client, ConnectOptions, Event};
+//! # async fn demo() -> Result<(), roomcast_client::Error> {
+//! use roomcast_client::{Client, ConnectOptions, Event};
 //!
 //! let opts = ConnectOptions::new("http://127.0.0.1:8600", "<jwt>").uid("alice");
 //! let (client, mut events) = Client::connect(opts).await?;

@@ -11,11 +11,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use client::{Client, Code, ConnectOptions, Error, Event, Events, RoomMessage, Transport};
 use prost::Message as _;
 use proto::client::v1::{
     ClientFrame, Delivery, Joined, Resume, ServerFrame, Welcome, client_frame, server_frame,
 };
+use roomcast_client::{Client, Code, ConnectOptions, Error, Event, Events, RoomMessage, Transport};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 

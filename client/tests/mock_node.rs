@@ -7,12 +7,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::routing::get;
 use bytes::Bytes;
-use client::{Client, Code, ConnectOptions, Error, Event, Events, RoomMessage, Transport};
 use prost::Message as _;
 use proto::client::v1::{
     ClientFrame, Delivery, GoAway, Joined, Left, Pong, Reply, Resume, ServerFrame, Welcome,
     client_frame, server_frame,
 };
+use roomcast_client::{Client, Code, ConnectOptions, Error, Event, Events, RoomMessage, Transport};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use client::{Client, Code, ConnectOptions, Error, Event, Events, RawEvent, RawQuicConnection};
-use client::{RoomMessage, Transport};
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
 use proto::client::v1::{
     ClientFrame, Delivery, Joined, Reply, ServerFrame, Welcome, client_frame, server_frame,
 };
+use roomcast_client::{
+    Client, Code, ConnectOptions, Error, Event, Events, RawEvent, RawQuicConnection,
+};
+use roomcast_client::{RoomMessage, Transport};
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -30,7 +32,7 @@ impl QuicNode {
         let certified =
             rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
         let cert: CertificateDer<'static> = certified.cert.der().clone();
-        let fingerprint = client::quic::cert_sha256(cert.as_ref());
+        let fingerprint = roomcast_client::quic::cert_sha256(cert.as_ref());
         let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)

@@ -7,11 +7,13 @@ pub mod procs;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use client::{Client, ConnectOptions, Event, Events, RawConnection, RawEvent, RoomMessage};
 use common::push_directory::PushDirectory;
 use proto::client::v1::{ServerFrame, server_frame};
 use proto::internal::v1::PushRoomRequest;
 use roomcast::standalone::{Standalone, StandaloneConfig};
+use roomcast_client::{
+    Client, ConnectOptions, Event, Events, RawConnection, RawEvent, RoomMessage,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The secret every test cluster uses.

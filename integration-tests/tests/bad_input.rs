@@ -1,12 +1,12 @@
 //! Bad input gets a clear error frame or close reason, and nobody else notices.
 
-use client::RawEvent;
 use integration_tests::{Cluster, assert_seqs, collect, next_frame, raw_join};
 use proto::client::v1::{ClientFrame, Code, Ping, Publish, client_frame, server_frame};
+use roomcast_client::RawEvent;
 
 /// The error frame, then the close, that end a connection.
 async fn expect_error_then_close(
-    raw: &mut client::RawConnection,
+    raw: &mut roomcast_client::RawConnection,
     code: Code,
     close_code: u16,
 ) -> anyhow::Result<String> {
@@ -32,7 +32,7 @@ async fn expect_error_then_close(
 }
 
 async fn expect_error(
-    raw: &mut client::RawConnection,
+    raw: &mut roomcast_client::RawConnection,
     code: Code,
 ) -> anyhow::Result<proto::client::v1::Error> {
     match next_frame(raw).await? {
@@ -41,7 +41,7 @@ async fn expect_error(
     }
 }
 
-async fn still_alive(raw: &mut client::RawConnection) -> anyhow::Result<()> {
+async fn still_alive(raw: &mut roomcast_client::RawConnection) -> anyhow::Result<()> {
     raw.send_frame(&ClientFrame {
         frame: Some(client_frame::Frame::Ping(Ping { client_time_ms: 1 })),
     })
@@ -123,7 +123,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     assert!(
         matches!(
             err,
-            client::Error::Auth {
+            roomcast_client::Error::Auth {
                 code: Code::Unauthenticated,
                 ..
             }
@@ -139,7 +139,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     assert!(
         matches!(
             err,
-            client::Error::Auth {
+            roomcast_client::Error::Auth {
                 code: Code::Unauthenticated,
                 ..
             }
@@ -155,7 +155,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     assert!(
         matches!(
             err,
-            client::Error::Auth {
+            roomcast_client::Error::Auth {
                 code: Code::TokenExpired,
                 ..
             }
@@ -208,7 +208,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     assert!(
         matches!(
             err,
-            client::Error::Refused {
+            roomcast_client::Error::Refused {
                 code: Code::BadRequest,
                 ..
             }
@@ -222,7 +222,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     assert!(
         matches!(
             err,
-            client::Error::Refused {
+            roomcast_client::Error::Refused {
                 code: Code::BadRequest,
                 ..
             }

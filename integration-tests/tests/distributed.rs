@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use client::{ConnectOptions, Event, Events, RawConnection};
 use integration_tests::procs::{Topology, TopologyOptions, run_to_exit};
 use integration_tests::{assert_seqs, collect, raw_join, read_deliveries};
 use proto::client::v1::RoomMessage;
+use roomcast_client::{ConnectOptions, Event, Events, RawConnection};
 
 /// Raw clients spread over both conn nodes, joined to `room`.
 async fn spread_clients(t: &Topology, room: &str, n: usize) -> anyhow::Result<Vec<RawConnection>> {
@@ -91,7 +91,7 @@ async fn killing_a_conn_node_moves_its_clients_without_gaps_and_presence_heals()
     for i in 0..6 {
         let opts = ConnectOptions::new(t.router_url()?, t.token(&format!("mover-{i}")))
             .uid(format!("mover-{i}"));
-        let (client, mut events) = client::Client::connect(opts).await?;
+        let (client, mut events) = roomcast_client::Client::connect(opts).await?;
         client.join(room.as_str()).await?;
         let node = loop {
             match events.next().await {
@@ -194,7 +194,7 @@ async fn redis_restarted_empty_gives_a_new_epoch_and_traffic_continues() -> anyh
     let mut t = Topology::start(TopologyOptions::default()).await?;
     let room = t.create_room("amnesia").await?;
     let opts = ConnectOptions::new(t.router_url()?, t.token("witness")).uid("witness");
-    let (client, mut events) = client::Client::connect(opts).await?;
+    let (client, mut events) = roomcast_client::Client::connect(opts).await?;
     let first = client.join(room.as_str()).await?;
     for i in 1..=5 {
         t.publish(&room, &format!("before{i}")).await?;

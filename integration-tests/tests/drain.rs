@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use client::Event;
 use integration_tests::{Cluster, assert_seqs};
+use roomcast_client::Event;
 
 const MESSAGES: u64 = 120;
 

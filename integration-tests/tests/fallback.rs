@@ -5,17 +5,17 @@
 
 use std::time::Duration;
 
-use client::{ConnectOptions, Event, Transport};
 use common::discovery::{NodeInfo, ServiceKind};
 use integration_tests::{Cluster, assert_seqs};
+use roomcast_client::{ConnectOptions, Event, Transport};
 
 /// Collect `n` messages of `room`, noting transport switches on the way.
 async fn messages(
-    events: &mut client::Events,
+    events: &mut roomcast_client::Events,
     room: &str,
     n: usize,
     switches: &mut Vec<Transport>,
-) -> anyhow::Result<Vec<client::RoomMessage>> {
+) -> anyhow::Result<Vec<roomcast_client::RoomMessage>> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.len() < n {
@@ -79,7 +79,7 @@ async fn closed_ports_fall_back_to_polling_and_come_back_without_a_gap() -> anyh
     opts.connect_timeout = Duration::from_millis(400);
     opts.long_retry_interval = Duration::from_secs(4);
     opts.polling_wait = Duration::from_secs(2);
-    let (client, mut events) = client::Client::connect(opts).await?;
+    let (client, mut events) = roomcast_client::Client::connect(opts).await?;
     assert_eq!(
         client.transport(),
         Transport::Polling,
@@ -114,7 +114,7 @@ async fn closed_ports_fall_back_to_polling_and_come_back_without_a_gap() -> anyh
     let reply = client
         .comment(room.as_str(), "from a polling client")
         .await?;
-    assert_eq!(reply.code, client::Code::Ok);
+    assert_eq!(reply.code, roomcast_client::Code::Ok);
 
     // The ports reopen: a real conn node on them, under the same id.
     let ws = tokio::net::TcpListener::bind(("127.0.0.1", ws_port)).await?;

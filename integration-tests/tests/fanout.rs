@@ -61,8 +61,8 @@ async fn two_rooms_each_client_gets_its_room_exactly_once_in_order() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_subprotocol_clients_get_the_same_stream() -> anyhow::Result<()> {
-    use client::RawConnection;
-    use client::RawEvent;
+    use roomcast_client::RawConnection;
+    use roomcast_client::RawEvent;
     let cluster = Cluster::start().await?;
     let room = cluster.create_room("json").await?;
     let mut raw =

@@ -1,18 +1,18 @@
 //! The client protocol over QUIC, alone and mixed with WebSocket in one room.
 
-use client::{ConnectOptions, Event, RawEvent, RawQuicConnection, Transport};
 use integration_tests::{Cluster, assert_seqs, collect, raw_join, read_deliveries};
 use proto::client::v1::{ClientFrame, Code, Ping, ServerFrame, client_frame, server_frame};
+use roomcast_client::{ConnectOptions, Event, RawEvent, RawQuicConnection, Transport};
 
 async fn sdk(
     cluster: &Cluster,
     uid: &str,
     transports: Vec<Transport>,
-) -> anyhow::Result<(client::Client, client::Events)> {
+) -> anyhow::Result<(roomcast_client::Client, roomcast_client::Events)> {
     let opts = ConnectOptions::new(cluster.sys.router_url.clone(), cluster.token(uid))
         .uid(uid)
         .transports(transports);
-    Ok(client::Client::connect(opts).await?)
+    Ok(roomcast_client::Client::connect(opts).await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

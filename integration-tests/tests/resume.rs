@@ -2,9 +2,9 @@
 //! missed, then live messages; one whose history is gone or whose epoch is wrong
 //! is told recovered=false and gets a fresh snapshot.
 
-use client::{RawConnection, RawEvent};
 use integration_tests::{Cluster, PATIENCE, assert_seqs, raw_join, read_deliveries};
 use proto::client::v1::server_frame;
+use roomcast_client::{RawConnection, RawEvent};
 
 /// Read `raw`'s frames until its room stream reached `seq`.
 async fn wait_until_covered(raw: &mut RawConnection, seq: u64) -> anyhow::Result<()> {

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use client::{Client, Code, Event, Events};
 use integration_tests::Cluster;
+use roomcast_client::{Client, Code, Event, Events};
 use serde_json::{Value, json};
 
 /// What a client knows of the room, rebuilt from its snapshot and events.
@@ -147,7 +147,12 @@ impl Member {
         Ok(())
     }
 
-    async fn act(&self, room: &str, action: &str, payload: Value) -> Result<Value, client::Error> {
+    async fn act(
+        &self,
+        room: &str,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, roomcast_client::Error> {
         let reply = self
             .client
             .publish(
@@ -203,9 +208,9 @@ async fn converge(
     }
 }
 
-fn refused(result: Result<Value, client::Error>, code: Code) -> anyhow::Result<()> {
+fn refused(result: Result<Value, roomcast_client::Error>, code: Code) -> anyhow::Result<()> {
     match result {
-        Err(client::Error::Refused { code: c, .. }) if c == code => Ok(()),
+        Err(roomcast_client::Error::Refused { code: c, .. }) if c == code => Ok(()),
         other => anyhow::bail!("expected {code:?}, got {other:?}"),
     }
 }
@@ -395,7 +400,7 @@ async fn a_scripted_room_session_through_real_sockets() -> anyhow::Result<()> {
         .act(&room, "comment", json!({ "text": "let me back" }))
         .await
     {
-        Err(client::Error::Refused {
+        Err(roomcast_client::Error::Refused {
             code: Code::NotJoined | Code::Forbidden,
             ..
         }) => {}
@@ -403,7 +408,7 @@ async fn a_scripted_room_session_through_real_sockets() -> anyhow::Result<()> {
     }
     let (outsider, _outsider_events) = cluster.client("carol").await?;
     match outsider.join(room.as_str()).await {
-        Err(client::Error::Refused {
+        Err(roomcast_client::Error::Refused {
             code: Code::Forbidden,
             ..
         }) => {}

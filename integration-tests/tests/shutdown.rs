@@ -1,8 +1,8 @@
 //! Graceful shutdown: clients are told to go away, then every service stops.
 
-use client::RawEvent;
 use integration_tests::{Cluster, next_frame, raw_join};
 use proto::client::v1::server_frame;
+use roomcast_client::RawEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_clients_to_go_away_and_stops_cleanly() -> anyhow::Result<()> {

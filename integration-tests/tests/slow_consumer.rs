@@ -11,15 +11,15 @@ const BODY: usize = 16 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_delay_the_others_websocket() -> anyhow::Result<()> {
-    slow_consumer(client::Transport::Ws).await
+    slow_consumer(roomcast_client::Transport::Ws).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_delay_the_others_quic() -> anyhow::Result<()> {
-    slow_consumer(client::Transport::Quic).await
+    slow_consumer(roomcast_client::Transport::Quic).await
 }
 
-async fn slow_consumer(transport: client::Transport) -> anyhow::Result<()> {
+async fn slow_consumer(transport: roomcast_client::Transport) -> anyhow::Result<()> {
     let cluster = Cluster::start_with(|cfg| {
         cfg.conn.outbound_queue = 8;
         cfg.conn.lag_disconnect_ms = 300;
@@ -29,10 +29,13 @@ async fn slow_consumer(transport: client::Transport) -> anyhow::Result<()> {
     let mut readers = Vec::new();
     for i in 0..4 {
         let uid = format!("fast{i}");
-        let opts = client::ConnectOptions::new(cluster.sys.router_url.clone(), cluster.token(&uid))
-            .uid(uid.as_str())
-            .transports(vec![transport]);
-        let (client, events) = client::Client::connect(opts).await?;
+        let opts = roomcast_client::ConnectOptions::new(
+            cluster.sys.router_url.clone(),
+            cluster.token(&uid),
+        )
+        .uid(uid.as_str())
+        .transports(vec![transport]);
+        let (client, events) = roomcast_client::Client::connect(opts).await?;
         client.join(room.as_str()).await?;
         readers.push((client, events));
     }

@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use super::proc::{self, ProcSample};
-use super::wire::{Cmd, Event, WorkerSpec};
+use crate::proc::{self, ProcSample};
+use crate::wire::{Cmd, Event, WorkerSpec};
 
 /// Events (other than progress) a worker may have queued: a handful per run.
 const EVENT_QUEUE: usize = 64;

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::proc::ProcSample;
-use super::target::Kind;
-use super::wire::{ChurnTally, LikesTally, Tally};
+use crate::proc::ProcSample;
+use crate::target::Kind;
+use crate::wire::{ChurnTally, LikesTally, Tally};
 
 /// One scenario's result: one JSON line.
 #[derive(Debug, Serialize)]
@@ -348,7 +348,7 @@ pub fn emit(line: &impl Serialize, scenario: &str, dir: &Path, save: bool) -> an
     println!("{text}");
     if save {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{}-{scenario}.jsonl", super::proc::utc_date()));
+        let path = dir.join(format!("{}-{scenario}.jsonl", crate::proc::utc_date()));
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -135,7 +135,7 @@ mod tests {
         let d = reply.delivery("r1");
         assert_eq!((d.first_seq, d.last_seq, d.epoch), (42, 43, 7));
         assert_eq!(d.messages.len(), 2);
-        assert_eq!(super::super::client::stamp(&d.messages[0].body), Some(1234));
-        assert_eq!(super::super::client::stamp(&d.messages[1].body), None);
+        assert_eq!(crate::client::stamp(&d.messages[0].body), Some(1234));
+        assert_eq!(crate::client::stamp(&d.messages[1].body), None);
     }
 }

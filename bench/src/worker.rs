@@ -4,7 +4,7 @@
 //! (a `LocalSet`), so the per-worker tallies need no locks.
 //!
 //! Its clients are long connections (WebSocket or QUIC, the same frames: see
-//! [`super::conn`]) or HTTP long pollers ([`super::polling`]); either way
+//! [`crate::conn`]) or HTTP long pollers ([`crate::polling`]); either way
 //! every delivery goes through the same [`SeqCheck`] and latency histogram.
 
 use std::cell::RefCell;
@@ -23,11 +23,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::args::Transport;
-use super::client::{self, JoinedRoom, SeqCheck};
-use super::conn::{self, Conn, Endpoint, Incoming, QuicDialer};
-use super::polling;
-use super::wire::{
+use crate::args::Transport;
+use crate::client::{self, JoinedRoom, SeqCheck};
+use crate::conn::{self, Conn, Endpoint, Incoming, QuicDialer};
+use crate::polling;
+use crate::wire::{
     self, ChurnSpec, ChurnTally, Cmd, Event, FinalReport, Hist, JoinedReport, LikesTally, Tally,
     WorkerSpec,
 };

@@ -19,7 +19,7 @@ use proto::client::v1::{ClientFrame, ServerFrame, client_frame};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::client::{self, Ws};
+use crate::ws::{self, Ws};
 
 /// Largest server frame read from a QUIC stream (the server's own cap).
 const MAX_QUIC_FRAME: usize = 64 * 1024 * 1024;
@@ -169,7 +169,8 @@ impl QuicDialer {
 fn quic_client_config(pin: Option<&str>) -> anyhow::Result<quinn::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(
-        ::client::quic::PinnedCertVerifier::new(pin).context("bad --quic-cert-sha256 pin")?,
+        roomcast_client::quic::PinnedCertVerifier::new(pin)
+            .context("bad --quic-cert-sha256 pin")?,
     );
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -225,9 +226,9 @@ pub async fn connect(
     quic: Option<&QuicDialer>,
 ) -> anyhow::Result<Conn> {
     match endpoint {
-        Endpoint::Ws { url, addr } => Ok(Conn::Ws(Box::new(
-            client::connect(url, *addr, source).await?,
-        ))),
+        Endpoint::Ws { url, addr } => {
+            Ok(Conn::Ws(Box::new(ws::connect(url, *addr, source).await?)))
+        }
         Endpoint::Quic { addr, host, pin } => {
             let dialer = quic.context("no QUIC endpoint in this process")?;
             Ok(Conn::Quic(Box::new(

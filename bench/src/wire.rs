@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::args::Transport;
+use crate::args::Transport;
 
 /// Highest latency a histogram records, µs (60 s); 3 significant digits.
 pub const HIST_MAX_US: u64 = 60_000_000;

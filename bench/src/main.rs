@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let args = roomcast::bench::BenchArgs::parse();
-    match roomcast::bench::main(args) {
+    let args = roomcast_bench::BenchArgs::parse();
+    match roomcast_bench::main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("roomcast-bench: {error:#}");

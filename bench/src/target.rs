@@ -7,12 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use roomcast::standalone::{Standalone, StandaloneConfig};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::args::{TargetArgs, Transport};
-use super::proc::{self, ProcSample};
-use crate::standalone::{Standalone, StandaloneConfig};
+use crate::args::{TargetArgs, Transport};
+use crate::proc::{self, ProcSample};
 
 /// How the system under test runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

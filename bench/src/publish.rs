@@ -82,7 +82,7 @@ pub async fn run(
             max_seq: vec![0; rooms.len()],
             ..Published::default()
         },
-        super::wire::histogram(),
+        crate::wire::histogram(),
     )));
     let gate = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let tick_every = Duration::from_secs_f64(1.0 / rate).max(MIN_TICK);

@@ -1,4 +1,4 @@
-//! The bench harness behind `roomcast-bench`: a load generator that drives a
+//! `roomcast-bench`, the load generator: it drives a
 //! running Roomcast through the real client protocol (WebSocket or QUIC with
 //! protobuf frames, or HTTP long polling: `--transport ws|quic|polling`) and
 //! reports one JSON line per scenario.
@@ -23,6 +23,25 @@
 //!    `bench-results/<date>-<scenario>.jsonl` with the commit id.
 //!
 //! The scenarios themselves are in [`scenario`]; their flags in [`args`].
+//!
+//! # Layout
+//! - [`args`]: the command line (clap): target, fleet and scenario flags.
+//! - [`scenario`]: each scenario's run, from target start to report.
+//! - [`target`]: the system under test (in-process `Standalone`, a spawned
+//!   `roomcast standalone`, or a running system).
+//! - [`fleet`]: the coordinator's side of the worker processes.
+//! - [`worker`]: a worker process: its clients, churners, likers and pollers.
+//! - [`wire`]: the coordinator ↔ worker JSON lines and the tallies they carry.
+//! - [`client`]: hello + join over a [`conn`] and the per-delivery checks.
+//! - [`conn`]: one long connection (WebSocket or QUIC) and the shared QUIC dialer.
+//! - [`ws`]: the WebSocket dial from a chosen loopback source address.
+//! - [`polling`]: one HTTP long poller.
+//! - [`publish`]: the coordinator's stamped publishes through the push API.
+//! - [`report`]: the JSON result line and the `bench-results/` file.
+//! - [`proc`]: CPU and RSS of processes, the open-files limit, dates.
+//!
+//! Imports go downwards only: `scenario` → `fleet`/`worker` → `client` →
+//! `conn` → `ws`; `args`, `wire` and `proc` sit below everything.
 
 mod args;
 mod client;
@@ -36,6 +55,7 @@ mod scenario;
 mod target;
 mod wire;
 mod worker;
+mod ws;
 
 pub use args::{BenchArgs, Command, Transport};
 

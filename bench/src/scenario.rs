@@ -11,18 +11,18 @@ use hdrhistogram::Histogram;
 use proto::client::v1::{Code, Publish, client_frame, server_frame};
 use tokio::time::Instant;
 
-use super::args::{BenchArgs, ChurnArgs, Command, LikesArgs, Transport};
-use super::client;
-use super::conn::{self, Endpoint, Incoming, QuicDialer};
-use super::fleet::Fleet;
-use super::proc::{self, ProcSample};
-use super::publish;
-use super::report::{
+use crate::args::{BenchArgs, ChurnArgs, Command, LikesArgs, Transport};
+use crate::client;
+use crate::conn::{self, Endpoint, Incoming, QuicDialer};
+use crate::fleet::Fleet;
+use crate::proc::{self, ProcSample};
+use crate::publish;
+use crate::report::{
     self, BudgetLine, ChurnReport, ConnectReport, GeneratorReport, IdleReport, Latency,
     LikesReport, Machine, PollingReport, Report, ServerReport, cores, cpu_delta, round3,
 };
-use super::target::{Kind, Target};
-use super::wire::{self, ChurnSpec, Cmd, Event, LikesSpec, Tally, WorkerSpec};
+use crate::target::{Kind, Target};
+use crate::wire::{self, ChurnSpec, Cmd, Event, LikesSpec, Tally, WorkerSpec};
 
 /// Connections per worker process when `--workers` is 0.
 const CONNS_PER_WORKER: usize = 5_000;

@@ -112,7 +112,7 @@ pub struct TargetArgs {
     #[arg(long, global = true, default_value = "/tmp/roomcast-bench-server.log")]
     pub server_log: PathBuf,
     /// Token secret of the system (in-process and spawned servers use it too).
-    #[arg(long, global = true, env = "ROOMCAST_SECRET", default_value = crate::standalone::DEFAULT_DEV_SECRET, hide_env_values = true)]
+    #[arg(long, global = true, env = "ROOMCAST_SECRET", default_value = roomcast::standalone::DEFAULT_DEV_SECRET, hide_env_values = true)]
     pub secret: String,
     /// Members at which a room switches to broadcast (started servers only;
     /// default: the scenario's).
