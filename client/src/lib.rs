@@ -75,6 +75,9 @@
 //! Modules import downwards only: `connection` → `link` → `ws`/[`quic`] → [`close`],
 //! [`error`]; [`raw`] sits beside `link` on the same transports; every module names the
 //! module it imports from, not the crate root's re-exports.
+//!
+//! More: `README.md` next to this crate's `Cargo.toml`, and the runnable programs in
+//! `examples/` (`listen`, `say`).
 
 #![warn(missing_docs, unreachable_pub)]
 
