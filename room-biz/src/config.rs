@@ -1,9 +1,9 @@
 //! Room-biz settings: defaults, and a check run once at start.
 
+use room_store::ids;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::ids;
 
 /// Environment prefix for overrides (`ROOMCAST_BIZ_COMMENT_MAX_CHARS=…`).
 pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
