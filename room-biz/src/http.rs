@@ -5,7 +5,7 @@
 //! is JSON: `{"error":{"code":"…","message":"…"}}`. The contract is in
 //! docs/room-api.md.
 //!
-//! - `error`: [`ApiError`](error::ApiError), the JSON extractor, refusals as HTTP answers.
+//! - `error`: [`ApiError`], the JSON extractor, refusals as HTTP answers.
 //! - `auth`: `Authorization: Bearer <JWT>` of client routes.
 //! - `rooms`: room lifecycle and reads.
 //! - `messages`: system messages from the app backend.

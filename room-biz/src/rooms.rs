@@ -2,7 +2,7 @@
 //! share beyond the store — checks, atomic changes, events, lifecycle (start,
 //! end, auto-end), counters, poll tallies, timers and presence (join/leave events).
 //!
-//! Handlers turn requests into [`Plan`]s (domain/rules.rs), [`Rooms::apply`]
+//! Handlers turn requests into [`Plan`]s (`room_store::domain::rules`), [`Rooms::apply`]
 //! runs them atomically in the store and maps a failed guard to its
 //! refusal, and the handler pushes the events the change means.
 

@@ -11,7 +11,7 @@ use futures::future::join_all;
 
 mod state;
 
-use super::{NewRoom, Room, RoomState, RoomStore};
+use super::engine::{NewRoom, Room, RoomState, RoomStore};
 use crate::error::StoreError;
 
 /// Run every check against `store`, in order.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Room;
+use crate::domain::room::Room;
 
 /// Rooms the Redis store keeps: about 100 bytes each, so ~10 MB.
 pub(crate) const DEFAULT_CAPACITY: usize = 100_000;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use prometheus::IntCounterVec;
 
-use super::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
+use super::engine::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;

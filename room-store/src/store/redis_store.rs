@@ -60,10 +60,10 @@ use serde::Deserialize;
 use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, SLOW,
 };
-use super::meta_cache::{self, MetaCache};
-use super::{
+use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
+use super::meta_cache::{self, MetaCache};
 use crate::domain::poll::{PollDef, PollView};
 use crate::domain::room::{Mute, Role, StageRole, UserStage};
 use crate::domain::state::{Counters, RoomRead, Viewer};

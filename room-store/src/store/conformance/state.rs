@@ -14,7 +14,7 @@ use crate::domain::rules::{self, Action, Plan};
 use crate::domain::state::RoomRead;
 use crate::domain::transition::{Applied, Effect};
 use crate::error::StoreError;
-use crate::store::{AudienceSet, MemberEntry, MemberFilter, RoomStore, counter};
+use crate::store::engine::{AudienceSet, MemberEntry, MemberFilter, RoomStore, counter};
 
 /// Run every state check against `store`.
 pub(crate) async fn run_all(store: &dyn RoomStore) {
