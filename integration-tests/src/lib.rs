@@ -1,7 +1,9 @@
 //! Test harness: a whole Roomcast (every service, real sockets, real gRPC)
 //! started in-process on ephemeral ports ([`Cluster`]), or as real OS processes
-//! with etcd and Redis ([`procs::Topology`]), plus helpers to drive them.
+//! with etcd and Redis ([`procs::Topology`]), or just a push node and a biz
+//! node ([`biz_stack::BizStack`]), plus helpers to drive them.
 
+pub mod biz_stack;
 pub mod procs;
 
 use std::time::Duration;

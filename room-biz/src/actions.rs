@@ -3,7 +3,7 @@
 //! Adding an action is adding a handler (a module, or a variant of a family
 //! module such as `stage`) and one line in [`ActionTable::new`]. Handlers get
 //! the room's backends and the raw payload, and answer with a JSON reply body
-//! or a [`Rejection`] (a client-visible code). Who may do what is in
+//! or a [`Refusal`] (a client-visible code). Who may do what is in
 //! `domain::rules`; handlers parse, gate, apply and push.
 //!
 //! | module | actions |
@@ -34,16 +34,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use proto::client::v1::Code;
+use room_store::RoomStore;
+use room_store::domain::rules::Action;
+use room_store::domain::rules::Refusal;
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
-use crate::domain::rules::Action;
-pub(crate) use crate::domain::rules::Refusal as Rejection;
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
-use crate::rooms::{Rooms, store_refusal};
-use crate::store::RoomStore;
+use crate::rooms::Rooms;
 
 /// Metric label for action names no handler knows: names come from clients, and
 /// label values must stay a bounded set.
@@ -92,17 +92,11 @@ pub(crate) struct ActionCall<'a> {
     pub(crate) payload: &'a [u8],
 }
 
-impl From<StoreError> for Rejection {
-    fn from(error: StoreError) -> Self {
-        store_refusal(error)
-    }
-}
-
 /// One kind of action.
 #[async_trait::async_trait]
 pub(crate) trait ActionHandler: Send + Sync + 'static {
     /// Validate and perform `call`; `Ok` carries the reply body (UTF-8 JSON).
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection>;
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal>;
 
     /// Drop idle per-user state (rate-limiter keys); called periodically.
     fn housekeep(&self) {}
@@ -130,11 +124,11 @@ impl Limit {
     }
 
     /// Take one token of `uid` in `room`, or refuse with `RATE_LIMITED`.
-    pub(crate) fn check(&self, room: &str, uid: &str) -> Result<(), Rejection> {
+    pub(crate) fn check(&self, room: &str, uid: &str) -> Result<(), Refusal> {
         self.limiter
             .check_key(&(room.to_owned(), uid.to_owned()))
             .map_err(|_| {
-                Rejection::new(
+                Refusal::new(
                     Code::RateLimited,
                     format!(
                         "too many {}: at most {} per second",
@@ -152,7 +146,7 @@ impl Limit {
 }
 
 /// Decode an action's JSON payload; an empty or `null` payload reads as `{}`.
-pub(crate) fn payload<T: DeserializeOwned>(action: Action, payload: &[u8]) -> Result<T, Rejection> {
+pub(crate) fn payload<T: DeserializeOwned>(action: Action, payload: &[u8]) -> Result<T, Refusal> {
     let trimmed = payload.trim_ascii();
     let bytes: &[u8] = if trimmed.is_empty() || trimmed == b"null" {
         b"{}"
@@ -160,7 +154,7 @@ pub(crate) fn payload<T: DeserializeOwned>(action: Action, payload: &[u8]) -> Re
         trimmed
     };
     serde_json::from_slice(bytes)
-        .map_err(|e| Rejection::bad_request(format!("invalid {} payload: {e}", action.name())))
+        .map_err(|e| Refusal::bad_request(format!("invalid {} payload: {e}", action.name())))
 }
 
 /// A JSON reply body.
@@ -249,16 +243,16 @@ impl ActionTable {
         backends: &Backends,
         name: &str,
         call: ActionCall<'_>,
-    ) -> Result<Bytes, Rejection> {
+    ) -> Result<Bytes, Refusal> {
         let Some(handler) = self.handlers.get(name) else {
             let shown: String = name.chars().take(ECHOED_NAME_CHARS).collect();
-            return Err(Rejection::bad_request(format!("unknown action {shown}")));
+            return Err(Refusal::bad_request(format!("unknown action {shown}")));
         };
         if call.room.is_empty() {
-            return Err(Rejection::bad_request("room is required"));
+            return Err(Refusal::bad_request("room is required"));
         }
         if call.uid.is_empty() {
-            return Err(Rejection::bad_request("uid is required"));
+            return Err(Refusal::bad_request("uid is required"));
         }
         handler.handle(backends, call).await
     }

@@ -1,9 +1,9 @@
 //! Room-biz settings: defaults, and a check run once at start.
 
+use room_store::ids;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::ids;
 
 /// Environment prefix for overrides (`ROOMCAST_BIZ_COMMENT_MAX_CHARS=…`).
 pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
@@ -81,20 +81,20 @@ pub const DEFAULT_PRESENCE_WINDOW_MS: u64 = 1000;
 /// (they are ephemeral and carry the member total).
 pub const DEFAULT_PRESENCE_QUEUE: usize = 4096;
 
-/// Members at or above which a polled room is "large": its poll cache is
+/// Members at or above which a polled room is "large": its long-poll cache is
 /// refreshed about once a second instead of every 100 ms, and its replies may
 /// sample low-priority messages (as the socket path does for large rooms).
 pub const DEFAULT_POLL_LARGE_ROOM_MEMBERS: u32 = 1000;
-/// How often the poll cache reads a small room's stream. Long-polls wake at
+/// How often the long-poll cache reads a small room's stream. Long-polls wake at
 /// this pace at the latest, so it bounds the extra latency of polling.
 pub const DEFAULT_POLL_REFRESH_MS: u64 = 100;
-/// How often the poll cache reads a large room's stream: one read per second
+/// How often the long-poll cache reads a large room's stream: one read per second
 /// per room and biz node, however many clients poll it.
 pub const DEFAULT_POLL_LARGE_REFRESH_MS: u64 = 1000;
-/// Recent messages the poll cache keeps per room; older `after`s read the push
+/// Recent messages the long-poll cache keeps per room; older `after`s read the push
 /// layer directly. Matches the push layer's largest pull and default history.
 pub const DEFAULT_POLL_CACHE_WINDOW: usize = 1000;
-/// Rooms the poll cache holds at once (~1,000 messages each); polls of further
+/// Rooms the long-poll cache holds at once (~1,000 messages each); polls of further
 /// rooms read the push layer directly until a cached room goes idle.
 pub const DEFAULT_POLL_CACHE_ROOMS_MAX: usize = 1000;
 /// A cached room nobody polled for this long is dropped.
@@ -135,6 +135,9 @@ pub struct Config {
     pub token_secret: String,
     /// EdDSA public key (PEM) of client tokens, if the app signs with EdDSA.
     pub token_eddsa_public_pem: Option<String>,
+    // Long polling. The `poll_*` names are the file and environment keys
+    // operators already set, so they stay; voting is `polls_*` and
+    // `poll_tally_ms` below.
     /// See [`DEFAULT_POLL_LARGE_ROOM_MEMBERS`].
     pub poll_large_room_members: u32,
     /// See [`DEFAULT_POLL_REFRESH_MS`].

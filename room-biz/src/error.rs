@@ -1,7 +1,9 @@
-//! Every error type of the crate.
+//! Every error type of the crate (the room store's is [`room_store::StoreError`]).
 
 use common::discovery::DiscoveryError;
 use common::push_directory::PushDirectoryError;
+use room_store::StoreError;
+use room_store::domain::entry::Barred;
 
 /// Why [`crate::run`] could not start or stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -27,41 +29,6 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
-}
-
-/// Why a [`crate::RoomStore`] operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The room does not exist.
-    #[error("room {0} not found")]
-    RoomNotFound(String),
-    /// The backend (Redis) cannot be reached or failed; the operation may be retried.
-    #[error("room store unavailable: {0}")]
-    Unavailable(String),
-    /// The backend holds data this code cannot read (a field missing or
-    /// malformed); retrying will not help.
-    #[error("room store holds invalid data: {0}")]
-    Corrupt(String),
-    /// The uid was kicked from the room (a join refused atomically).
-    #[error("{uid} was removed from room {room}")]
-    Kicked {
-        /// The room.
-        room: String,
-        /// Who.
-        uid: String,
-    },
-    /// The room is private and the uid is not invited (a join refused atomically).
-    #[error("room {room} is private and {uid} is not invited")]
-    NotInvited {
-        /// The room.
-        room: String,
-        /// Who.
-        uid: String,
-    },
-    /// The store was set up wrongly (no URL, a bad URL, a bad key prefix).
-    #[error("invalid room store configuration: {0}")]
-    InvalidConfig(String),
 }
 
 /// Why a message could not be handed to the push layer.
@@ -100,14 +67,25 @@ pub(crate) enum JoinError {
     Store(StoreError),
 }
 
+impl JoinError {
+    /// The entry rule's refusal of a join to `room`.
+    pub(crate) fn barred(room: &str, barred: Barred) -> Self {
+        match barred {
+            Barred::Ended => Self::Ended(room.to_owned()),
+            Barred::Blocked | Barred::Kicked | Barred::NotInvited => {
+                Self::Forbidden(barred.to_string())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for JoinError {
     fn from(error: StoreError) -> Self {
+        if let Some(barred) = error.barred() {
+            return Self::Forbidden(barred.to_string());
+        }
         match error {
             StoreError::RoomNotFound(room) => Self::NotFound(room),
-            StoreError::Kicked { .. } => Self::Forbidden("you were removed from this room".into()),
-            StoreError::NotInvited { .. } => {
-                Self::Forbidden("this room is private: you are not invited".into())
-            }
             other => Self::Store(other),
         }
     }

@@ -168,7 +168,7 @@ async fn perform(shared: &Shared, req: ActionRequest) -> ActionReply {
     };
     let (code, message, body) = match shared.perform(&req.action, call).await {
         Ok(body) => (Code::Ok, String::new(), body),
-        Err(rejection) => (rejection.code, rejection.message, Bytes::new()),
+        Err(refusal) => (refusal.code, refusal.message, Bytes::new()),
     };
     ActionReply {
         id: req.id,

@@ -1,15 +1,18 @@
 //! Join authorization: may a uid enter a room, and the state it starts from.
 //!
-//! Refused: unknown rooms, ended rooms (also a live room found empty past
-//! its auto-end time: it ends now), kicked uids, uids the host blocked,
-//! and strangers to a private room. Kicks and the invite list are checked
-//! again atomically by the store's join, so a kick racing the join wins.
+//! Refused: unknown rooms (and a live room found empty past its auto-end
+//! time: it ends now), then whoever the entry rule bars ([`entry::check`]:
+//! ended rooms, uids the host blocked, kicked uids, strangers to a private
+//! room). Kicks and the invite list are checked again atomically by the
+//! store's join, so a kick racing the join wins.
 
+use room_store::StoreError;
+use room_store::domain::entry::{self, Standing};
+use room_store::domain::room::{Role, Room};
+use room_store::domain::state::RoomRead;
 use serde_json::Value;
 
-use crate::domain::room::{Role, Room, RoomState};
-use crate::domain::state::RoomRead;
-use crate::error::{JoinError, StoreError};
+use crate::error::JoinError;
 use crate::rooms::Rooms;
 
 /// A granted join.
@@ -51,30 +54,22 @@ pub(crate) async fn authorize(
     if read.room.empty_expired(common::time::now_ms()) && rooms.auto_end(room).await {
         return Err(JoinError::Ended(room.into()));
     }
-    if read.room.state == RoomState::Ended {
-        return Err(JoinError::Ended(room.into()));
-    }
     let Some(viewer) = read.viewer.as_mut() else {
         return Err(JoinError::Store(StoreError::Corrupt(format!(
             "room {room}: read without the viewer"
         ))));
     };
-    if viewer.stage.kicked {
-        return Err(JoinError::Forbidden(
-            "you were removed from this room".into(),
-        ));
-    }
-    if let Some(host) = &read.room.owner
-        && host != uid
-        && rooms.store.is_blocked(host, uid).await?
-    {
-        return Err(JoinError::Forbidden("the host blocked you".into()));
-    }
-    if !viewer.may_enter {
-        return Err(JoinError::Forbidden(
-            "this room is private: you are not invited".into(),
-        ));
-    }
+    // A join is exact: the block list is read from the store, not from a cache.
+    let blocked = match &read.room.owner {
+        Some(host) if host != uid => rooms.store.is_blocked(host, uid).await?,
+        _ => false,
+    };
+    let standing = Standing {
+        kicked: viewer.stage.kicked,
+        blocked,
+        may_enter: viewer.may_enter,
+    };
+    entry::check(read.room.state, standing).map_err(|barred| JoinError::barred(room, barred))?;
     let members = rooms
         .store
         .member_joined(room, uid, session_id, node_id)
@@ -118,8 +113,9 @@ impl JoinError {
 
 #[cfg(test)]
 mod tests {
+    use room_store::NewRoom;
+
     use super::*;
-    use crate::store::NewRoom;
     use crate::test_util::{RecordingPusher, backends};
 
     #[tokio::test]
@@ -212,7 +208,7 @@ mod tests {
         assert!(forbidden(
             authorize(&b.rooms, &other, "mallory", "s1", "c").await
         ));
-        let kick = crate::domain::rules::kick("alice", "dave", 1);
+        let kick = room_store::domain::rules::kick("alice", "dave", 1);
         b.rooms.apply(&other, &kick).await.expect("kick");
         assert!(forbidden(
             authorize(&b.rooms, &other, "dave", "s1", "c").await

@@ -5,40 +5,45 @@
 //! a stream of client actions); room-biz validates, updates room state through
 //! a [`RoomStore`] and publishes through the push API of the room's push owner.
 //!
+//! Room state (the domain rules and the [`RoomStore`] engines) lives in the
+//! `room-store` crate; this crate is the service around it.
+//!
 //! # Layout
-//! - [`config`]: [`Config`] and its `DEFAULT_*` values.
-//! - [`store`]: the [`RoomStore`] engine trait (rooms, members), [`MemoryRoomStore`]
-//!   and [`RedisRoomStore`] (standalone or Cluster; key layout in its docs).
-//! - [`domain`]: the business rules, pure and synchronous: roles, the
-//!   permission matrix, guarded transitions, polls, rates, the snapshot JSON.
-//! - `rooms`: the room service: checks, atomic changes, events, lifecycle
-//!   (start, end, auto-end), like/reaction aggregation, poll tallies, timers,
-//!   join/leave events.
+//! Top to bottom: each module uses only the ones listed after it (and
+//! `room_store`), never one above.
+//! - [`process`]: the `roomcast-biz` process: configuration, discovery,
+//!   store, [`run`].
+//! - `grpc`: the `Biz` service, proto ↔ domain.
+//! - `http`: everything HTTP: the JSON API (rooms, messages), long polling
+//!   and actions of clients without a long connection, errors and client
+//!   tokens; merged with `/metrics`, `/livez`, `/readyz`.
+//! - `healing`: drops the room sessions of conn and biz nodes that left
+//!   discovery.
+//! - `shared`: the state every handler shares, and the one path of actions.
+//! - `longpoll`: the per-node long-poll cache of polled rooms and reply
+//!   coverage; no HTTP.
 //! - `join`: join authorization and the snapshot a member starts from.
 //! - `actions`: the action table; one handler per action.
+//! - `rooms`: the room service: checks (the entry rule on the node's room
+//!   views), atomic changes, events, lifecycle (start, end, auto-end),
+//!   like/reaction aggregation, poll (voting) tallies, timers, presence
+//!   (join/leave events).
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
-//! - `grpc`: the `Biz` service, proto ↔ domain.
-//! - `http`: the JSON HTTP API, merged with `/metrics`, `/livez`, `/readyz`.
-//! - `poll`: HTTP for clients without a long connection: long polling through
-//!   a per-node cache of polled rooms, and actions.
-//! - `presence`: drops the room sessions of conn nodes that left discovery.
-//! - `metrics`, `shared`, `ids`: series, per-process state, random ids.
-//! - [`error`]: every error type.
+//! - `metrics`: the crate's series.
+//! - [`config`]: [`Config`] and its `DEFAULT_*` values.
+//! - [`error`]: the crate's error types.
 
 pub mod config;
-pub mod domain;
 pub mod error;
-pub mod store;
+pub mod process;
 
 mod actions;
 mod grpc;
+mod healing;
 mod http;
-mod ids;
 mod join;
+mod longpoll;
 mod metrics;
-mod poll;
-mod presence;
-pub mod process;
 mod pusher;
 mod rooms;
 mod shared;
@@ -54,15 +59,15 @@ use std::time::Duration;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::ops::Readiness;
 use common::push_directory::PushDirectory;
+pub use room_store::{
+    DEFAULT_KEY_PREFIX, MemoryRoomStore, NewRoom, RedisRoomStore, Role, Room, RoomState, RoomStore,
+    StoreError,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
-pub use crate::error::{Error, StoreError};
-pub use crate::store::{
-    DEFAULT_KEY_PREFIX, MemoryRoomStore, NewRoom, RedisRoomStore, Role, Room, RoomState, RoomStore,
-};
-
+pub use crate::error::Error;
 use crate::pusher::DirectoryPusher;
 use crate::shared::Shared;
 
@@ -87,7 +92,7 @@ pub struct Deps {
 /// Serve gRPC and HTTP on `listeners` until `shutdown` is cancelled.
 ///
 /// While serving, it also watches conn nodes in discovery and removes the room
-/// sessions of those that leave (see `presence`).
+/// sessions of those that leave (see `healing`).
 ///
 /// On shutdown the node first leaves discovery (so no new work is routed
 /// here), then stops accepting, lets action streams finish what they hold, and
@@ -152,7 +157,7 @@ pub async fn run(
         () = shutdown.cancelled() => None,
         () = housekeeping(&shared) => None,
         () = shared.backends.rooms.run() => None,
-        () = presence::heal(&*deps.discovery, &shared) => None,
+        () = healing::heal(&*deps.discovery, &shared) => None,
     };
     readiness.set(false);
     if let Err(error) = deps
@@ -164,14 +169,14 @@ pub async fn run(
     }
     drain.cancel();
     // Waiting long-polls answer now instead of holding the HTTP server's drain.
-    shared.poll.close();
+    shared.longpoll.close();
     if let Some(result) = stopped_early {
         return result.map(drop);
     }
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let stopped = async {
         let result = serving.await;
-        shared.poll.closed().await;
+        shared.longpoll.closed().await;
         result
     };
     match tokio::time::timeout(grace, stopped).await {

@@ -25,13 +25,13 @@ pub(crate) struct Metrics {
     pub(crate) action_latency: HistogramVec,
     /// Presence cleanups of conn nodes that left discovery, by `result`
     /// (`ok`, or `error` for an attempt that will be retried).
-    pub(crate) presence_cleanups: IntCounterVec,
-    /// HTTP polls by `result` (`messages`, `empty`, `snapshot`, `refused`, `error`).
-    pub(crate) polls: IntCounterVec,
+    pub(crate) healing_cleanups: IntCounterVec,
+    /// HTTP long polls by `result` (`messages`, `empty`, `snapshot`, `refused`, `error`).
+    pub(crate) longpolls: IntCounterVec,
     /// Rooms held by the poll cache.
-    pub(crate) poll_cache_rooms: IntGauge,
+    pub(crate) longpoll_cache_rooms: IntGauge,
     /// Time long-polls spent waiting for news.
-    pub(crate) poll_wait: Histogram,
+    pub(crate) longpoll_wait: Histogram,
     /// Likes taken in (taps, not actions).
     pub(crate) likes_received: IntCounter,
     /// Reactions taken in.
@@ -74,7 +74,7 @@ impl Metrics {
             &["action"],
         )
         .expect("static metric definition");
-        let presence_cleanups = IntCounterVec::new(
+        let healing_cleanups = IntCounterVec::new(
             Opts::new(
                 "roomcast_biz_presence_cleanups_total",
                 "Removals of the room sessions of conn nodes that left discovery, by result.",
@@ -82,17 +82,17 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
-        let polls = IntCounterVec::new(
+        let longpolls = IntCounterVec::new(
             Opts::new("roomcast_biz_polls_total", "HTTP polls by result."),
             &["result"],
         )
         .expect("static metric definition");
-        let poll_cache_rooms = IntGauge::new(
+        let longpoll_cache_rooms = IntGauge::new(
             "roomcast_biz_poll_cache_rooms",
             "Rooms held by the poll cache.",
         )
         .expect("static metric definition");
-        let poll_wait = Histogram::with_opts(
+        let longpoll_wait = Histogram::with_opts(
             HistogramOpts::new(
                 "roomcast_biz_poll_wait_seconds",
                 "Time a long-poll waited for news.",
@@ -146,19 +146,19 @@ impl Metrics {
         common::ops::register(registry, &joins);
         common::ops::register(registry, &actions);
         common::ops::register(registry, &action_latency);
-        common::ops::register(registry, &presence_cleanups);
-        common::ops::register(registry, &polls);
-        common::ops::register(registry, &poll_cache_rooms);
-        common::ops::register(registry, &poll_wait);
+        common::ops::register(registry, &healing_cleanups);
+        common::ops::register(registry, &longpolls);
+        common::ops::register(registry, &longpoll_cache_rooms);
+        common::ops::register(registry, &longpoll_wait);
         Self {
             rooms_created,
             joins,
             actions,
             action_latency,
-            presence_cleanups,
-            polls,
-            poll_cache_rooms,
-            poll_wait,
+            healing_cleanups,
+            longpolls,
+            longpoll_cache_rooms,
+            longpoll_wait,
             likes_received,
             reactions_received,
             counter_flushes,

@@ -1,14 +1,14 @@
 //! The room service of a biz node: everything actions, joins and the HTTP API
 //! share beyond the store — checks, atomic changes, events, lifecycle (start,
-//! end, auto-end), counters, poll tallies, timers and the presence feed.
+//! end, auto-end), counters, poll tallies, timers and presence (join/leave events).
 //!
-//! Handlers turn requests into [`Plan`]s (domain/rules.rs), [`Rooms::apply`]
+//! Handlers turn requests into [`Plan`]s (`room_store::domain::rules`), [`Rooms::apply`]
 //! runs them atomically in the store and maps a failed guard to its
 //! refusal, and the handler pushes the events the change means.
 
 pub(crate) mod counters;
 pub(crate) mod events;
-pub(crate) mod feed;
+pub(crate) mod presence;
 pub(crate) mod timers;
 pub(crate) mod views;
 
@@ -20,22 +20,22 @@ use futures::StreamExt as _;
 use prometheus::IntCounterVec;
 use proto::client::v1::{Code, Priority};
 use proto::internal::v1::{PushRoomRequest, PushUsersRequest};
+use room_store::domain::entry::{self, Barred};
+use room_store::domain::poll::{PollState, PollView};
+use room_store::domain::room::{Role, Room, RoomState, UserStage};
+use room_store::domain::rules::{self, Plan, Refusal};
+use room_store::domain::state::{RoomRead, user_json};
+use room_store::domain::transition::Applied;
+use room_store::{AudienceSet, RoomStore};
 use serde_json::{Value, json};
 
 use self::counters::Aggregator;
-use self::feed::{Feed, Notice};
+use self::presence::{Notice, PresenceQueue};
 use self::timers::{Due, Timers};
 use self::views::{View, Views};
 use crate::config::Config;
-use crate::domain::poll::{PollState, PollView};
-use crate::domain::room::{Room, RoomState, UserStage};
-use crate::domain::rules::{self, Plan, Refusal};
-use crate::domain::stage::Applied;
-use crate::domain::state::{RoomRead, user_json};
-use crate::error::StoreError;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
-use crate::store::{AudienceSet, RoomStore};
 
 /// uids per `PushUsers` request.
 const USER_PUSH_BATCH: usize = 500;
@@ -82,25 +82,11 @@ pub(crate) struct Rooms {
     pub(crate) views: Views,
     pub(crate) counters: Aggregator,
     pub(crate) timers: Timers,
-    pub(crate) feed: Feed,
+    pub(crate) presence: PresenceQueue,
     /// (room, poll) with votes not yet pushed as a tally.
     tallies: Mutex<HashSet<(String, String)>>,
     events_metric: IntCounterVec,
     ended_metric: IntCounterVec,
-}
-
-/// A store failure as the client sees it.
-pub(crate) fn store_refusal(error: StoreError) -> Refusal {
-    match error {
-        StoreError::RoomNotFound(room) => {
-            Refusal::new(Code::RoomNotFound, format!("room {room} not found"))
-        }
-        StoreError::Kicked { .. } => Refusal::forbidden("you were removed from this room"),
-        StoreError::NotInvited { .. } => {
-            Refusal::forbidden("this room is private: you are not invited")
-        }
-        other => Refusal::new(Code::Unavailable, other.to_string()),
-    }
 }
 
 fn not_found(room: &str) -> Refusal {
@@ -133,7 +119,7 @@ impl Rooms {
                 metrics.counter_flushes.clone(),
             ),
             timers: Timers::default(),
-            feed: Feed::new(
+            presence: PresenceQueue::new(
                 cfg.presence_events,
                 cfg.presence_queue,
                 cfg.presence_aggregate_members,
@@ -154,7 +140,7 @@ impl Rooms {
             self.counters.run(),
             self.run_tallies(),
             self.run_timers(),
-            self.feed.run(self.pusher.clone()),
+            self.presence.run(self.pusher.clone()),
         );
     }
 
@@ -165,24 +151,22 @@ impl Rooms {
 
     // === Checks and changes ===
 
-    /// The cached view of `room` for an action by `uid`: refuses unknown and
-    /// ended rooms and uids the host blocked; ends a room found empty too long.
+    /// The cached view of `room` for an action by `uid`: refuses unknown
+    /// rooms, ends a room found empty too long, and applies the entry rule
+    /// ([`entry::check`]: ended, blocked, kicked, private). The store checks
+    /// kicks and the invite list again, atomically, as the action's first
+    /// guards, so a change made through another node is not missed.
     pub(crate) async fn gate(&self, room: &str, uid: &str) -> Result<Arc<View>, Refusal> {
         let view = self
             .views
             .get(room)
             .await
-            .map_err(store_refusal)?
+            .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))?;
-        if view.room.state == RoomState::Ended {
-            return Err(Refusal::ended());
-        }
         if view.room.empty_expired(common::time::now_ms()) && self.auto_end(room).await {
-            return Err(Refusal::ended());
+            return Err(Barred::Ended.into());
         }
-        if view.standing(uid).blocked {
-            return Err(Refusal::forbidden("the host blocked you"));
-        }
+        entry::check(view.room.state, view.standing(uid))?;
         Ok(view)
     }
 
@@ -201,7 +185,7 @@ impl Rooms {
                 before,
                 after,
             }),
-            Err(error) => Err(store_refusal(error)),
+            Err(error) => Err(Refusal::from(error)),
         }
     }
 
@@ -210,7 +194,7 @@ impl Rooms {
         self.store
             .read(room, viewer, self.settings.hands_max)
             .await
-            .map_err(store_refusal)?
+            .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))
     }
 
@@ -326,7 +310,7 @@ impl Rooms {
             .store
             .get_room(room)
             .await
-            .map_err(store_refusal)?
+            .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))?;
         self.watch_empty(&started);
         let body = json!({"started_at_ms": started.started_at_ms, "by": actor, "v": done.version});
@@ -494,7 +478,7 @@ impl Rooms {
             .store
             .get_room(room)
             .await
-            .map_err(store_refusal)?
+            .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))?;
         let note = json!({
             "room": room,
@@ -604,14 +588,8 @@ impl Rooms {
     // === Presence ===
 
     /// A member joined (the store has counted them).
-    pub(crate) fn joined(
-        &self,
-        room: &str,
-        uid: &str,
-        role: crate::domain::room::Role,
-        members: u32,
-    ) {
-        self.feed.notice(Notice::Joined {
+    pub(crate) fn joined(&self, room: &str, uid: &str, role: Role, members: u32) {
+        self.presence.notice(Notice::Joined {
             room: room.to_owned(),
             uid: uid.to_owned(),
             role,
@@ -621,7 +599,7 @@ impl Rooms {
 
     /// A member left (the store has counted it); an empty room may end later.
     pub(crate) async fn left(&self, room: &str, uid: Option<&str>, members: u32) {
-        self.feed.notice(Notice::Left {
+        self.presence.notice(Notice::Left {
             room: room.to_owned(),
             uid: uid.map(str::to_owned),
             members,

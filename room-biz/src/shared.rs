@@ -7,15 +7,15 @@ use bytes::Bytes;
 use common::auth::TokenVerifier;
 use prometheus::Registry;
 use proto::client::v1::Code;
+use room_store::domain::rules::Refusal;
+use room_store::{Metered, RoomStore};
 
-use crate::actions::{ActionCall, ActionTable, Backends, Rejection};
+use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
+use crate::longpoll::LongPollCache;
 use crate::metrics::Metrics;
-use crate::poll::PollCache;
 use crate::pusher::RoomPusher;
-use crate::store::RoomStore;
-use crate::store::metered::Metered;
 
 /// Configuration, backends, the action table and metrics, behind one `Arc`.
 pub(crate) struct Shared {
@@ -30,8 +30,8 @@ pub(crate) struct Shared {
     /// Client tokens of HTTP polling and actions; `None` when no key is
     /// configured (those endpoints then answer 503).
     pub(crate) verifier: Option<TokenVerifier>,
-    /// Recent messages of polled rooms.
-    pub(crate) poll: PollCache,
+    /// Recent messages of long-polled rooms.
+    pub(crate) longpoll: LongPollCache,
 }
 
 impl Shared {
@@ -59,7 +59,7 @@ impl Shared {
         let backends = Backends::new(&cfg, store, pusher, &metrics);
         Ok(Self {
             actions: ActionTable::new(&cfg)?,
-            poll: PollCache::new(&cfg, &backends, &metrics),
+            longpoll: LongPollCache::new(&cfg, &backends, &metrics),
             verifier,
             metrics,
             backends,
@@ -69,11 +69,7 @@ impl Shared {
 
     /// Run action `name` for `call` through the action table, recording the
     /// action metrics: the one path of socket `Publish` and HTTP actions.
-    pub(crate) async fn perform(
-        &self,
-        name: &str,
-        call: ActionCall<'_>,
-    ) -> Result<Bytes, Rejection> {
+    pub(crate) async fn perform(&self, name: &str, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let started = Instant::now();
         let label = self.actions.label(name);
         let result = self.actions.dispatch(&self.backends, name, call).await;

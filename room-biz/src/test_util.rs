@@ -8,11 +8,11 @@ use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
     PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
 };
+use room_store::{MemoryRoomStore, RoomStore};
 
 use crate::actions::Backends;
 use crate::error::PushError;
 use crate::pusher::RoomPusher;
-use crate::store::{MemoryRoomStore, RoomStore};
 
 /// The epoch the recorder reports.
 pub(crate) const TEST_EPOCH: u64 = 7;

@@ -16,12 +16,12 @@ use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use proto::client::v1::{Code, Priority};
 use proto::internal::v1::PushRoomRequest;
+use room_store::domain::rules::{self, Refusal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ActionCall, ActionHandler, Backends, Rejection};
+use super::{ActionCall, ActionHandler, Backends};
 use crate::config::Config;
-use crate::domain::rules;
 use crate::error::Error;
 
 /// The message kind pushed to the room.
@@ -66,22 +66,22 @@ impl Comment {
     }
 
     /// Decode and check a payload; no I/O.
-    fn parse(&self, payload: &[u8]) -> Result<Payload, Rejection> {
+    fn parse(&self, payload: &[u8]) -> Result<Payload, Refusal> {
         let comment: Payload = serde_json::from_slice(payload)
-            .map_err(|e| Rejection::bad_request(format!("invalid comment payload: {e}")))?;
+            .map_err(|e| Refusal::bad_request(format!("invalid comment payload: {e}")))?;
         if comment.text.trim().is_empty() {
-            return Err(Rejection::bad_request("comment text is empty"));
+            return Err(Refusal::bad_request("comment text is empty"));
         }
         // Characters, not bytes: a limit in bytes would give CJK or emoji
         // writers a third of the room Latin writers get.
         if comment.text.chars().count() > self.max_chars {
-            return Err(Rejection::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "comment is longer than {} characters",
                 self.max_chars
             )));
         }
         if !comment.attrs.is_empty() && json_len(&comment.attrs) > self.attrs_max_bytes {
-            return Err(Rejection::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "comment attrs are larger than {} bytes",
                 self.attrs_max_bytes
             )));
@@ -97,16 +97,16 @@ fn json_len(object: &Map<String, Value>) -> usize {
 
 #[async_trait::async_trait]
 impl ActionHandler for Comment {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let comment = self.parse(call.payload)?;
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
-        rules::audience(view.room.state, view.standing(call.uid))?;
+        rules::live_for_audience(view.room.state)?;
         // Checked after the room lookup so that requests for unknown rooms do
         // not grow the limiter's key set.
         let key = (call.room.to_owned(), call.uid.to_owned());
         if self.limiter.check_key(&key).is_err() {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 Code::RateLimited,
                 format!(
                     "too many comments: at most {} per second",
@@ -121,7 +121,7 @@ impl ActionHandler for Comment {
                 .slow_comment(call.room, call.uid, view.room.slow_mode_secs, now)
                 .await?;
             if let Some(wait_ms) = wait {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     Code::RateLimited,
                     format!(
                         "slow mode: one comment per {} s; wait {} ms",
@@ -136,7 +136,7 @@ impl ActionHandler for Comment {
             attrs: &comment.attrs,
         };
         let body = serde_json::to_vec(&pushed)
-            .map_err(|e| Rejection::new(Code::Internal, format!("cannot encode comment: {e}")))?;
+            .map_err(|e| Refusal::new(Code::Internal, format!("cannot encode comment: {e}")))?;
         let request = PushRoomRequest {
             room: call.room.to_owned(),
             kind: KIND.to_owned(),
@@ -147,7 +147,7 @@ impl ActionHandler for Comment {
         };
         let reply = backends.pusher.push_room(request).await.map_err(|error| {
             tracing::warn!(room = call.room, %error, "Cannot push comment.");
-            Rejection::new(
+            Refusal::new(
                 Code::Unavailable,
                 format!("cannot publish the comment: {error}"),
             )
@@ -167,9 +167,10 @@ impl ActionHandler for Comment {
 
 #[cfg(test)]
 mod tests {
+    use room_store::NewRoom;
+
     use super::*;
     use crate::actions::ActionTable;
-    use crate::store::NewRoom;
     use crate::test_util::{RecordingPusher, backends};
 
     fn table(cfg: &Config) -> ActionTable {
@@ -187,7 +188,7 @@ mod tests {
         room: &str,
         uid: &str,
         payload: &[u8],
-    ) -> Result<Value, Rejection> {
+    ) -> Result<Value, Refusal> {
         let call = ActionCall {
             uid,
             room,

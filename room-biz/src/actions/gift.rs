@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto::client::v1::Code;
+use room_store::counter;
+use room_store::domain::rate;
+use room_store::domain::rules::{self, Action, Refusal};
 use serde_json::json;
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
-use crate::domain::rate;
-use crate::domain::rules::{self, Action};
+use super::{ActionCall, ActionHandler, Backends, Limit, payload, reply};
 use crate::rooms::events;
-use crate::store::counter;
 
 /// `gift`.
 pub(super) struct Gift {
@@ -28,12 +28,12 @@ impl Gift {
 
 #[async_trait::async_trait]
 impl ActionHandler for Gift {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let gift: rate::Gift = payload(Action::Gift, call.payload)?;
-        let gift = gift.validate().map_err(Rejection::bad_request)?;
+        let gift = gift.validate().map_err(Refusal::bad_request)?;
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
-        rules::audience(view.room.state, view.standing(call.uid))?;
+        rules::live_for_audience(view.room.state)?;
         self.limit.check(call.room, call.uid)?;
         let total = gift.total_value();
         let body = json!({
@@ -44,7 +44,7 @@ impl ActionHandler for Gift {
             "total_value": total,
         });
         let Some(seq) = rooms.event(call.room, events::GIFT, &body, call.uid).await else {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 Code::Unavailable,
                 "cannot publish the gift; it was not sent",
             ));

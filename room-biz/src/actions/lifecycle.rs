@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::rules::Refusal;
 use serde_json::json;
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, reply};
+use super::{ActionCall, ActionHandler, Backends, Limit, reply};
 
 /// `start_room`.
 pub(super) struct StartRoom {
@@ -22,7 +23,7 @@ impl StartRoom {
 
 #[async_trait::async_trait]
 impl ActionHandler for StartRoom {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
         self.limit.check(call.room, call.uid)?;
@@ -46,7 +47,7 @@ impl EndRoom {
 
 #[async_trait::async_trait]
 impl ActionHandler for EndRoom {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
         self.limit.check(call.room, call.uid)?;

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::rate::SLOW_MODE_MAX_SECS;
+use room_store::domain::rules::{self, Action, Refusal};
+use room_store::domain::transition::Effect;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
-use crate::domain::rate::SLOW_MODE_MAX_SECS;
-use crate::domain::rules::{self, Action};
-use crate::domain::stage::Effect;
+use super::{ActionCall, ActionHandler, Backends, Limit, payload, reply};
 use crate::rooms::events;
 
 #[derive(Deserialize)]
@@ -34,10 +34,10 @@ impl RemoveComment {
 
 #[async_trait::async_trait]
 impl ActionHandler for RemoveComment {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let Seq { seq } = payload(Action::RemoveComment, call.payload)?;
         if seq == 0 {
-            return Err(Rejection::bad_request("seq must be at least 1"));
+            return Err(Refusal::bad_request("seq must be at least 1"));
         }
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
@@ -70,10 +70,10 @@ impl SlowMode {
 
 #[async_trait::async_trait]
 impl ActionHandler for SlowMode {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let Seconds { seconds } = payload(Action::SlowMode, call.payload)?;
         if seconds > SLOW_MODE_MAX_SECS {
-            return Err(Rejection::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "seconds must be 0 to {SLOW_MODE_MAX_SECS}"
             )));
         }

@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::poll::{PollSpec, PollView};
+use room_store::domain::rules::{self, Action, Refusal};
+use room_store::domain::transition::Guard;
+use room_store::ids;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
-use crate::domain::poll::{PollSpec, PollView};
-use crate::domain::rules::{self, Action};
-use crate::domain::stage::Guard;
-use crate::ids;
+use super::{ActionCall, ActionHandler, Backends, Limit, payload, reply};
 use crate::rooms::events;
 use crate::rooms::timers::Due;
 
@@ -34,11 +34,11 @@ impl PollOpen {
 
 #[async_trait::async_trait]
 impl ActionHandler for PollOpen {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let spec: PollSpec = payload(Action::PollOpen, call.payload)?;
         let spec = spec
             .validate()
-            .map_err(|e| Rejection::bad_request(e.to_string()))?;
+            .map_err(|e| Refusal::bad_request(e.to_string()))?;
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
         self.limit.check(call.room, call.uid)?;
@@ -87,7 +87,7 @@ impl Vote {
 
 #[async_trait::async_trait]
 impl ActionHandler for Vote {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let Ballot { poll_id, option } = payload(Action::Vote, call.payload)?;
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
@@ -133,7 +133,7 @@ impl PollClose {
 
 #[async_trait::async_trait]
 impl ActionHandler for PollClose {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let PollRef { poll_id } = payload(Action::PollClose, call.payload)?;
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::rate;
+use room_store::domain::rules::{self, Action, Refusal};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
-use crate::domain::rate;
-use crate::domain::rules::{self, Action};
+use super::{ActionCall, ActionHandler, Backends, Limit, payload, reply};
 
 /// `like`.
 pub(super) struct Like {
@@ -25,12 +25,12 @@ impl Like {
 
 #[async_trait::async_trait]
 impl ActionHandler for Like {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let like: rate::Like = payload(Action::Like, call.payload)?;
-        let count = like.validate().map_err(Rejection::bad_request)?;
+        let count = like.validate().map_err(Refusal::bad_request)?;
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
-        rules::audience(view.room.state, view.standing(call.uid))?;
+        rules::live_for_audience(view.room.state)?;
         self.limit.check(call.room, call.uid)?;
         rooms.counters.add_likes(call.room, u64::from(count));
         Ok(reply(&json!({"accepted": count})))
@@ -55,18 +55,18 @@ impl React {
 
 #[async_trait::async_trait]
 impl ActionHandler for React {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let Reaction { emoji } = payload(Action::React, call.payload)?;
-        rate::validate_reaction(&emoji).map_err(Rejection::bad_request)?;
+        rate::validate_reaction(&emoji).map_err(Refusal::bad_request)?;
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
-        rules::audience(view.room.state, view.standing(call.uid))?;
+        rules::live_for_audience(view.room.state)?;
         self.limit.check(call.room, call.uid)?;
         if !rooms
             .counters
             .admit_kind(call.room, &emoji, rooms.settings.reaction_kinds_max)
         {
-            return Err(Rejection::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "this room already has {} kinds of reactions",
                 rooms.settings.reaction_kinds_max
             )));

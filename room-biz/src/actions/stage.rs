@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::rules::{self, Action, Plan, Refusal};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ActionCall, ActionHandler, Backends, Limit, Rejection, payload, reply};
-use crate::domain::rules::{self, Action, Plan};
+use super::{ActionCall, ActionHandler, Backends, Limit, payload, reply};
 use crate::rooms::{Done, Rooms, events};
 
 /// The actions this module handles.
@@ -68,7 +68,7 @@ impl Stage {
         )
     }
 
-    fn target(&self, call: &ActionCall<'_>) -> Result<Option<String>, Rejection> {
+    fn target(&self, call: &ActionCall<'_>) -> Result<Option<String>, Refusal> {
         let target: Target = payload(self.action, call.payload)?;
         let uid = target
             .uid
@@ -77,13 +77,13 @@ impl Stage {
         if let Some(uid) = &uid
             && uid.chars().count() > UID_MAX_CHARS
         {
-            return Err(Rejection::bad_request(format!(
+            return Err(Refusal::bad_request(format!(
                 "uid is longer than {UID_MAX_CHARS} characters"
             )));
         }
         if self.needs_target() {
             let Some(uid) = uid else {
-                return Err(Rejection::bad_request(format!(
+                return Err(Refusal::bad_request(format!(
                     "{} needs a uid",
                     self.action.name()
                 )));
@@ -169,7 +169,7 @@ impl Stage {
 
 #[async_trait::async_trait]
 impl ActionHandler for Stage {
-    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Rejection> {
+    async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let target = self.target(&call)?;
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
@@ -185,7 +185,7 @@ impl ActionHandler for Stage {
                 .store
                 .set_blocked(call.uid, &subject, true)
                 .await
-                .map_err(Rejection::from)?;
+                .map_err(Refusal::from)?;
         }
         if matches!(self.action, Action::Kick | Action::Block) {
             rooms.views.invalidate(call.room);
@@ -201,7 +201,7 @@ impl ActionHandler for Stage {
         let user = done
             .after
             .as_ref()
-            .map(|u| crate::domain::state::user_json(&subject, u));
+            .map(|u| room_store::domain::state::user_json(&subject, u));
         Ok(reply(&json!({
             "changed": done.changed,
             "v": done.version,

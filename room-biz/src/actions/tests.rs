@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use proto::client::v1::{Code, Priority};
+use room_store::domain::poll::PollDef;
+use room_store::domain::rules;
+use room_store::{MemoryRoomStore, NewRoom};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::poll::PollDef;
-use crate::domain::rules;
-use crate::store::{MemoryRoomStore, NewRoom};
 use crate::test_util::{RecordingPusher, backends, backends_on};
 
 /// The kinds of user the matrix checks, and the uid playing each.
@@ -128,7 +128,7 @@ async fn act(
     uid: &str,
     action: &str,
     payload: &Value,
-) -> Result<Value, Rejection> {
+) -> Result<Value, Refusal> {
     let payload = payload.to_string();
     let call = ActionCall {
         uid,
@@ -962,7 +962,7 @@ async fn concurrent_votes_and_hands_through_the_table_on_memory() {
 #[tokio::test]
 async fn concurrent_votes_and_hands_through_the_table_on_redis() {
     let redis = test_servers::RedisServer::start().expect("start redis-server");
-    let store = crate::store::RedisRoomStore::connect(&[redis.url()], "test:")
+    let store = room_store::RedisRoomStore::connect(&[redis.url()], "test:")
         .await
         .expect("connect");
     concurrent_actions(backends_on(

@@ -8,6 +8,7 @@ use proto::internal::v1::biz_client::BizClient;
 use proto::internal::v1::{
     PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
 };
+use room_store::NewRoom;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::Code as GrpcCode;
 use tonic::transport::Channel;
@@ -16,7 +17,6 @@ use super::*;
 use crate::Config;
 use crate::error::PushError;
 use crate::pusher::RoomPusher;
-use crate::store::NewRoom;
 use crate::test_util::{RecordingPusher, bind, shared};
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -267,7 +267,7 @@ async fn draining_ends_action_streams_after_their_replies() {
 #[tokio::test]
 async fn joins_still_work_after_redis_restarted_empty() {
     let mut redis = test_servers::RedisServer::start().expect("start redis-server");
-    let store = crate::store::RedisRoomStore::connect(&[redis.url()], "test:")
+    let store = room_store::RedisRoomStore::connect(&[redis.url()], "test:")
         .await
         .expect("connect");
     let shared =

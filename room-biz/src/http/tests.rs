@@ -315,11 +315,14 @@ async fn members_are_paged_by_join_time_and_the_stage_is_listed_exactly() {
     }
     let rooms = &shared.backends.rooms;
     rooms
-        .apply(&id, &crate::domain::rules::promote_moderator("host", "c"))
+        .apply(
+            &id,
+            &room_store::domain::rules::promote_moderator("host", "c"),
+        )
         .await
         .expect("promote");
     rooms
-        .apply(&id, &crate::domain::rules::raise_hand("d", 5))
+        .apply(&id, &room_store::domain::rules::raise_hand("d", 5))
         .await
         .expect("hand");
 

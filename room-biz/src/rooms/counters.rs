@@ -21,12 +21,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::StreamExt as _;
 use prometheus::IntCounter;
+use room_store::domain::state::Counters;
+use room_store::{RoomStore, counter};
 use serde_json::json;
 
 use super::events;
-use crate::domain::state::Counters;
 use crate::pusher::RoomPusher;
-use crate::store::{RoomStore, counter};
 
 /// Rooms flushed at once.
 const FLUSH_CONCURRENCY: usize = 64;
@@ -285,9 +285,10 @@ impl Aggregator {
 mod tests {
     use std::time::Instant;
 
+    use room_store::{MemoryRoomStore, NewRoom, RedisRoomStore};
+
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::{MemoryRoomStore, NewRoom, RedisRoomStore};
     use crate::test_util::RecordingPusher;
 
     const WINDOW: Duration = Duration::from_millis(200);

@@ -13,12 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use room_store::RoomStore;
+use room_store::StoreError;
+use room_store::domain::entry::Standing;
+use room_store::domain::room::Room;
 use tokio::time::Instant;
-
-use crate::domain::room::Room;
-use crate::domain::rules::Standing;
-use crate::error::StoreError;
-use crate::store::RoomStore;
 
 /// Rooms cached at most; views of further rooms are read for the request only.
 const MAX_ROOMS: usize = 50_000;

@@ -1,0 +1,132 @@
+//! Room messages over HTTP: `POST /v1/rooms/{id}/messages` (the app backend
+//! publishes a system message), and message bodies as JSON.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use proto::client::v1::Priority;
+use proto::internal::v1::PushRoomRequest;
+use room_store::RoomState;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ApiError, ApiJson};
+use crate::shared::Shared;
+
+/// Longest message kind accepted, in characters.
+const KIND_MAX_CHARS: usize = 64;
+
+/// Delivery priority as the API spells it.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ApiPriority {
+    /// Never sampled.
+    High,
+    #[default]
+    Normal,
+    /// May be sampled in very large rooms.
+    Low,
+}
+
+impl From<ApiPriority> for Priority {
+    fn from(p: ApiPriority) -> Self {
+        match p {
+            ApiPriority::High => Self::High,
+            ApiPriority::Normal => Self::Normal,
+            ApiPriority::Low => Self::Low,
+        }
+    }
+}
+
+fn default_kind() -> String {
+    "system".into()
+}
+
+fn default_durable() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+pub(super) struct PostMessage {
+    #[serde(default = "default_kind")]
+    kind: String,
+    body: Value,
+    #[serde(default)]
+    priority: ApiPriority,
+    #[serde(default = "default_durable")]
+    durable: bool,
+}
+
+#[derive(Serialize)]
+pub(super) struct Published {
+    seq: u64,
+    epoch: u64,
+}
+
+pub(super) async fn post_message(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    ApiJson(msg): ApiJson<PostMessage>,
+) -> Result<Json<Published>, ApiError> {
+    if msg.kind.is_empty() || msg.kind.chars().count() > KIND_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "kind must be 1 to {KIND_MAX_CHARS} characters"
+        )));
+    }
+    if msg.body.is_null() {
+        return Err(ApiError::bad_request("body is required"));
+    }
+    let body = msg.body.to_string();
+    let max = shared.cfg.message_max_bytes;
+    if body.len() > max {
+        let message = format!("body is larger than {max} bytes");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            message,
+        ));
+    }
+    let room = shared.backends.store.get_room(&id).await?;
+    match room {
+        None => return Err(ApiError::room_not_found(&id)),
+        Some(r) if r.state == RoomState::Ended => {
+            let message = format!("room {id} has ended");
+            return Err(ApiError::new(StatusCode::CONFLICT, "room_ended", message));
+        }
+        Some(_) => {}
+    }
+    let request = PushRoomRequest {
+        room: id.clone(),
+        kind: msg.kind,
+        body: Bytes::from(body),
+        // App-backend messages have no user behind them.
+        sender: String::new(),
+        priority: Priority::from(msg.priority) as i32,
+        durable: msg.durable,
+    };
+    let reply = shared
+        .backends
+        .pusher
+        .push_room(request)
+        .await
+        .map_err(|error| {
+            tracing::warn!(room = %id, %error, "Cannot push system message.");
+            ApiError::unavailable(format!("cannot publish the message: {error}"))
+        })?;
+    Ok(Json(Published {
+        seq: reply.seq,
+        epoch: reply.epoch,
+    }))
+}
+
+/// `bytes` as JSON if they are UTF-8 JSON, else `{"base64": "…"}`: bodies are
+/// opaque to the push layer, and an app may publish binary ones.
+pub(super) fn json_or_base64(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::json!({ "base64": BASE64.encode(bytes) }))
+}

@@ -1,0 +1,268 @@
+//! The behaviour every [`RoomStore`] engine must have, as async checks over
+//! `&dyn RoomStore`. Each engine's tests call [`run_all`] on a fresh store
+//! (memory, standalone Redis, Redis Cluster), so the engines cannot drift apart.
+//!
+//! Every check creates its own rooms and uses its own node ids, so the checks
+//! can share one store.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+mod state;
+
+use super::engine::{NewRoom, Room, RoomState, RoomStore};
+use crate::error::StoreError;
+
+/// Run every check against `store`, in order.
+pub async fn run_all(store: &dyn RoomStore) {
+    created_rooms_are_live_and_readable(store).await;
+    members_are_distinct_uids_across_sessions(store).await;
+    unknown_rooms_cannot_be_joined_but_can_be_left(store).await;
+    ending_a_room_is_idempotent(store).await;
+    removing_a_node_drops_exactly_its_sessions(store).await;
+    a_session_that_moved_node_survives_its_old_node(store).await;
+    concurrent_joins_and_leaves_leave_exact_counts(store).await;
+    state::run_all(store).await;
+}
+
+async fn room(store: &dyn RoomStore, owner: Option<&str>) -> Room {
+    store
+        .create_room(NewRoom {
+            owner: owner.map(Into::into),
+            ..NewRoom::titled("Late show", None)
+        })
+        .await
+        .expect("create")
+}
+
+async fn join(store: &dyn RoomStore, room: &str, uid: &str, session: &str, node: &str) -> u32 {
+    store
+        .member_joined(room, uid, session, node)
+        .await
+        .unwrap_or_else(|e| panic!("join {uid}/{session} via {node}: {e}"))
+}
+
+async fn leave(store: &dyn RoomStore, room: &str, uid: &str, session: &str) -> u32 {
+    store
+        .member_left(room, uid, session)
+        .await
+        .unwrap_or_else(|e| panic!("leave {uid}/{session}: {e}"))
+}
+
+async fn count(store: &dyn RoomStore, room: &str) -> u32 {
+    store.member_count(room).await.expect("count")
+}
+
+/// Rooms created are live, read back equal, and get distinct ids.
+pub(crate) async fn created_rooms_are_live_and_readable(store: &dyn RoomStore) {
+    let created = room(store, Some("alice")).await;
+    assert_eq!(created.state, RoomState::Live);
+    assert_eq!(created.owner.as_deref(), Some("alice"));
+    assert!(created.created_at_ms > 0);
+    assert_eq!(
+        store.get_room(&created.id).await.expect("get"),
+        Some(created.clone())
+    );
+    let ownerless = room(store, None).await;
+    assert_ne!(ownerless.id, created.id);
+    assert_eq!(
+        store.get_room(&ownerless.id).await.expect("get"),
+        Some(ownerless),
+        "no owner reads back as none"
+    );
+    assert_eq!(store.get_room("r-missing").await.expect("get"), None);
+}
+
+/// A uid counts once whatever its sessions; it stops counting with its last.
+pub(crate) async fn members_are_distinct_uids_across_sessions(store: &dyn RoomStore) {
+    let id = room(store, Some("alice")).await.id;
+    assert_eq!(join(store, &id, "bob", "s1", "conn-a").await, 1);
+    // A second device of the same user does not add a member.
+    assert_eq!(join(store, &id, "bob", "s2", "conn-a").await, 1);
+    // Re-joining on the same session is idempotent.
+    assert_eq!(join(store, &id, "bob", "s2", "conn-a").await, 1);
+    assert_eq!(join(store, &id, "carol", "s3", "conn-a").await, 2);
+    // The same session id under another uid is another session.
+    assert_eq!(join(store, &id, "dave", "s3", "conn-a").await, 3);
+    assert_eq!(count(store, &id).await, 3);
+
+    // bob is still present on s2 after s1 leaves.
+    assert_eq!(leave(store, &id, "bob", "s1").await, 3);
+    assert_eq!(leave(store, &id, "bob", "s2").await, 2);
+    assert_eq!(leave(store, &id, "bob", "s2").await, 2, "leaving twice");
+    assert_eq!(leave(store, &id, "nobody", "s9").await, 2, "never joined");
+    assert_eq!(
+        leave(store, &id, "carol", "s1").await,
+        2,
+        "another uid's session id is not carol's"
+    );
+    assert_eq!(leave(store, &id, "carol", "s3").await, 1);
+    assert_eq!(leave(store, &id, "dave", "s3").await, 0);
+    // A session without a node is an ordinary member.
+    assert_eq!(join(store, &id, "erin", "s5", "").await, 1);
+    assert_eq!(leave(store, &id, "erin", "s5").await, 0);
+}
+
+/// Unknown rooms refuse joins (typed error), and leaving or counting them is fine.
+pub(crate) async fn unknown_rooms_cannot_be_joined_but_can_be_left(store: &dyn RoomStore) {
+    let err = store
+        .member_joined("r-missing", "bob", "s1", "conn-a")
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(err, StoreError::RoomNotFound(ref r) if r == "r-missing"),
+        "{err}"
+    );
+    assert_eq!(leave(store, "r-missing", "bob", "s1").await, 0);
+    assert_eq!(count(store, "r-missing").await, 0);
+}
+
+/// Ending is idempotent, keeps the room readable, and is reported for unknown rooms.
+pub(crate) async fn ending_a_room_is_idempotent(store: &dyn RoomStore) {
+    let created = room(store, Some("alice")).await;
+    let ended = store
+        .end_room(&created.id)
+        .await
+        .expect("end")
+        .expect("exists");
+    let ended_at = ended.ended_at_ms.expect("end time recorded");
+    assert!(ended_at >= created.created_at_ms);
+    assert_eq!(
+        ended,
+        Room {
+            state: RoomState::Ended,
+            ended_at_ms: Some(ended_at),
+            ..created.clone()
+        }
+    );
+    let again = store.end_room(&created.id).await.expect("end again");
+    assert_eq!(
+        again.map(|r| r.ended_at_ms),
+        Some(Some(ended_at)),
+        "first end time kept"
+    );
+    let read = store.get_room(&created.id).await.expect("get");
+    assert_eq!(read.map(|r| r.state), Some(RoomState::Ended));
+    assert_eq!(store.end_room("r-missing").await.expect("end"), None);
+}
+
+/// `remove_node` drops the sessions its node held in every room, nothing else,
+/// reports each changed room with its new count, and is idempotent.
+pub(crate) async fn removing_a_node_drops_exactly_its_sessions(store: &dyn RoomStore) {
+    let (dead, live) = ("conn-dead-1", "conn-live-1");
+    let one = room(store, None).await.id;
+    let two = room(store, None).await.id;
+    let untouched = room(store, None).await.id;
+    // Room one: alice on both nodes (stays), bob only on the dead one (goes),
+    // carol on the dead one twice (goes), dave on the live one.
+    join(store, &one, "alice", "a1", dead).await;
+    join(store, &one, "alice", "a2", live).await;
+    join(store, &one, "bob", "b1", dead).await;
+    join(store, &one, "carol", "c1", dead).await;
+    join(store, &one, "carol", "c2", dead).await;
+    assert_eq!(join(store, &one, "dave", "d1", live).await, 4);
+    // Room two: everyone was on the dead node.
+    join(store, &two, "bob", "b2", dead).await;
+    assert_eq!(join(store, &two, "erin", "e1", dead).await, 2);
+    // A session that already left is not reported again.
+    join(store, &untouched, "frank", "f1", dead).await;
+    leave(store, &untouched, "frank", "f1").await;
+    assert_eq!(join(store, &untouched, "gina", "g1", live).await, 1);
+
+    let mut changed = store.remove_node(dead).await.expect("remove");
+    changed.sort();
+    let mut expected = vec![(one.clone(), 2), (two.clone(), 0)];
+    expected.sort();
+    assert_eq!(changed, expected);
+    assert_eq!(count(store, &one).await, 2);
+    assert_eq!(count(store, &two).await, 0);
+    assert_eq!(count(store, &untouched).await, 1);
+
+    assert_eq!(
+        store.remove_node(dead).await.expect("remove again"),
+        Vec::new(),
+        "idempotent"
+    );
+    assert_eq!(
+        store.remove_node("conn-never-seen").await.expect("unknown"),
+        Vec::new()
+    );
+    assert_eq!(store.remove_node("").await.expect("empty"), Vec::new());
+    // The survivors leave normally; alice's dead session is already gone.
+    assert_eq!(leave(store, &one, "alice", "a1").await, 2);
+    assert_eq!(leave(store, &one, "alice", "a2").await, 1);
+    assert_eq!(leave(store, &one, "dave", "d1").await, 0);
+}
+
+/// A session that rejoined through another node belongs to that node now.
+pub(crate) async fn a_session_that_moved_node_survives_its_old_node(store: &dyn RoomStore) {
+    let id = room(store, None).await.id;
+    join(store, &id, "bob", "s1", "conn-old-2").await;
+    assert_eq!(join(store, &id, "bob", "s1", "conn-new-2").await, 1);
+    assert_eq!(
+        store.remove_node("conn-old-2").await.expect("remove old"),
+        Vec::new()
+    );
+    assert_eq!(count(store, &id).await, 1);
+    assert_eq!(
+        store.remove_node("conn-new-2").await.expect("remove new"),
+        vec![(id.clone(), 0)]
+    );
+}
+
+/// Hundreds of joins and leaves at once, with duplicate sessions and second
+/// devices mixed in, leave exact counts.
+pub(crate) async fn concurrent_joins_and_leaves_leave_exact_counts(store: &dyn RoomStore) {
+    const USERS: usize = 500;
+    let id = room(store, None).await.id;
+    let uid = |i: usize| format!("user-{i}");
+    // Every user joins on s1; every user joins s1 again (duplicate); every
+    // third user also joins from a second device.
+    let joins = (0..USERS)
+        .flat_map(|i| {
+            let mut sessions = vec![(i, "s1"), (i, "s1")];
+            if i % 3 == 0 {
+                sessions.push((i, "s2"));
+            }
+            sessions
+        })
+        .map(|(i, session)| {
+            let (id, uid) = (id.clone(), uid(i));
+            let node = if i % 2 == 0 {
+                "conn-even-3"
+            } else {
+                "conn-odd-3"
+            };
+            async move { store.member_joined(&id, &uid, session, node).await }
+        });
+    let counts = join_all(joins).await;
+    let counts: Vec<u32> = counts.into_iter().collect::<Result<_, _>>().expect("joins");
+    assert_eq!(count(store, &id).await, USERS as u32);
+    assert_eq!(counts.iter().max().copied(), Some(USERS as u32));
+
+    // Users 0..250 leave s1 (twice each, concurrently); those with a second
+    // device stay.
+    let leaves = (0..USERS / 2).flat_map(|i| [i, i]).map(|i| {
+        let (id, uid) = (id.clone(), uid(i));
+        async move { store.member_left(&id, &uid, "s1").await }
+    });
+    join_all(leaves)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("leaves");
+    let stayed = (0..USERS / 2).filter(|i| i % 3 == 0).count();
+    let expected = USERS - USERS / 2 + stayed;
+    assert_eq!(count(store, &id).await, expected as u32);
+
+    // The even node dies: its users' sessions go, the odd node's stay.
+    let changed = store.remove_node("conn-even-3").await.expect("remove");
+    let odd_left = (USERS / 2..USERS).filter(|i| i % 2 == 1).count()
+        + (0..USERS / 2).filter(|i| i % 2 == 1 && i % 3 == 0).count();
+    assert_eq!(
+        changed.into_iter().collect::<BTreeMap<_, _>>(),
+        BTreeMap::from([(id.clone(), odd_left as u32)])
+    );
+    assert_eq!(count(store, &id).await, odd_left as u32);
+}

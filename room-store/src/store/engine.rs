@@ -1,0 +1,174 @@
+//! The [`RoomStore`] engine trait every room store implements, and the types
+//! of its methods.
+
+pub use crate::domain::room::{NewRoom, Role, Room, RoomState};
+use crate::domain::state::{Counters, RoomRead};
+use crate::domain::transition::{Applied, Transition};
+use crate::error::StoreError;
+
+/// Counter names of [`RoomStore::add_counters`].
+pub mod counter {
+    /// Likes.
+    pub const LIKES: &str = "likes";
+    /// Comments posted.
+    pub const COMMENTS: &str = "comments";
+    /// Gifts (pieces).
+    pub const GIFTS: &str = "gifts";
+    /// Gift value.
+    pub const GIFT_VALUE: &str = "gift_value";
+    /// Prefix of per-emoji reaction counters (`r:<emoji>`).
+    pub const REACTION_PREFIX: &str = "r:";
+
+    /// The counter of reaction `emoji`.
+    pub fn reaction(emoji: &str) -> String {
+        format!("{REACTION_PREFIX}{emoji}")
+    }
+}
+
+/// Which members [`RoomStore::members_page`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberFilter {
+    /// Everyone in the room.
+    All,
+    /// Members not on stage (no stored role, not the owner).
+    Listeners,
+}
+
+/// Which uid set [`RoomStore::audience_page`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudienceSet {
+    /// Interested in a scheduled room.
+    Interested,
+    /// On the invite list.
+    Invited,
+}
+
+/// A member and when they joined (Unix ms); pages continue after the last
+/// one's `(joined_at_ms, uid)`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemberEntry {
+    /// First join of the current stay.
+    pub joined_at_ms: u64,
+    /// Who.
+    pub uid: String,
+}
+
+/// The per-room lists a biz node caches to check hot actions without a
+/// store round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomLists {
+    /// Kicked uids.
+    pub kicked: Vec<String>,
+    /// The invite list (read for private rooms only; empty otherwise).
+    pub invited: Vec<String>,
+    /// Moderators (exempt from slow mode).
+    pub moderators: Vec<String>,
+}
+
+/// Room state storage.
+///
+/// Member counts are of distinct uids: a uid joined from two sessions (two
+/// devices) counts once, and stops counting when its last session leaves. A
+/// session is identified by `(uid, session_id)` and held by one conn node.
+#[async_trait::async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Create a room with a fresh id: live, or scheduled when
+    /// `new.scheduled_at_ms` is set; `new.invited` start the invite list.
+    async fn create_room(&self, new: NewRoom) -> Result<Room, StoreError>;
+    /// The room, or `None` if it does not exist.
+    async fn get_room(&self, id: &str) -> Result<Option<Room>, StoreError>;
+    /// Mark the room ended (now); returns it, or `None` if it does not exist.
+    /// Idempotent: an ended room keeps its first end time.
+    async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError>;
+    /// Record that `uid` joined `room` from `session_id`, a session held by conn
+    /// node `node_id`; returns the member count.
+    ///
+    /// Joining again on the same session is idempotent; if `node_id` differs,
+    /// the session moves to the new node. An empty `node_id` ties the session
+    /// to no node (it is then only ever removed by [`Self::member_left`]).
+    ///
+    /// Also records `uid` as a unique listener, raises the peak count, and
+    /// clears the room's empty-since mark.
+    ///
+    /// Fails with [`StoreError::RoomNotFound`] for an unknown room,
+    /// [`StoreError::Kicked`] for a kicked uid and [`StoreError::NotInvited`]
+    /// for a private room's stranger, checked atomically with the join.
+    async fn member_joined(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+        node_id: &str,
+    ) -> Result<u32, StoreError>;
+    /// Record that `session_id` of `uid` left `room`; returns the member count.
+    ///
+    /// Idempotent: leaving twice, or leaving an unknown room, is not an error.
+    /// The last member leaving a live room marks it empty since now.
+    async fn member_left(&self, room: &str, uid: &str, session_id: &str)
+    -> Result<u32, StoreError>;
+    /// Distinct members of `room` (0 for an unknown room).
+    async fn member_count(&self, room: &str) -> Result<u32, StoreError>;
+    /// Drop every session held by conn node `node_id` (it died or left), as if
+    /// each had left; returns each room that lost a session with its new
+    /// member count, in no particular order.
+    ///
+    /// Idempotent, and safe to run from several biz nodes at once: a session
+    /// that rejoined through another node meanwhile is kept. `""` removes nothing.
+    async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError>;
+
+    /// Apply `t` atomically: check its guards in order and, if all hold,
+    /// apply its effects (see [`crate::domain::transition`]).
+    ///
+    /// Fails with [`StoreError::RoomNotFound`] for an unknown room.
+    async fn apply(&self, room: &str, t: &Transition) -> Result<Applied, StoreError>;
+    /// Everything clients see of `room` in one atomic read, with at most
+    /// `hands_max` hands (oldest first) and, with `viewer`, that user's own
+    /// state; `None` for an unknown room.
+    async fn read(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        hands_max: usize,
+    ) -> Result<Option<RoomRead>, StoreError>;
+    /// Add `deltas` to named counters (see [`counter`]) in one step and return
+    /// every counter after; `None` for an unknown room (nothing is written).
+    async fn add_counters(
+        &self,
+        room: &str,
+        deltas: &[(String, u64)],
+    ) -> Result<Option<Counters>, StoreError>;
+    /// Slow mode: if `uid` last commented at least `secs` ago (or never),
+    /// record a comment now and return `None`; else how many ms they must wait.
+    async fn slow_comment(
+        &self,
+        room: &str,
+        uid: &str,
+        secs: u32,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Up to `limit` members by join time (oldest first), after `after`.
+    async fn members_page(
+        &self,
+        room: &str,
+        filter: MemberFilter,
+        after: Option<&MemberEntry>,
+        limit: usize,
+    ) -> Result<Vec<MemberEntry>, StoreError>;
+    /// A page of `set` from `cursor` (0 first; the returned cursor is 0 at the
+    /// end). Pages may repeat a uid; callers tolerate that.
+    async fn audience_page(
+        &self,
+        room: &str,
+        set: AudienceSet,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError>;
+    /// The kicked, moderator and (for private rooms) invited uids of `room`.
+    async fn room_lists(&self, room: &str) -> Result<RoomLists, StoreError>;
+    /// Add `uid` to (or with `blocked` false remove it from) `host`'s block list.
+    async fn set_blocked(&self, host: &str, uid: &str, blocked: bool) -> Result<(), StoreError>;
+    /// Whether `host` blocked `uid`.
+    async fn is_blocked(&self, host: &str, uid: &str) -> Result<bool, StoreError>;
+    /// Everyone `host` blocked.
+    async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError>;
+}

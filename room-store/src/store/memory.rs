@@ -1,0 +1,490 @@
+//! The in-memory room store of standalone mode and unit tests.
+//!
+//! One lock over everything: every operation is a short update with no await
+//! inside, so transitions are atomic exactly as the Redis scripts are, and the
+//! reference semantics of [`RoomDoc::apply`] are used as they are.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use super::engine::{
+    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
+};
+use crate::domain::rate;
+use crate::domain::state::{Counters, RoomRead, Viewer};
+use crate::domain::transition::{Applied, Membership, RoomDoc, Transition};
+use crate::error::StoreError;
+use crate::ids;
+
+/// Rooms in a process-local map. Nothing expires: fine for one process's lifetime.
+#[derive(Default)]
+pub struct MemoryRoomStore {
+    // Each operation is a short map update with no await inside, so a std
+    // mutex is cheaper than an async one and cannot be held across an await.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: HashMap<String, Entry>,
+    /// host → uids they blocked.
+    blocks: HashMap<String, BTreeSet<String>>,
+}
+
+struct Entry {
+    room: Room,
+    members: Members,
+    doc: RoomDoc,
+    counters: BTreeMap<String, u64>,
+    /// Every uid that ever joined.
+    seen: HashSet<String>,
+    /// uid → last comment (slow mode).
+    last_comment: HashMap<String, u64>,
+}
+
+/// uid → sessions, with a join-time index for pages.
+#[derive(Default)]
+struct Members {
+    /// uid → (first join of this stay, session → conn node).
+    by_uid: HashMap<String, (u64, HashMap<String, String>)>,
+    /// (joined at, uid), for pages by join time.
+    by_time: BTreeSet<(u64, String)>,
+}
+
+impl Members {
+    fn join(&mut self, uid: &str, session_id: &str, node_id: &str, now_ms: u64) {
+        if let Some((_, sessions)) = self.by_uid.get_mut(uid) {
+            sessions.insert(session_id.to_owned(), node_id.to_owned());
+            return;
+        }
+        self.by_time.insert((now_ms, uid.to_owned()));
+        let sessions = HashMap::from([(session_id.to_owned(), node_id.to_owned())]);
+        self.by_uid.insert(uid.to_owned(), (now_ms, sessions));
+    }
+
+    /// Drop the sessions of `uid` for which `drop(session, node)` holds;
+    /// whether any went.
+    fn drop_sessions(&mut self, uid: &str, mut drop: impl FnMut(&str, &str) -> bool) -> bool {
+        let Some((joined, sessions)) = self.by_uid.get_mut(uid) else {
+            return false;
+        };
+        let before = sessions.len();
+        sessions.retain(|session, node| !drop(session, node));
+        let dropped = sessions.len() < before;
+        if sessions.is_empty() {
+            let joined = *joined;
+            self.by_uid.remove(uid);
+            self.by_time.remove(&(joined, uid.to_owned()));
+        }
+        dropped
+    }
+
+    fn count32(&self) -> u32 {
+        u32::try_from(self.by_uid.len()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Membership for Members {
+    fn contains(&self, uid: &str) -> bool {
+        self.by_uid.contains_key(uid)
+    }
+
+    fn count(&self) -> u64 {
+        self.by_uid.len() as u64
+    }
+
+    fn evict(&mut self, uid: &str) {
+        self.drop_sessions(uid, |_, _| true);
+    }
+}
+
+impl Entry {
+    fn new(room: Room) -> Self {
+        Self {
+            room,
+            members: Members::default(),
+            doc: RoomDoc::default(),
+            counters: BTreeMap::new(),
+            seen: HashSet::new(),
+            last_comment: HashMap::new(),
+        }
+    }
+
+    /// After a leave: a live room nobody is in is empty from now.
+    fn mark_if_empty(&mut self, now_ms: u64) {
+        if self.members.by_uid.is_empty()
+            && self.room.state == RoomState::Live
+            && self.room.empty_since_ms.is_none()
+        {
+            self.room.empty_since_ms = Some(now_ms);
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let get = |name: &str| self.counters.get(name).copied().unwrap_or(0);
+        Counters {
+            likes: get(counter::LIKES),
+            comments: get(counter::COMMENTS),
+            gifts: get(counter::GIFTS),
+            gift_value: get(counter::GIFT_VALUE),
+            reactions: self
+                .counters
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix(counter::REACTION_PREFIX)
+                        .map(|e| (e.to_owned(), *v))
+                })
+                .collect(),
+            peak: get("peak"),
+        }
+    }
+
+    fn read(&self, viewer: Option<&str>, hands_max: usize) -> RoomRead {
+        let doc = &self.doc;
+        let mut hands: Vec<(String, u64)> =
+            doc.hands.iter().map(|(u, at)| (u.clone(), *at)).collect();
+        hands.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        hands.truncate(hands_max);
+        let on_stage = self
+            .room
+            .owner
+            .iter()
+            .chain(doc.roles.keys())
+            .filter(|uid| self.members.contains(uid))
+            .count();
+        let mut polls: Vec<_> = doc.polls.values().map(|p| p.view()).collect();
+        polls.sort_by(|a, b| (a.def.opened_at_ms, &a.def.id).cmp(&(b.def.opened_at_ms, &b.def.id)));
+        RoomRead {
+            room: self.room.clone(),
+            members: self.members.count32(),
+            stage_present: u32::try_from(on_stage).unwrap_or(u32::MAX),
+            unique_listeners: self.seen.len() as u64,
+            roles: doc.roles.clone(),
+            hands,
+            hands_count: doc.hands.len() as u64,
+            invites: doc.invites.clone(),
+            muted: doc.muted.clone(),
+            kicked_count: doc.kicked.len() as u64,
+            interest_count: doc.interest.len() as u64,
+            polls,
+            counters: self.counters(),
+            version: doc.version,
+            viewer: viewer.map(|uid| Viewer {
+                uid: uid.to_owned(),
+                stage: doc.user(&self.room, &self.members, uid),
+                may_enter: !self.room.private
+                    || self.room.owner.as_deref() == Some(uid)
+                    || doc.allowed.contains(uid),
+                interested: doc.interest.contains(uid),
+                votes: doc
+                    .polls
+                    .iter()
+                    .filter_map(|(id, p)| p.voters.get(uid).map(|o| (id.clone(), *o)))
+                    .collect(),
+            }),
+        }
+    }
+}
+
+impl MemoryRoomStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        // A panic while holding the lock leaves the maps usable (updates are
+        // small and a half-applied one only affects that room), so a poisoned
+        // lock is still used rather than failing every later request.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state)
+    }
+
+    fn with_room<T>(&self, room: &str, f: impl FnOnce(&mut Entry) -> T) -> Result<T, StoreError> {
+        self.with(|s| {
+            s.rooms
+                .get_mut(room)
+                .map(f)
+                .ok_or_else(|| StoreError::RoomNotFound(room.to_owned()))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RoomStore for MemoryRoomStore {
+    async fn create_room(&self, new: NewRoom) -> Result<Room, StoreError> {
+        Ok(self.with(|s| {
+            let id = loop {
+                let id = ids::new_room_id();
+                if !s.rooms.contains_key(&id) {
+                    break id;
+                }
+            };
+            let invited = new.invited.clone();
+            let room = new.into_room(id.clone(), common::time::now_ms());
+            let mut entry = Entry::new(room.clone());
+            entry.doc.allowed.extend(invited);
+            s.rooms.insert(id, entry);
+            room
+        }))
+    }
+
+    async fn get_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        Ok(self.with(|s| s.rooms.get(id).map(|e| e.room.clone())))
+    }
+
+    async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        let now = common::time::now_ms();
+        Ok(self.with(|s| {
+            s.rooms.get_mut(id).map(|e| {
+                if e.room.state != RoomState::Ended {
+                    e.room.state = RoomState::Ended;
+                    e.room.ended_at_ms = Some(now);
+                }
+                e.room.clone()
+            })
+        }))
+    }
+
+    async fn member_joined(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+        node_id: &str,
+    ) -> Result<u32, StoreError> {
+        let now = common::time::now_ms();
+        self.with_room(room, |e| {
+            if e.doc.kicked.contains(uid) {
+                return Err(StoreError::Kicked {
+                    room: room.into(),
+                    uid: uid.into(),
+                });
+            }
+            if e.room.private
+                && e.room.owner.as_deref() != Some(uid)
+                && !e.doc.allowed.contains(uid)
+            {
+                return Err(StoreError::NotInvited {
+                    room: room.into(),
+                    uid: uid.into(),
+                });
+            }
+            e.members.join(uid, session_id, node_id, now);
+            e.seen.insert(uid.to_owned());
+            e.room.empty_since_ms = None;
+            let count = e.members.count32();
+            let peak = e.counters.entry("peak".into()).or_insert(0);
+            *peak = (*peak).max(u64::from(count));
+            Ok(count)
+        })?
+    }
+
+    async fn member_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<u32, StoreError> {
+        let now = common::time::now_ms();
+        Ok(self
+            .with_room(room, |e| {
+                if e.members
+                    .drop_sessions(uid, |session, _| session == session_id)
+                {
+                    e.mark_if_empty(now);
+                }
+                e.members.count32()
+            })
+            .unwrap_or(0))
+    }
+
+    async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
+        Ok(self.with(|s| s.rooms.get(room).map_or(0, |e| e.members.count32())))
+    }
+
+    async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
+        if node_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = common::time::now_ms();
+        // A scan of every session: conn nodes die rarely, and a per-node index
+        // would have to be kept in step on every join and leave.
+        Ok(self.with(|s| {
+            let mut changed = Vec::new();
+            for (id, entry) in &mut s.rooms {
+                let uids: Vec<String> = entry.members.by_uid.keys().cloned().collect();
+                let mut dropped = false;
+                for uid in uids {
+                    dropped |= entry.members.drop_sessions(&uid, |_, node| node == node_id);
+                }
+                if dropped {
+                    entry.mark_if_empty(now);
+                    changed.push((id.clone(), entry.members.count32()));
+                }
+            }
+            changed
+        }))
+    }
+
+    async fn apply(&self, room: &str, t: &Transition) -> Result<Applied, StoreError> {
+        self.with_room(room, |e| e.doc.apply(&mut e.room, &mut e.members, t))
+    }
+
+    async fn read(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        hands_max: usize,
+    ) -> Result<Option<RoomRead>, StoreError> {
+        Ok(self.with(|s| s.rooms.get(room).map(|e| e.read(viewer, hands_max))))
+    }
+
+    async fn add_counters(
+        &self,
+        room: &str,
+        deltas: &[(String, u64)],
+    ) -> Result<Option<Counters>, StoreError> {
+        Ok(self.with(|s| {
+            s.rooms.get_mut(room).map(|e| {
+                for (name, delta) in deltas {
+                    let value = e.counters.entry(name.clone()).or_insert(0);
+                    *value = value.saturating_add(*delta);
+                }
+                e.counters()
+            })
+        }))
+    }
+
+    async fn slow_comment(
+        &self,
+        room: &str,
+        uid: &str,
+        secs: u32,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.with_room(room, |e| {
+            let wait = rate::slow_mode_wait(e.last_comment.get(uid).copied(), secs, now_ms);
+            if wait.is_none() {
+                e.last_comment.insert(uid.to_owned(), now_ms);
+            }
+            wait
+        })
+    }
+
+    async fn members_page(
+        &self,
+        room: &str,
+        filter: MemberFilter,
+        after: Option<&MemberEntry>,
+        limit: usize,
+    ) -> Result<Vec<MemberEntry>, StoreError> {
+        Ok(self.with(|s| {
+            let Some(e) = s.rooms.get(room) else {
+                return Vec::new();
+            };
+            let start = after.map(|a| (a.joined_at_ms, a.uid.clone()));
+            e.members
+                .by_time
+                .iter()
+                .filter(|key| start.as_ref().is_none_or(|s| *key > s))
+                .filter(|(_, uid)| match filter {
+                    MemberFilter::All => true,
+                    MemberFilter::Listeners => {
+                        e.room.owner.as_deref() != Some(uid.as_str())
+                            && !e.doc.roles.contains_key(uid)
+                    }
+                })
+                .take(limit)
+                .map(|(joined_at_ms, uid)| MemberEntry {
+                    joined_at_ms: *joined_at_ms,
+                    uid: uid.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn audience_page(
+        &self,
+        room: &str,
+        set: AudienceSet,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        Ok(self.with(|s| {
+            let Some(e) = s.rooms.get(room) else {
+                return (0, Vec::new());
+            };
+            let uids = match set {
+                AudienceSet::Interested => &e.doc.interest,
+                AudienceSet::Invited => &e.doc.allowed,
+            };
+            let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
+            let page: Vec<String> = uids.iter().skip(skip).take(count).cloned().collect();
+            let next = skip.saturating_add(page.len());
+            let next = if next >= uids.len() { 0 } else { next as u64 };
+            (next, page)
+        }))
+    }
+
+    async fn room_lists(&self, room: &str) -> Result<RoomLists, StoreError> {
+        Ok(self.with(|s| {
+            s.rooms
+                .get(room)
+                .map(|e| RoomLists {
+                    kicked: e.doc.kicked.iter().cloned().collect(),
+                    invited: if e.room.private {
+                        e.doc.allowed.iter().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                    moderators: e
+                        .doc
+                        .roles
+                        .iter()
+                        .filter(|(_, r)| **r == crate::domain::room::StageRole::Moderator)
+                        .map(|(u, _)| u.clone())
+                        .collect(),
+                })
+                .unwrap_or_default()
+        }))
+    }
+
+    async fn set_blocked(&self, host: &str, uid: &str, blocked: bool) -> Result<(), StoreError> {
+        self.with(|s| {
+            if blocked {
+                s.blocks
+                    .entry(host.to_owned())
+                    .or_default()
+                    .insert(uid.to_owned());
+            } else if let Some(set) = s.blocks.get_mut(host) {
+                set.remove(uid);
+            }
+        });
+        Ok(())
+    }
+
+    async fn is_blocked(&self, host: &str, uid: &str) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.blocks.get(host).is_some_and(|b| b.contains(uid))))
+    }
+
+    async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.with(|s| {
+            s.blocks
+                .get(host)
+                .map(|b| b.iter().cloned().collect())
+                .unwrap_or_default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn passes_the_store_conformance_suite() {
+        conformance::run_all(&MemoryRoomStore::new()).await;
+    }
+}
