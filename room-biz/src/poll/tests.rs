@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use common::auth::mint_hs256;
 use common::discovery::{Discovery, MemoryDiscovery, ServiceKind};
-use common::message_log::{HistoryLimits, MemoryLog};
+use message_log::{HistoryLimits, MemoryLog};
 use proto::client::v1::{Code, Priority};
 use proto::internal::v1::biz_client::BizClient;
 use proto::internal::v1::{ActionRequest, PushRoomRequest};
