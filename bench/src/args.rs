@@ -47,9 +47,9 @@ impl Transport {
     /// The flag's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Ws => "ws",
-            Self::Quic => "quic",
-            Self::Polling => "polling",
+            Self::Ws => proto::transport::WS,
+            Self::Quic => proto::transport::QUIC,
+            Self::Polling => proto::transport::POLLING,
         }
     }
 

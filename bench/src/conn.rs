@@ -66,11 +66,11 @@ impl Endpoint {
             .find(SocketAddr::is_ipv4)
             .with_context(|| format!("{authority} has no IPv4 address"))?;
         match scheme {
-            "ws" => Ok(Self::Ws {
+            proto::transport::WS => Ok(Self::Ws {
                 url: url.to_owned(),
                 addr,
             }),
-            "quic" => {
+            proto::transport::QUIC => {
                 let host = authority
                     .rsplit_once(':')
                     .map_or(authority, |(host, _)| host)

@@ -219,9 +219,9 @@ async fn quic_of_route(
         .await?;
     let url = route["endpoints"]
         .as_array()
-        .and_then(|e| e.iter().find(|e| e["transport"] == "quic"))
+        .and_then(|e| e.iter().find(|e| e["transport"] == proto::transport::QUIC))
         .and_then(|e| e["url"].as_str());
-    let pin = route["quic_cert_sha256"].as_str();
+    let pin = route[proto::transport::QUIC_CERT_SHA256].as_str();
     Ok(url.zip(pin).map(|(u, p)| (u.to_owned(), p.to_owned())))
 }
 

@@ -311,7 +311,7 @@ async fn endpoint_for(w: &Worker, uid: &str) -> anyhow::Result<Endpoint> {
         .and_then(|e| e.iter().find(|e| e["transport"] == transport))
         .and_then(|e| e["url"].as_str())
         .with_context(|| format!("the router gave {uid} no {transport} endpoint: {route}"))?;
-    Endpoint::resolve(url, route["quic_cert_sha256"].as_str()).await
+    Endpoint::resolve(url, route[proto::transport::QUIC_CERT_SHA256].as_str()).await
 }
 
 /// A joined client: a long connection, or a poller's position.

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use common::advertise::advertised;
 use common::discovery::{Discovery, MemoryDiscovery};
 use common::live_config::{LiveConfig, MemoryLiveConfig};
-use common::message_log::{HistoryLimits, MemoryLog, MessageLog};
 use common::ops::Readiness;
+use message_log::{HistoryLimits, MemoryLog, MessageLog};
+use proto::transport;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -135,7 +137,10 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 }
 
 fn http_url(host: &str, listener: &TcpListener) -> anyhow::Result<String> {
-    Ok(format!("http://{host}:{}", listener.local_addr()?.port()))
+    Ok(format!(
+        "http://{}",
+        advertised(listener.local_addr()?, host)
+    ))
 }
 
 impl Standalone {
@@ -159,14 +164,19 @@ impl Standalone {
         let push_grpc = bind("127.0.0.1", 0, "push gRPC").await?;
         let biz_grpc = bind("127.0.0.1", 0, "room-biz gRPC").await?;
 
-        let advertise = if host == "0.0.0.0" { "127.0.0.1" } else { host }.to_string();
+        let advertise = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => "::1",
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1",
+            _ => host,
+        }
+        .to_string();
         let router_url = http_url(&advertise, &router_listener)?;
         let biz_url = http_url(&advertise, &biz_listener)?;
         let metrics_url = http_url(&advertise, &metrics_listener)?;
         let admin_url = http_url(&advertise, &admin_listener)?;
         let ws_url = format!(
-            "ws://{advertise}:{}{}",
-            ws_listener.local_addr()?.port(),
+            "ws://{}{}",
+            advertised(ws_listener.local_addr()?, &advertise),
             conn_layer::WS_PATH
         );
 
@@ -274,8 +284,8 @@ impl Standalone {
             .discovery
             .watch(common::discovery::ServiceKind::Conn);
         if let Some(conn) = conns.borrow().first() {
-            standalone.quic_url = conn.endpoints.get("quic").cloned();
-            standalone.quic_cert_sha256 = conn.endpoints.get("quic_cert_sha256").cloned();
+            standalone.quic_url = conn.endpoints.get(transport::QUIC).cloned();
+            standalone.quic_cert_sha256 = conn.endpoints.get(transport::QUIC_CERT_SHA256).cloned();
         }
         Ok(standalone)
     }

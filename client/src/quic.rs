@@ -181,7 +181,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, u16), Error> {
         format!("quic://{url}")
     };
     let parsed = reqwest::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
-    if parsed.scheme() != "quic" {
+    if parsed.scheme() != proto::transport::QUIC {
         return Err(bad("the scheme must be quic://"));
     }
     // IPv6 hosts come bracketed (`[::1]`); resolving and SNI want them bare.

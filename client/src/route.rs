@@ -70,7 +70,7 @@ impl Route {
         }
         self.endpoints
             .iter()
-            .find(|e| e.transport == "ws" && e.url.starts_with("ws://"))
+            .find(|e| e.transport == proto::transport::WS && e.url.starts_with("ws://"))
             .map(|e| e.url.as_str())
     }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use proto::transport;
+
 /// How the client is currently talking to Roomcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -18,17 +20,17 @@ impl Transport {
     /// The name used by the router (`quic`, `ws`) and in client stats (also `polling`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Quic => "quic",
-            Self::Ws => "ws",
-            Self::Polling => "polling",
+            Self::Quic => transport::QUIC,
+            Self::Ws => transport::WS,
+            Self::Polling => transport::POLLING,
         }
     }
 
     /// The long-connection transport a router endpoint names, if this SDK speaks it.
     pub fn from_endpoint(name: &str) -> Option<Self> {
         match name {
-            "quic" => Some(Self::Quic),
-            "ws" => Some(Self::Ws),
+            transport::QUIC => Some(Self::Quic),
+            transport::WS => Some(Self::Ws),
             _ => None,
         }
     }

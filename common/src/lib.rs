@@ -1,33 +1,41 @@
-//! Code every Roomcast service shares, and nothing else.
+//! Plumbing every Roomcast service shares, and nothing else: no engine of a
+//! domain lives here (the message log is the `message-log` crate).
 //!
 //! # Layout
 //! - [`config`]: layered configuration (defaults → TOML file → environment).
+//! - [`process`]: flags, config loading, engine connections, default node
+//!   ids and exit codes for binaries.
+//! - [`advertise`]: the address a node puts in discovery (IPv6 bracketed).
 //! - [`telemetry`]: tracing subscriber setup.
 //! - [`shutdown`]: SIGINT/SIGTERM → one `CancellationToken`.
-//! - [`discovery`]: the node registry trait and its in-process engine.
-//! - [`message_log`]: the per-room message log trait (atomic dense seqs) and its in-memory engine.
-//! - [`auth`]: JWT verification (HS256, EdDSA) and dev-token minting.
 //! - [`ops`]: `/metrics`, `/livez`, `/readyz` for every service.
+//! - [`discovery`]: the node registry trait, its in-process and etcd engines.
+//! - [`live_config`]: live documents (rollout policy, drain requests) with
+//!   watches, in process or in etcd.
+//! - `etcd_call`: how the etcd engines connect and bound every call.
+//! - [`backoff`]: the one retry delay (etcd engines, conn → push links).
 //! - [`push_directory`]: which push node owns a room or user.
-//! - [`process`]: flags, config loading, engine connections and exit codes for binaries.
+//! - [`auth`]: JWT verification (HS256, EdDSA) and dev-token minting.
 //! - [`grpc`]: serving tonic on a bound listener; lazy client channels.
-//! - [`redis_keys`]: every Redis key format (hash-tagged by room).
-//! - `etcd_backoff`: the retry delay shared by the etcd engines.
-//! - [`live_config`]: live documents (rollout policy, drain requests) with watches.
+//! - [`redis_conn`]: the one Redis connection (standalone or Cluster) of
+//!   every Redis engine.
+//! - [`redis_keys`]: the per-room key shape (hash-tagged by room).
 //! - [`hashing`]: stable hashes (rendezvous ownership, rollout buckets).
 //! - [`time`]: wall-clock helpers.
 
+pub mod advertise;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod discovery;
-mod etcd_backoff;
+mod etcd_call;
 pub mod grpc;
 pub mod hashing;
 pub mod live_config;
-pub mod message_log;
 pub mod ops;
 pub mod process;
 pub mod push_directory;
+pub mod redis_conn;
 pub mod redis_keys;
 pub mod shutdown;
 pub mod telemetry;

@@ -268,11 +268,7 @@ pub fn track_readiness(
 
 /// A node id for `kind` when none is configured.
 pub fn default_node_id(kind: ServiceKind) -> String {
-    format!(
-        "{}-{:08x}",
-        kind.as_str(),
-        crate::message_log::new_epoch() as u32
-    )
+    format!("{}-{:08x}", kind.as_str(), rand::random::<u32>())
 }
 
 /// The body of every service `main`: logging, a runtime, one shutdown token

@@ -15,7 +15,8 @@ pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 pub struct Config {
     /// Unique node id.
     pub node_id: String,
-    /// Host clients use to reach this node (goes into the advertised endpoints).
+    /// Host clients use to reach this node's listeners bound to `0.0.0.0`/`::`
+    /// (goes into the advertised endpoints, see `common::advertise`).
     pub advertise_host: String,
     /// Placement zone.
     pub zone: String,
@@ -65,7 +66,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            node_id: format!("conn-{:08x}", common::message_log::new_epoch() as u32),
+            node_id: common::process::default_node_id(common::discovery::ServiceKind::Conn),
             advertise_host: "127.0.0.1".into(),
             zone: "local".into(),
             token_secret: String::new(),

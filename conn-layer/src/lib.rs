@@ -41,10 +41,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
+use common::advertise::advertised;
 use common::auth::TokenVerifier;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::LiveConfig;
 use common::push_directory::PushDirectory;
+use proto::transport;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -119,14 +121,14 @@ pub async fn run(
         cfg.token_eddsa_public_pem.as_deref(),
     )?;
     let local = listeners.ws.local_addr().map_err(Error::Bind)?;
-    let ws_url = format!("ws://{}:{}{WS_PATH}", cfg.advertise_host, local.port());
+    let ws_url = format!("ws://{}{WS_PATH}", advertised(local, &cfg.advertise_host));
     let (upstream_tx, upstream_rx) = mpsc::channel(UPSTREAM_QUEUE);
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let quic = match listeners.quic {
         Some(socket) => {
             quic::size_receive_buffer(&socket);
             let tls = quic::tls(&cfg)?;
-            let port = socket.local_addr().map_err(Error::Quic)?.port();
+            let quic_addr = socket.local_addr().map_err(Error::Quic)?;
             let endpoint = quinn::Endpoint::new(
                 quinn::EndpointConfig::default(),
                 Some(tls.server),
@@ -136,7 +138,7 @@ pub async fn run(
             .map_err(Error::Quic)?;
             Some((
                 endpoint,
-                format!("quic://{}:{port}", cfg.advertise_host),
+                format!("quic://{}", advertised(quic_addr, &cfg.advertise_host)),
                 tls.cert_sha256,
             ))
         }
@@ -170,14 +172,14 @@ pub async fn run(
         zone: ctx.cfg.zone.clone(),
         ..NodeInfo::default()
     };
-    node.endpoints.insert("ws".into(), ws_url.clone());
+    node.endpoints.insert(transport::WS.into(), ws_url.clone());
     let listeners_stop = CancellationToken::new();
     let quic_task = match quic {
         Some((endpoint, url, fingerprint)) => {
             tracing::info!(node_id = %ctx.cfg.node_id, quic_url = %url, cert_sha256 = %fingerprint, "QUIC serving.");
-            node.endpoints.insert("quic".into(), url);
+            node.endpoints.insert(transport::QUIC.into(), url);
             node.endpoints
-                .insert("quic_cert_sha256".into(), fingerprint);
+                .insert(transport::QUIC_CERT_SHA256.into(), fingerprint);
             Some(tokio::spawn(quic::serve(
                 ctx.clone(),
                 endpoint,

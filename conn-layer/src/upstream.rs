@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::backoff::Backoff;
 use common::discovery::NodeSet;
 use common::push_directory::user_key;
 use proto::client::v1::{Ephemeral, ServerFrame, server_frame};
@@ -300,7 +301,7 @@ async fn run_link(
     cancel: CancellationToken,
     cmd_tx: mpsc::Sender<UpstreamCmd>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut generation = 0u64;
     while !cancel.is_cancelled() {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
@@ -323,7 +324,7 @@ async fn run_link(
         match attached {
             None => break,
             Some(Ok(response)) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 generation += 1;
                 tracing::info!(push_node = %node, "Attached to push node.");
                 let _ = cmd_tx
@@ -360,13 +361,10 @@ async fn run_link(
                 tracing::debug!(push_node = %node, %status, "Cannot attach to push node.");
             }
         }
-        let jitter =
-            Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 + 1));
         tokio::select! {
-            _ = tokio::time::sleep(backoff / 2 + jitter / 2) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = cancel.cancelled() => break,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use common::discovery::{Discovery, MemoryDiscovery, ServiceKind};
-use common::message_log::{HistoryLimits, MemoryLog};
+use message_log::{HistoryLimits, MemoryLog};
 use room_biz::{MemoryRoomStore, NewRoom, RoomStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

@@ -332,7 +332,7 @@ impl Topology {
     pub fn ws_url(&self, i: usize) -> anyhow::Result<String> {
         self.node(ServiceKind::Conn, &self.conn[i].id)?
             .endpoints
-            .get("ws")
+            .get(proto::transport::WS)
             .cloned()
             .context("no ws endpoint")
     }

@@ -4,8 +4,12 @@
 //! - [`client::v1`]: frames between client SDKs and conn nodes (`ClientFrame`, `ServerFrame`).
 //! - [`internal::v1`]: gRPC between conn nodes, push nodes and room-biz.
 //! - [`json`]: the JSON subprotocol encoding of client frames.
+//! - [`transport`]: the wire names of the transports (`quic`, `ws`,
+//!   `polling`) and of the QUIC certificate pin.
+//! - this file: WebSocket subprotocols and the QUIC ALPN.
 
 pub mod json;
+pub mod transport;
 
 /// Client wire protocol.
 pub mod client {

@@ -17,7 +17,8 @@ pub const DEFAULT_BROADCAST_WINDOW_MS: u64 = 5;
 pub struct Config {
     /// Unique node id.
     pub node_id: String,
-    /// Host other services use to reach this node's gRPC port.
+    /// Host other services use to reach this node's gRPC port when it is bound
+    /// to `0.0.0.0`/`::` (see `common::advertise`).
     pub advertise_host: String,
     /// Recent messages kept in memory per room.
     pub ring_size: usize,
@@ -42,7 +43,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            node_id: format!("push-{}", &uuid_like()),
+            node_id: common::process::default_node_id(common::discovery::ServiceKind::Push),
             advertise_host: "127.0.0.1".into(),
             ring_size: DEFAULT_RING_SIZE,
             broadcast_threshold: DEFAULT_BROADCAST_THRESHOLD,
@@ -55,8 +56,4 @@ impl Default for Config {
             room_idle_secs: 300,
         }
     }
-}
-
-fn uuid_like() -> String {
-    format!("{:08x}", common::message_log::new_epoch() as u32)
 }

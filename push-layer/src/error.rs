@@ -1,7 +1,7 @@
 //! Push layer errors.
 
 use common::discovery::DiscoveryError;
-use common::message_log::LogError;
+use message_log::LogError;
 
 /// Why the push node stopped or an operation failed.
 #[derive(Debug, thiserror::Error)]

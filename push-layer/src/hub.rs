@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::message_log::MessageLog;
 use common::push_directory::PushDirectory;
 use dashmap::DashMap;
+use message_log::MessageLog;
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
     PullReply, PushToConn, RoomCount, Subscribed, UserDelivery, push_to_conn,

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
-use common::message_log::MessageLog;
 use common::push_directory::PushDirectory;
+use message_log::MessageLog;
 use proto::internal::v1::push_server::PushServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let local = listener.local_addr().map_err(Error::Bind)?;
-    let grpc_addr = format!("{}:{}", cfg.advertise_host, local.port());
+    let grpc_addr = common::advertise::advertised(local, &cfg.advertise_host);
     let metrics = metrics::Metrics::new(&deps.registry);
     let directory = PushDirectory::new(deps.discovery.as_ref());
     let hub = hub::Hub::new(cfg.clone(), deps.log, directory, metrics, shutdown.clone());

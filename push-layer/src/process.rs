@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::discovery::{Discovery, ServiceKind};
-use common::message_log::HistoryLimits;
-use common::message_log::redis::RedisLogConfig;
 use common::ops::Readiness;
 use common::process::{CommonArgs, DiscoveryConfig, RedisConfig, StartError};
+use message_log::HistoryLimits;
+use message_log::redis::RedisLogConfig;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -103,7 +103,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let grpc = common::process::bind(&cfg.listen, "push gRPC API").await?;
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery = common::process::connect_discovery(&cfg.discovery).await?;
-    let log = common::message_log::redis::connect(RedisLogConfig {
+    let log = message_log::redis::connect(RedisLogConfig {
         urls: cfg.redis.urls.clone(),
         key_prefix: cfg.redis.key_prefix.clone(),
         history: HistoryLimits {

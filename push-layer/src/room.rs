@@ -180,20 +180,21 @@ async fn append(hub: &Hub, room: &Room, batch: Vec<PublishCmd>) -> Option<Append
     hub.metrics
         .append_seconds
         .observe(started.elapsed().as_secs_f64());
-    let appended =
-        match result {
-            Ok(a) => a,
-            Err(error) => {
-                tracing::warn!(room = %room.id, %error, "Message log append failed.");
-                let shared = error.to_string();
-                for cmd in batch {
-                    let _ = cmd.reply.send(Err(Error::Log(
-                        common::message_log::LogError::Unavailable(shared.clone()),
-                    )));
-                }
-                return None;
+    let appended = match result {
+        Ok(a) => a,
+        Err(error) => {
+            tracing::warn!(room = %room.id, %error, "Message log append failed.");
+            let shared = error.to_string();
+            for cmd in batch {
+                let _ = cmd
+                    .reply
+                    .send(Err(Error::Log(message_log::LogError::Unavailable(
+                        shared.clone(),
+                    ))));
             }
-        };
+            return None;
+        }
+    };
     let mut messages = messages;
     for (i, m) in messages.iter_mut().enumerate() {
         m.seq = appended.first_seq + i as u64;

@@ -56,6 +56,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::advertise::advertised;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::ops::Readiness;
 use common::push_directory::PushDirectory;
@@ -207,19 +208,6 @@ fn local_addr(listener: &TcpListener, name: &'static str) -> Result<SocketAddr, 
         listener: name,
         source,
     })
-}
-
-/// `addr` as peers should dial it: an unspecified IP (`0.0.0.0`, `::`) is
-/// replaced by `host`.
-fn advertised(addr: SocketAddr, host: &str) -> String {
-    if !addr.ip().is_unspecified() {
-        return addr.to_string();
-    }
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", addr.port())
-    } else {
-        format!("{host}:{}", addr.port())
-    }
 }
 
 #[cfg(test)]

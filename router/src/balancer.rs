@@ -13,15 +13,16 @@
 //! still steering away from busy nodes.
 
 use common::discovery::NodeInfo;
+use proto::transport::Transport;
 use rand::Rng;
-
-/// Endpoint names a client can connect to, in the order it should try them.
-pub(crate) const TRANSPORTS: [&str; 2] = ["quic", "ws"];
 
 /// A node the router may hand out: not draining, with a client endpoint.
 /// (Nodes in discovery are live: a dead node's lease expires.)
 pub(crate) fn takes_clients(node: &NodeInfo) -> bool {
-    !node.draining && TRANSPORTS.iter().any(|t| node.endpoints.contains_key(*t))
+    !node.draining
+        && Transport::LONG
+            .iter()
+            .any(|t| node.endpoints.contains_key(t.as_str()))
 }
 
 /// The conn node for a client in `zone` (empty or `None`: no preference).

@@ -33,11 +33,11 @@ mod route;
 mod stats;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::advertise::advertised;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::{LiveConfig, keys};
 use common::ops::Readiness;
@@ -204,19 +204,6 @@ fn admin_app(
     });
     tracing::info!(%addr, "Admin API serving.");
     Ok(Some((listener, admin::app(state))))
-}
-
-/// `addr` as peers should dial it: an unspecified IP (`0.0.0.0`, `::`) is
-/// replaced by `host`.
-fn advertised(addr: SocketAddr, host: &str) -> String {
-    if !addr.ip().is_unspecified() {
-        return addr.to_string();
-    }
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", addr.port())
-    } else {
-        format!("{host}:{}", addr.port())
-    }
 }
 
 #[cfg(test)]

@@ -14,18 +14,17 @@
 
 use common::discovery::NodeInfo;
 use common::hashing::rendezvous_owner;
+use proto::transport::{QUIC, QUIC_CERT_SHA256, Transport};
 use rand::Rng;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::balancer::{self, TRANSPORTS};
+use crate::balancer;
 use crate::error::RouteError;
 use crate::policy::{ClientInfo, Decision, Mode, Rollout};
 
 /// Path of the polling API on a biz node.
 const POLLING_PATH: &str = "/v1/rooms";
-/// Where a conn node advertises the SHA-256 of its QUIC certificate.
-const QUIC_CERT_KEY: &str = "quic_cert_sha256";
 /// Longest uid or device id, in bytes.
 const MAX_ID_BYTES: usize = 256;
 /// Longest app version or zone, in bytes.
@@ -229,11 +228,11 @@ pub(crate) fn route<R: Rng + ?Sized>(
 }
 
 fn endpoints(node: &NodeInfo) -> Vec<Endpoint> {
-    TRANSPORTS
+    Transport::LONG
         .into_iter()
         .filter_map(|t| {
-            node.endpoints.get(t).map(|url| Endpoint {
-                transport: t,
+            node.endpoints.get(t.as_str()).map(|url| Endpoint {
+                transport: t.as_str(),
                 url: url.clone(),
             })
         })
@@ -244,8 +243,8 @@ fn endpoints(node: &NodeInfo) -> Vec<Endpoint> {
 /// the fingerprint is 64 hex digits (anything else would only make SDKs fail
 /// the pin; it is left out and logged).
 fn quic_cert(node: &NodeInfo) -> Option<String> {
-    node.endpoints.get("quic")?;
-    let hex = node.endpoints.get(QUIC_CERT_KEY)?;
+    node.endpoints.get(QUIC)?;
+    let hex = node.endpoints.get(QUIC_CERT_SHA256)?;
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Some(hex.to_ascii_lowercase())
     } else {
@@ -344,7 +343,7 @@ mod tests {
         let mut a = conn("conn-a", 3, false);
         a.endpoints
             .insert("quic".into(), "quic://conn-a:8604".into());
-        a.endpoints.insert(QUIC_CERT_KEY.into(), CERT.into());
+        a.endpoints.insert(QUIC_CERT_SHA256.into(), CERT.into());
         let conns = [a, conn("conn-b", 50, false), conn("conn-c", 0, true)];
         let route = go(&user("bob"), &Rollout::default(), &conns, &[biz("biz-1")]).expect("route");
         assert_eq!(route.mode, Mode::Long);
@@ -363,12 +362,13 @@ mod tests {
     #[test]
     fn a_malformed_certificate_or_one_without_quic_is_left_out() {
         let mut a = conn("conn-a", 0, false);
-        a.endpoints.insert(QUIC_CERT_KEY.into(), CERT.into());
+        a.endpoints.insert(QUIC_CERT_SHA256.into(), CERT.into());
         let route = go(&user("bob"), &Rollout::default(), &[a.clone()], &[]).expect("route");
         assert_eq!(route.quic_cert_sha256, None, "no quic endpoint");
         a.endpoints
             .insert("quic".into(), "quic://conn-a:8604".into());
-        a.endpoints.insert(QUIC_CERT_KEY.into(), "not-hex".into());
+        a.endpoints
+            .insert(QUIC_CERT_SHA256.into(), "not-hex".into());
         let route = go(&user("bob"), &Rollout::default(), &[a], &[]).expect("route");
         assert_eq!(route.quic_cert_sha256, None, "malformed");
     }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use proto::transport::Transport;
 use serde::Deserialize;
 
 use crate::error::RouteError;
@@ -26,34 +27,15 @@ const MAX_MS: u64 = 10 * 60 * 1000;
 /// skew the counter.
 const MAX_FAILURES: u64 = 1000;
 
-/// A transport as a label value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transport {
-    Quic,
-    Ws,
-    Polling,
-}
-
-impl Transport {
-    const ALL: [Self; 3] = [Self::Quic, Self::Ws, Self::Polling];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Quic => "quic",
-            Self::Ws => "ws",
-            Self::Polling => "polling",
-        }
-    }
-
-    fn parse(field: &'static str, value: &str) -> Result<Self, RouteError> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == value)
-            .ok_or_else(|| RouteError::Invalid {
-                field,
-                message: format!("unknown transport {value:?}; expected quic, ws or polling"),
-            })
-    }
+/// `value` as a transport (a label value), or an error naming `field`.
+fn parse_transport(field: &'static str, value: &str) -> Result<Transport, RouteError> {
+    Transport::parse(value).ok_or_else(|| RouteError::Invalid {
+        field,
+        message: format!(
+            "unknown transport {value:?}; expected {}",
+            Transport::ALL.map(Transport::as_str).join(", ")
+        ),
+    })
 }
 
 /// The body as sent.
@@ -86,11 +68,11 @@ pub(crate) struct Report {
 impl ClientStats {
     /// Check the body; errors name the field.
     pub(crate) fn validate(&self) -> Result<Report, RouteError> {
-        let transport = Transport::parse("transport", &self.transport)?;
+        let transport = parse_transport("transport", &self.transport)?;
         let duration = |ms: Option<u64>| ms.map(|ms| Duration::from_millis(ms.min(MAX_MS)));
         let mut failures = Vec::with_capacity(self.failures.len());
         for (name, count) in &self.failures {
-            let t = Transport::parse("failures", name)?;
+            let t = parse_transport("failures", name)?;
             failures.push((t, (*count).min(MAX_FAILURES)));
         }
         Ok(Report {

@@ -411,7 +411,7 @@ fn nodes_table(rows: &[NodeRow]) -> String {
         let endpoints: Vec<String> = n
             .endpoints
             .iter()
-            .filter(|(name, _)| name.as_str() != "quic_cert_sha256")
+            .filter(|(name, _)| name.as_str() != proto::transport::QUIC_CERT_SHA256)
             .map(|(name, url)| format!("{name}={url}"))
             .collect();
         let zone = if n.zone.is_empty() { "-" } else { &n.zone };

@@ -25,28 +25,20 @@
 //! so a dropped registrant looks like a crashed one; call `deregister` first to
 //! leave cleanly.
 
-use crate::etcd_backoff::Backoff;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, WatchOptions,
-};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, PutOptions, WatchOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Discovery, DiscoveryError, NodeInfo, NodeSet, ServiceKind};
-
-/// HTTP/2 pings on the etcd connection detect a peer that vanished without
-/// closing the socket. etcd closes connections that ping more often than every
-/// 5 s (`--grpc-keepalive-min-time`).
-const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(10);
-const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::backoff::Backoff;
+use crate::etcd_call::{self, CallError, bounded};
 
 /// Where etcd is and how registrations live there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,10 +125,7 @@ impl EtcdDiscovery {
             ));
         }
         let call_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
-        let options = ConnectOptions::new()
-            .with_connect_timeout(call_timeout)
-            .with_keep_alive(HTTP2_PING_INTERVAL, HTTP2_PING_TIMEOUT);
-        let client = bounded(call_timeout, Client::connect(&cfg.endpoints, Some(options)))
+        let client = etcd_call::connect(&cfg.endpoints, call_timeout)
             .await
             .map_err(|e| unreachable(&e))?;
         let ttl = cfg.lease_ttl_secs.max(1);
@@ -355,7 +344,8 @@ impl Shared {
         }
         let lease = self.lease_id.load(Ordering::Acquire);
         for ((kind, id), node) in &registry.nodes {
-            let value = encode(node).map_err(|e| CallError::Encode(e.to_string()))?;
+            let value =
+                encode(node).map_err(|e| CallError::Data(format!("cannot encode node: {e}")))?;
             self.put(self.key(*kind, id), value, lease).await?;
         }
         let deleted: Vec<(ServiceKind, String)> = registry.deleted.iter().cloned().collect();
@@ -512,7 +502,7 @@ impl Shared {
 /// Keep this process's lease alive, replacing it (and re-writing every node)
 /// when it is gone. Runs until `stop`.
 async fn keep_lease(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::etcd();
     loop {
         let ended = tokio::select! {
             () = stop.cancelled() => return,
@@ -525,7 +515,7 @@ async fn keep_lease(shared: Arc<Shared>, stop: CancellationToken) {
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
@@ -538,7 +528,7 @@ async fn follow_nodes(
     mut state: NodeState,
     mut revision: i64,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::etcd();
     let mut resync = false;
     loop {
         let ended = tokio::select! {
@@ -558,56 +548,12 @@ async fn follow_nodes(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
 
 // === helpers ===
-
-/// Why an etcd call failed.
-#[derive(Debug)]
-enum CallError {
-    Timeout(Duration),
-    Etcd(etcd_client::Error),
-    Encode(String),
-}
-
-impl CallError {
-    /// The lease named in the request no longer exists.
-    fn lease_gone(&self) -> bool {
-        match self {
-            Self::Etcd(etcd_client::Error::LeaseKeepAliveError(m)) => m.contains("lease not found"),
-            Self::Etcd(etcd_client::Error::GRpcStatus(s)) => {
-                s.code() == tonic::Code::NotFound && s.message().contains("lease not found")
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
-            Self::Etcd(e) => write!(f, "{e}"),
-            Self::Encode(e) => write!(f, "cannot encode node: {e}"),
-        }
-    }
-}
-
-/// Run an etcd call with a deadline: a channel with no reachable endpoint may
-/// otherwise wait forever.
-async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, CallError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(CallError::Etcd(e)),
-        Err(_) => Err(CallError::Timeout(limit)),
-    }
-}
 
 fn encode(node: &NodeInfo) -> Result<Vec<u8>, DiscoveryError> {
     serde_json::to_vec(node)

@@ -4,7 +4,8 @@
 //! - [`EtcdLiveConfig`]: the handle; `get`/`put`/`delete` are single bounded
 //!   etcd calls, `watch` hands out a receiver fed by a background task.
 //! - `follow_key`: the per-key task (get, then watch from that revision).
-//! - helpers: bounded calls, the error type of one call, retry backoff.
+//! - calls go through `crate::etcd_call` (bounded calls, one error type) and
+//!   retry with `crate::backoff`.
 //!
 //! # Keys
 //! Document `key` is stored at `{prefix}config/{key}` as its UTF-8 text. etcd
@@ -27,28 +28,24 @@
 //! Tasks stop when the [`EtcdLiveConfig`] is dropped (it holds the drop guard
 //! of the token they select on); receivers then see the channel closed.
 
-use crate::etcd_backoff::Backoff;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{LiveConfig, LiveConfigError};
+use crate::backoff::Backoff;
+use crate::etcd_call::{self, CallError, bounded};
 
 /// Bound on connecting and on each etcd request: a channel with no reachable
 /// endpoint may otherwise wait forever.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// HTTP/2 pings detect an etcd that vanished without closing the socket. etcd
-/// closes connections that ping more often than every 5 s.
-const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(10);
-const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Live configuration in etcd. See the module docs.
 pub struct EtcdLiveConfig {
@@ -95,10 +92,7 @@ impl EtcdLiveConfig {
             LiveConfigError::Unavailable(format!("cannot reach etcd at {joined}: {e}"))
         };
         let call_timeout = DEFAULT_CALL_TIMEOUT;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(call_timeout)
-            .with_keep_alive(HTTP2_PING_INTERVAL, HTTP2_PING_TIMEOUT);
-        let client = bounded(call_timeout, Client::connect(&endpoints, Some(options)))
+        let client = etcd_call::connect(&endpoints, call_timeout)
             .await
             .map_err(|e| unreachable(&e))?;
         let config_prefix = format!("{prefix}config/");
@@ -287,7 +281,8 @@ fn publish(tx: &watch::Sender<Option<String>>, value: Option<String>) {
 }
 
 fn text(kv: &KeyValue) -> Result<String, CallError> {
-    String::from_utf8(kv.value().to_vec()).map_err(|e| CallError::NotUtf8(e.utf8_error()))
+    String::from_utf8(kv.value().to_vec())
+        .map_err(|e| CallError::Data(format!("stored value is not UTF-8: {}", e.utf8_error())))
 }
 
 // === background task ===
@@ -300,7 +295,7 @@ async fn follow_key(
     tx: watch::Sender<Option<String>>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::etcd();
     loop {
         let ended = tokio::select! {
             () = stop.cancelled() => return,
@@ -312,40 +307,8 @@ async fn follow_key(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-    }
-}
-
-// === helpers ===
-
-/// Why one etcd call failed.
-#[derive(Debug)]
-enum CallError {
-    Timeout(Duration),
-    Etcd(etcd_client::Error),
-    NotUtf8(std::str::Utf8Error),
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
-            Self::Etcd(e) => write!(f, "{e}"),
-            Self::NotUtf8(e) => write!(f, "stored value is not UTF-8: {e}"),
-        }
-    }
-}
-
-/// Run an etcd call with a deadline.
-async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, CallError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(CallError::Etcd(e)),
-        Err(_) => Err(CallError::Timeout(limit)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Redis room store of distributed mode: one server (through a
-//! `ConnectionManager` that reconnects) or a Redis Cluster.
+//! `ConnectionManager` that reconnects) or a Redis Cluster, through
+//! `common::redis_conn`.
 //!
 //! # Key layout
 //! Every key of a room carries the hash tag `{room:<id>}`, so a room lives in
@@ -47,14 +48,11 @@
 mod scripts;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Display;
 use std::time::Duration;
 
+use common::redis_conn::{self, RedisConn as Conn, RedisConnectError, RedisTimings};
 use futures::StreamExt as _;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
+use redis::{ErrorKind, RedisError, Value};
 use serde::Deserialize;
 
 use self::scripts::{
@@ -77,23 +75,22 @@ pub const DEFAULT_KEY_PREFIX: &str = "roomcast:";
 /// or ends for this long is gone (the archiver deletes ended rooms sooner).
 pub const ROOM_TTL: Duration = Duration::from_secs(72 * 3600);
 
-/// How long one connection attempt may take: start-up fails after it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one command may take. Scripts touch one room, so anything slower
-/// is a stuck server; fail and let the caller retry.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Reconnect attempts of the standalone connection manager per failure.
-/// Requests wait for the reconnect, so few and short: during an outage a
-/// request fails within about a second (the caller retries or answers
-/// UNAVAILABLE), and the next request starts a new reconnect.
-const RECONNECT_RETRIES: usize = 2;
-/// Longest wait between reconnect attempts.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// Retries of a Cluster request (MOVED, a node restarting).
-const CLUSTER_RETRIES: u32 = 3;
-/// Bounds of the wait between Cluster retries, in ms. The client's defaults
-/// (1.28 s and up) would hold a request for many seconds in an outage.
-const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (50, 500);
+/// How the store's connection waits and reconnects. 2 s to connect (start-up
+/// fails after it). 3 s per command: scripts touch one room, so anything
+/// slower is a stuck server; fail and let the caller retry. Requests wait for
+/// a reconnect, so few and short attempts (2, at most 500 ms apart): during an
+/// outage a request fails within about a second (the caller retries or
+/// answers UNAVAILABLE), and the next request starts a new reconnect. Cluster
+/// requests retry 3 times 50 to 500 ms apart: the client's defaults (1.28 s
+/// and up) would hold a request for many seconds in an outage.
+const TIMINGS: RedisTimings = RedisTimings {
+    connect_timeout: Duration::from_secs(2),
+    response_timeout: Duration::from_secs(3),
+    reconnect_retries: 2,
+    reconnect_delay: (Duration::from_millis(100), Duration::from_millis(500)),
+    cluster_retries: 3,
+    cluster_retry_wait: Some((Duration::from_millis(50), Duration::from_millis(500))),
+};
 /// Node index entries read per `SSCAN` in [`RoomStore::remove_node`].
 const NODE_SCAN_BATCH: usize = 500;
 /// Rooms cleaned at once by [`RoomStore::remove_node`].
@@ -107,44 +104,6 @@ pub struct RedisRoomStore {
     conn: Conn,
     prefix: String,
     cache: MetaCache,
-}
-
-/// The two connection kinds behind one [`ConnectionLike`], so every command and
-/// script is written once.
-#[derive(Clone)]
-enum Conn {
-    /// One server; reconnects by itself after a failure.
-    Single(ConnectionManager),
-    /// A Cluster; follows slot moves and reconnects to nodes by itself.
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
 }
 
 /// Names of a room's keys, in the order every script expects.
@@ -196,11 +155,14 @@ impl RedisRoomStore {
                 "key prefix {key_prefix:?} must not contain braces"
             )));
         }
-        let conn = match urls {
-            [] => return Err(StoreError::InvalidConfig("no Redis URL given".into())),
-            [url] => connect_single(url).await?,
-            seeds => connect_cluster(seeds).await?,
-        };
+        let conn = redis_conn::connect(urls, &TIMINGS)
+            .await
+            .map_err(|e| match e {
+                RedisConnectError::Unreachable { .. } => StoreError::Unavailable(e.to_string()),
+                RedisConnectError::NoUrl | RedisConnectError::InvalidUrl { .. } => {
+                    StoreError::InvalidConfig(e.to_string())
+                }
+            })?;
         Ok(Self {
             conn,
             prefix: key_prefix.to_owned(),
@@ -352,73 +314,6 @@ impl RedisRoomStore {
         }
     }
 }
-async fn connect_single(url: &str) -> Result<Conn, StoreError> {
-    let unreachable = |e: &dyn Display| {
-        StoreError::Unavailable(format!("cannot reach Redis at {}: {e}", redact(url)))
-    };
-    let client = redis::Client::open(url).map_err(|e| {
-        StoreError::InvalidConfig(format!("invalid Redis URL {}: {e}", redact(url)))
-    })?;
-    // One plain attempt first: the manager's constructor retries with backoff
-    // for seconds, and a wrong address should stop start-up at once.
-    let probe = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
-    let mut probe = client
-        .get_multiplexed_async_connection_with_config(&probe)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    redis::cmd("PING")
-        .query_async::<()>(&mut probe)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_RETRIES)
-        .set_max_delay(RECONNECT_MAX_DELAY);
-    let manager = ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    Ok(Conn::Single(manager))
-}
-
-async fn connect_cluster(seeds: &[String]) -> Result<Conn, StoreError> {
-    let shown = seeds
-        .iter()
-        .map(|u| redact(u))
-        .collect::<Vec<_>>()
-        .join(",");
-    let unreachable =
-        |e: &dyn Display| StoreError::Unavailable(format!("cannot reach Redis at {shown}: {e}"));
-    let client = ClusterClient::builder(seeds.iter().map(String::as_str))
-        .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(RESPONSE_TIMEOUT)
-        .retries(CLUSTER_RETRIES)
-        .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
-        .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
-        .build()
-        .map_err(|e| StoreError::InvalidConfig(format!("invalid Redis URLs {shown}: {e}")))?;
-    // The client tries every seed (and retries); bound the whole start-up.
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT * 3, client.get_async_connection())
-        .await
-        .map_err(|_| unreachable(&"timed out"))?
-        .map_err(|e| unreachable(&e))?;
-    Ok(Conn::Cluster(conn))
-}
-
-/// `url` without its password, for logs and errors.
-fn redact(url: &str) -> String {
-    match url.split_once("://").and_then(|(scheme, rest)| {
-        let (userinfo, host) = rest.rsplit_once('@')?;
-        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-        Some(format!("{scheme}://{user}:***@{host}"))
-    }) {
-        Some(redacted) => redacted,
-        None => url.to_owned(),
-    }
-}
-
 /// A Redis failure as a [`StoreError`]: unreadable replies are corrupt data,
 /// everything else (I/O, timeouts, server errors) is retryable unavailability.
 fn store_error(operation: &str, error: RedisError) -> StoreError {

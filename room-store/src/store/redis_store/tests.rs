@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::redis_conn::redact;
 use redis::aio::MultiplexedConnection;
 use test_servers::{RedisCluster, RedisServer};
 

@@ -1,6 +1,6 @@
 //! Redis message log engine: standalone Redis or Redis Cluster.
 //!
-//! # Keys (see [`crate::redis_keys`])
+//! # Keys (see [`crate::keys`])
 //! Per room, all carrying the hash tag `{room:<id>}` so they share one Cluster
 //! slot and one Lua script may touch them together:
 //! - `{prefix}{room:<id>}:epoch`: the stream's incarnation, a decimal u64.
@@ -40,9 +40,8 @@
 //! - *head*: ensure; return epoch and seq.
 //!
 //! # Concurrency
-//! Standalone mode uses one [`ConnectionManager`] (a multiplexed connection that
-//! reconnects by itself after a Redis restart); Cluster mode one
-//! [`ClusterConnection`] (a multiplexed connection per node). Clones share the
+//! One [`RedisConn`] (see [`common::redis_conn`]): a multiplexed connection
+//! that reconnects by itself, standalone or Cluster. Clones share the
 //! connection, and concurrent requests from many rooms are pipelined on it: no
 //! pool, no lock, no per-room connection. Redis runs each script atomically, which
 //! is what makes seqs dense; rooms on different Cluster nodes run in parallel.
@@ -54,23 +53,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::redis_conn::{self, RedisConn, RedisTimings};
 use prost::Message as _;
 use proto::client::v1::RoomMessage;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script,
-    ServerErrorKind, Value,
+use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+
+use crate::keys::{MessageLogKeys, message_log_keys};
+use crate::{Appended, HistoryLimits, LogError, LogRead, MessageLog, StreamHead, new_epoch};
+
+/// How the log's connection waits and reconnects: 2 s to connect or answer;
+/// after a failure, up to 4 reconnect attempts 50 ms to 1 s apart.
+const TIMINGS: RedisTimings = RedisTimings {
+    connect_timeout: Duration::from_secs(2),
+    response_timeout: Duration::from_secs(2),
+    reconnect_retries: 4,
+    reconnect_delay: (Duration::from_millis(50), Duration::from_secs(1)),
+    cluster_retries: 3,
+    cluster_retry_wait: None,
 };
-
-use super::{Appended, HistoryLimits, LogError, LogRead, MessageLog, StreamHead, new_epoch};
-use crate::redis_keys::{MessageLogKeys, message_log_keys};
-
-/// How long one connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one request may wait for its reply.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Ages are passed to Lua as numbers: keep them exact in a double.
 const MAX_AGE_MS_LIMIT: u128 = 1 << 53;
 
@@ -208,41 +208,6 @@ local epoch, seq = ensure(ARGV[1], ARGV[2])
 return {epoch, seq}
 "#;
 
-/// The standalone or Cluster connection; both multiplex and reconnect.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 struct Scripts {
     append: Script,
     read: Script,
@@ -252,7 +217,7 @@ struct Scripts {
 /// The Redis engine of [`MessageLog`]. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisLog {
-    conn: Conn,
+    conn: RedisConn,
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     history: HistoryLimits,
@@ -267,32 +232,12 @@ pub struct RedisLog {
 impl std::fmt::Debug for RedisLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLog")
-            .field(
-                "mode",
-                &match self.conn {
-                    Conn::Single(_) => "standalone",
-                    Conn::Cluster(_) => "cluster",
-                },
-            )
+            .field("mode", &self.conn.mode())
             .field("prefix", &self.prefix)
             .field("history", &self.history)
             .field("ttl_secs", &self.ttl)
             .finish()
     }
-}
-
-/// `url` without a password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme + 3 => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-fn unreachable(target: &str, e: impl std::fmt::Display) -> LogError {
-    LogError::Unavailable(format!("cannot reach Redis at {target}: {e}"))
 }
 
 /// Connect to Redis (one URL) or a Redis Cluster (several seed URLs).
@@ -306,58 +251,9 @@ pub async fn connect(cfg: RedisLogConfig) -> Result<RedisLog, LogError> {
         read: Script::new(&format!("{PRELUDE}{READ}")),
         head: Script::new(&format!("{PRELUDE}{HEAD}")),
     };
-    let mut conn = match cfg.urls.as_slice() {
-        [] => {
-            return Err(LogError::Unavailable(
-                "no Redis URL configured for the message log".into(),
-            ));
-        }
-        [url] => {
-            let target = redact(url);
-            let client = Client::open(url.as_str()).map_err(|e| unreachable(&target, e))?;
-            // One quick attempt first: the manager's own start retries with backoff.
-            let probe_cfg = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT));
-            let mut probe = client
-                .get_multiplexed_async_connection_with_config(&probe_cfg)
-                .await
-                .map_err(|e| unreachable(&target, e))?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut probe)
-                .await
-                .map_err(|e| unreachable(&target, e))?;
-            drop(probe);
-            let manager_cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_number_of_retries(4)
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_secs(1));
-            let manager = ConnectionManager::new_with_config(client, manager_cfg)
-                .await
-                .map_err(|e| unreachable(&target, e))?;
-            Conn::Single(manager)
-        }
-        seeds => {
-            let target = seeds
-                .iter()
-                .map(|u| redact(u))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let client = ClusterClient::builder(seeds.iter().map(String::as_str))
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                .retries(3)
-                .build()
-                .map_err(|e| unreachable(&target, e))?;
-            let conn = client
-                .get_async_connection()
-                .await
-                .map_err(|e| unreachable(&target, e))?;
-            Conn::Cluster(conn)
-        }
-    };
+    let mut conn = redis_conn::connect(&cfg.urls, &TIMINGS)
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?;
     // Load the scripts now: checks they compile and saves a NOSCRIPT round trip.
     // (SCRIPT LOAD goes to every primary in Cluster mode.)
     for script in [&scripts.append, &scripts.read, &scripts.head] {
@@ -564,9 +460,11 @@ impl MessageLog for RedisLog {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::message_log::conformance;
+    use redis::Client;
     use test_servers::{RedisCluster, RedisServer};
+
+    use super::*;
+    use crate::conformance;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     /// An `XRANGE` entry: id and field/value pairs.
@@ -850,9 +748,11 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("redis://:pw@h:1"), "redis://***@h:1");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    #[tokio::test]
+    async fn no_url_is_unavailable() {
+        let mut cfg = RedisLogConfig::default();
+        cfg.urls.clear();
+        let err = connect(cfg).await.expect_err("no URL");
+        assert!(matches!(err, LogError::Unavailable(_)), "{err:?}");
     }
 }
