@@ -9,7 +9,7 @@ use common::push_directory::PushDirectory;
 use dashmap::DashMap;
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
-    PullReply, PushToConn, RoomCount, Subscribed, UserDelivery, push_to_conn,
+    PullReply, PushToConn, RoomCount, RoomRemoval, Subscribed, UserDelivery, push_to_conn,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -355,6 +355,7 @@ impl Hub {
         kind: &str,
         body: &bytes::Bytes,
         ts_ms: u64,
+        removal: Option<&RoomRemoval>,
     ) -> u32 {
         let mut per_node: HashMap<Arc<str>, Vec<String>> = HashMap::new();
         let mut online = 0;
@@ -376,6 +377,7 @@ impl Hub {
                     kind: kind.to_string(),
                     body: body.clone(),
                     ts_ms,
+                    removal: removal.cloned(),
                 })),
             };
             self.conns
