@@ -10,7 +10,7 @@ use common::discovery::{Discovery, NodeSet, ServiceKind};
 use common::hashing::rendezvous_owner;
 use proto::client::v1::{Code, RoomSnapshot};
 use proto::internal::v1::biz_client::BizClient;
-use proto::internal::v1::{ActionReply, ActionRequest, JoinRequest, LeaveNotice};
+use proto::internal::v1::{ActionReply, ActionRequest, JoinPurpose, JoinRequest, LeaveNotice};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -37,14 +37,10 @@ impl Refusal {
 }
 
 impl From<tonic::Status> for Refusal {
+    /// A status means room-biz gave no answer (biz.proto, "Errors"): its
+    /// refusals come as codes in the reply.
     fn from(status: tonic::Status) -> Self {
         let code = match status.code() {
-            tonic::Code::NotFound => Code::RoomNotFound,
-            tonic::Code::PermissionDenied => Code::Forbidden,
-            tonic::Code::FailedPrecondition => Code::RoomEnded,
-            tonic::Code::InvalidArgument => Code::BadRequest,
-            tonic::Code::ResourceExhausted => Code::RateLimited,
-            tonic::Code::Unauthenticated => Code::Unauthenticated,
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
             _ => Code::Internal,
         };
@@ -139,11 +135,14 @@ impl BizLink {
         Ok((node, BizClient::new(channel)))
     }
 
+    /// May `uid` enter `room` (`purpose`: a client's join, or a re-read of
+    /// the snapshot after the room's stream reset), and the snapshot it gets.
     pub(crate) async fn authorize(
         &self,
         uid: &str,
         room: &str,
         session_id: &str,
+        purpose: JoinPurpose,
     ) -> Result<RoomSnapshot, Refusal> {
         let (_, mut client) = self.client(room).await?;
         let request = JoinRequest {
@@ -151,11 +150,23 @@ impl BizLink {
             room: room.to_string(),
             node_id: self.node_id.clone(),
             session_id: session_id.to_string(),
+            purpose: purpose as i32,
         };
-        let reply = tokio::time::timeout(self.timeout, client.authorize_join(request))
+        let decision = tokio::time::timeout(self.timeout, client.authorize_join(request))
             .await
-            .map_err(|_| Refusal::unavailable("room service did not answer in time"))??;
-        Ok(reply.into_inner().snapshot.unwrap_or_default())
+            .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
+            .into_inner();
+        match Code::try_from(decision.code) {
+            Ok(Code::Ok) => Ok(decision.snapshot.unwrap_or_default()),
+            Ok(code) => Err(Refusal {
+                code,
+                message: decision.message,
+            }),
+            Err(_) => Err(Refusal {
+                code: Code::Internal,
+                message: format!("room service answered an unknown code {}", decision.code),
+            }),
+        }
     }
 
     pub(crate) async fn member_left(&self, uid: &str, room: &str, session_id: &str) {

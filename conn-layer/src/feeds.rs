@@ -7,73 +7,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use proto::client::v1::{Delivery, RoomMessage, ServerFrame, server_frame};
+use proto::client::v1::RoomMessage;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::codec::SharedFrame;
-use crate::handle::{Outbound, SessionHandle};
+use crate::commands::UpstreamCmd;
+use crate::cursor::{Cursor, History, Place};
+use crate::handle::SessionHandle;
+use crate::outbound::{Outbound, RoomBatch};
 use crate::pull::pull_range;
-use crate::upstream::UpstreamCmd;
 
 /// Events per feed waiting to be processed; overflow forces a resync pull.
 const FEED_QUEUE: usize = 1024;
-
-/// Contiguous durable messages of one room, encoded once.
-#[derive(Debug)]
-pub(crate) struct RoomBatch {
-    pub(crate) room: Arc<str>,
-    pub(crate) epoch: u64,
-    pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
-    pub(crate) frame: SharedFrame,
-}
-
-impl RoomBatch {
-    /// `messages` must be non-empty and contiguous.
-    pub(crate) fn new(
-        room: &Arc<str>,
-        epoch: u64,
-        messages: Vec<RoomMessage>,
-    ) -> Option<Arc<Self>> {
-        let first_seq = messages.first()?.seq;
-        let last_seq = messages.last()?.seq;
-        let frame = delivery_frame(room, epoch, first_seq, last_seq, messages);
-        Some(Arc::new(Self {
-            room: room.clone(),
-            epoch,
-            first_seq,
-            last_seq,
-            frame: SharedFrame::new(frame),
-        }))
-    }
-
-    pub(crate) fn messages(&self) -> &[RoomMessage] {
-        match &self.frame.frame.frame {
-            Some(server_frame::Frame::Delivery(d)) => &d.messages,
-            _ => &[],
-        }
-    }
-}
-
-pub(crate) fn delivery_frame(
-    room: &str,
-    epoch: u64,
-    first_seq: u64,
-    last_seq: u64,
-    messages: Vec<RoomMessage>,
-) -> ServerFrame {
-    ServerFrame {
-        frame: Some(server_frame::Frame::Delivery(Delivery {
-            room: room.to_string(),
-            epoch,
-            first_seq,
-            last_seq,
-            messages,
-        })),
-    }
-}
 
 /// What the push layer told us about a room.
 #[derive(Debug)]
@@ -100,10 +47,10 @@ pub(crate) struct Feed {
     events_tx: mpsc::Sender<FeedEvent>,
     /// `(epoch, head)` once the push layer acknowledged the subscription.
     ready: watch::Receiver<Option<(u64, u64)>>,
-    /// `(epoch, seq)` of the last batch handed to the sessions: a session
-    /// that joins now starts right after it. Set before the fan-out, so a
+    /// The last batch handed to the sessions: a session that joins (or
+    /// resets) now starts right after it. Set before the fan-out, so a
     /// session added after a fan-out always sees that fan-out's position.
-    position: Mutex<(u64, u64)>,
+    position: Mutex<Cursor>,
     /// Set when an event was dropped; the feed then pulls to the head.
     resync: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
@@ -133,14 +80,14 @@ impl Feed {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
-    /// Where a session joining now starts: `(epoch, seq)`. Batches after it
-    /// reach the session through the fan-out, so no pull is needed to join.
-    pub(crate) fn position(&self) -> (u64, u64) {
+    /// Where a session joining now starts. Batches after it reach the
+    /// session through the fan-out, so no pull is needed to join.
+    pub(crate) fn position(&self) -> Cursor {
         *self.position.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_position(&self, epoch: u64, seq: u64) {
-        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = (epoch, seq);
+    fn set_position(&self, position: Cursor) {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = position;
     }
 
     /// Hand an event to the feed task without waiting.
@@ -152,7 +99,7 @@ impl Feed {
     }
 
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
-        self.set_position(batch.epoch, batch.last_seq);
+        self.set_position(Cursor::new(batch.epoch, batch.last_seq));
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for session in sessions.values() {
             session.offer(
@@ -268,18 +215,12 @@ fn spawn_feed(ctx: &Arc<Ctx>, room: Arc<str>) -> Arc<Feed> {
         sessions: Mutex::new(HashMap::new()),
         events_tx,
         ready,
-        position: Mutex::new((0, 0)),
+        position: Mutex::new(Cursor::new(0, 0)),
         resync: std::sync::atomic::AtomicBool::new(false),
         closed: CancellationToken::new(),
     });
     tokio::spawn(run_feed(ctx.clone(), feed.clone(), events_rx, ready_tx));
     feed
-}
-
-/// Where the feed is in the room's stream.
-struct Cursor {
-    epoch: u64,
-    seq: u64,
 }
 
 async fn run_feed(
@@ -289,6 +230,7 @@ async fn run_feed(
     ready_tx: watch::Sender<Option<(u64, u64)>>,
 ) {
     let coalesce = Duration::from_millis(ctx.cfg.coalesce_ms);
+    // None until the push layer acknowledged the subscription.
     let mut cursor: Option<Cursor> = None;
     loop {
         let event = tokio::select! {
@@ -297,45 +239,44 @@ async fn run_feed(
         };
         let Some(event) = event else { break };
         match event {
-            FeedEvent::Subscribed { epoch, head } => match &cursor {
+            FeedEvent::Subscribed { epoch, head } => match &mut cursor {
                 None => {
-                    cursor = Some(Cursor { epoch, seq: head });
-                    feed.set_position(epoch, head);
+                    cursor = Some(Cursor::new(epoch, head));
+                    feed.set_position(Cursor::new(epoch, head));
                     ready_tx.send_replace(Some((epoch, head)));
                 }
                 // A re-subscription (push stream re-established): catch up.
-                Some(c) if c.epoch == epoch && head <= c.seq => {}
-                Some(_) => catch_up(&ctx, &feed, &mut cursor, epoch).await,
+                Some(c) if c.covers(epoch, head) => {}
+                Some(c) => catch_up(&ctx, &feed, c, epoch).await,
             },
             FeedEvent::Notify { epoch, seq } => {
-                let Some(c) = &cursor else { continue };
-                if c.epoch == epoch && seq <= c.seq {
+                let Some(c) = &mut cursor else { continue };
+                if c.covers(epoch, seq) {
                     continue;
                 }
                 if !coalesce.is_zero() {
                     tokio::time::sleep(coalesce).await;
                 }
-                catch_up(&ctx, &feed, &mut cursor, epoch).await;
+                catch_up(&ctx, &feed, c, epoch).await;
             }
             FeedEvent::Broadcast { epoch, messages } => {
-                let Some(c) = &cursor else { continue };
-                let Some(first) = messages.first().map(|m| m.seq) else {
-                    continue;
+                let Some(c) = &mut cursor else { continue };
+                if matches!(
+                    c.place_messages(epoch, &messages),
+                    Place::OtherEpoch | Place::Gap { .. }
+                ) {
+                    // Epoch change or hole: pull what is missing first.
+                    catch_up(&ctx, &feed, c, epoch).await;
+                }
+                let fresh = match c.place_messages(epoch, &messages) {
+                    Place::Next => messages,
+                    Place::Overlap { .. } => c.fresh(messages),
+                    // Caught up past it, or the pull failed (the next event or
+                    // resync tries again).
+                    Place::Covered | Place::Gap { .. } | Place::OtherEpoch => continue,
                 };
-                if c.epoch != epoch || first > c.seq + 1 {
-                    // Epoch change or gap: pull what is missing first.
-                    catch_up(&ctx, &feed, &mut cursor, epoch).await;
-                }
-                let Some(c) = cursor.as_mut() else { continue };
-                if c.epoch != epoch {
-                    continue;
-                }
-                let fresh: Vec<RoomMessage> =
-                    messages.into_iter().filter(|m| m.seq > c.seq).collect();
-                if fresh.first().is_some_and(|m| m.seq == c.seq + 1)
-                    && let Some(batch) = RoomBatch::new(&feed.room, epoch, fresh)
-                {
-                    c.seq = batch.last_seq;
+                if let Some(batch) = RoomBatch::new(&feed.room, epoch, fresh) {
+                    c.advance(batch.last_seq);
                     observe(&ctx, &batch);
                     feed.fanout(&ctx, batch);
                 }
@@ -345,61 +286,60 @@ async fn run_feed(
         if feed
             .resync
             .swap(false, std::sync::atomic::Ordering::Relaxed)
-            && let Some(epoch) = cursor.as_ref().map(|c| c.epoch)
+            && let Some(c) = &mut cursor
         {
-            catch_up(&ctx, &feed, &mut cursor, epoch).await;
+            let epoch = c.epoch;
+            catch_up(&ctx, &feed, c, epoch).await;
         }
     }
 }
 
-/// Pull everything after the cursor and fan it out. A new epoch restarts the
-/// cursor at 0 (sessions see the epoch change and re-join).
-async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Option<Cursor>, hint_epoch: u64) {
-    let Some(c) = cursor.as_mut() else { return };
-    if c.epoch != hint_epoch {
-        c.epoch = hint_epoch;
-        c.seq = 0;
-    }
+/// Pull everything after the cursor and fan it out. An announced new epoch
+/// restarts the cursor at 0 (sessions see the epoch change and reset).
+async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Cursor, announced_epoch: u64) {
+    cursor.follow_epoch(announced_epoch);
     let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
     for attempt in 0..3u32 {
-        match pull_range(
+        let range = match pull_range(
             &ctx.directory,
             &feed.room,
-            c.seq,
+            cursor.seq,
             None,
             ctx.cfg.pull_batch,
             timeout,
         )
         .await
         {
-            Ok(range) => {
-                if range.epoch != c.epoch {
-                    // The stream was reset: start over in the new epoch.
-                    c.epoch = range.epoch;
-                    c.seq = 0;
-                    if range.head == 0 {
-                        feed.set_position(c.epoch, 0);
-                        return;
-                    }
-                    continue;
-                }
-                if range.truncated {
-                    // History does not reach back: skip to what exists. Sessions
-                    // notice the hole and tell their clients recovered=false.
-                    tracing::warn!(room = %feed.room, from = c.seq, "Feed fell behind history.");
-                }
-                if let Some(batch) = RoomBatch::new(&feed.room, c.epoch, range.messages) {
-                    c.seq = batch.last_seq;
-                    observe(ctx, &batch);
-                    feed.fanout(ctx, batch);
-                }
-                return;
-            }
+            Ok(range) => range,
             Err(error) => {
                 tracing::warn!(room = %feed.room, %error, attempt, "Pull failed.");
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                continue;
             }
+        };
+        match cursor.history(&range.facts()) {
+            History::NewEpoch => {
+                // The stream was reset: start over in the new epoch.
+                cursor.follow_epoch(range.epoch);
+                if range.head == 0 {
+                    feed.set_position(*cursor);
+                    return;
+                }
+                continue;
+            }
+            History::Truncated => {
+                // History does not reach back: skip to what exists. Sessions
+                // notice the hole and tell their clients recovered=false.
+                tracing::warn!(room = %feed.room, from = cursor.seq, "Feed fell behind history.");
+            }
+            History::Continues => {}
         }
+        if let Some(batch) = RoomBatch::new(&feed.room, cursor.epoch, range.messages) {
+            cursor.advance(batch.last_seq);
+            observe(ctx, &batch);
+            feed.fanout(ctx, batch);
+        }
+        return;
     }
 }
 

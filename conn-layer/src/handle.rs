@@ -14,31 +14,8 @@ use proto::client::v1::Code;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::SharedFrame;
-use crate::feeds::RoomBatch;
 use crate::metrics::Metrics;
-
-/// What is queued for a connection.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Durable messages of one room, encoded once for all.
-    Batch(Arc<RoomBatch>),
-    /// An ephemeral frame shared by many connections.
-    Shared(Arc<SharedFrame>),
-    /// A frame for this connection only (replies). Boxed, like `Remove`, so
-    /// a queue slot stays two words: every idle connection holds a block of
-    /// slots.
-    Own(Box<proto::client::v1::ServerFrame>),
-    /// room-biz removed this user from a room (kick, block): stop delivering it.
-    Remove(Box<Removal>),
-}
-
-/// Why a user's fan-out for a room stops.
-#[derive(Debug)]
-pub(crate) struct Removal {
-    pub(crate) room: Arc<str>,
-    pub(crate) reason: String,
-}
+use crate::outbound::Outbound;
 
 /// A drained queue keeps at most this many slots allocated.
 const IDLE_QUEUE_SLOTS: usize = 4;

@@ -5,10 +5,16 @@
 //! # Layout
 //! - [`config`]: settings and defaults.
 //! - `codec`: frames ↔ WebSocket messages (protobuf or JSON), encoded once.
+//! - `cursor`: where a reader is in a room's stream and what each fact about
+//!   the stream means for it (order, holes, overlaps, resets, resume): pure,
+//!   used by the feeds and the sessions alike.
+//! - `outbound`: what is queued for a connection (`Outbound`) and room
+//!   batches encoded once.
 //! - `session`: one task per connection.
 //! - `handle`: the cheap handle fan-out uses (bounded queue, lag flags).
 //! - `registry`: sessions by user.
 //! - `feeds`: the local room index and the per-room feed task.
+//! - `commands`: what the upstream actor is told (`UpstreamCmd`).
 //! - `upstream`: Attach streams to the push nodes.
 //! - `pull`: reading a room's stream from its push node.
 //! - `quic`: the QUIC transport (TLS, length-delimited frames on one stream).
@@ -22,9 +28,12 @@ pub mod process;
 
 mod biz;
 mod codec;
+mod commands;
+mod cursor;
 mod feeds;
 mod handle;
 mod metrics;
+mod outbound;
 mod pull;
 mod quic;
 mod registry;
@@ -92,7 +101,7 @@ pub(crate) struct Ctx {
     pub(crate) registry: registry::Registry,
     pub(crate) directory: PushDirectory,
     pub(crate) biz: biz::BizLink,
-    pub(crate) upstream: mpsc::Sender<upstream::UpstreamCmd>,
+    pub(crate) upstream: mpsc::Sender<commands::UpstreamCmd>,
     /// Cancelled when draining starts: sessions say go-away (spread over the
     /// drain window) and close.
     pub(crate) sessions_stop: CancellationToken,

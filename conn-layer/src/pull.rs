@@ -6,6 +6,8 @@ use common::push_directory::PushDirectory;
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::PullRequest;
 
+use crate::cursor::ReadFacts;
+
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -25,6 +27,18 @@ pub(crate) struct Range {
     /// Contiguous from `after + 1` unless `truncated`.
     pub(crate) messages: Vec<RoomMessage>,
     pub(crate) truncated: bool,
+}
+
+impl Range {
+    /// The positions the cursor decides on.
+    pub(crate) fn facts(&self) -> ReadFacts {
+        ReadFacts {
+            epoch: self.epoch,
+            head: self.head,
+            truncated: self.truncated,
+            last: self.messages.last().map(|m| m.seq),
+        }
+    }
 }
 
 /// One pull (`limit == 0` reads only the head).

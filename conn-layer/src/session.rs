@@ -1,11 +1,12 @@
 //! One client connection: handshake, then a single task that reads client
 //! frames, writes queued frames in per-room seq order, and keeps heartbeats.
 //!
-//! Each room the client joined has a cursor `(epoch, seq)`. Shared batches
-//! from the room feed are written as-is when they continue the cursor; a hole
-//! (dropped under lag) is pulled from history first; an overlap is trimmed.
-//! So the client sees every durable message once, in order, or is told it
-//! cannot (`Joined{recovered: false}` with a fresh snapshot).
+//! Each room the client joined has a [`Cursor`]; it decides, the session does
+//! the I/O. Shared batches from the room feed are written as-is when they
+//! continue the cursor; a hole (dropped under lag) is pulled from history
+//! first; an overlap is trimmed. So the client sees every durable message
+//! once, in order, or is told it cannot (`Joined{recovered: false}` with a
+//! fresh snapshot).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,14 +23,16 @@ use proto::client::v1::{
     ClientFrame, Code, Error as ErrorFrame, GoAway, Join, Joined, Lagged, Leave, Left, Pong,
     Publish, Reply, RoomMessage, ServerFrame, Welcome, client_frame, server_frame,
 };
+use proto::internal::v1::JoinPurpose;
 use tracing::Instrument;
 
 use crate::Ctx;
 use crate::codec::{self, Inbound, Wire};
-use crate::feeds::{RoomBatch, delivery_frame};
-use crate::handle::{Outbound, Removal, SessionHandle, Wake};
-use crate::pull::{pull_once, pull_range};
-use crate::upstream::UpstreamCmd;
+use crate::commands::UpstreamCmd;
+use crate::cursor::{self, Cursor, History, Place, Start};
+use crate::handle::{SessionHandle, Wake};
+use crate::outbound::{Outbound, Removal, RoomBatch, delivery_frame};
+use crate::pull::pull_range;
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 mod close {
@@ -336,17 +339,13 @@ async fn last_words<S: Outgoing, R: Incoming>(
     let _ = tokio::time::timeout_at(deadline, drain).await;
 }
 
-struct RoomCursor {
-    epoch: u64,
-    seq: u64,
-}
-
 struct Session<S> {
     ctx: Arc<Ctx>,
     wire: Wire,
     sink: S,
     handle: SessionHandle,
-    rooms: HashMap<Arc<str>, RoomCursor>,
+    /// Per joined room, what this client has been sent.
+    rooms: HashMap<Arc<str>, Cursor>,
     limiter: DefaultDirectRateLimiter,
     strikes: u32,
     /// Frames were fed to the sink since the last flush.
@@ -661,7 +660,7 @@ impl<S: Outgoing> Session<S> {
         let ctx = self.ctx.clone();
         let snapshot = match ctx
             .biz
-            .authorize(&self.handle.uid, &room, &self.handle.id)
+            .authorize(&self.handle.uid, &room, &self.handle.id, JoinPurpose::Join)
             .await
         {
             Ok(s) => s,
@@ -681,7 +680,7 @@ impl<S: Outgoing> Session<S> {
             }
             None => Err("the push layer did not acknowledge the room in time".to_string()),
         };
-        let (epoch, start_seq, recovered, missed) = match start {
+        let (start, recovered, missed) = match start {
             Ok(s) => s,
             Err(why) => {
                 if !self.rooms.contains_key(&room) {
@@ -696,13 +695,7 @@ impl<S: Outgoing> Session<S> {
                     .await;
             }
         };
-        self.rooms.insert(
-            room.clone(),
-            RoomCursor {
-                epoch,
-                seq: start_seq,
-            },
-        );
+        self.rooms.insert(room.clone(), start);
         ctx.metrics
             .joins
             .with_label_values(&[if recovered { "resumed" } else { "ok" }])
@@ -710,45 +703,47 @@ impl<S: Outgoing> Session<S> {
         let joined = Joined {
             r#ref: j.r#ref,
             room: j.room,
-            epoch,
-            start_seq,
+            epoch: start.epoch,
+            start_seq: start.seq,
             recovered,
             snapshot: Some(snapshot),
         };
         self.write_own(&frame(server_frame::Frame::Joined(joined)))
             .await?;
-        self.write_messages(&room, epoch, missed).await
+        self.write_messages(&room, start.epoch, missed).await
     }
 
-    /// Where a joining client starts: after its resume point if the history
-    /// still reaches it in the same epoch, else where the room's feed is (what
-    /// follows reaches the session through the feed, without a pull).
+    /// Where a joining client starts (the cursor decides; history is read
+    /// only when the feed's position cannot tell), whether it recovered, and
+    /// the messages it missed.
     async fn start_position(
         &self,
         feed: &crate::feeds::Feed,
         room: &str,
         resume: Option<&proto::client::v1::Resume>,
         timeout: Duration,
-    ) -> Result<(u64, u64, bool, Vec<RoomMessage>), String> {
-        let dir = &self.ctx.directory;
-        if let Some(r) = resume {
-            let range = pull_range(
-                dir,
-                room,
-                r.last_seq,
-                None,
-                self.ctx.cfg.pull_batch,
-                timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if range.epoch == r.epoch && !range.truncated && r.last_seq <= range.head {
-                let last = range.messages.last().map(|m| m.seq).unwrap_or(r.last_seq);
-                return Ok((range.epoch, last, true, range.messages));
-            }
+    ) -> Result<(Cursor, bool, Vec<RoomMessage>), String> {
+        let position = feed.position();
+        let after = match cursor::resume_start(position, resume) {
+            Start::Resumed(start) => return Ok((start, true, Vec::new())),
+            Start::Fresh(start) => return Ok((start, false, Vec::new())),
+            Start::ReadHistory { after } => after,
+        };
+        let range = pull_range(
+            &self.ctx.directory,
+            room,
+            after,
+            None,
+            self.ctx.cfg.pull_batch,
+            timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let facts = range.facts();
+        match resume.map(|r| cursor::resume_from_history(position, r, &facts)) {
+            Some(Start::Resumed(start)) => Ok((start, true, range.messages)),
+            _ => Ok((position, false, Vec::new())),
         }
-        let (epoch, seq) = feed.position();
-        Ok((epoch, seq, false, Vec::new()))
     }
 
     async fn leave(&mut self, l: Leave) -> Result<(), ()> {
@@ -875,38 +870,34 @@ impl<S: Outgoing> Session<S> {
         let Some(cursor) = self.rooms.get(&batch.room) else {
             return Ok(());
         };
-        if cursor.epoch != batch.epoch {
-            Box::pin(self.reset_room(&batch.room)).await?;
-        } else if batch.first_seq > cursor.seq + 1 {
-            Box::pin(self.fill(&batch.room, Some(batch.first_seq - 1))).await?;
+        match cursor.place(batch.epoch, batch.first_seq, batch.last_seq) {
+            // The fresh snapshot covers this batch: start after it.
+            Place::OtherEpoch => {
+                let start = Cursor::new(batch.epoch, batch.last_seq);
+                Box::pin(self.reset_room(&batch.room, start)).await?;
+            }
+            Place::Gap { upto, .. } => Box::pin(self.fill(&batch.room, Some(upto))).await?,
+            Place::Covered | Place::Next | Place::Overlap { .. } => {}
         }
         let Some(cursor) = self.rooms.get_mut(&batch.room) else {
             return Ok(());
         };
-        if cursor.epoch != batch.epoch
-            || batch.last_seq <= cursor.seq
-            || batch.first_seq > cursor.seq + 1
-        {
-            return Ok(());
-        }
-        let message = if batch.first_seq == cursor.seq + 1 {
-            batch.frame.message(self.wire)
-        } else {
+        let message = match cursor.place(batch.epoch, batch.first_seq, batch.last_seq) {
+            Place::Next => batch.frame.message(self.wire),
             // Overlap after a join or a fill: send only what is new.
-            let fresh: Vec<RoomMessage> = batch
-                .messages()
-                .iter()
-                .filter(|m| m.seq > cursor.seq)
-                .cloned()
-                .collect();
-            let first = cursor.seq + 1;
-            codec::encode(
-                self.wire,
-                &delivery_frame(&batch.room, batch.epoch, first, batch.last_seq, fresh),
-            )
+            Place::Overlap { from } => {
+                let fresh = cursor.fresh(batch.messages().to_vec());
+                codec::encode(
+                    self.wire,
+                    &delivery_frame(&batch.room, batch.epoch, from, batch.last_seq, fresh),
+                )
+            }
+            // Covered, or a fill or reset that could not complete: the next
+            // batch or lag recovery tries again.
+            Place::Covered | Place::Gap { .. } | Place::OtherEpoch => return Ok(()),
         };
         let count = batch.last_seq - cursor.seq;
-        cursor.seq = batch.last_seq;
+        cursor.advance(batch.last_seq);
         self.write(message).await?;
         self.ctx.metrics.deliveries.inc_by(count);
         Ok(())
@@ -919,6 +910,7 @@ impl<S: Outgoing> Session<S> {
             return Ok(());
         };
         let (epoch, after) = (cursor.epoch, cursor.seq);
+        let cursor = *cursor;
         // What is already written (a Lagged frame) leaves before the pull waits.
         self.flush().await?;
         let timeout = Duration::from_millis(self.ctx.cfg.request_timeout_ms);
@@ -939,28 +931,35 @@ impl<S: Outgoing> Session<S> {
                 return Ok(());
             }
         };
-        if range.epoch != epoch || range.truncated {
-            return self.reset_room(room).await;
+        match cursor.history(&range.facts()) {
+            History::Continues => {}
+            // The read already says where the stream is: no second read.
+            History::NewEpoch | History::Truncated => {
+                return self
+                    .reset_room(room, Cursor::new(range.epoch, range.head))
+                    .await;
+            }
         }
         if let Some(last) = range.messages.last().map(|m| m.seq)
             && let Some(c) = self.rooms.get_mut(room)
         {
-            c.seq = last;
+            c.advance(last);
         }
         self.write_messages(room, epoch, range.messages).await
     }
 
     /// The room's stream restarted or history no longer covers the client:
-    /// send a fresh snapshot with `recovered = false` and continue from the head.
-    async fn reset_room(&mut self, room: &Arc<str>) -> Result<(), ()> {
+    /// send a fresh snapshot with `recovered = false` and continue from
+    /// `start`, which the batch or read that revealed the reset gives. The
+    /// snapshot is re-read without a join (no `member_joined`, no join count).
+    async fn reset_room(&mut self, room: &Arc<str>, start: Cursor) -> Result<(), ()> {
         self.flush().await?;
         let ctx = self.ctx.clone();
-        let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
         let mut attempt = 0u32;
         let snapshot = loop {
             match ctx
                 .biz
-                .authorize(&self.handle.uid, room, &self.handle.id)
+                .authorize(&self.handle.uid, room, &self.handle.id, JoinPurpose::Resync)
                 .await
             {
                 Ok(s) => break Ok(s),
@@ -992,25 +991,12 @@ impl<S: Outgoing> Session<S> {
                     .await;
             }
         };
-        let head = match pull_once(&ctx.directory, room, 0, 0, timeout).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(%room, error = %e, "Cannot read the head for a reset.");
-                return Ok(());
-            }
-        };
-        self.rooms.insert(
-            room.clone(),
-            RoomCursor {
-                epoch: head.epoch,
-                seq: head.head,
-            },
-        );
+        self.rooms.insert(room.clone(), start);
         let joined = Joined {
             r#ref: 0,
             room: room.to_string(),
-            epoch: head.epoch,
-            start_seq: head.head,
+            epoch: start.epoch,
+            start_seq: start.seq,
             recovered: false,
             snapshot: Some(snapshot),
         };

@@ -23,35 +23,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::codec::SharedFrame;
+use crate::commands::UpstreamCmd;
 use crate::feeds::FeedEvent;
+use crate::outbound::{Outbound, Removal};
 
-/// The user-targeted push kind room-biz sends when it removes a user from a
-/// room (`{"room": …}` in the body): conn nodes stop that room's fan-out to them.
-pub(crate) const REMOVED_FROM_ROOM_KIND: &str = "kicked";
 /// Frames queued towards one push node.
 const LINK_QUEUE: usize = 4096;
 /// How often batched member-count changes are sent.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Commands for the upstream actor.
-#[derive(Debug)]
-pub(crate) enum UpstreamCmd {
-    /// A room's member count on this node changed (0 = gone).
-    RoomChanged(Arc<str>),
-    /// A user's first session opened here.
-    UserOnline(Arc<str>),
-    /// A user's last session closed here.
-    UserOffline(Arc<str>),
-    LinkUp {
-        node: String,
-        tx: mpsc::Sender<ConnToPush>,
-        generation: u64,
-    },
-    LinkDown {
-        node: String,
-        generation: u64,
-    },
-}
 
 struct Link {
     addr: String,
@@ -411,15 +390,12 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
         push_to_conn::Msg::Users(u) => {
             // A removal (kick, block) also ends the fan-out to that user's
             // sockets in the room; the push itself still reaches them.
-            let removal = (u.kind == REMOVED_FROM_ROOM_KIND)
-                .then(|| serde_json::from_slice::<serde_json::Value>(&u.body).ok())
-                .flatten()
-                .and_then(|b| b["room"].as_str().map(Arc::<str>::from));
-            if let Some(room) = &removal {
+            if let Some(removal) = &u.removal {
+                let room = Arc::<str>::from(removal.room.as_str());
                 for uid in &u.uids {
                     for session in ctx.registry.sessions_of(uid) {
                         session.offer_ephemeral(
-                            crate::handle::Outbound::Remove(Box::new(crate::handle::Removal {
+                            Outbound::Remove(Box::new(Removal {
                                 room: room.clone(),
                                 reason: u.kind.clone(),
                             })),
@@ -438,10 +414,7 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
             }));
             for uid in &u.uids {
                 for session in ctx.registry.sessions_of(uid) {
-                    session.offer_ephemeral(
-                        crate::handle::Outbound::Shared(frame.clone()),
-                        &ctx.metrics,
-                    );
+                    session.offer_ephemeral(Outbound::Shared(frame.clone()), &ctx.metrics);
                 }
             }
         }

@@ -614,6 +614,7 @@ async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
             room: room.clone(),
             node_id: "conn-1".into(),
             session_id: format!("s-{uid}"),
+            ..Default::default()
         };
         let snapshot = biz.authorize_join(join).await.expect("join").into_inner();
         let snapshot = snapshot.snapshot.expect("snapshot");

@@ -1,7 +1,6 @@
 //! Shared state of a push node: rooms, attached conn nodes and the user → node map.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,24 +9,16 @@ use dashmap::DashMap;
 use message_log::MessageLog;
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
-    PullReply, PushToConn, RoomCount, Subscribed, UserDelivery, push_to_conn,
+    PullReply, PushToConn, RoomCount, RoomRemoval, Subscribed, UserDelivery, push_to_conn,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::conn_nodes::{ConnHandle, ConnNodes};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::room::{self, Mode, PublishCmd, Room};
-
-/// The downstream of one attached conn node.
-#[derive(Clone)]
-pub(crate) struct ConnHandle {
-    pub(crate) tx: mpsc::Sender<PushToConn>,
-    /// Cancelled to reset the stream (overflow, replacement, shutdown).
-    pub(crate) kill: CancellationToken,
-    pub(crate) generation: u64,
-}
+use crate::room::{self, Mode, PublishCmd, Publishing, Room};
 
 pub(crate) struct Hub {
     pub(crate) cfg: Config,
@@ -36,12 +27,13 @@ pub(crate) struct Hub {
     pub(crate) metrics: Metrics,
     shutdown: CancellationToken,
     rooms: DashMap<String, Arc<Room>>,
-    conns: DashMap<Arc<str>, ConnHandle>,
+    conns: Arc<ConnNodes>,
+    /// What each room's publisher task is given.
+    publishing: Arc<Publishing>,
     /// Rooms each conn node subscribed, to clean up when its stream ends.
     node_rooms: DashMap<Arc<str>, HashSet<String>>,
     /// uid → conn nodes holding a session of that user.
     users: Mutex<HashMap<String, HashSet<Arc<str>>>>,
-    generations: AtomicU64,
 }
 
 impl Hub {
@@ -52,6 +44,14 @@ impl Hub {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let conns = Arc::new(ConnNodes::new(cfg.conn_queue_capacity, metrics.clone()));
+        let publishing = Arc::new(Publishing {
+            log: log.clone(),
+            conns: conns.clone(),
+            metrics: metrics.clone(),
+            batch_max: cfg.publish_batch_max.max(1),
+            window: Duration::from_millis(cfg.broadcast_window_ms),
+        });
         Arc::new(Self {
             cfg,
             log,
@@ -59,10 +59,10 @@ impl Hub {
             metrics,
             shutdown,
             rooms: DashMap::new(),
-            conns: DashMap::new(),
+            conns,
+            publishing,
             node_rooms: DashMap::new(),
             users: Mutex::new(HashMap::new()),
-            generations: AtomicU64::new(1),
         })
     }
 
@@ -79,12 +79,10 @@ impl Hub {
         for room in self.rooms.iter() {
             room.closed.cancel();
         }
-        for conn in self.conns.iter() {
-            conn.kill.cancel();
-        }
+        self.conns.close();
     }
 
-    fn room(self: &Arc<Self>, id: &str) -> Arc<Room> {
+    fn room(&self, id: &str) -> Arc<Room> {
         if let Some(room) = self.rooms.get(id).map(|r| r.clone()) {
             return room;
         }
@@ -93,7 +91,11 @@ impl Hub {
             .entry(id.to_string())
             .or_insert_with(|| {
                 let (room, rx) = Room::new(id, self.cfg.ring_size, self.cfg.room_queue_capacity);
-                tokio::spawn(room::run_publisher(self.clone(), room.clone(), rx));
+                tokio::spawn(room::run_publisher(
+                    self.publishing.clone(),
+                    room.clone(),
+                    rx,
+                ));
                 room
             })
             .clone();
@@ -103,7 +105,7 @@ impl Hub {
 
     /// Append a durable message; returns `(epoch, seq)`.
     pub(crate) async fn publish(
-        self: &Arc<Self>,
+        &self,
         room_id: &str,
         message: RoomMessage,
     ) -> Result<(u64, u64), Error> {
@@ -137,7 +139,7 @@ impl Hub {
             None => Vec::new(),
         };
         self.metrics.published.with_label_values(&["false"]).inc();
-        self.send_to_nodes(&targets, &frame);
+        self.conns.send_to_nodes(&targets, &frame);
     }
 
     /// Read after `after_seq`: ring first, message log otherwise.
@@ -206,31 +208,17 @@ impl Hub {
 
     /// Register a conn node's downstream; replaces (and resets) an older one.
     pub(crate) fn attach(&self, node_id: Arc<str>) -> (ConnHandle, mpsc::Receiver<PushToConn>) {
-        let (tx, rx) = mpsc::channel(self.cfg.conn_queue_capacity);
-        let handle = ConnHandle {
-            tx,
-            kill: CancellationToken::new(),
-            generation: self.generations.fetch_add(1, Ordering::Relaxed),
-        };
-        if let Some(old) = self.conns.insert(node_id.clone(), handle.clone()) {
-            old.kill.cancel();
-        }
+        let (handle, rx) = self.conns.attach(node_id.clone());
         // The new stream re-sends its whole interest; forget the old one.
         self.clear_node(&node_id);
-        self.metrics.conn_nodes.set(self.conns.len() as i64);
         tracing::info!(%node_id, "Conn node attached.");
         (handle, rx)
     }
 
     /// The stream of `generation` ended: forget the node unless a newer stream replaced it.
     pub(crate) fn detach(&self, node_id: &Arc<str>, generation: u64) {
-        let removed = self
-            .conns
-            .remove_if(node_id, |_, h| h.generation == generation)
-            .is_some();
-        if removed {
+        if self.conns.detach(node_id, generation) {
             self.clear_node(node_id);
-            self.metrics.conn_nodes.set(self.conns.len() as i64);
             tracing::info!(%node_id, "Conn node detached.");
         }
     }
@@ -273,7 +261,7 @@ impl Hub {
     /// Apply a conn node's member counts; newly subscribed rooms are acknowledged
     /// with the head after which every message will reach the node.
     pub(crate) async fn interest(
-        self: &Arc<Self>,
+        &self,
         node_id: &Arc<str>,
         handle: &ConnHandle,
         rooms: Vec<RoomCount>,
@@ -339,7 +327,7 @@ impl Hub {
                     head_seq,
                 })),
             };
-            self.send(node_id, handle, ack);
+            self.conns.send(node_id, handle, ack);
         }
     }
 
@@ -367,6 +355,7 @@ impl Hub {
         kind: &str,
         body: &bytes::Bytes,
         ts_ms: u64,
+        removal: Option<&RoomRemoval>,
     ) -> u32 {
         let mut per_node: HashMap<Arc<str>, Vec<String>> = HashMap::new();
         let mut online = 0;
@@ -388,36 +377,14 @@ impl Hub {
                     kind: kind.to_string(),
                     body: body.clone(),
                     ts_ms,
+                    removal: removal.cloned(),
                 })),
             };
-            self.send_to_nodes(std::slice::from_ref(&node), &frame);
+            self.conns
+                .send_to_nodes(std::slice::from_ref(&node), &frame);
         }
         self.metrics.user_pushes.inc();
         online
-    }
-
-    pub(crate) fn send_to_nodes(&self, nodes: &[Arc<str>], frame: &PushToConn) {
-        for node in nodes {
-            if let Some(handle) = self.conns.get(node).map(|h| h.clone()) {
-                self.send(node, &handle, frame.clone());
-            }
-        }
-    }
-
-    /// Never wait on a conn node: a full queue resets its stream, and the node
-    /// re-attaches and pulls from where it was.
-    fn send(&self, node_id: &Arc<str>, handle: &ConnHandle, frame: PushToConn) {
-        match handle.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !handle.kill.is_cancelled() {
-                    tracing::warn!(%node_id, "Conn node stream is full; resetting it.");
-                    self.metrics.conn_overflows.inc();
-                    handle.kill.cancel();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => handle.kill.cancel(),
-        }
     }
 
     fn sweep(&self, idle: Duration) {

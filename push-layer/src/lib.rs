@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //! - [`config`]: settings and defaults.
-//! - `hub`: shared state: rooms, attached conn nodes, user → node map.
-//! - `room`: one room: ring of recent messages, subscribers, mode, publisher task.
+//! - `hub`: shared state: rooms, their subscribers, user → node map.
+//! - `room`: one room: ring of recent messages, subscribers, mode, publisher
+//!   task (given the log and the conn nodes, never the hub).
+//! - `conn_nodes`: the attached conn nodes and the non-blocking send to them.
 //! - `ring`: the ring buffer of recent messages.
 //! - `grpc`: the `Push` gRPC service (proto ↔ hub only).
 //! - [`process`]: the `roomcast-push` binary: config, engines, listeners.
@@ -13,6 +15,7 @@
 //! - [`error`]: typed errors.
 
 pub mod config;
+mod conn_nodes;
 pub mod error;
 mod grpc;
 mod hub;

@@ -11,8 +11,11 @@ use proto::internal::v1::{Broadcast, Notify, PushToConn, push_to_conn};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use message_log::MessageLog;
+
+use crate::conn_nodes::ConnNodes;
 use crate::error::Error;
-use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::ring::Ring;
 
 /// How a room reaches its conn nodes.
@@ -101,15 +104,26 @@ impl Room {
     }
 }
 
+/// What every room's publisher task is given (shared, built once by the hub).
+pub(crate) struct Publishing {
+    pub(crate) log: Arc<dyn MessageLog>,
+    pub(crate) conns: Arc<ConnNodes>,
+    pub(crate) metrics: Metrics,
+    /// Publishes appended to the log in one call, at most.
+    pub(crate) batch_max: usize,
+    /// How long broadcast messages wait to leave together (0: at once).
+    pub(crate) window: Duration,
+}
+
 /// The publisher task of one room: drain queued publishes into one log append,
-/// put them in the ring in seq order, answer the callers, and fan out.
+/// put them in the ring in seq order, answer the callers, and fan out through
+/// `out` (the log and the conn nodes).
 pub(crate) async fn run_publisher(
-    hub: Arc<Hub>,
+    out: Arc<Publishing>,
     room: Arc<Room>,
     mut rx: mpsc::Receiver<PublishCmd>,
 ) {
-    let batch_max = hub.cfg.publish_batch_max.max(1);
-    let window = Duration::from_millis(hub.cfg.broadcast_window_ms);
+    let (batch_max, window) = (out.batch_max, out.window);
     let mut pending: Vec<RoomMessage> = Vec::new();
     let mut pending_epoch = 0;
     let mut flush_at: Option<tokio::time::Instant> = None;
@@ -117,7 +131,7 @@ pub(crate) async fn run_publisher(
         let cmd = tokio::select! {
             cmd = rx.recv() => cmd,
             _ = sleep_until(flush_at) => {
-                flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                flush_broadcast(&out, &room, pending_epoch, &mut pending);
                 flush_at = None;
                 continue;
             }
@@ -131,7 +145,7 @@ pub(crate) async fn run_publisher(
                 Err(_) => break,
             }
         }
-        let Some((epoch, appended, mode, targets)) = append(&hub, &room, batch).await else {
+        let Some((epoch, appended, mode, targets)) = append(&out, &room, batch).await else {
             continue;
         };
         match mode {
@@ -144,24 +158,24 @@ pub(crate) async fn run_publisher(
                         seq,
                     })),
                 };
-                hub.send_to_nodes(&targets, &frame);
-                hub.metrics.notifies.inc_by(targets.len() as u64);
+                out.conns.send_to_nodes(&targets, &frame);
+                out.metrics.notifies.inc_by(targets.len() as u64);
             }
             Mode::Broadcast => {
                 if pending_epoch != epoch && !pending.is_empty() {
-                    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                    flush_broadcast(&out, &room, pending_epoch, &mut pending);
                 }
                 pending_epoch = epoch;
                 pending.extend(appended);
                 if window.is_zero() {
-                    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+                    flush_broadcast(&out, &room, pending_epoch, &mut pending);
                 } else if flush_at.is_none() {
                     flush_at = Some(tokio::time::Instant::now() + window);
                 }
             }
         }
     }
-    flush_broadcast(&hub, &room, pending_epoch, &mut pending);
+    flush_broadcast(&out, &room, pending_epoch, &mut pending);
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -173,11 +187,11 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 type Appended = (u64, Vec<RoomMessage>, Mode, Vec<Arc<str>>);
 
-async fn append(hub: &Hub, room: &Room, batch: Vec<PublishCmd>) -> Option<Appended> {
+async fn append(out: &Publishing, room: &Room, batch: Vec<PublishCmd>) -> Option<Appended> {
     let messages: Vec<RoomMessage> = batch.iter().map(|c| c.message.clone()).collect();
     let started = Instant::now();
-    let result = hub.log.append(&room.id, &messages).await;
-    hub.metrics
+    let result = out.log.append(&room.id, &messages).await;
+    out.metrics
         .append_seconds
         .observe(started.elapsed().as_secs_f64());
     let appended = match result {
@@ -213,7 +227,7 @@ async fn append(hub: &Hub, room: &Room, batch: Vec<PublishCmd>) -> Option<Append
         state.last_active = Instant::now();
         (state.mode, state.targets())
     };
-    hub.metrics
+    out.metrics
         .published
         .with_label_values(&["true"])
         .inc_by(messages.len() as u64);
@@ -223,7 +237,7 @@ async fn append(hub: &Hub, room: &Room, batch: Vec<PublishCmd>) -> Option<Append
     Some((appended.epoch, messages, mode, targets))
 }
 
-fn flush_broadcast(hub: &Hub, room: &Room, epoch: u64, pending: &mut Vec<RoomMessage>) {
+fn flush_broadcast(out: &Publishing, room: &Room, epoch: u64, pending: &mut Vec<RoomMessage>) {
     if pending.is_empty() {
         return;
     }
@@ -236,8 +250,8 @@ fn flush_broadcast(hub: &Hub, room: &Room, epoch: u64, pending: &mut Vec<RoomMes
             messages,
         })),
     };
-    hub.send_to_nodes(&targets, &frame);
-    hub.metrics.broadcast_batches.inc_by(targets.len() as u64);
+    out.conns.send_to_nodes(&targets, &frame);
+    out.metrics.broadcast_batches.inc_by(targets.len() as u64);
 }
 
 #[cfg(test)]

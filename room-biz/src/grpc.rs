@@ -1,5 +1,6 @@
 //! The `Biz` gRPC service conn nodes call. Thin: proto in, domain call, proto
-//! out; domain errors become `Status` here and nowhere else.
+//! out; domain refusals become reply codes here and nowhere else (biz.proto,
+//! "Errors").
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use proto::client::v1::{Code, RoomSnapshot};
 use proto::internal::v1::biz_server::{Biz, BizServer};
 use proto::internal::v1::{
-    ActionReply, ActionRequest, JoinDecision, JoinRequest, LeaveAck, LeaveNotice,
+    ActionReply, ActionRequest, JoinDecision, JoinPurpose, JoinRequest, LeaveAck, LeaveNotice,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::actions::ActionCall;
 use crate::error::JoinError;
-use crate::join::{self, JoinGrant};
+use crate::join::{self, Entry, JoinGrant};
 use crate::shared::Shared;
 
 /// The service implementation.
@@ -37,14 +38,19 @@ impl BizService {
     }
 }
 
-fn join_status(error: &JoinError) -> Status {
-    let message = error.to_string();
-    match error {
-        JoinError::Missing(_) => Status::invalid_argument(message),
-        JoinError::NotFound(_) => Status::not_found(message),
-        JoinError::Ended(_) => Status::failed_precondition(message),
-        JoinError::Forbidden(_) => Status::permission_denied(message),
-        JoinError::Store(_) => Status::unavailable(message),
+/// A refused join as the reply carries it (biz.proto, "Errors").
+fn join_refusal(error: &JoinError) -> JoinDecision {
+    let code = match error {
+        JoinError::Missing(_) => Code::BadRequest,
+        JoinError::NotFound(_) => Code::RoomNotFound,
+        JoinError::Ended(_) => Code::RoomEnded,
+        JoinError::Forbidden(_) => Code::Forbidden,
+        JoinError::Store(_) => Code::Unavailable,
+    };
+    JoinDecision {
+        snapshot: None,
+        code: code as i32,
+        message: error.to_string(),
     }
 }
 
@@ -66,20 +72,38 @@ impl Biz for BizService {
     ) -> Result<Response<JoinDecision>, Status> {
         let req = request.into_inner();
         let rooms = &self.shared.backends.rooms;
-        let result =
-            join::authorize(rooms, &req.room, &req.uid, &req.session_id, &req.node_id).await;
-        let label = result.as_ref().map_or_else(JoinError::label, |_| "ok");
+        let entry = match req.purpose() {
+            JoinPurpose::Join => Entry::Join,
+            JoinPurpose::Resync => Entry::Resync,
+        };
+        let result = join::authorize(
+            rooms,
+            &req.room,
+            &req.uid,
+            &req.session_id,
+            &req.node_id,
+            entry,
+        )
+        .await;
+        // A resync is no join: it is counted apart.
+        let label = match &result {
+            Ok(_) if entry == Entry::Resync => "resync",
+            Ok(_) => "ok",
+            Err(error) => error.label(),
+        };
         self.shared.metrics.joins.with_label_values(&[label]).inc();
         match result {
             Ok(grant) => {
-                tracing::debug!(room = %req.room, uid = %req.uid, members = grant.members, "Join authorized.");
+                tracing::debug!(room = %req.room, uid = %req.uid, members = grant.members, ?entry, "Join authorized.");
                 Ok(Response::new(JoinDecision {
                     snapshot: Some(snapshot(&grant)),
+                    code: Code::Ok as i32,
+                    message: String::new(),
                 }))
             }
             Err(error) => {
                 tracing::debug!(room = %req.room, uid = %req.uid, %error, "Join refused.");
-                Err(join_status(&error))
+                Ok(Response::new(join_refusal(&error)))
             }
         }
     }

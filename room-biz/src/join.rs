@@ -35,6 +35,17 @@ impl JoinGrant {
     }
 }
 
+/// Why a conn node asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A client joins: counted and announced (`member_joined`).
+    Join,
+    /// The room's stream reset on the conn node: it re-reads the snapshot for
+    /// a member already in. The rule is checked again and the session kept
+    /// registered (idempotent), but nothing is announced.
+    Resync,
+}
+
 /// Admit `uid` (on `session_id`, held by conn node `node_id`) to `room` and
 /// count it as a member.
 pub(crate) async fn authorize(
@@ -43,6 +54,7 @@ pub(crate) async fn authorize(
     uid: &str,
     session_id: &str,
     node_id: &str,
+    entry: Entry,
 ) -> Result<JoinGrant, JoinError> {
     if room.is_empty() {
         return Err(JoinError::Missing("room"));
@@ -81,7 +93,9 @@ pub(crate) async fn authorize(
     }
     viewer.stage.member = true;
     read.members = members;
-    rooms.joined(room, uid, role, members);
+    if entry == Entry::Join {
+        rooms.joined(room, uid, role, members);
+    }
     Ok(JoinGrant {
         state: read.snapshot_json(rooms.settings.polls_max),
         room: read.room,
@@ -127,11 +141,11 @@ mod tests {
             .await
             .expect("create");
 
-        let host = authorize(&b.rooms, &room.id, "alice", "s1", "conn-1")
+        let host = authorize(&b.rooms, &room.id, "alice", "s1", "conn-1", Entry::Join)
             .await
             .expect("host joins");
         assert_eq!((host.role, host.members), (Role::Host, 1));
-        let guest = authorize(&b.rooms, &room.id, "bob", "s2", "conn-1")
+        let guest = authorize(&b.rooms, &room.id, "bob", "s2", "conn-1", Entry::Join)
             .await
             .expect("guest joins");
         assert_eq!((guest.role, guest.members), (Role::Listener, 2));
@@ -149,14 +163,14 @@ mod tests {
     #[tokio::test]
     async fn unknown_ended_and_incomplete_joins_are_refused() {
         let b = backends(RecordingPusher::new());
-        let err = authorize(&b.rooms, "r-missing", "bob", "s1", "conn-1")
+        let err = authorize(&b.rooms, "r-missing", "bob", "s1", "conn-1", Entry::Join)
             .await
             .expect_err("unknown");
         assert!(
             matches!(err, JoinError::NotFound(ref r) if r == "r-missing"),
             "{err}"
         );
-        let err = authorize(&b.rooms, "", "bob", "s1", "conn-1")
+        let err = authorize(&b.rooms, "", "bob", "s1", "conn-1", Entry::Join)
             .await
             .expect_err("no room");
         assert_eq!(err.to_string(), "room is required");
@@ -164,7 +178,7 @@ mod tests {
         let room = b.store.create_room(NewRoom::titled("t", None)).await;
         let room = room.expect("create").id;
         b.store.end_room(&room).await.expect("end");
-        let err = authorize(&b.rooms, &room, "bob", "s1", "conn-1")
+        let err = authorize(&b.rooms, &room, "bob", "s1", "conn-1", Entry::Join)
             .await
             .expect_err("ended");
         assert!(matches!(err, JoinError::Ended(_)), "{err}");
@@ -186,12 +200,12 @@ mod tests {
         let private = b.store.create_room(private).await.expect("create").id;
         let forbidden = |r: Result<JoinGrant, JoinError>| matches!(r, Err(JoinError::Forbidden(_)));
         assert!(forbidden(
-            authorize(&b.rooms, &private, "bob", "s1", "c").await
+            authorize(&b.rooms, &private, "bob", "s1", "c", Entry::Join).await
         ));
-        authorize(&b.rooms, &private, "carol", "s1", "c")
+        authorize(&b.rooms, &private, "carol", "s1", "c", Entry::Join)
             .await
             .expect("invited");
-        authorize(&b.rooms, &private, "alice", "s1", "c")
+        authorize(&b.rooms, &private, "alice", "s1", "c", Entry::Join)
             .await
             .expect("owner");
 
@@ -206,12 +220,12 @@ mod tests {
             .await
             .expect("block");
         assert!(forbidden(
-            authorize(&b.rooms, &other, "mallory", "s1", "c").await
+            authorize(&b.rooms, &other, "mallory", "s1", "c", Entry::Join).await
         ));
         let kick = room_store::domain::rules::kick("alice", "dave", 1);
         b.rooms.apply(&other, &kick).await.expect("kick");
         assert!(forbidden(
-            authorize(&b.rooms, &other, "dave", "s1", "c").await
+            authorize(&b.rooms, &other, "dave", "s1", "c", Entry::Join).await
         ));
         assert_eq!(b.store.member_count(&other).await.expect("count"), 0);
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use prometheus::IntCounterVec;
 use proto::client::v1::{Code, Priority};
-use proto::internal::v1::{PushRoomRequest, PushUsersRequest};
+use proto::internal::v1::{PushRoomRequest, PushUsersRequest, RoomRemoval};
 use room_store::domain::entry::{self, Barred};
 use room_store::domain::poll::{PollState, PollView};
 use room_store::domain::room::{Role, Room, RoomState, UserStage};
@@ -257,6 +257,32 @@ impl Rooms {
         kind: &'static str,
         body: &Value,
     ) -> u32 {
+        self.push_users(uids, kind, body, None).await
+    }
+
+    /// Tell `uid` it was removed from `room` (kick, block) with `kind`: the
+    /// typed removal also makes conn nodes end that room's fan-out to it.
+    pub(crate) async fn notify_removed(
+        &self,
+        uid: &str,
+        room: &str,
+        kind: &'static str,
+        body: &Value,
+    ) -> u32 {
+        let removal = RoomRemoval {
+            room: room.to_owned(),
+        };
+        self.push_users(&[uid.to_owned()], kind, body, Some(removal))
+            .await
+    }
+
+    async fn push_users(
+        &self,
+        uids: &[String],
+        kind: &'static str,
+        body: &Value,
+        removal: Option<RoomRemoval>,
+    ) -> u32 {
         let body = bytes::Bytes::from(body.to_string());
         let mut online = 0;
         for batch in uids.chunks(USER_PUSH_BATCH) {
@@ -264,6 +290,7 @@ impl Rooms {
                 uids: batch.to_vec(),
                 kind: kind.to_owned(),
                 body: body.clone(),
+                removal: removal.clone(),
             };
             match self.pusher.push_users(request).await {
                 Ok(reply) => {

@@ -75,8 +75,12 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         room: "rNope".into(),
         ..JoinRequest::default()
     };
-    let status = biz.authorize_join(unknown).await.expect_err("unknown room");
-    assert_eq!(status.code(), tonic::Code::NotFound);
+    let decision = biz
+        .authorize_join(unknown)
+        .await
+        .expect("a refusal is an answer")
+        .into_inner();
+    assert_eq!(decision.code, Code::RoomNotFound as i32);
     let known = JoinRequest {
         uid: "bob".into(),
         room: room.clone(),

@@ -152,18 +152,22 @@ impl Stage {
 
     /// Pushes to one user that go with the room event.
     async fn tell_user(&self, rooms: &Rooms, room: &str, actor: &str, target: &str) {
-        let (kind, body) = match self.action {
-            Action::InviteSpeaker => (
-                events::USER_SPEAK_INVITE,
-                json!({"room": room, "by": actor}),
-            ),
-            Action::Kick | Action::Block => (
-                events::USER_KICKED,
-                json!({"room": room, "by": actor, "blocked": self.action == Action::Block}),
-            ),
-            _ => return,
-        };
-        rooms.notify_users(&[target.to_owned()], kind, &body).await;
+        match self.action {
+            Action::InviteSpeaker => {
+                let body = json!({"room": room, "by": actor});
+                rooms
+                    .notify_users(&[target.to_owned()], events::USER_SPEAK_INVITE, &body)
+                    .await;
+            }
+            Action::Kick | Action::Block => {
+                let body =
+                    json!({"room": room, "by": actor, "blocked": self.action == Action::Block});
+                rooms
+                    .notify_removed(target, room, events::USER_KICKED, &body)
+                    .await;
+            }
+            _ => {}
+        }
     }
 }
 

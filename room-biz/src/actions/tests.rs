@@ -408,10 +408,20 @@ async fn stage_changes_push_high_priority_durable_events_with_whole_user_state()
         pusher.sent_users().last().map(|u| u.kind.as_str()),
         Some("kicked")
     );
+    // Typed: conn nodes end the room's fan-out to the kicked user from this.
+    assert_eq!(
+        pusher
+            .sent_users()
+            .last()
+            .and_then(|u| u.removal.as_ref())
+            .map(|r| r.room.as_str()),
+        Some(room.as_str())
+    );
 
     // The kicked user is out and cannot come back.
     assert_eq!(b.store.member_count(&room).await.expect("count"), 2);
-    let rejoin = crate::join::authorize(&b.rooms, &room, "bob", "s2", "c").await;
+    let rejoin =
+        crate::join::authorize(&b.rooms, &room, "bob", "s2", "c", crate::join::Entry::Join).await;
     assert!(
         matches!(rejoin, Err(crate::error::JoinError::Forbidden(_))),
         "{rejoin:?}"
@@ -464,7 +474,9 @@ async fn blocks_keep_users_out_of_every_room_of_the_host() {
     );
     assert_eq!(b.store.member_count(&first).await.expect("count"), 0);
     for room in [&first, &second] {
-        let join = crate::join::authorize(&b.rooms, room, "troll", "s2", "c").await;
+        let join =
+            crate::join::authorize(&b.rooms, room, "troll", "s2", "c", crate::join::Entry::Join)
+                .await;
         assert!(
             matches!(join, Err(crate::error::JoinError::Forbidden(_))),
             "{join:?}"
@@ -472,9 +484,16 @@ async fn blocks_keep_users_out_of_every_room_of_the_host() {
         let like = act(&b, &table, room, "troll", "like", &json!({})).await;
         assert_eq!(like.map_err(|r| r.code).err(), Some(Code::Forbidden));
     }
-    crate::join::authorize(&b.rooms, &elsewhere, "troll", "s3", "c")
-        .await
-        .expect("other hosts' rooms are open");
+    crate::join::authorize(
+        &b.rooms,
+        &elsewhere,
+        "troll",
+        "s3",
+        "c",
+        crate::join::Entry::Join,
+    )
+    .await
+    .expect("other hosts' rooms are open");
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ use proto::internal::v1::{
 };
 use room_store::NewRoom;
 use tokio::sync::{Semaphore, mpsc};
-use tonic::Code as GrpcCode;
 use tonic::transport::Channel;
 
 use super::*;
@@ -52,7 +51,16 @@ fn join(room: &str, uid: &str, session_id: &str) -> JoinRequest {
         room: room.into(),
         node_id: "conn-1".into(),
         session_id: session_id.into(),
+        purpose: JoinPurpose::Join as i32,
     }
+}
+
+/// The refusal a decision carries (it must not be a grant).
+fn refusal(decision: JoinDecision) -> (Code, String) {
+    assert!(decision.snapshot.is_none(), "a refusal has no snapshot");
+    let code = Code::try_from(decision.code).expect("a known code");
+    assert_ne!(code, Code::Ok, "refused");
+    (code, decision.message)
 }
 
 #[tokio::test]
@@ -62,12 +70,15 @@ async fn joining_an_unknown_room_is_not_found() {
         CancellationToken::new(),
     )
     .await;
-    let status = client
+    let decision = client
         .authorize_join(join("rNope", "bob", "s1"))
         .await
-        .expect_err("unknown");
-    assert_eq!(status.code(), GrpcCode::NotFound);
-    assert_eq!(status.message(), "room rNope not found");
+        .expect("a refusal is an answer")
+        .into_inner();
+    assert_eq!(
+        refusal(decision),
+        (Code::RoomNotFound, "room rNope not found".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -79,8 +90,10 @@ async fn joins_return_a_snapshot_and_leaves_are_counted() {
     let host = client
         .authorize_join(join(&room, "alice", "s1"))
         .await
-        .expect("host");
-    let snap = host.into_inner().snapshot.expect("snapshot");
+        .expect("host")
+        .into_inner();
+    assert_eq!(host.code, Code::Ok as i32);
+    let snap = host.snapshot.expect("snapshot");
     assert_eq!(
         (snap.room.as_str(), snap.title.as_str()),
         (room.as_str(), "Jazz")
@@ -120,16 +133,104 @@ async fn joins_return_a_snapshot_and_leaves_are_counted() {
 }
 
 #[tokio::test]
+async fn a_resync_rereads_the_snapshot_without_a_join() {
+    let pusher = RecordingPusher::new();
+    let shared = shared(Config::default(), pusher.clone());
+    let room = new_room(&shared, Some("alice")).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+    // Presence notices are pushed by the background work.
+    let background = shared.clone();
+    let background = tokio::spawn(async move { background.backends.rooms.run().await });
+    let joined_uids = |pusher: &RecordingPusher| -> Vec<String> {
+        pusher
+            .ephemerals(&room)
+            .into_iter()
+            .filter(|(kind, _)| kind == "member_joined")
+            .filter_map(|(_, body)| body["uid"].as_str().map(str::to_owned))
+            .collect()
+    };
+    client
+        .authorize_join(join(&room, "bob", "s1"))
+        .await
+        .expect("join");
+
+    // bob's conn node saw the room's stream reset: it re-reads the snapshot.
+    let resync = JoinRequest {
+        purpose: JoinPurpose::Resync as i32,
+        ..join(&room, "bob", "s1")
+    };
+    let decision = client
+        .authorize_join(resync)
+        .await
+        .expect("resync")
+        .into_inner();
+    assert_eq!(decision.code, Code::Ok as i32);
+    let snap = decision.snapshot.expect("a fresh snapshot");
+    assert_eq!((snap.role.as_str(), snap.members), ("listener", 1));
+    let state: serde_json::Value = serde_json::from_slice(&snap.state).expect("state is JSON");
+    assert_eq!(state["you"]["member"], true);
+
+    // Presence notices leave in order within a room: once carol's join is
+    // announced, anything the resync had announced would be out too.
+    client
+        .authorize_join(join(&room, "carol", "s2"))
+        .await
+        .expect("join");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !joined_uids(&pusher).contains(&"carol".to_owned()) {
+        assert!(tokio::time::Instant::now() < deadline, "carol announced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        joined_uids(&pusher),
+        vec!["bob".to_owned(), "carol".to_owned()],
+        "one member_joined per join, none for the resync"
+    );
+    assert_eq!(
+        shared
+            .backends
+            .store
+            .member_count(&room)
+            .await
+            .expect("count"),
+        2
+    );
+    let joins = |label: &str| shared.metrics.joins.with_label_values(&[label]).get();
+    assert_eq!((joins("ok"), joins("resync")), (2, 1));
+
+    // The rule still holds on a resync: a kicked member is refused.
+    let kick = room_store::domain::rules::kick("alice", "bob", 1);
+    shared
+        .backends
+        .rooms
+        .apply(&room, &kick)
+        .await
+        .expect("kick");
+    let resync = JoinRequest {
+        purpose: JoinPurpose::Resync as i32,
+        ..join(&room, "bob", "s1")
+    };
+    let decision = client
+        .authorize_join(resync)
+        .await
+        .expect("an answer")
+        .into_inner();
+    assert_eq!(refusal(decision).0, Code::Forbidden);
+    background.abort();
+}
+
+#[tokio::test]
 async fn joining_an_ended_room_is_a_failed_precondition() {
     let shared = shared(Config::default(), RecordingPusher::new());
     let room = new_room(&shared, None).await;
     shared.backends.store.end_room(&room).await.expect("end");
     let mut client = serve(shared, CancellationToken::new()).await;
-    let status = client
+    let decision = client
         .authorize_join(join(&room, "bob", "s1"))
         .await
-        .expect_err("ended");
-    assert_eq!(status.code(), GrpcCode::FailedPrecondition);
+        .expect("a refusal is an answer")
+        .into_inner();
+    assert_eq!(refusal(decision).0, Code::RoomEnded);
 }
 
 /// Holds pushes whose body mentions "wait" until the test opens the gate.
@@ -285,13 +386,18 @@ async fn joins_still_work_after_redis_restarted_empty() {
     // the room metadata the store kept.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let snapshot = loop {
-        match client.authorize_join(join(&room, "carol", "s2")).await {
-            Ok(reply) => break reply.into_inner().snapshot.expect("snapshot"),
-            Err(status) if status.code() == GrpcCode::Unavailable => {
-                assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        let decision = client
+            .authorize_join(join(&room, "carol", "s2"))
+            .await
+            .expect("an answer")
+            .into_inner();
+        match Code::try_from(decision.code) {
+            Ok(Code::Ok) => break decision.snapshot.expect("snapshot"),
+            Ok(Code::Unavailable) => {
+                assert!(tokio::time::Instant::now() < deadline, "{decision:?}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(status) => panic!("join after the loss: {status:?}"),
+            _ => panic!("join after the loss: {decision:?}"),
         }
     };
     assert_eq!(snapshot.title, "Jazz");

@@ -116,6 +116,7 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
             room: room.clone(),
             node_id: node.into(),
             session_id: session.into(),
+            ..Default::default()
         };
         client.authorize_join(request).await.expect("join");
     }
