@@ -281,7 +281,7 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
     let pid = child.id().context("server exited at once")?;
     let mut target = Target {
         kind: Kind::Spawned,
-        ws_url: format!("ws://127.0.0.1:{ws}{}", conn_layer::WS_PATH),
+        ws_url: format!("ws://127.0.0.1:{ws}{}", proto::transport::WS_PATH),
         biz_url: format!("http://127.0.0.1:{biz}"),
         router_url: None,
         quic_url: None,

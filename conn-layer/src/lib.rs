@@ -89,8 +89,8 @@ const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Per-connection socket read buffer. Client frames are small (hello, join,
 /// publish); a bigger one only grows when a bigger frame arrives.
 const READ_BUFFER_BYTES: usize = 512;
-/// The path clients connect to.
-pub const WS_PATH: &str = "/v1/ws";
+/// The path clients connect to (its wire name lives in `proto`).
+pub use proto::transport::WS_PATH;
 
 /// Everything a session and a feed reach for.
 pub(crate) struct Ctx {

@@ -9,6 +9,8 @@ use std::fmt;
 pub const QUIC: &str = "quic";
 /// WebSocket; also the URL scheme `ws://host:port/v1/ws`.
 pub const WS: &str = "ws";
+/// The HTTP path of the WebSocket upgrade on a conn node.
+pub const WS_PATH: &str = "/v1/ws";
 /// HTTP long polling (client stats only: the router hands out a polling URL).
 pub const POLLING: &str = "polling";
 /// The endpoint key (in discovery) and route field holding the hex SHA-256 of
