@@ -3,10 +3,11 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use prost::Message as _;
 use proto::client::v1::{ClientFrame, ServerFrame};
+pub(crate) use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The encoding a connection negotiated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,21 +22,30 @@ pub(crate) enum Inbound {
     Frame(ClientFrame),
     /// Not a frame of this protocol.
     Malformed(String),
-    /// Larger than the configured maximum.
-    TooLarge(usize),
+    /// Larger than the configured maximum (its size, or the size its header claimed).
+    TooLarge(u64),
     /// Transport-level message (ping/pong) handled by the WebSocket layer.
     Control,
     /// The peer closed.
     Close,
 }
 
+/// The frame kinds of `ClientFrame`'s oneof, as the JSON mapping names them.
+const CLIENT_FRAME_KINDS: [&str; 5] = ["hello", "join", "leave", "publish", "ping"];
+
 /// Decode a client message: binary messages are protobuf, text messages JSON,
 /// whatever the negotiated subprotocol.
+///
+/// Both encodings agree: a frame of a kind this server does not know (an
+/// unknown oneof field in protobuf, an unknown key under `"frame"` in JSON)
+/// and a frame of no kind (an empty message, `{}`) decode to a frame without
+/// a kind, which the session answers with `UNKNOWN_FRAME`; bytes that are not
+/// a frame at all are `Malformed`.
 pub(crate) fn decode(message: Message, max_bytes: usize) -> Inbound {
     match message {
         Message::Binary(data) => {
             if data.len() > max_bytes {
-                return Inbound::TooLarge(data.len());
+                return Inbound::TooLarge(data.len() as u64);
             }
             match ClientFrame::decode(data) {
                 Ok(frame) => Inbound::Frame(frame),
@@ -44,15 +54,32 @@ pub(crate) fn decode(message: Message, max_bytes: usize) -> Inbound {
         }
         Message::Text(text) => {
             if text.len() > max_bytes {
-                return Inbound::TooLarge(text.len());
+                return Inbound::TooLarge(text.len() as u64);
             }
             match proto::json::decode_client(text.as_str()) {
                 Ok(frame) => Inbound::Frame(frame),
+                Err(_) if is_unknown_json_kind(text.as_str()) => {
+                    Inbound::Frame(ClientFrame { frame: None })
+                }
                 Err(e) => Inbound::Malformed(format!("not a JSON ClientFrame: {e}")),
             }
         }
-        Message::Ping(_) | Message::Pong(_) => Inbound::Control,
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Inbound::Control,
         Message::Close(_) => Inbound::Close,
+    }
+}
+
+/// `{"frame":{"<kind>":…}}` with one key that names no frame kind we know:
+/// a frame from a newer protocol, like an unknown oneof field in protobuf.
+fn is_unknown_json_kind(text: &str) -> bool {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    match top.get("frame") {
+        Some(serde_json::Value::Object(kind)) if kind.len() == 1 => kind
+            .keys()
+            .all(|k| !CLIENT_FRAME_KINDS.contains(&k.as_str())),
+        _ => false,
     }
 }
 
@@ -125,5 +152,44 @@ mod tests {
         assert!(matches!(decode(big, 1024), Inbound::TooLarge(2048)));
         let text = Message::Text(Utf8Bytes::from("{not json"));
         assert!(matches!(decode(text, 1024), Inbound::Malformed(_)));
+    }
+
+    #[test]
+    fn unknown_and_empty_frames_agree_across_encodings() {
+        let unknown = |m| matches!(decode(m, 1024), Inbound::Frame(ClientFrame { frame: None }));
+        // Protobuf: field 99 (a newer kind), and an empty message.
+        assert!(unknown(Message::Binary(Bytes::from_static(&[
+            0x9a, 0x06, 0x00
+        ]))));
+        assert!(unknown(Message::Binary(Bytes::new())));
+        // JSON: a kind we do not know, and no kind at all.
+        assert!(unknown(Message::Text(Utf8Bytes::from(
+            r#"{"frame":{"teleport":{"to":"mars"}}}"#
+        ))));
+        assert!(unknown(Message::Text(Utf8Bytes::from("{}"))));
+        // A known kind with a bad body is malformed, not unknown.
+        let bad_join = Message::Text(Utf8Bytes::from(r#"{"frame":{"join":{"ref":"x"}}}"#));
+        assert!(matches!(decode(bad_join, 1024), Inbound::Malformed(_)));
+    }
+
+    #[test]
+    fn the_known_kinds_are_the_oneof_variants() {
+        use proto::client::v1::{Hello, Join, Leave, Publish};
+        let kinds = [
+            client_frame::Frame::Hello(Hello::default()),
+            client_frame::Frame::Join(Join::default()),
+            client_frame::Frame::Leave(Leave::default()),
+            client_frame::Frame::Publish(Publish::default()),
+            client_frame::Frame::Ping(Ping::default()),
+        ];
+        for (kind, name) in kinds.into_iter().zip(CLIENT_FRAME_KINDS) {
+            let text =
+                proto::json::encode_client(&ClientFrame { frame: Some(kind) }).unwrap_or_default();
+            assert!(
+                text.starts_with(&format!("{{\"frame\":{{\"{name}\"")),
+                "{text}"
+            );
+            assert!(!is_unknown_json_kind(&text));
+        }
     }
 }

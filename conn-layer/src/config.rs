@@ -36,6 +36,11 @@ pub struct Config {
     pub outbound_queue: usize,
     /// A connection still lagging this long after its first drop is disconnected.
     pub lag_disconnect_ms: u64,
+    /// How long a disconnected slow consumer's socket is kept open so its
+    /// `Error{SLOW_CONSUMER}` and close frame (queued behind everything its
+    /// full socket holds) reach a client that reads again; then it is dropped.
+    /// Its rooms and queue are released at once.
+    pub slow_close_grace_ms: u64,
     /// Client frames per second per connection (sustained).
     pub upstream_rate_per_sec: u32,
     /// Client frames allowed in a burst.
@@ -77,6 +82,7 @@ impl Default for Config {
             hello_timeout_ms: 10_000,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             lag_disconnect_ms: 10_000,
+            slow_close_grace_ms: 30_000,
             upstream_rate_per_sec: 20,
             upstream_burst: 40,
             rate_limit_strikes: 50,

@@ -17,6 +17,8 @@
 //! - `commands`: what the upstream actor is told (`UpstreamCmd`).
 //! - `upstream`: Attach streams to the push nodes.
 //! - `pull`: reading a room's stream from its push node.
+//! - `ws`: the WebSocket transport (the HTTP upgrade, and a guard that keeps
+//!   oversized client frames out of the WebSocket layer).
 //! - `quic`: the QUIC transport (TLS, length-delimited frames on one stream).
 //! - `biz`: join authorization and the action stream to room-biz.
 //! - `metrics`: Prometheus series.
@@ -39,13 +41,14 @@ mod quic;
 mod registry;
 mod session;
 mod upstream;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -285,7 +288,7 @@ pub async fn run(
 async fn upgrade(
     State(ctx): State<Arc<Ctx>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ws: WebSocketUpgrade,
+    ws: ws::Upgrade,
 ) -> Response {
     if ctx.sessions_stop.is_cancelled() {
         return (
@@ -297,26 +300,16 @@ async fn upgrade(
     if ctx.metrics.connections.get() as usize >= ctx.cfg.max_connections {
         return (StatusCode::SERVICE_UNAVAILABLE, "conn node is full").into_response();
     }
-    // Frames up to twice the limit are read and refused with a clear error;
-    // beyond that the WebSocket layer drops the connection without reading.
-    let hard_cap = (ctx.cfg.max_frame_bytes * 2).max(ctx.cfg.max_frame_bytes + 64 * 1024);
-    let ws = ws
-        .protocols([proto::PROTOBUF_SUBPROTOCOL, proto::JSON_SUBPROTOCOL])
-        // Small reads are the norm; tungstenite's 128 KiB default read buffer
-        // would dominate the memory of an idle connection.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap);
-    let wire = match ws.selected_protocol().map(|p| p.as_bytes()) {
-        Some(p) if p == proto::JSON_SUBPROTOCOL.as_bytes() => codec::Wire::Json,
-        _ => codec::Wire::Protobuf,
-    };
-    let tracker = ctx.tracker.clone();
-    ws.on_upgrade(move |socket| {
-        use futures::StreamExt as _;
-        let (sink, stream) = socket.split();
-        tracker.track_future(session::serve(ctx, sink, stream, wire, peer))
-    })
+    // Every frame over the limit, whatever size its header claims, is
+    // answered with TOO_LARGE and close 1009 (see `ws`).
+    let wire = ws.wire();
+    let (max_frame_bytes, tracker) = (ctx.cfg.max_frame_bytes, ctx.tracker.clone());
+    ws.respond(
+        max_frame_bytes,
+        READ_BUFFER_BYTES,
+        &tracker,
+        move |sink, stream| session::serve(ctx, sink, stream, wire, peer),
+    )
 }
 
 async fn report_load(

@@ -11,18 +11,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::Message;
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes, BytesMut};
 use futures::{Sink, StreamExt as _};
 use quinn::crypto::rustls::QuicServerConfig;
 use sha2::{Digest as _, Sha256};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
-use crate::codec::Wire;
+use crate::codec::{Message, Wire};
 use crate::config::Config;
 use crate::error::Error;
+use crate::session::ReadError;
 
 /// Largest server frame (a history replay chunk of large messages).
 const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
@@ -153,16 +153,18 @@ async fn accept(ctx: Arc<Ctx>, incoming: quinn::Incoming, peer: SocketAddr) -> R
         .await
         .map_err(|_| "no stream opened in time".to_string())?
         .map_err(|e| e.to_string())?;
-    let hard_cap = (ctx.cfg.max_frame_bytes * 2).max(ctx.cfg.max_frame_bytes + 64 * 1024);
     // Client frames are capped; server frames (history replays) may be large.
-    let read_codec = LengthDelimitedCodec::builder()
-        .max_frame_length(hard_cap)
-        .new_codec();
+    let read_codec = ClientFrames {
+        max: ctx.cfg.max_frame_bytes,
+    };
     let write_codec = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_SERVER_FRAME)
         .new_codec();
-    let stream =
-        FramedRead::new(recv, read_codec).map(|frame| frame.map(|b| Message::Binary(b.freeze())));
+    let stream = FramedRead::new(recv, read_codec).map(|frame| match frame {
+        Ok(bytes) => Ok(Message::Binary(bytes)),
+        Err(ClientFrameError::TooLarge(size)) => Err(ReadError::TooLarge(size)),
+        Err(ClientFrameError::Io(e)) => Err(ReadError::Transport(e.to_string())),
+    });
     let sink = QuicSink {
         framed: FramedWrite::new(send, write_codec),
         connection,
@@ -170,6 +172,46 @@ async fn accept(ctx: Arc<Ctx>, incoming: quinn::Incoming, peer: SocketAddr) -> R
     };
     crate::session::serve(ctx, sink, stream, Wire::Protobuf, peer).await;
     Ok(())
+}
+
+/// Client frames: a 4-byte big-endian length, then that many bytes. A length
+/// over the limit is refused as it is read, with the size it claims, so no
+/// byte of such a frame is buffered (the session answers TOO_LARGE + 1009).
+struct ClientFrames {
+    max: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ClientFrameError {
+    #[error("frame of {0} bytes over the limit")]
+    TooLarge(u64),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Bytes of the length prefix.
+const LENGTH_PREFIX: usize = 4;
+
+impl Decoder for ClientFrames {
+    type Item = Bytes;
+    type Error = ClientFrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, ClientFrameError> {
+        let Some(prefix) = src.first_chunk::<LENGTH_PREFIX>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*prefix);
+        if u64::from(len) > self.max as u64 {
+            return Err(ClientFrameError::TooLarge(u64::from(len)));
+        }
+        let len = len as usize;
+        if src.len() < LENGTH_PREFIX + len {
+            src.reserve(LENGTH_PREFIX + len - src.len());
+            return Ok(None);
+        }
+        src.advance(LENGTH_PREFIX);
+        Ok(Some(src.split_to(len).freeze()))
+    }
 }
 
 /// Writes session messages as length-delimited frames; a close message ends
@@ -197,12 +239,12 @@ impl Sink<Message> for QuicSink {
             Message::Close(frame) => {
                 self.closing = Some(
                     frame
-                        .map(|f| (f.code, f.reason.to_string()))
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
                         .unwrap_or((1000, String::new())),
                 );
                 Ok(())
             }
-            Message::Ping(_) | Message::Pong(_) => Ok(()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
         }
     }
 
@@ -223,5 +265,25 @@ impl Sink<Message> for QuicSink {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Sink::<Bytes>::poll_close(Pin::new(&mut self.framed), cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_within_the_limit_decode_and_larger_ones_are_refused_unread() {
+        let mut codec = ClientFrames { max: 8 };
+        let mut src = BytesMut::from(&[0, 0, 0, 3, b'a', b'b'][..]);
+        assert!(matches!(codec.decode(&mut src), Ok(None)));
+        src.extend_from_slice(b"c");
+        assert!(matches!(codec.decode(&mut src), Ok(Some(b)) if &b[..] == b"abc"));
+        let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        assert!(matches!(
+            codec.decode(&mut huge),
+            Err(ClientFrameError::TooLarge(n)) if n == u64::from(u32::MAX)
+        ));
+        assert!(huge.capacity() < 1024, "nothing reserved for it");
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use proto::client::v1::{
@@ -24,10 +23,11 @@ use proto::client::v1::{
     Publish, Reply, RoomMessage, ServerFrame, Welcome, client_frame, server_frame,
 };
 use proto::internal::v1::JoinPurpose;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 
 use crate::Ctx;
-use crate::codec::{self, Inbound, Wire};
+use crate::codec::{self, Inbound, Message, Wire};
 use crate::commands::UpstreamCmd;
 use crate::cursor::{self, Cursor, History, Place, Start};
 use crate::handle::{SessionHandle, Wake};
@@ -49,7 +49,8 @@ const MAX_ACTION: usize = 64;
 const REPLAY_CHUNK: usize = 200;
 /// Attempts to re-authorize a room after its stream reset, with doubling delays.
 const RESET_RETRIES: u32 = 4;
-/// Time allowed for a final error or close frame to leave.
+/// Time allowed for a final error or close frame to leave (and for the
+/// client's close to come back).
 const LAST_WORDS: Duration = Duration::from_millis(500);
 /// Queued items handled per wakeup before the socket is flushed: what piled
 /// up while the session waited leaves in one write, not one per frame.
@@ -67,18 +68,24 @@ where
     type Failure = E;
 }
 
+/// Why a transport could not deliver the next client message.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// A frame or message over the limit: its size, or the size its header
+    /// claimed. The transport skipped it; the connection is still readable.
+    #[error("frame of {0} bytes over the limit")]
+    TooLarge(u64),
+    /// A text message that is not UTF-8.
+    #[error("text message is not UTF-8")]
+    NotUtf8,
+    /// The socket failed or the peer broke the transport's rules.
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// A transport's incoming half.
-pub(crate) trait Incoming:
-    Stream<Item = Result<Message, Self::Failure>> + Unpin + Send
-{
-    type Failure: std::fmt::Display;
-}
-impl<T, E: std::fmt::Display> Incoming for T
-where
-    T: Stream<Item = Result<Message, E>> + Unpin + Send,
-{
-    type Failure = E;
-}
+pub(crate) trait Incoming: Stream<Item = Result<Message, ReadError>> + Unpin + Send {}
+impl<T> Incoming for T where T: Stream<Item = Result<Message, ReadError>> + Unpin + Send {}
 
 /// Serve one connection, whatever carries it.
 pub(crate) async fn serve<S: Outgoing, R: Incoming>(
@@ -172,23 +179,44 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         Ok(()) => session.main_loop(&mut stream, rx).await,
         Err(()) => Exit::Gone,
     };
+    // A write cut short by a disconnect (a slow consumer's full socket) still
+    // owes the client its reason.
+    let killed = session.killed_exit();
+    let exit = match exit {
+        Exit::Gone => killed.unwrap_or(Exit::Gone),
+        close => close,
+    };
+    // Out of its rooms first: nothing more is delivered or held for it while
+    // the last words wait for the socket.
+    Box::pin(session.cleanup()).await;
     if let Exit::Close {
         code,
         reason,
         error,
     } = exit
     {
-        Box::pin(last_words(
+        // A slow consumer's socket is full: its error and close frame leave
+        // only when the client reads again, so they get longer. A drain ends
+        // the wait.
+        let patience = if session.handle.shared.kill_reason.get().is_some() {
+            Duration::from_millis(ctx.cfg.slow_close_grace_ms)
+        } else {
+            LAST_WORDS
+        };
+        let words = last_words(
             &mut session.sink,
             &mut stream,
             wire,
             error,
             code,
             &reason,
-        ))
-        .await;
+            patience,
+        );
+        tokio::select! {
+            () = Box::pin(words) => {}
+            () = ctx.sessions_stop.cancelled(), if patience > LAST_WORDS => {}
+        }
     }
-    Box::pin(session.cleanup()).await;
 }
 
 /// Wait for the hello and verify its token: the token's subject, or `None`
@@ -210,7 +238,16 @@ async fn handshake<S: Outgoing, R: Incoming>(
                 0,
                 "",
             );
-            last_words(sink, stream, wire, Some(e), close::POLICY, "hello timeout").await;
+            last_words(
+                sink,
+                stream,
+                wire,
+                Some(e),
+                close::POLICY,
+                "hello timeout",
+                LAST_WORDS,
+            )
+            .await;
             return None;
         }
         Ok(None) => return None,
@@ -218,8 +255,8 @@ async fn handshake<S: Outgoing, R: Incoming>(
             frame: Some(client_frame::Frame::Hello(h)),
         }))) => h,
         Ok(Some(other)) => {
-            let (code, e) = reject_pre_hello(ctx, other);
-            last_words(sink, stream, wire, Some(e), code, "hello required").await;
+            let (code, reason, e) = reject_pre_hello(ctx, other);
+            last_words(sink, stream, wire, Some(e), code, reason, LAST_WORDS).await;
             return None;
         }
     };
@@ -239,6 +276,7 @@ async fn handshake<S: Outgoing, R: Incoming>(
                 Some(e),
                 close::POLICY,
                 "unauthenticated",
+                LAST_WORDS,
             )
             .await;
             None
@@ -246,11 +284,15 @@ async fn handshake<S: Outgoing, R: Incoming>(
     }
 }
 
-fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, ErrorFrame) {
+/// The answer to a first frame that is not a hello: undecodable or
+/// oversized bytes get what they get after the hello too (MALFORMED + 1007,
+/// TOO_LARGE + 1009); a well-formed frame of another kind gets HELLO_REQUIRED.
+fn reject_pre_hello(ctx: &Ctx, inbound: Inbound) -> (u16, &'static str, ErrorFrame) {
     match bad_frame(ctx, inbound) {
-        Ok((code, _, e)) => (code, e),
+        Ok(answer) => answer,
         Err(_) => (
             close::POLICY,
+            "hello required",
             error(
                 Code::HelloRequired,
                 "the first frame must be a hello with a token",
@@ -294,22 +336,32 @@ fn bad_frame(ctx: &Ctx, inbound: Inbound) -> Result<(u16, &'static str, ErrorFra
 /// The next data message (pings and pongs are answered by the WebSocket layer).
 async fn next_inbound<R: Incoming>(stream: &mut R, max: usize) -> Option<Inbound> {
     loop {
-        match stream.next().await? {
-            Ok(message) => match codec::decode(message, max) {
-                Inbound::Control => continue,
-                Inbound::Close => return None,
-                other => return Some(other),
-            },
-            Err(error) => {
-                tracing::debug!(%error, "Socket read failed.");
-                return None;
-            }
+        match classify(stream.next().await?, max) {
+            Inbound::Control => continue,
+            Inbound::Close => return None,
+            other => return Some(other),
         }
     }
 }
 
-/// Say why (an error frame, then a close frame), then read until the peer
-/// closes too or [`LAST_WORDS`] passes. Dropping a TCP socket with unread
+/// What one read means for the session: a failed transport reads as the
+/// peer gone; an oversized or non-UTF-8 message as the bad frame it is.
+fn classify(read: Result<Message, ReadError>, max: usize) -> Inbound {
+    match read {
+        Ok(message) => codec::decode(message, max),
+        Err(ReadError::TooLarge(size)) => Inbound::TooLarge(size),
+        Err(ReadError::NotUtf8) => {
+            Inbound::Malformed("a text message must be valid UTF-8 (RFC 6455 §8.1)".into())
+        }
+        Err(ReadError::Transport(error)) => {
+            tracing::debug!(%error, "Socket read failed.");
+            Inbound::Close
+        }
+    }
+}
+
+/// Say why (an error frame, then a close frame) within `patience`, then read
+/// until the peer closes too, for at most [`LAST_WORDS`] more. Dropping a TCP socket with unread
 /// bytes (a flooding client's frames) makes the kernel send a reset, which can
 /// destroy the error and close frames before the client reads them.
 async fn last_words<S: Outgoing, R: Incoming>(
@@ -319,15 +371,16 @@ async fn last_words<S: Outgoing, R: Incoming>(
     error: Option<ErrorFrame>,
     code: u16,
     reason: &str,
+    patience: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + LAST_WORDS;
+    let deadline = tokio::time::Instant::now() + patience;
     let words = async {
         if let Some(e) = error {
             sink.send(codec::encode(wire, &frame(server_frame::Frame::Error(e))))
                 .await?;
         }
         sink.send(Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: reason.into(),
         })))
         .await
@@ -336,7 +389,7 @@ async fn last_words<S: Outgoing, R: Incoming>(
         return;
     }
     let drain = async { while let Some(Ok(_)) = stream.next().await {} };
-    let _ = tokio::time::timeout_at(deadline, drain).await;
+    let _ = tokio::time::timeout(LAST_WORDS, drain).await;
 }
 
 struct Session<S> {
@@ -365,6 +418,8 @@ impl<S: Outgoing> Session<S> {
         // Boxed and created only when draining: every idle session's loop
         // future would otherwise carry a timer.
         let mut go_away_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        // What is left of the drain window after this session's go-away.
+        let mut window_left_ms = 1;
         // The queue is served before the socket is read (deliveries are the
         // hot path, and a wakeup that finds an item then polls nothing else);
         // after a full drain the socket gets a turn, so a client that is sent
@@ -376,26 +431,18 @@ impl<S: Outgoing> Session<S> {
             if self.flush().await.is_err() {
                 return Exit::Gone;
             }
-            if rx.killed() {
-                let (code, reason) = self
-                    .handle
-                    .shared
-                    .kill_reason
-                    .get()
-                    .copied()
-                    .unwrap_or((Code::Internal, "disconnected"));
-                return Exit::Close {
-                    code: close::POLICY,
-                    reason: reason.to_string(),
-                    error: Some(error(code, reason, 0, "")),
-                };
+            if rx.killed()
+                && let Some(exit) = self.killed_exit()
+            {
+                return exit;
             }
             // Draining: keep serving until this session's moment in the drain
             // window, so reconnects are spread out.
             if go_away_at.is_none() && rx.draining() {
                 let window = self.ctx.cfg.drain_window_ms.max(1);
-                let delay = Duration::from_millis(rand::random::<u64>() % window);
-                go_away_at = Some(Box::pin(tokio::time::sleep(delay)));
+                let delay = rand::random::<u64>() % window;
+                window_left_ms = window - delay;
+                go_away_at = Some(Box::pin(tokio::time::sleep(Duration::from_millis(delay))));
             }
             if std::mem::take(&mut inbound_turn)
                 && let Poll::Ready(inbound) = futures::poll!(stream.next())
@@ -407,7 +454,13 @@ impl<S: Outgoing> Session<S> {
             }
             tokio::select! {
                 biased;
-                _ = sleep_until(&mut go_away_at) => return Box::pin(self.go_away()).await,
+                _ = sleep_until(&mut go_away_at) => {
+                    // The client waits a random part of what is left of the
+                    // window: reconnects spread even where go-aways bunch up
+                    // (a client reconnects no later than the window's end).
+                    let reconnect_after_ms = 1 + rand::random::<u64>() % window_left_ms;
+                    return Box::pin(self.go_away(reconnect_after_ms)).await;
+                }
                 wake = rx.recv() => {
                     let Wake::Item(out) = wake else { continue };
                     self.ctx.metrics.queue_depth.observe(rx.remaining() as f64);
@@ -439,24 +492,16 @@ impl<S: Outgoing> Session<S> {
     }
 
     /// One read from the socket: a frame to act on, or the end.
-    async fn on_inbound<E: std::fmt::Display>(
+    async fn on_inbound(
         &mut self,
-        inbound: Option<Result<Message, E>>,
+        inbound: Option<Result<Message, ReadError>>,
         last_in: &mut Instant,
     ) -> Option<Exit> {
-        let message = match inbound {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "Socket read failed.");
-                return Some(Exit::Gone);
-            }
-            None => return Some(Exit::Gone),
+        let Some(read) = inbound else {
+            return Some(Exit::Gone);
         };
         *last_in = Instant::now();
-        match bad_frame(
-            &self.ctx,
-            codec::decode(message, self.ctx.cfg.max_frame_bytes),
-        ) {
+        match bad_frame(&self.ctx, classify(read, self.ctx.cfg.max_frame_bytes)) {
             Ok((code, reason, e)) => Some(Exit::Close {
                 code,
                 reason: reason.into(),
@@ -471,12 +516,20 @@ impl<S: Outgoing> Session<S> {
         }
     }
 
-    async fn go_away(&mut self) -> Exit {
-        // The spread already happened (each session picks its moment), so the
-        // client may reconnect at once.
+    /// The close a disconnect asked for ([`SessionHandle::disconnect`]).
+    fn killed_exit(&self) -> Option<Exit> {
+        let (code, reason) = self.handle.shared.kill_reason.get().copied()?;
+        Some(Exit::Close {
+            code: close::POLICY,
+            reason: reason.to_string(),
+            error: Some(error(code, reason, 0, "")),
+        })
+    }
+
+    async fn go_away(&mut self, reconnect_after_ms: u64) -> Exit {
         let go = GoAway {
             reason: "server shutting down".into(),
-            reconnect_after_ms: 0,
+            reconnect_after_ms: u32::try_from(reconnect_after_ms).unwrap_or(u32::MAX),
         };
         let _ = tokio::time::timeout(
             LAST_WORDS,
