@@ -1,15 +1,18 @@
 //! Bad input gets a clear error frame or close reason, and nobody else notices.
 
 use integration_tests::{Cluster, assert_seqs, collect, next_frame, raw_join};
-use proto::client::v1::{ClientFrame, Code, Ping, Publish, client_frame, server_frame};
-use roomcast_client::RawEvent;
+use proto::client::v1::{
+    ClientFrame, Code, Hello, Ping, Publish, ServerFrame, client_frame, server_frame,
+};
+use roomcast_client::{RawConnection, RawEvent, RawQuicConnection};
 
-/// The error frame, then the close, that end a connection.
+/// The error frame, then the close, that end a connection: the error's
+/// message and the close reason.
 async fn expect_error_then_close(
     raw: &mut roomcast_client::RawConnection,
     code: Code,
     close_code: u16,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, String)> {
     let message = match next_frame(raw).await? {
         server_frame::Frame::Error(e) => {
             assert_eq!(e.code, code as i32, "error frame: {e:?}");
@@ -23,7 +26,7 @@ async fn expect_error_then_close(
             RawEvent::Close { code, reason } => {
                 assert_eq!(code, close_code, "close reason: {reason}");
                 assert!(!reason.is_empty());
-                return Ok(message);
+                return Ok((message, reason));
             }
             RawEvent::Frame(f) if is_ephemeral(&f) => {}
             other => anyhow::bail!("expected a close, got {other:?}"),
@@ -81,9 +84,12 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
     };
 
     // Garbage bytes before and after the hello.
+    // Garbage as the first frame is malformed, not "hello required" (that is
+    // for a well-formed frame of another kind).
     let mut raw = cluster.raw().await?;
     raw.send_bytes(vec![0xff, 0xfe, 0xfd, 0x00, 0x13]).await?;
-    expect_error_then_close(&mut raw, Code::Malformed, 1007).await?;
+    let (_, reason) = expect_error_then_close(&mut raw, Code::Malformed, 1007).await?;
+    assert_eq!(reason, "malformed frame");
     let mut raw = cluster.raw_authed("g").await?;
     raw.send_bytes(vec![0x0a, 0xff, 0xff, 0xff]).await?;
     expect_error_then_close(&mut raw, Code::Malformed, 1007).await?;
@@ -110,7 +116,7 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
         frame: Some(client_frame::Frame::Publish(big)),
     })
     .await?;
-    let why = expect_error_then_close(&mut raw, Code::TooLarge, 1009).await?;
+    let (why, _) = expect_error_then_close(&mut raw, Code::TooLarge, 1009).await?;
     assert!(why.contains("65536"), "names the limit: {why}");
     publish(&cluster).await?;
 
@@ -167,7 +173,8 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
         frame: Some(client_frame::Frame::Ping(Ping { client_time_ms: 1 })),
     })
     .await?;
-    expect_error_then_close(&mut raw, Code::HelloRequired, 1008).await?;
+    let (_, reason) = expect_error_then_close(&mut raw, Code::HelloRequired, 1008).await?;
+    assert_eq!(reason, "hello required");
 
     // Unknown room, publish without joining: errors with the request's ref.
     let mut raw = cluster.raw_authed("v").await?;
@@ -271,5 +278,219 @@ async fn bad_input_is_refused_clearly_and_bystanders_are_unaffected() -> anyhow:
             .await?
             >= 3.0
     );
+    cluster.stop().await
+}
+
+/// A client frame header as a client must send it (FIN, masked; the zero
+/// mask leaves the payload as is), with the shortest length encoding.
+fn client_frame_header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut h = vec![0x80 | opcode];
+    if len < 126 {
+        h.push(0x80 | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        h.push(0x80 | 126);
+        h.extend_from_slice(&short.to_be_bytes());
+    } else {
+        h.push(0x80 | 127);
+        h.extend_from_slice(&len.to_be_bytes());
+    }
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
+/// Write bytes straight to the connection's TCP socket, under the WebSocket layer.
+async fn write_raw(raw: &mut RawConnection, bytes: &[u8]) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    match raw.get_mut().get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => Ok(tcp.write_all(bytes).await?),
+        _ => anyhow::bail!("a plain TCP connection was expected"),
+    }
+}
+
+/// After a connection's close: the socket ends with a FIN (the server read
+/// what the client sent, so no reset destroyed the close before it).
+async fn ends_cleanly(raw: &mut RawConnection) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let end = tokio::time::timeout(integration_tests::PATIENCE, async {
+        loop {
+            match raw.get_mut().next().await {
+                None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {
+                    return Ok(());
+                }
+                Some(Err(e)) => return Err(anyhow::anyhow!("socket did not end cleanly: {e}")),
+            }
+        }
+    })
+    .await?;
+    end
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_over_the_limit_get_too_large_and_1009_whatever_their_size() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let limit = 64 * 1024u64;
+
+    // Just over the limit, twice the limit plus one, 10 MiB: sent in full,
+    // the server reads and discards them and answers.
+    for size in [limit + 1, 2 * limit + 1, 10 << 20] {
+        let mut raw = cluster.raw_authed("big").await?;
+        let mut frame = client_frame_header(0x2, size);
+        frame.resize(frame.len() + size as usize, 0x5a);
+        write_raw(&mut raw, &frame).await?;
+        let (why, _) = expect_error_then_close(&mut raw, Code::TooLarge, 1009).await?;
+        assert!(why.contains(&size.to_string()), "names the size: {why}");
+        assert!(why.contains(&limit.to_string()), "names the limit: {why}");
+        ends_cleanly(&mut raw).await?;
+    }
+
+    // A header claiming 1 TiB, and a few of its bytes.
+    let mut raw = cluster.raw_authed("huge").await?;
+    let mut frame = client_frame_header(0x2, 1 << 40);
+    frame.extend_from_slice(&[0x5a; 1000]);
+    write_raw(&mut raw, &frame).await?;
+    let (why, _) = expect_error_then_close(&mut raw, Code::TooLarge, 1009).await?;
+    assert!(why.contains(&(1u64 << 40).to_string()), "{why}");
+    ends_cleanly(&mut raw).await?;
+
+    // The same before the hello.
+    let mut raw = cluster.raw().await?;
+    write_raw(&mut raw, &client_frame_header(0x2, 1 << 40)).await?;
+    expect_error_then_close(&mut raw, Code::TooLarge, 1009).await?;
+
+    // QUIC: a length prefix over the limit (10 MiB, 4 GiB) is refused as read.
+    let url = cluster.sys.quic_url.clone().unwrap_or_default();
+    let pin = cluster.sys.quic_cert_sha256.clone();
+    for claimed in [10u32 << 20, u32::MAX] {
+        let mut quic = RawQuicConnection::connect(&url, pin.as_deref()).await?;
+        quic.hello(&cluster.token("q"), integration_tests::PATIENCE)
+            .await?;
+        quic.send_unframed(&claimed.to_be_bytes()).await?;
+        match quic.next_frame(integration_tests::PATIENCE).await? {
+            RawEvent::Frame(ServerFrame {
+                frame: Some(server_frame::Frame::Error(e)),
+            }) => {
+                assert_eq!(e.code, Code::TooLarge as i32, "{e:?}");
+                assert!(e.message.contains(&claimed.to_string()), "{}", e.message);
+            }
+            other => anyhow::bail!("expected TOO_LARGE, got {other:?}"),
+        }
+        match quic.next_frame(integration_tests::PATIENCE).await? {
+            RawEvent::Close { code, .. } => assert_eq!(code, 1009),
+            other => anyhow::bail!("expected the close, got {other:?}"),
+        }
+    }
+    cluster.stop().await
+}
+
+/// A JSON-subprotocol connection after its hello.
+async fn json_authed(cluster: &Cluster, uid: &str) -> anyhow::Result<RawConnection> {
+    let mut raw =
+        RawConnection::connect(&cluster.sys.ws_url, Some(proto::JSON_SUBPROTOCOL)).await?;
+    raw.send_json_frame(&hello(&cluster.token(uid))).await?;
+    match next_json(&mut raw).await? {
+        server_frame::Frame::Welcome(_) => Ok(raw),
+        other => anyhow::bail!("expected welcome, got {other:?}"),
+    }
+}
+
+fn hello(token: &str) -> ClientFrame {
+    ClientFrame {
+        frame: Some(client_frame::Frame::Hello(Hello {
+            token: token.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// The next JSON server frame (skipping best-effort side traffic).
+async fn next_json(raw: &mut RawConnection) -> anyhow::Result<server_frame::Frame> {
+    loop {
+        match raw.next_frame(integration_tests::PATIENCE).await? {
+            RawEvent::Text(text) => match proto::json::decode_server(&text)?.frame {
+                Some(server_frame::Frame::Ephemeral(_)) => {}
+                Some(f) => return Ok(f),
+                None => anyhow::bail!("empty server frame: {text}"),
+            },
+            other => anyhow::bail!("expected a JSON text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn expect_json_error(raw: &mut RawConnection, code: Code) -> anyhow::Result<()> {
+    match next_json(raw).await? {
+        server_frame::Frame::Error(e) if e.code == code as i32 => Ok(()),
+        other => anyhow::bail!("expected error {code:?}, got {other:?}"),
+    }
+}
+
+async fn json_still_alive(raw: &mut RawConnection) -> anyhow::Result<()> {
+    raw.send_text(r#"{"frame":{"ping":{"client_time_ms":3}}}"#.into())
+        .await?;
+    match next_json(raw).await? {
+        server_frame::Frame::Pong(p) => {
+            assert_eq!(p.client_time_ms, 3);
+            Ok(())
+        }
+        other => anyhow::bail!("expected a pong, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_encodings_answer_the_same_bad_frames_the_same_way() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+
+    // Invalid UTF-8 in a text message: MALFORMED and close 1007, as a close frame.
+    let mut raw = json_authed(&cluster, "j").await?;
+    let mut frame = client_frame_header(0x1, 4);
+    frame.extend_from_slice(&[b'{', 0xff, 0xfe, b'}']);
+    write_raw(&mut raw, &frame).await?;
+    match next_json(&mut raw).await? {
+        server_frame::Frame::Error(e) => assert_eq!(e.code, Code::Malformed as i32, "{e:?}"),
+        other => anyhow::bail!("expected MALFORMED, got {other:?}"),
+    }
+    match raw.next_frame(integration_tests::PATIENCE).await? {
+        RawEvent::Close { code, .. } => assert_eq!(code, 1007),
+        other => anyhow::bail!("expected close 1007, got {other:?}"),
+    }
+
+    // A frame kind this server does not know: UNKNOWN_FRAME, and the
+    // connection stays, on JSON as on protobuf. So does a frame of no kind.
+    let mut json = json_authed(&cluster, "j2").await?;
+    json.send_text(r#"{"frame":{"teleport":{"to":"mars"}}}"#.into())
+        .await?;
+    expect_json_error(&mut json, Code::UnknownFrame).await?;
+    json_still_alive(&mut json).await?;
+    json.send_text("{}".into()).await?;
+    expect_json_error(&mut json, Code::UnknownFrame).await?;
+    json_still_alive(&mut json).await?;
+    // A known kind with a body that does not fit it is malformed.
+    json.send_text(r#"{"frame":{"join":{"ref":"seven"}}}"#.into())
+        .await?;
+    expect_json_error(&mut json, Code::Malformed).await?;
+    match json.next_frame(integration_tests::PATIENCE).await? {
+        RawEvent::Close { code, .. } => assert_eq!(code, 1007),
+        other => anyhow::bail!("expected close 1007, got {other:?}"),
+    }
+
+    let mut proto = cluster.raw_authed("p").await?;
+    proto.send_bytes(vec![0x9a, 0x06, 0x00]).await?; // field 99, empty
+    expect_error(&mut proto, Code::UnknownFrame).await?;
+    proto.send_bytes(Vec::new()).await?; // an empty frame
+    expect_error(&mut proto, Code::UnknownFrame).await?;
+    still_alive(&mut proto).await?;
+
+    // A second hello: BAD_REQUEST; the first identity stands, the connection stays.
+    proto
+        .send_frame(&hello(&cluster.token("someone-else")))
+        .await?;
+    let e = expect_error(&mut proto, Code::BadRequest).await?;
+    assert!(e.message.contains("already"), "{}", e.message);
+    still_alive(&mut proto).await?;
+    let mut json = json_authed(&cluster, "j3").await?;
+    json.send_json_frame(&hello(&cluster.token("j3"))).await?;
+    expect_json_error(&mut json, Code::BadRequest).await?;
+    json_still_alive(&mut json).await?;
     cluster.stop().await
 }

@@ -142,3 +142,47 @@ async fn draining_a_node_moves_its_clients_without_loss() -> anyhow::Result<()> 
     }
     cluster.stop().await
 }
+
+/// Each client's go-away carries its own reconnect delay, within the drain
+/// window, so reconnects spread instead of arriving at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_aways_spread_reconnects_over_the_drain_window() -> anyhow::Result<()> {
+    use proto::client::v1::{ServerFrame, server_frame};
+    use roomcast_client::RawEvent;
+    const WINDOW_MS: u32 = 1_000;
+    let cluster = Cluster::start_with(|cfg| {
+        cfg.conn.drain_window_ms = u64::from(WINDOW_MS);
+    })
+    .await?;
+    let mut raws = Vec::new();
+    for i in 0..8 {
+        raws.push(cluster.raw_authed(&format!("g{i}")).await?);
+    }
+    cluster.begin_shutdown();
+    let mut delays = Vec::new();
+    for raw in &mut raws {
+        let delay = loop {
+            match raw.next_frame(integration_tests::PATIENCE).await? {
+                RawEvent::Frame(ServerFrame {
+                    frame: Some(server_frame::Frame::GoAway(g)),
+                }) => break g.reconnect_after_ms,
+                RawEvent::Frame(_) => {}
+                other => anyhow::bail!("expected a go-away, got {other:?}"),
+            }
+        };
+        match raw.next_frame(integration_tests::PATIENCE).await? {
+            RawEvent::Close { code, .. } => assert_eq!(code, 1001),
+            other => anyhow::bail!("expected close 1001 after the go-away, got {other:?}"),
+        }
+        delays.push(delay);
+    }
+    assert!(
+        delays.iter().all(|&d| d > 0 && d <= WINDOW_MS),
+        "every delay is within (0, {WINDOW_MS}] ms: {delays:?}"
+    );
+    assert!(
+        delays.iter().any(|&d| d != delays[0]),
+        "the delays differ: {delays:?}"
+    );
+    cluster.stop().await
+}
