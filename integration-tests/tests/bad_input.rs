@@ -311,7 +311,7 @@ async fn write_raw(raw: &mut RawConnection, bytes: &[u8]) -> anyhow::Result<()> 
 /// what the client sent, so no reset destroyed the close before it).
 async fn ends_cleanly(raw: &mut RawConnection) -> anyhow::Result<()> {
     use futures::StreamExt as _;
-    let end = tokio::time::timeout(integration_tests::PATIENCE, async {
+    tokio::time::timeout(integration_tests::PATIENCE, async {
         loop {
             match raw.get_mut().next().await {
                 None => return Ok(()),
@@ -323,8 +323,7 @@ async fn ends_cleanly(raw: &mut RawConnection) -> anyhow::Result<()> {
             }
         }
     })
-    .await?;
-    end
+    .await?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
