@@ -93,8 +93,9 @@ impl HttpLimits {
     }
 }
 
-/// Serve `app` on `listener` until `shutdown`, then close idle connections,
-/// let requests in flight finish, and return once every connection closed.
+/// Serve `app` on `listener` until `shutdown`, then close idle connections
+/// and those that sent no request yet, let requests in flight finish, and
+/// return once every connection closed (callers bound that with their grace).
 ///
 /// `name` labels the metrics (`conn_ws`, `biz_http`, `router_admin`, …).
 /// Requests carry [`ConnectInfo<SocketAddr>`] of the peer.
@@ -187,6 +188,7 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let evicted = slot.evict.clone();
+    let state = slot.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         slot.mark_active();
         request.extensions_mut().insert(ConnectInfo(peer));
@@ -205,6 +207,11 @@ async fn serve_connection(
             return;
         }
         () = shutdown.cancelled() => {
+            // Nothing asked yet, nothing to finish: close now rather than
+            // wait out the head deadline.
+            if state.is_waiting() {
+                return;
+            }
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -256,6 +263,10 @@ impl Slot {
             .compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Acquire);
     }
 
+    fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
     /// Claim this slot for eviction; false if it already sent a head.
     fn try_evict(&self) -> bool {
         let claimed = self
@@ -275,10 +286,7 @@ impl Slot {
 fn remember_waiting(waiting: &Mutex<VecDeque<Weak<Slot>>>, slot: &Arc<Slot>, max: usize) {
     let mut queue = waiting.lock().unwrap_or_else(|p| p.into_inner());
     if queue.len() >= max.saturating_mul(2) {
-        queue.retain(|w| {
-            w.upgrade()
-                .is_some_and(|s| s.state.load(Ordering::Acquire) == WAITING)
-        });
+        queue.retain(|w| w.upgrade().is_some_and(|s| s.is_waiting()));
     }
     queue.push_back(Arc::downgrade(slot));
 }

@@ -267,7 +267,10 @@ impl Config {
             ("room_view_ms", self.room_view_ms),
             ("presence_window_ms", self.presence_window_ms),
             ("presence_queue", self.presence_queue as u64),
-            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
             ("http.max_connections", self.http.max_connections as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
