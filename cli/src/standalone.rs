@@ -75,6 +75,8 @@ pub struct StandaloneConfig {
     pub biz: room_biz::Config,
     /// Router settings.
     pub router: router::Config,
+    /// Request-head deadline and connection cap of the metrics listener.
+    pub metrics_http: common::http::HttpLimits,
 }
 
 impl Default for StandaloneConfig {
@@ -95,6 +97,7 @@ impl Default for StandaloneConfig {
             push: push_layer::Config::default(),
             biz: room_biz::Config::default(),
             router: router::Config::default(),
+            metrics_http: common::http::HttpLimits::ops(),
         }
     }
 }
@@ -256,13 +259,17 @@ impl Standalone {
         ));
         let readiness = Readiness::default();
         readiness.set(true);
-        let ops = common::ops::router(registry, readiness);
+        let ops = common::ops::router(registry.clone(), readiness);
         let metrics_stop = front_stop.clone();
-        front.spawn(async move {
-            common::ops::serve(metrics_listener, ops, metrics_stop)
-                .await
-                .context("metrics endpoint failed")
-        });
+        let metrics = common::http::serve_http(
+            metrics_listener,
+            ops,
+            "ops",
+            &cfg.metrics_http,
+            &registry,
+            metrics_stop,
+        );
+        front.spawn(async move { metrics.await.context("metrics endpoint failed") });
 
         let mut standalone = Self {
             router_url,

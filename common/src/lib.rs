@@ -8,6 +8,8 @@
 //! - [`advertise`]: the address a node puts in discovery (IPv6 bracketed).
 //! - [`telemetry`]: tracing subscriber setup.
 //! - [`shutdown`]: SIGINT/SIGTERM → one `CancellationToken`.
+//! - [`http`]: serving HTTP on a listener with request-head deadlines and a
+//!   connection cap (every HTTP listener of every service).
 //! - [`ops`]: `/metrics`, `/livez`, `/readyz` for every service.
 //! - [`discovery`]: the node registry trait, its in-process and etcd engines.
 //! - [`live_config`]: live documents (rollout policy, drain requests) with
@@ -31,6 +33,7 @@ pub mod discovery;
 mod etcd_call;
 pub mod grpc;
 pub mod hashing;
+pub mod http;
 pub mod live_config;
 pub mod ops;
 pub mod process;

@@ -1,5 +1,12 @@
 //! Operational HTTP endpoints every service exposes: Prometheus `/metrics`,
 //! liveness `/livez` and readiness `/readyz`.
+//!
+//! `/livez` answers 200 while the process runs. `/readyz` answers 200 while
+//! the node can serve traffic now (docs/operations.md, "Readiness"): it
+//! started serving and is not draining or stopping. Losing etcd does not make
+//! a node unready: it keeps serving on its last view of the nodes, and
+//! failing every pod's probe at once during an etcd blip would take the whole
+//! installation out of its load balancers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +17,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Readiness flag a service flips once it can take traffic and clears when draining.
 #[derive(Clone, Default, Debug)]
@@ -35,7 +40,7 @@ struct OpsState {
 }
 
 /// Routes for `/metrics`, `/livez`, `/readyz`; merge into a service's router or
-/// serve alone with [`serve`].
+/// serve alone with [`crate::http::serve_http`].
 pub fn router(registry: Registry, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -66,17 +71,6 @@ async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
-}
-
-/// Serve `app` on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
 /// Register `collector` in `registry`, ignoring "already registered" (a second

@@ -232,31 +232,47 @@ pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
 /// Serve `/metrics`, `/livez`, `/readyz` until `shutdown`.
 pub fn spawn_ops(
     listener: TcpListener,
+    limits: &crate::http::HttpLimits,
     registry: prometheus::Registry,
     readiness: Readiness,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    tokio::spawn(crate::ops::serve(
-        listener,
-        crate::ops::router(registry, readiness),
-        shutdown,
+    let app = crate::ops::router(registry.clone(), readiness);
+    tokio::spawn(crate::http::serve_http(
+        listener, app, "ops", limits, &registry, shutdown,
     ))
 }
 
-/// Keep `readiness` true while this node is listed in discovery and the
-/// discovery backend is reachable; false otherwise (checked every second).
+/// Keep `readiness` true while node `node_id` of `kind` can serve traffic:
+/// it has been listed in discovery (it finished starting), it is not marked
+/// draining there, `shutdown` is not cancelled, and every kind in `needs`
+/// has at least one node in this process's view (checked on every change
+/// and every second).
+///
+/// Reaching etcd is not a condition: while etcd is away the views keep their
+/// last value and the node keeps serving (docs/operations.md, "Readiness").
 pub fn track_readiness(
     discovery: Arc<dyn Discovery>,
     kind: ServiceKind,
     node_id: String,
+    needs: &[ServiceKind],
     readiness: Readiness,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let mut needed: Vec<_> = needs.iter().map(|k| discovery.watch(*k)).collect();
     tokio::spawn(async move {
         let mut view = discovery.watch(kind);
+        // A lease lost while etcd was away drops the entry until the node
+        // re-registers; that is not a reason to stop serving.
+        let mut started = false;
+        let mut draining = false;
         loop {
-            let listed = view.borrow_and_update().iter().any(|n| n.id == node_id);
-            readiness.set(listed && discovery.healthy() && !shutdown.is_cancelled());
+            if let Some(me) = view.borrow_and_update().iter().find(|n| n.id == node_id) {
+                started = true;
+                draining = me.draining;
+            }
+            let peers = needed.iter_mut().all(|v| !v.borrow_and_update().is_empty());
+            readiness.set(started && !draining && peers && !shutdown.is_cancelled());
             tokio::select! {
                 _ = shutdown.cancelled() => { readiness.set(false); return; }
                 changed = view.changed() => if changed.is_err() { return; },

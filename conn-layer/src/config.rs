@@ -51,8 +51,12 @@ pub struct Config {
     pub coalesce_ms: u64,
     /// Rooms one connection may join.
     pub max_rooms_per_session: usize,
-    /// Connections this node accepts.
+    /// Connections (sessions) this node accepts.
     pub max_connections: usize,
+    /// The WebSocket listener's HTTP limits: the deadline for the upgrade
+    /// request's head, and the cap of sockets not upgraded yet (handshakes),
+    /// counted apart from `max_connections` (see `common::http`).
+    pub http: common::http::HttpLimits,
     /// Go-aways to clients are spread over this window when draining.
     pub drain_window_ms: u64,
     /// Time to wait for a room subscription or a room-biz answer.
@@ -89,6 +93,7 @@ impl Default for Config {
             coalesce_ms: 2,
             max_rooms_per_session: 32,
             max_connections: 100_000,
+            http: common::http::HttpLimits::default(),
             drain_window_ms: 2_000,
             request_timeout_ms: 10_000,
             pull_batch: 500,

@@ -18,6 +18,9 @@ pub enum Error {
     /// The QUIC socket cannot be used.
     #[error("cannot use the QUIC socket: {0}")]
     Quic(std::io::Error),
+    /// Live configuration (the drain request) cannot be read or cleared.
+    #[error(transparent)]
+    LiveConfig(#[from] common::live_config::LiveConfigError),
     /// Registration failed.
     #[error(transparent)]
     Discovery(#[from] common::discovery::DiscoveryError),

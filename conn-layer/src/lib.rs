@@ -52,7 +52,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use common::advertise::advertised;
 use common::auth::TokenVerifier;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
@@ -92,6 +91,8 @@ const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Per-connection socket read buffer. Client frames are small (hello, join,
 /// publish); a bigger one only grows when a bigger frame arrives.
 const READ_BUFFER_BYTES: usize = 512;
+/// Why a node drains when its drain request (live configuration) arrived.
+const DRAIN_REQUESTED: &str = "drain requested";
 /// The path clients connect to (its wire name lives in `proto`).
 pub use proto::transport::WS_PATH;
 
@@ -122,6 +123,9 @@ pub(crate) struct Ctx {
 /// handing it out), every client gets a go-away at a random moment within
 /// `drain_window_ms` (deliveries continue until then), and the node returns
 /// when its last session ended or at `drain_deadline_ms`, deregistering last.
+/// A drain request (`drain/{node_id}` in live configuration) is consumed when
+/// the drain ends; one found at start was left by an earlier process with
+/// this node id and is cleared, so a restarted node serves.
 pub async fn run(
     cfg: Config,
     deps: Deps,
@@ -200,6 +204,14 @@ pub async fn run(
         }
         None => None,
     };
+    // A drain request is for the process that was asked: one left from an
+    // earlier run of this node id (killed while draining, or etcd away when
+    // it finished) must not drain this one the moment it starts.
+    let drain_key = common::live_config::keys::drain(&ctx.cfg.node_id);
+    if deps.live_config.get(&drain_key).await?.is_some() {
+        deps.live_config.delete(&drain_key).await?;
+        tracing::info!(node_id = %ctx.cfg.node_id, "Cleared a drain request left from an earlier run of this node id.");
+    }
     deps.discovery
         .register(ServiceKind::Conn, node.clone())
         .await?;
@@ -215,25 +227,19 @@ pub async fn run(
     let app = Router::new()
         .route(WS_PATH, get(upgrade))
         .with_state(ctx.clone());
-    // Deliveries are small frames that must leave at once: no Nagle delay.
-    let listener = listeners.ws.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(listeners_stop.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(common::http::serve_http(
+        listeners.ws,
+        app,
+        "conn_ws",
+        &ctx.cfg.http,
+        &deps.registry,
+        listeners_stop.clone(),
+    ));
 
-    let mut drain_request = deps
-        .live_config
-        .watch(&common::live_config::keys::drain(&ctx.cfg.node_id));
+    let mut drain_request = deps.live_config.watch(&drain_key);
     let reason = tokio::select! {
         _ = shutdown.cancelled() => "shutdown",
-        _ = drain_request.wait_for(|v| v.is_some()) => "drain requested",
+        _ = drain_request.wait_for(|v| v.is_some()) => DRAIN_REQUESTED,
     };
     tracing::info!(node_id = %ctx.cfg.node_id, reason, "Draining.");
     ctx.draining
@@ -264,6 +270,13 @@ pub async fn run(
         .await
     {
         tracing::warn!(%error, "Could not deregister conn node.");
+    }
+    if reason == DRAIN_REQUESTED {
+        // The request is done: consume it, so the next process with this
+        // node id serves (it would clear a leftover anyway).
+        if let Err(error) = deps.live_config.delete(&drain_key).await {
+            tracing::warn!(%error, "Could not clear the drain request; the next start clears it.");
+        }
     }
     listeners_stop.cancel();
     ctx.tracker.close();

@@ -23,6 +23,8 @@ pub struct ProcessConfig {
     pub quic_listen: String,
     /// `/metrics`, `/livez`, `/readyz`.
     pub ops_listen: String,
+    /// Request-head deadline and connection cap of the ops listener.
+    pub ops_http: common::http::HttpLimits,
     /// Conn node settings (`node.token_secret` is required).
     pub node: Config,
     /// etcd.
@@ -34,6 +36,7 @@ impl Default for ProcessConfig {
         Self {
             listen: "0.0.0.0:8601".into(),
             quic_listen: "0.0.0.0:8604".into(),
+            ops_http: common::http::HttpLimits::ops(),
             ops_listen: "0.0.0.0:8612".into(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
@@ -105,14 +108,27 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
-    let ops_task =
-        common::process::spawn_ops(ops, registry.clone(), readiness.clone(), shutdown.clone());
+    if let Some(problem) = cfg.ops_http.problem() {
+        return Err(StartError::Config(format!("ops_http: {problem}")));
+    }
+    // Stops the ops endpoint and the readiness task when the node stops,
+    // whether on a signal or by itself (a drain requested through the admin
+    // API): the process then exits.
+    let node_stopped = shutdown.child_token();
+    let ops_task = common::process::spawn_ops(
+        ops,
+        &cfg.ops_http,
+        registry.clone(),
+        readiness.clone(),
+        node_stopped.clone(),
+    );
     let ready_task = common::process::track_readiness(
         discovery.clone(),
         ServiceKind::Conn,
         cfg.node.node_id.clone(),
+        &[ServiceKind::Push, ServiceKind::Biz],
         readiness,
-        shutdown.clone(),
+        node_stopped.clone(),
     );
     let live_config = common::process::connect_live_config(&cfg.discovery).await?;
     let deps = crate::Deps {
@@ -122,6 +138,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     };
     let listeners = crate::Listeners { ws, quic };
     let result = crate::run(cfg.node, deps, listeners, shutdown).await;
+    node_stopped.cancel();
     let _ = ready_task.await;
     let _ = ops_task.await;
     result.map_err(|e| match e {

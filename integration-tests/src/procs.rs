@@ -14,7 +14,15 @@ use common::push_directory::PushDirectory;
 use proto::internal::v1::PushRoomRequest;
 use test_servers::{Etcd, RedisServer};
 
-use crate::{PATIENCE, SECRET};
+use crate::{ADMIN_TOKEN, PATIENCE, SECRET};
+
+/// A loopback port free now (bound then released), for listeners whose
+/// address a test must know but the service does not register (ops, admin).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
 /// Where `cargo build --bins` put the service binaries (next to `deps/`).
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -37,6 +45,9 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Proc {
     /// Its node id.
     pub id: String,
+    /// `http://127.0.0.1:port` of its own ops listener (conn and push nodes;
+    /// room-biz and the router serve ops routes on their main listener).
+    pub ops_url: Option<String>,
     bin: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -61,6 +72,36 @@ impl Proc {
             .with_context(|| format!("cannot start {}", self.bin.display()))?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Start it again (same node id, flags and environment) after it exited
+    /// or was killed.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// Wait until the process exits by itself, at most `within`.
+    pub async fn wait_exit(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().context("not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{} still running after {within:?}\n{}",
+                    self.id,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `kill -9`.
@@ -96,6 +137,8 @@ pub struct TopologyOptions {
     pub broadcast_threshold: u32,
     /// etcd lease TTL (a dead node disappears after about this long).
     pub lease_ttl_secs: i64,
+    /// Extra environment of every service process (`ROOMCAST_CONN_…`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for TopologyOptions {
@@ -105,6 +148,7 @@ impl Default for TopologyOptions {
             conn: 2,
             broadcast_threshold: 500,
             lease_ttl_secs: 3,
+            env: Vec::new(),
         }
     }
 }
@@ -125,6 +169,8 @@ pub struct Topology {
     pub router: Proc,
     /// A discovery client of the test itself.
     pub discovery: Arc<EtcdDiscovery>,
+    /// `http://127.0.0.1:port` of the router's admin API (token [`ADMIN_TOKEN`]).
+    pub admin_url: String,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -159,6 +205,7 @@ impl Topology {
             let mut args = common_args(id);
             args.append(&mut extra);
             let mut env = env;
+            env.extend(opts.env.iter().cloned());
             env.push(("ROOMCAST_TOKEN_SECRET".into(), SECRET.into()));
             for prefix in [
                 "ROOMCAST_PUSH",
@@ -168,8 +215,14 @@ impl Topology {
             ] {
                 env.push((format!("{prefix}_DISCOVERY__LEASE_TTL_SECS"), ttl.clone()));
             }
+            let ops_url = args
+                .iter()
+                .position(|a| a == "--ops-listen")
+                .and_then(|i| args.get(i + 1))
+                .map(|addr| format!("http://{addr}"));
             Ok(Proc {
                 id: id.into(),
+                ops_url,
                 bin: binary(bin)?,
                 args,
                 env,
@@ -177,10 +230,15 @@ impl Topology {
                 child: None,
             })
         };
-        let ops = || vec!["--ops-listen".to_string(), "127.0.0.1:0".into()];
+        let ops = || -> anyhow::Result<Vec<String>> {
+            Ok(vec![
+                "--ops-listen".to_string(),
+                format!("127.0.0.1:{}", free_port()?),
+            ])
+        };
         let mut push = Vec::new();
         for i in 0..opts.push {
-            let mut extra = ops();
+            let mut extra = ops()?;
             extra.extend(["--redis".into(), redis.url()]);
             let env = vec![
                 (
@@ -196,7 +254,7 @@ impl Topology {
         }
         let mut conn = Vec::new();
         for i in 0..opts.conn {
-            let mut extra = ops();
+            let mut extra = ops()?;
             extra.extend(["--quic-listen".into(), "127.0.0.1:0".into()]);
             conn.push(proc("roomcast-conn", &format!("conn-{i}"), extra, vec![])?);
         }
@@ -211,7 +269,16 @@ impl Topology {
             ],
             vec![],
         )?;
-        let router = proc("roomcast-router", "router-0", vec![], vec![])?;
+        let admin_addr = format!("127.0.0.1:{}", free_port()?);
+        let router = proc(
+            "roomcast-router",
+            "router-0",
+            vec!["--admin-listen".into(), admin_addr.clone()],
+            vec![(
+                "ROOMCAST_ROUTER_NODE__ADMIN_TOKEN".into(),
+                ADMIN_TOKEN.into(),
+            )],
+        )?;
         let discovery = Arc::new(
             EtcdDiscovery::connect(EtcdConfig {
                 endpoints: vec![etcd.endpoint()],
@@ -228,6 +295,7 @@ impl Topology {
             biz,
             router,
             discovery,
+            admin_url: format!("http://{admin_addr}"),
             _dir: dir,
             http: reqwest::Client::new(),
         };
@@ -281,7 +349,8 @@ impl Topology {
         Ok(topology)
     }
 
-    fn log_of(&self, id: &str) -> String {
+    /// The last lines of the log of process `id`.
+    pub fn log_of(&self, id: &str) -> String {
         self.push
             .iter()
             .chain(self.conn.iter())

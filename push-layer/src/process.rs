@@ -46,6 +46,8 @@ pub struct ProcessConfig {
     pub listen: String,
     /// `/metrics`, `/livez`, `/readyz`.
     pub ops_listen: String,
+    /// Request-head deadline and connection cap of the ops listener.
+    pub ops_http: common::http::HttpLimits,
     /// Push node settings.
     pub node: Config,
     /// etcd.
@@ -60,6 +62,7 @@ impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8610".into(),
+            ops_http: common::http::HttpLimits::ops(),
             ops_listen: "0.0.0.0:8611".into(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
@@ -118,14 +121,27 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let registry = prometheus::Registry::new();
     let readiness = Readiness::default();
     let discovery: Arc<dyn Discovery> = discovery;
-    let ops_task =
-        common::process::spawn_ops(ops, registry.clone(), readiness.clone(), shutdown.clone());
+    if let Some(problem) = cfg.ops_http.problem() {
+        return Err(StartError::Config(format!("ops_http: {problem}")));
+    }
+    // Stops the ops endpoint and the readiness task when the node stops,
+    // whether on a signal or by itself (a drain requested through the admin
+    // API): the process then exits.
+    let node_stopped = shutdown.child_token();
+    let ops_task = common::process::spawn_ops(
+        ops,
+        &cfg.ops_http,
+        registry.clone(),
+        readiness.clone(),
+        node_stopped.clone(),
+    );
     let ready_task = common::process::track_readiness(
         discovery.clone(),
         ServiceKind::Push,
         cfg.node.node_id.clone(),
+        &[],
         readiness,
-        shutdown.clone(),
+        node_stopped.clone(),
     );
     let deps = crate::Deps {
         discovery,
@@ -133,6 +149,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         registry,
     };
     let result = crate::run(cfg.node, deps, grpc, shutdown).await;
+    node_stopped.cancel();
     let _ = ready_task.await;
     let _ = ops_task.await;
     result.map_err(|e| StartError::Unavailable(e.to_string()))

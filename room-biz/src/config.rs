@@ -100,6 +100,9 @@ pub const DEFAULT_POLL_CACHE_ROOMS_MAX: usize = 1000;
 /// A cached room nobody polled for this long is dropped.
 pub const DEFAULT_POLL_CACHE_IDLE_MS: u64 = 60_000;
 
+/// Open HTTP connections: long-polling clients hold one each while waiting.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
+
 /// Room-biz configuration. Every field has a default, so a partial file works.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -182,6 +185,10 @@ pub struct Config {
     pub presence_window_ms: u64,
     /// See [`DEFAULT_PRESENCE_QUEUE`].
     pub presence_queue: usize,
+    /// Request-head deadline and connection cap of the HTTP listener (see
+    /// `common::http`). A waiting long poll holds a connection, so the cap
+    /// is [`DEFAULT_HTTP_MAX_CONNECTIONS`].
+    pub http: common::http::HttpLimits,
 }
 
 impl Default for Config {
@@ -224,6 +231,10 @@ impl Default for Config {
             presence_aggregate_members: DEFAULT_PRESENCE_AGGREGATE_MEMBERS,
             presence_window_ms: DEFAULT_PRESENCE_WINDOW_MS,
             presence_queue: DEFAULT_PRESENCE_QUEUE,
+            http: common::http::HttpLimits {
+                max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+                ..common::http::HttpLimits::default()
+            },
         }
     }
 }
@@ -256,6 +267,11 @@ impl Config {
             ("room_view_ms", self.room_view_ms),
             ("presence_window_ms", self.presence_window_ms),
             ("presence_queue", self.presence_queue as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.max_connections", self.http.max_connections as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(Error::Config(format!("{name} must be greater than 0")));

@@ -130,9 +130,16 @@ pub async fn run(
         );
     let app = http::app(
         shared.clone(),
-        common::ops::router(deps.registry, readiness.clone()),
+        common::ops::router(deps.registry.clone(), readiness.clone()),
     );
-    let http = common::ops::serve(listeners.http, app, drain.clone());
+    let http = common::http::serve_http(
+        listeners.http,
+        app,
+        "biz_http",
+        &cfg.http,
+        &deps.registry,
+        drain.clone(),
+    );
     let mut serving = pin!(async {
         tokio::try_join!(async { grpc.await.map_err(Error::Grpc) }, async {
             http.await.map_err(Error::Http)

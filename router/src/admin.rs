@@ -8,7 +8,11 @@
 //!   first: a bad one is a 400 and nothing is written.
 //! - `GET /v1/admin/nodes`: every registered node of every kind with its load.
 //! - `POST /v1/admin/nodes/{id}/drain`: ask a conn node to drain, through
-//!   live configuration (`drain/{id}`); the node watches that key.
+//!   live configuration (`drain/{id}`); the node watches that key, drains,
+//!   exits, and clears the key.
+//! - `DELETE /v1/admin/nodes/{id}/drain`: withdraw a drain request the node
+//!   has not acted on (any id, registered or not). A node already draining
+//!   finishes its drain: its clients were told to leave.
 //!
 //! Writes go to live configuration, never to this router's memory: every
 //! router (and the node being drained) learns of them through its watch.
@@ -61,7 +65,7 @@ pub(crate) fn app(state: Arc<AdminState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
         .route("/v1/admin/nodes", get(get_nodes))
-        .route("/v1/admin/nodes/{id}/drain", post(drain))
+        .route("/v1/admin/nodes/{id}/drain", post(drain).delete(undrain))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
@@ -225,6 +229,32 @@ async fn drain(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> 
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "node_id": id, "requested_at_ms": requested_at_ms })),
     )
+        .into_response()
+}
+
+async fn undrain(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let key = keys::drain(&id);
+    let unavailable = |e: common::live_config::LiveConfigError| {
+        tracing::warn!(node = %id, error = %e, "Cannot withdraw the drain request.");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    };
+    let pending = match state.live.get(&key).await {
+        Ok(value) => value.is_some(),
+        Err(e) => return unavailable(e),
+    };
+    if pending && let Err(e) = state.live.delete(&key).await {
+        return unavailable(e);
+    }
+    let draining = state
+        .nodes
+        .get(&ServiceKind::Conn)
+        .is_some_and(|rx| rx.borrow().iter().any(|n| n.id == id && n.draining));
+    tracing::info!(node = %id, withdrawn = pending, draining, "Drain request withdrawn through the admin API.");
+    Json(serde_json::json!({ "node_id": id, "withdrawn": pending, "draining": draining }))
         .into_response()
 }
 

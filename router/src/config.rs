@@ -37,6 +37,10 @@ pub struct Config {
     /// Bearer token of the admin API. Empty (the default) disables the admin
     /// API even when an admin listener is given.
     pub admin_token: String,
+    /// Request-head deadline and connection cap of the public listener.
+    pub http: common::http::HttpLimits,
+    /// Request-head deadline and connection cap of the admin listener.
+    pub admin_http: common::http::HttpLimits,
 }
 
 impl fmt::Debug for Config {
@@ -48,6 +52,8 @@ impl fmt::Debug for Config {
             .field("retry_ms", &self.retry_ms)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("admin_token", &redacted(&self.admin_token))
+            .field("http", &self.http)
+            .field("admin_http", &self.admin_http)
             .finish()
     }
 }
@@ -71,6 +77,8 @@ impl Default for Config {
             retry_ms: DEFAULT_RETRY_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             admin_token: String::new(),
+            http: common::http::HttpLimits::default(),
+            admin_http: common::http::HttpLimits::ops(),
         }
     }
 }
@@ -88,6 +96,11 @@ impl Config {
             return Err(Error::Config(
                 "heartbeat_ms and retry_ms must be greater than 0".into(),
             ));
+        }
+        for (name, limits) in [("http", &self.http), ("admin_http", &self.admin_http)] {
+            if let Some(problem) = limits.problem() {
+                return Err(Error::Config(format!("{name}: {problem}")));
+            }
         }
         Ok(())
     }

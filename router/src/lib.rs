@@ -117,12 +117,31 @@ pub async fn run(
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so nothing is routed to a stopped router.
     let drain = CancellationToken::new();
-    let app = http::app(state, common::ops::router(deps.registry, readiness.clone()));
-    let public = common::ops::serve(listeners.http, app, drain.clone());
-    let admin_drain = drain.clone();
-    let admin = async move {
+    let app = http::app(
+        state,
+        common::ops::router(deps.registry.clone(), readiness.clone()),
+    );
+    let public = common::http::serve_http(
+        listeners.http,
+        app,
+        "router_http",
+        &cfg.http,
+        &deps.registry,
+        drain.clone(),
+    );
+    let admin = async {
         match admin {
-            Some((listener, app)) => common::ops::serve(listener, app, admin_drain).await,
+            Some((listener, app)) => {
+                common::http::serve_http(
+                    listener,
+                    app,
+                    "router_admin",
+                    &cfg.admin_http,
+                    &deps.registry,
+                    drain.clone(),
+                )
+                .await
+            }
             None => Ok(()),
         }
     };

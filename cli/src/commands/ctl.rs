@@ -62,6 +62,12 @@ pub enum CtlCommand {
         /// The conn node id (see `roomcast ctl nodes`).
         node_id: String,
     },
+    /// Withdraw a drain request the node has not acted on yet. A node
+    /// already draining finishes and exits; started again, it serves.
+    Undrain {
+        /// The conn node id.
+        node_id: String,
+    },
 }
 
 /// `roomcast ctl rollout ...`.
@@ -148,6 +154,21 @@ pub async fn execute(args: &CtlArgs) -> anyhow::Result<String> {
                 "drain requested for {node_id} (requested_at_ms {at}); it stops taking clients \
                  and exits once they moved\n"
             ))
+        }
+        CtlCommand::Undrain { node_id } => {
+            let answer = admin.undrain(node_id).await?;
+            let mut out = if answer.withdrawn {
+                format!("drain request for {node_id} withdrawn\n")
+            } else {
+                format!("no drain request for {node_id} was pending\n")
+            };
+            if answer.draining {
+                let _ = writeln!(
+                    out,
+                    "{node_id} is already draining: it finishes and exits; start it again to serve"
+                );
+            }
+            Ok(out)
         }
     }
 }
@@ -273,6 +294,12 @@ struct DrainAnswer {
     requested_at_ms: u64,
 }
 
+#[derive(Deserialize)]
+struct UndrainAnswer {
+    withdrawn: bool,
+    draining: bool,
+}
+
 struct AdminClient {
     http: reqwest::Client,
     base: String,
@@ -326,14 +353,25 @@ impl AdminClient {
     }
 
     async fn drain(&self, node_id: &str) -> anyhow::Result<u64> {
+        let url = self.drain_url(node_id)?;
+        let answer: DrainAnswer = self.send(self.http.post(url)).await?;
+        Ok(answer.requested_at_ms)
+    }
+
+    async fn undrain(&self, node_id: &str) -> anyhow::Result<UndrainAnswer> {
+        let url = self.drain_url(node_id)?;
+        self.send(self.http.delete(url)).await
+    }
+
+    /// `/v1/admin/nodes/{id}/drain`, the id escaped as one path segment.
+    fn drain_url(&self, node_id: &str) -> anyhow::Result<reqwest::Url> {
         let mut url = reqwest::Url::parse(&self.url("/v1/admin/nodes"))
             .with_context(|| format!("bad admin URL {:?}", self.base))?;
         url.path_segments_mut()
             .map_err(|()| anyhow::anyhow!("bad admin URL {:?}", self.base))?
             .push(node_id)
             .push("drain");
-        let answer: DrainAnswer = self.send(self.http.post(url)).await?;
-        Ok(answer.requested_at_ms)
+        Ok(url)
     }
 
     fn url(&self, path: &str) -> String {
@@ -664,6 +702,17 @@ mod tests {
         );
         let e = ctl(&r, &["drain", "conn-zz"]).await.expect_err("unknown");
         assert!(e.to_string().starts_with("not found"), "{e}");
+        let out = ctl(&r, &["undrain", "conn-a"]).await.expect("undrain");
+        assert!(out.contains("drain request for conn-a withdrawn"), "{out}");
+        assert!(
+            r.live
+                .get(&keys::drain("conn-a"))
+                .await
+                .expect("get")
+                .is_none()
+        );
+        let out = ctl(&r, &["undrain", "conn-a"]).await.expect("undrain");
+        assert!(out.contains("no drain request for conn-a"), "{out}");
 
         let wrong = parse(&["--admin-url", &r.url, "--admin-token", "wrong", "nodes"]);
         let e = execute(&wrong).await.expect_err("refused");
