@@ -67,8 +67,11 @@ pub(crate) async fn pull_once(
     })
 }
 
-/// Everything after `after` up to the head (or `upto`), in chunks of `batch`.
-/// Stops early if the epoch changes between chunks.
+/// Everything after `after` up to the head (or `upto`), page after page: each
+/// pull returns at most `batch` messages and the push node's byte budget
+/// (`pull_bytes_max`, 1 MiB by default), so a history of large messages is
+/// many small replies, never one too large to decode. Stops early if the
+/// epoch changes between pages.
 pub(crate) async fn pull_range(
     directory: &PushDirectory,
     room: &str,
