@@ -20,3 +20,40 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .keep_alive_timeout(Duration::from_secs(5))
         .connect_lazy())
 }
+
+/// Whether a call failed because no connection to the peer could be made:
+/// the request was never sent, so the peer did nothing and the call may be
+/// sent elsewhere. (A failure on an established connection, a timeout or an
+/// answer from the peer may come after the peer acted.)
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_never_sent_and_a_server_answer_is_not() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let channel = lazy_channel(&format!("127.0.0.1:{port}")).expect("channel");
+        let mut client = proto::internal::v1::push_client::PushClient::new(channel);
+        let status = client
+            .pull(proto::internal::v1::PullRequest::default())
+            .await
+            .expect_err("nothing listens");
+        assert!(never_sent(&status), "{status:?}");
+        assert!(!never_sent(&tonic::Status::unavailable("from the peer")));
+    }
+}

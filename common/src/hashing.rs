@@ -35,6 +35,21 @@ where
         .max_by_key(|node| (stable_hash(&[node.as_bytes(), key.as_bytes()]), *node))
 }
 
+/// Every node in rendezvous order for `key`: the owner first, then the node
+/// that would own `key` without it, and so on.
+pub fn rendezvous_order<'a, I>(key: &str, nodes: I) -> Vec<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut ranked: Vec<(u64, &'a str)> = nodes
+        .into_iter()
+        .map(|node| (stable_hash(&[node.as_bytes(), key.as_bytes()]), node))
+        .collect();
+    // Highest weight first, ties by id as in `rendezvous_owner`.
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    ranked.into_iter().map(|(_, node)| node).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +86,22 @@ mod tests {
     fn hash_is_stable() {
         assert_eq!(stable_hash(&[b"roomcast"]), stable_hash(&[b"roomcast"]));
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn rendezvous_order_lists_each_next_owner() {
+        let three = ["a", "b", "c"];
+        for i in 0..200 {
+            let key = format!("room-{i}");
+            let order = rendezvous_order(&key, three.iter().copied());
+            assert_eq!(order.len(), 3);
+            assert_eq!(
+                Some(order[0]),
+                rendezvous_owner(&key, three.iter().copied())
+            );
+            // Without the owner, the second in order owns the key.
+            let rest = three.iter().copied().filter(|n| *n != order[0]);
+            assert_eq!(Some(order[1]), rendezvous_owner(&key, rest));
+        }
     }
 }

@@ -1,15 +1,31 @@
 //! Finding the push node that owns a room (or a user): rendezvous hash of the
 //! key over the live push nodes, with one lazily connected gRPC channel per node.
+//!
+//! A push node that dies stays in discovery until its lease expires (about
+//! `lease_ttl_secs`). Callers that route requests ([`PushDirectory::route`])
+//! therefore skip nodes they could not connect to a moment ago
+//! ([`PushDirectory::suspect`], for [`SUSPECT_FOR`]): the next node in
+//! rendezvous order is the one that owns the key once the dead node has left,
+//! so requests reach the new owner at once instead of failing until the lease
+//! expires. Any push node accepts any room (seqs come from the message log),
+//! so a wrong guess costs a forward, never a gap.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use proto::internal::v1::push_client::PushClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::discovery::{Discovery, NodeSet, ServiceKind};
-use crate::hashing::rendezvous_owner;
+use crate::hashing::{rendezvous_order, rendezvous_owner};
+
+/// How long a node that refused a connection is skipped by
+/// [`PushDirectory::route`]: long enough that a dead node costs one failed
+/// connect per caller every few seconds until discovery drops it, short
+/// enough that a node back from a blip gets its rooms back soon.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(5);
 
 /// Why no push node could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +58,8 @@ pub struct PushDirectory {
     view: watch::Receiver<NodeSet>,
     // Channels are created once per node and reused; tonic channels multiplex.
     channels: Arc<Mutex<HashMap<String, (String, Channel)>>>,
+    /// Nodes a connection failed to, and until when they are skipped.
+    suspects: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl PushDirectory {
@@ -50,6 +68,7 @@ impl PushDirectory {
         Self {
             view: discovery.watch(ServiceKind::Push),
             channels: Arc::default(),
+            suspects: Arc::default(),
         }
     }
 
@@ -82,6 +101,54 @@ impl PushDirectory {
             .ok_or(PushDirectoryError::NoPushNode)?;
         let client = PushClient::new(self.channel(&node_id, &addr)?);
         Ok(PushOwner { node_id, client })
+    }
+
+    /// Where to send a request for `key` now: its owner, unless a connection
+    /// to the owner failed within [`SUSPECT_FOR`]; then the next node in
+    /// rendezvous order that is not suspect (the key's owner once the suspect
+    /// leaves). When every node is suspect, the owner.
+    pub fn route(&self, key: &str) -> Result<PushOwner, PushDirectoryError> {
+        let nodes = self.nodes();
+        let order = rendezvous_order(
+            key,
+            nodes
+                .iter()
+                .filter(|n| n.grpc_addr.is_some())
+                .map(|n| n.id.as_str()),
+        );
+        let now = Instant::now();
+        let chosen = {
+            let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+            suspects.retain(|_, until| *until > now);
+            order
+                .iter()
+                .find(|id| !suspects.contains_key(**id))
+                .or(order.first())
+                .map(|id| (*id).to_string())
+        };
+        let node_id = chosen.ok_or(PushDirectoryError::NoPushNode)?;
+        let addr = nodes
+            .iter()
+            .find(|n| n.id == node_id)
+            .and_then(|n| n.grpc_addr.clone())
+            .ok_or(PushDirectoryError::NoPushNode)?;
+        let client = PushClient::new(self.channel(&node_id, &addr)?);
+        Ok(PushOwner { node_id, client })
+    }
+
+    /// A connection to `node_id` failed: [`Self::route`] skips it for
+    /// [`SUSPECT_FOR`]. Shared by every clone of this directory.
+    pub fn suspect(&self, node_id: &str) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        if suspects
+            .insert(node_id.to_string(), Instant::now() + SUSPECT_FOR)
+            .is_none()
+        {
+            tracing::warn!(
+                node = node_id,
+                "Cannot connect to a push node; routing its rooms to the next node for a while."
+            );
+        }
     }
 
     /// A client for a given node (for per-node streams).

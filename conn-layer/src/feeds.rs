@@ -334,10 +334,16 @@ async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Cursor, announced_epoch: 
             }
             History::Continues => {}
         }
-        if let Some(batch) = RoomBatch::new(&feed.room, cursor.epoch, range.messages) {
-            cursor.advance(batch.last_seq);
-            observe(ctx, &batch);
-            feed.fanout(ctx, batch);
+        // One batch per page: each becomes one frame to every session, and a
+        // frame must stay small enough for clients to decode.
+        for page in
+            proto::paging::split_pages(range.messages, usize::MAX, proto::paging::PAGE_BYTES)
+        {
+            if let Some(batch) = RoomBatch::new(&feed.room, cursor.epoch, page) {
+                cursor.advance(batch.last_seq);
+                observe(ctx, &batch);
+                feed.fanout(ctx, batch);
+            }
         }
         return;
     }

@@ -8,6 +8,9 @@ use proto::internal::v1::PullRequest;
 
 use crate::cursor::ReadFacts;
 
+/// Push nodes tried after the first when connections to them fail.
+const MAX_REROUTES: usize = 2;
+
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -49,16 +52,27 @@ pub(crate) async fn pull_once(
     limit: u32,
     timeout: Duration,
 ) -> Result<Range, PullError> {
-    let mut owner = directory.owner(room)?;
     let request = PullRequest {
         room: room.to_string(),
         after_seq: after,
         limit,
     };
-    let reply = tokio::time::timeout(timeout, owner.client.pull(request))
-        .await
-        .map_err(|_| PullError::Timeout)??
-        .into_inner();
+    // A pull changes nothing: when the owner cannot be connected to (it died
+    // and discovery does not know yet), ask the next node in rendezvous
+    // order, which serves any room from the log.
+    let mut reroutes = 0;
+    let reply = loop {
+        let mut owner = directory.route(room)?;
+        match tokio::time::timeout(timeout, owner.client.pull(request.clone())).await {
+            Err(_) => return Err(PullError::Timeout),
+            Ok(Ok(reply)) => break reply.into_inner(),
+            Ok(Err(status)) if common::grpc::never_sent(&status) && reroutes < MAX_REROUTES => {
+                directory.suspect(&owner.node_id);
+                reroutes += 1;
+            }
+            Ok(Err(status)) => return Err(status.into()),
+        }
+    };
     Ok(Range {
         epoch: reply.epoch,
         head: reply.head_seq,
@@ -67,8 +81,11 @@ pub(crate) async fn pull_once(
     })
 }
 
-/// Everything after `after` up to the head (or `upto`), in chunks of `batch`.
-/// Stops early if the epoch changes between chunks.
+/// Everything after `after` up to the head (or `upto`), page after page: each
+/// pull returns at most `batch` messages and the push node's byte budget
+/// (`pull_bytes_max`, 1 MiB by default), so a history of large messages is
+/// many small replies, never one too large to decode. Stops early if the
+/// epoch changes between pages.
 pub(crate) async fn pull_range(
     directory: &PushDirectory,
     room: &str,

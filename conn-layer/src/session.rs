@@ -593,10 +593,9 @@ impl<S: Outgoing> Session<S> {
         epoch: u64,
         messages: Vec<RoomMessage>,
     ) -> Result<(), ()> {
-        let mut rest = messages;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(REPLAY_CHUNK));
-            let chunk = std::mem::replace(&mut rest, tail);
+        // Pages bounded by bytes too: a history of large messages must not
+        // become one frame larger than a client can decode.
+        for chunk in proto::paging::split_pages(messages, REPLAY_CHUNK, proto::paging::PAGE_BYTES) {
             let (first, last) = match (chunk.first(), chunk.last()) {
                 (Some(f), Some(l)) => (f.seq, l.seq),
                 _ => break,

@@ -189,6 +189,136 @@ async fn killing_a_push_node_while_messages_flow_loses_nothing() -> anyhow::Resu
     Ok(())
 }
 
+/// The messages of `room` on `raw` up to `upto`: in order, each seq once
+/// (overlaps of a refill are dropped), any hole or stream reset an error.
+async fn read_stream(raw: &mut RawConnection, upto: u64) -> anyhow::Result<Vec<RoomMessage>> {
+    use proto::client::v1::server_frame::Frame;
+    use roomcast_client::RawEvent;
+    let mut got: Vec<RoomMessage> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.last().map_or(0, |m| m.seq) < upto {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = match raw.next_frame(left).await? {
+            RawEvent::Frame(f) => f.frame,
+            other => anyhow::bail!("unexpected {other:?}"),
+        };
+        match frame {
+            Some(Frame::Delivery(d)) => {
+                for m in d.messages {
+                    let last = got.last().map_or(0, |m| m.seq);
+                    if m.seq <= last {
+                        continue;
+                    }
+                    anyhow::ensure!(m.seq == last + 1, "hole: {last} then {}", m.seq);
+                    got.push(m);
+                }
+            }
+            Some(Frame::Joined(j)) => anyhow::bail!("stream reset: {j:?}"),
+            // Pongs, presence, lag notices (the node refills by itself).
+            _ => {}
+        }
+    }
+    Ok(got)
+}
+
+/// Issue 13, point 9: a push node dies while an app backend publishes
+/// through the push API. Discovery keeps the dead node for its whole lease
+/// (10 s here), yet publishing goes on through the surviving node after at
+/// most a handful of clear, retryable failures, and every acknowledged
+/// message reaches the room's members in order without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_api_reroutes_at_once_when_a_push_node_dies() -> anyhow::Result<()> {
+    let lease_ttl_secs = 10;
+    let mut t = Topology::start(TopologyOptions {
+        lease_ttl_secs,
+        ..TopologyOptions::default()
+    })
+    .await?;
+    let room = t.create_room("owner dies").await?;
+    let owner = common::push_directory::PushDirectory::new(t.discovery.as_ref())
+        .owner(&room)?
+        .node_id;
+    let victim = t
+        .push
+        .iter()
+        .position(|p| p.id == owner)
+        .ok_or_else(|| anyhow::anyhow!("owner {owner} is not one of ours"))?;
+    let mut members = spread_clients(&t, &room, 2).await?;
+
+    let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
+    let http = reqwest::Client::new();
+    // seq → the publish's number, for every acknowledged publish.
+    let mut acked = std::collections::BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut killed_at = None;
+    let mut i = 0u64;
+    // Publish until well past the dead node's lease: the whole window in
+    // which discovery still lists it.
+    while killed_at
+        .is_none_or(|at: tokio::time::Instant| at.elapsed().as_secs() < lease_ttl_secs as u64 + 3)
+    {
+        i += 1;
+        if i == 40 {
+            t.push[victim].kill9();
+            killed_at = Some(tokio::time::Instant::now());
+        }
+        let res = http
+            .post(&url)
+            .json(&serde_json::json!({ "body": { "i": i } }))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let retry_after = res.headers().get("retry-after").cloned();
+        let body: serde_json::Value = res.json().await?;
+        if status == 200 {
+            let seq = body["seq"].as_u64().expect("seq");
+            anyhow::ensure!(
+                acked.insert(seq, i).is_none(),
+                "seq {seq} acknowledged twice"
+            );
+        } else {
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            failures.push((i, status, code, retry_after.is_some()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(
+        publishes = i,
+        ?failures,
+        "Publishing through the push node's death."
+    );
+    anyhow::ensure!(
+        failures.len() <= 5,
+        "{} of {i} publishes failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    for (i, status, code, retry_after) in &failures {
+        anyhow::ensure!(
+            *status == 503
+                && *retry_after
+                && ["not_published", "publish_unknown"].contains(&code.as_str()),
+            "publish {i}: not a clear retryable error: {status} {code}"
+        );
+    }
+    anyhow::ensure!(acked.len() as u64 + failures.len() as u64 == i);
+
+    let last = *acked.keys().last().expect("acknowledged publishes");
+    for raw in &mut members {
+        let got = read_stream(raw, last).await?;
+        assert_seqs(&got, 1, last);
+        for (seq, i) in &acked {
+            let body: serde_json::Value = serde_json::from_slice(&got[(*seq - 1) as usize].body)?;
+            assert_eq!(body["i"], *i, "seq {seq}");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_gives_a_new_epoch_and_traffic_continues() -> anyhow::Result<()> {
     let mut t = Topology::start(TopologyOptions::default()).await?;

@@ -7,8 +7,8 @@
 //!
 //! # Layout
 //! - this file: the [`MessageLog`] trait, what it returns ([`StreamHead`],
-//!   [`Appended`], [`LogRead`]), its error ([`LogError`]), [`HistoryLimits`]
-//!   and [`new_epoch`].
+//!   [`Appended`], [`LogRead`]), how much one read may return ([`ReadLimit`]),
+//!   its error ([`LogError`]), [`HistoryLimits`] and [`new_epoch`].
 //! - [`memory`]: [`MemoryLog`], the in-process engine (standalone mode, tests).
 //! - [`redis`]: [`redis::RedisLog`], the Redis engine (standalone or Cluster),
 //!   its Lua scripts and [`redis::connect`].
@@ -47,6 +47,40 @@ pub struct Appended {
     pub first_seq: u64,
 }
 
+/// Encoded bytes one read returns at most by default: well under the 4 MiB a
+/// gRPC peer decodes by default, so a page always fits one reply.
+pub const DEFAULT_READ_BYTES: usize = proto::paging::PAGE_BYTES;
+
+/// How much one read may return: a page of the stream, bounded by count and
+/// by bytes. Histories of large messages are read page after page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// Messages at most.
+    pub max_messages: usize,
+    /// Encoded bytes at most (the sum of the messages' protobuf-encoded
+    /// lengths). The first message is returned even when it alone is larger,
+    /// so a reader always makes progress.
+    pub max_bytes: usize,
+}
+
+impl ReadLimit {
+    /// At most `max_messages`, and [`DEFAULT_READ_BYTES`].
+    pub const fn messages(max_messages: usize) -> Self {
+        Self {
+            max_messages,
+            max_bytes: DEFAULT_READ_BYTES,
+        }
+    }
+
+    /// At most `max_messages` and `max_bytes`.
+    pub const fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            max_messages,
+            max_bytes,
+        }
+    }
+}
+
 /// The result of a read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogRead {
@@ -55,10 +89,20 @@ pub struct LogRead {
     /// The newest seq at the time of the read.
     pub head_seq: u64,
     /// Contiguous messages from `after_seq + 1` (or from the oldest kept when
-    /// `truncated`), at most `limit`.
+    /// `truncated`), within the read's [`ReadLimit`].
     pub messages: Vec<RoomMessage>,
     /// History no longer reaches back to `after_seq + 1`.
     pub truncated: bool,
+    /// The read stopped at its limit before the head: read again after the
+    /// last message for the next page. (False when no message was returned.)
+    pub more: bool,
+}
+
+impl LogRead {
+    /// Whether `messages` stop before `head_seq` (the value of `more`).
+    pub fn stops_before_head(messages: &[RoomMessage], head_seq: u64) -> bool {
+        messages.last().is_some_and(|m| m.seq < head_seq)
+    }
 }
 
 /// Why a log operation failed.
@@ -96,12 +140,13 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Append `messages` to `room`, assigning dense seqs in order.
     /// The `seq` fields of the input are ignored.
     async fn append(&self, room: &str, messages: &[RoomMessage]) -> Result<Appended, LogError>;
-    /// Read up to `limit` messages after `after_seq`.
+    /// Read one page after `after_seq`: contiguous messages within `limit`
+    /// (count and bytes), and whether more follow.
     async fn read_after(
         &self,
         room: &str,
         after_seq: u64,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<LogRead, LogError>;
     /// The stream head, creating the stream (and its epoch) if absent.
     async fn head(&self, room: &str) -> Result<StreamHead, LogError>;

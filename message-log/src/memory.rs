@@ -6,7 +6,11 @@ use std::time::Instant;
 
 use proto::client::v1::RoomMessage;
 
-use crate::{Appended, HistoryLimits, LogError, LogRead, MessageLog, StreamHead, new_epoch};
+use prost::Message as _;
+
+use crate::{
+    Appended, HistoryLimits, LogError, LogRead, MessageLog, ReadLimit, StreamHead, new_epoch,
+};
 
 /// In-memory engine: standalone mode and unit tests.
 #[derive(Clone, Default)]
@@ -87,7 +91,7 @@ impl MessageLog for MemoryLog {
         &self,
         room: &str,
         after_seq: u64,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<LogRead, LogError> {
         let stream = self.stream(room);
         let mut s = stream.lock().unwrap_or_else(|p| p.into_inner());
@@ -99,18 +103,22 @@ impl MessageLog for MemoryLog {
             .unwrap_or(s.last_seq + 1);
         let truncated = after_seq + 1 < oldest && after_seq < s.last_seq;
         let skip = (after_seq + 1).saturating_sub(oldest) as usize;
-        let messages = s
-            .entries
-            .iter()
-            .skip(skip)
-            .take(limit)
-            .map(|(_, m)| m.clone())
-            .collect();
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        for (_, m) in s.entries.iter().skip(skip).take(limit.max_messages) {
+            bytes = bytes.saturating_add(m.encoded_len());
+            if !messages.is_empty() && bytes > limit.max_bytes {
+                break;
+            }
+            messages.push(m.clone());
+        }
+        let more = LogRead::stops_before_head(&messages, s.last_seq);
         Ok(LogRead {
             epoch: s.epoch,
             head_seq: s.last_seq,
             messages,
             truncated,
+            more,
         })
     }
 
@@ -148,6 +156,8 @@ mod tests {
         conformance::dense_seqs_and_bounded_history(&log, "room-a").await;
         let log = Arc::new(MemoryLog::new(HistoryLimits::default()));
         conformance::concurrent_appends_are_dense(log, "room-b").await;
+        let log = MemoryLog::new(HistoryLimits::default());
+        conformance::reads_are_paged_by_count_and_bytes(&log, "room-c").await;
     }
 
     #[tokio::test]
@@ -160,7 +170,10 @@ mod tests {
             .await
             .expect("append");
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let read = log.read_after("r", 0, 10).await.expect("read");
+        let read = log
+            .read_after("r", 0, ReadLimit::messages(10))
+            .await
+            .expect("read");
         assert!(read.messages.is_empty());
         assert!(read.truncated);
         assert_eq!(read.head_seq, 1);

@@ -36,7 +36,10 @@
 //!   come from Redis' `TIME`, clamped to never go below the newest entry's, so
 //!   the expired entries are always a prefix of the stream.
 //! - *read*: ensure; drop expired entries; return epoch, head, the oldest kept
-//!   seq and up to `limit` entries from `after_seq + 1`.
+//!   seq and one page from `after_seq + 1`: at most `max_messages` entries
+//!   whose stored sizes add up to at most `max_bytes` (at least one entry).
+//!   A stored entry is exactly the message's protobuf encoding with its seq,
+//!   so the budget means the same as in the memory engine.
 //! - *head*: ensure; return epoch and seq.
 //!
 //! # Concurrency
@@ -59,7 +62,9 @@ use proto::client::v1::RoomMessage;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use crate::keys::{MessageLogKeys, message_log_keys};
-use crate::{Appended, HistoryLimits, LogError, LogRead, MessageLog, StreamHead, new_epoch};
+use crate::{
+    Appended, HistoryLimits, LogError, LogRead, MessageLog, ReadLimit, StreamHead, new_epoch,
+};
 
 /// How the log's connection waits and reconnects: 2 s to connect or answer;
 /// after a failure, up to 4 reconnect attempts 50 ms to 1 s apart.
@@ -187,17 +192,40 @@ redis.call('EXPIRE', KEYS[3], ARGV[2])
 return {epoch, first}
 "#;
 
-/// ARGV = new_epoch, ttl_secs, max_age_ms, start id, count.
-/// Returns {epoch, head_seq, oldest kept seq or 0, message bytes...}.
+/// ARGV = new_epoch, ttl_secs, max_age_ms, start id, count, max bytes.
+/// Returns {epoch, head_seq, oldest kept seq or 0, message bytes...}: at most
+/// `count` entries from `start`, whose sizes add up to at most `max bytes`
+/// (the first entry is returned whatever its size). Entries are fetched in
+/// small chunks so a page of large messages is never copied whole twice.
 const READ: &str = r#"
 local epoch, head = ensure(ARGV[1], ARGV[2])
 local oldest = trim_age(now_ms() - tonumber(ARGV[3]))
 local out = {epoch, head, oldest}
-if oldest > 0 and ARGV[5] ~= '0' then
-  local entries = redis.call('XRANGE', KEYS[3], ARGV[4], '+', 'COUNT', ARGV[5])
+local left = tonumber(ARGV[5])
+local budget = tonumber(ARGV[6])
+if oldest == 0 or left <= 0 then
+  return out
+end
+local start = ARGV[4]
+local bytes = 0
+local n = 0
+while left > 0 do
+  local chunk = math.min(left, 32)
+  local entries = redis.call('XRANGE', KEYS[3], start, '+', 'COUNT', chunk)
   for i = 1, #entries do
-    out[3 + i] = entries[i][2][2] or ''
+    local m = entries[i][2][2] or ''
+    if n > 0 and bytes + #m > budget then
+      return out
+    end
+    bytes = bytes + #m
+    n = n + 1
+    out[3 + n] = m
+    left = left - 1
   end
+  if #entries < chunk then
+    return out
+  end
+  start = '(' .. entries[#entries][1]
 end
 return out
 "#;
@@ -390,17 +418,20 @@ impl MessageLog for RedisLog {
         &self,
         room: &str,
         after_seq: u64,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<LogRead, LogError> {
         let keys = self.keys(room);
         let from = after_seq.saturating_add(1);
-        let count = limit.min(i64::MAX as usize);
-        let mut cmd = Self::evalsha(&self.scripts.read, &keys, 5, 48);
+        // Lua numbers are doubles: keep both exact.
+        let count = limit.max_messages.min(MAX_AGE_MS_LIMIT as usize);
+        let max_bytes = limit.max_bytes.min(MAX_AGE_MS_LIMIT as usize);
+        let mut cmd = Self::evalsha(&self.scripts.read, &keys, 6, 64);
         cmd.arg(new_epoch())
             .arg(&*self.ttl)
             .arg(&*self.max_age_ms)
             .arg(from)
-            .arg(count);
+            .arg(count)
+            .arg(max_bytes);
         let reply = reply_array(self.run(&self.scripts.read, &cmd).await?, 3)?;
         let epoch = epoch_of(&reply[0])?;
         let head_seq = reply_u64(&reply[1], "head seq")?;
@@ -426,11 +457,13 @@ impl MessageLog for RedisLog {
             }
             messages.push(m);
         }
+        let more = LogRead::stops_before_head(&messages, head_seq);
         Ok(LogRead {
             epoch,
             head_seq,
             messages,
             truncated,
+            more,
         })
     }
 
@@ -501,6 +534,8 @@ mod tests {
         let log: Arc<dyn MessageLog> =
             Arc::new(connect(config(vec![redis.url()], 1000, Duration::from_secs(60))).await?);
         conformance::concurrent_appends_are_dense(log, "room-b").await;
+        let log = connect(config(vec![redis.url()], 1000, Duration::from_secs(60))).await?;
+        conformance::reads_are_paged_by_count_and_bytes(&log, "room-c").await;
         Ok(())
     }
 
@@ -520,6 +555,8 @@ mod tests {
             conformance::concurrent_appends_are_dense(log.clone(), "room-y"),
         );
         let ((), ()) = (a, b);
+        let log = connect(config(cluster.urls(), 1000, Duration::from_secs(60))).await?;
+        conformance::reads_are_paged_by_count_and_bytes(&log, "room-z").await;
         Ok(())
     }
 
@@ -553,11 +590,11 @@ mod tests {
         assert_eq!(after.first_seq, 1, "seqs restart at 1");
 
         // A client resuming from its old position learns of the new epoch.
-        let read = log.read_after("r", 3, 10).await?;
+        let read = log.read_after("r", 3, ReadLimit::messages(10)).await?;
         assert_eq!(read.epoch, after.epoch);
         assert_eq!(read.head_seq, 1);
         assert!(read.messages.is_empty());
-        let read = log.read_after("r", 0, 10).await?;
+        let read = log.read_after("r", 0, ReadLimit::messages(10)).await?;
         assert_eq!(read.messages.len(), 1);
         assert_eq!(read.messages[0].body.as_ref(), b"d");
         Ok(())
@@ -568,23 +605,27 @@ mod tests {
         let redis = RedisServer::start()?;
         let log = connect(config(vec![redis.url()], 100, Duration::from_millis(200))).await?;
         log.append("r", &[msg("a"), msg("b")]).await?;
-        let read = log.read_after("r", 0, 10).await?;
+        let read = log.read_after("r", 0, ReadLimit::messages(10)).await?;
         assert_eq!(read.messages.len(), 2);
         assert!(!read.truncated);
 
         tokio::time::sleep(Duration::from_millis(300)).await;
         log.append("r", &[msg("c")]).await?;
-        let read = log.read_after("r", 0, 10).await?;
+        let read = log.read_after("r", 0, ReadLimit::messages(10)).await?;
         assert!(read.truncated, "seqs 1 and 2 aged out");
         assert_eq!(read.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3]);
-        assert!(!log.read_after("r", 2, 10).await?.truncated);
+        assert!(
+            !log.read_after("r", 2, ReadLimit::messages(10))
+                .await?
+                .truncated
+        );
 
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let read = log.read_after("r", 0, 10).await?;
+        let read = log.read_after("r", 0, ReadLimit::messages(10)).await?;
         assert!(read.messages.is_empty());
         assert!(read.truncated);
         assert_eq!(read.head_seq, 3);
-        let read = log.read_after("r", 3, 10).await?;
+        let read = log.read_after("r", 3, ReadLimit::messages(10)).await?;
         assert!(!read.truncated, "a reader at the head has lost nothing");
 
         let mut conn = raw(&redis.url()).await?;
@@ -684,7 +725,7 @@ mod tests {
                 .collect();
             assert_eq!(seqs, [jump + 1, jump + 2]);
 
-            let read = log.read_after(room, jump, 10).await?;
+            let read = log.read_after(room, jump, ReadLimit::messages(10)).await?;
             assert!(!read.truncated);
             assert_eq!(read.head_seq, jump + 2);
             assert_eq!(
@@ -692,10 +733,12 @@ mod tests {
                 [jump + 1, jump + 2]
             );
             assert_eq!(read.messages[0].body.as_ref(), b"a");
-            let read = log.read_after(room, 0, 1).await?;
+            let read = log.read_after(room, 0, ReadLimit::messages(1)).await?;
             assert_eq!(read.truncated, jump > 0, "seqs 1..={jump} never existed");
             assert_eq!(read.messages.len(), 1);
-            let read = log.read_after(room, u64::MAX, 10).await?;
+            let read = log
+                .read_after(room, u64::MAX, ReadLimit::messages(10))
+                .await?;
             assert!(read.messages.is_empty() && !read.truncated);
         }
         Ok(())
@@ -716,7 +759,7 @@ mod tests {
         let head = log.head("r").await?;
         assert_ne!(head.epoch, a.epoch);
         assert_eq!(head.last_seq, 0);
-        let read = log.read_after("r", 0, 10).await?;
+        let read = log.read_after("r", 0, ReadLimit::messages(10)).await?;
         assert!(
             read.messages.is_empty(),
             "the old incarnation's entries are gone"
@@ -743,7 +786,10 @@ mod tests {
             .arg(2)
             .query_async::<()>(&mut conn)
             .await?;
-        let err = log.read_after("r", 0, 10).await.expect_err("garbage entry");
+        let err = log
+            .read_after("r", 0, ReadLimit::messages(10))
+            .await
+            .expect_err("garbage entry");
         assert!(matches!(err, LogError::Corrupt(_)), "{err:?}");
         Ok(())
     }

@@ -4,11 +4,14 @@
 //! - [`client::v1`]: frames between client SDKs and conn nodes (`ClientFrame`, `ServerFrame`).
 //! - [`internal::v1`]: gRPC between conn nodes, push nodes and room-biz.
 //! - [`json`]: the JSON subprotocol encoding of client frames.
+//! - [`paging`]: how many messages one pull, broadcast or `Delivery` carries
+//!   (a byte budget as well as a count).
 //! - [`transport`]: the wire names of the transports (`quic`, `ws`,
 //!   `polling`) and of the QUIC certificate pin.
 //! - this file: WebSocket subprotocols and the QUIC ALPN.
 
 pub mod json;
+pub mod paging;
 pub mod transport;
 
 /// Client wire protocol.

@@ -34,8 +34,14 @@ pub struct Config {
     pub room_queue_capacity: usize,
     /// Pending frames per attached conn node before its stream is reset.
     pub conn_queue_capacity: usize,
-    /// Largest pull answered.
+    /// Largest pull answered, in messages.
     pub pull_limit_max: u32,
+    /// Largest pull answered (and largest broadcast frame), in encoded
+    /// message bytes (one message is sent even if larger). Keep it well
+    /// under the 4 MiB a gRPC client decodes by default: a history of large
+    /// messages is then read page after page instead of failing as one reply
+    /// too large to decode.
+    pub pull_bytes_max: usize,
     /// Seconds a room without subscribers or publishes is kept in memory.
     pub room_idle_secs: u64,
 }
@@ -53,6 +59,7 @@ impl Default for Config {
             room_queue_capacity: 4096,
             conn_queue_capacity: 16_384,
             pull_limit_max: 1000,
+            pull_bytes_max: proto::paging::PAGE_BYTES,
             room_idle_secs: 300,
         }
     }

@@ -1,16 +1,19 @@
 //! The `Push` gRPC service: proto ↔ hub, and forwarding to the owning node.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use common::push_directory::user_key;
 use futures::{Stream, StreamExt};
 use proto::client::v1::RoomMessage;
+use proto::internal::v1::push_client::PushClient;
 use proto::internal::v1::push_server::Push;
 use proto::internal::v1::{
     ConnToPush, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushToConn, PushUsersReply,
     PushUsersRequest, RoomEphemeral, conn_to_push, push_to_conn,
 };
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -21,6 +24,8 @@ use crate::hub::Hub;
 const FORWARDED: &str = "x-roomcast-forwarded";
 /// Longest room id accepted.
 const MAX_ROOM_ID: usize = 128;
+/// Owners tried after the first when connections to them fail.
+const MAX_REROUTES: usize = 2;
 
 pub(crate) struct PushService {
     hub: Arc<Hub>,
@@ -31,7 +36,10 @@ impl PushService {
         Self { hub }
     }
 
-    /// The owner of `key` if it is another node and this call may still be forwarded.
+    /// The node to forward a call for `key` to, if it is another node and
+    /// this call may still be forwarded. A node this one could not connect to
+    /// a moment ago is skipped for the next in rendezvous order (see
+    /// `common::push_directory`), which may be this node.
     fn remote_owner<T>(
         &self,
         key: &str,
@@ -40,10 +48,45 @@ impl PushService {
         if request.metadata().contains_key(FORWARDED) {
             return None;
         }
-        match self.hub.directory.owner(key) {
+        match self.hub.directory.route(key) {
             Ok(owner) if owner.node_id != self.hub.cfg.node_id => Some(owner),
             _ => None,
         }
+    }
+
+    /// Forward `request` for `key` to its owner with `call`, or `None` to
+    /// serve it here: when this node owns `key`, or when the owner could not
+    /// be connected to (the call was never sent; the owner is suspect and
+    /// the next one in rendezvous order is tried — this node accepts any
+    /// room, seqs coming from the log whichever node appends).
+    async fn forward<Req, Rep, F, Fut>(
+        &self,
+        key: &str,
+        request: &Request<Req>,
+        call: F,
+    ) -> Option<Result<Response<Rep>, Status>>
+    where
+        Req: Clone,
+        F: Fn(PushClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Rep>, Status>>,
+    {
+        for _ in 0..=MAX_REROUTES {
+            let owner = self.remote_owner(key, request)?;
+            match call(owner.client, forwarded(request.get_ref().clone())).await {
+                Ok(reply) => return Some(Ok(reply)),
+                Err(status) if common::grpc::never_sent(&status) => {
+                    self.hub.directory.suspect(&owner.node_id);
+                }
+                Err(status) => {
+                    return Some(Err(Status::from(Error::Forward(format!(
+                        "{}: {}",
+                        owner.node_id,
+                        status.message()
+                    )))));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -71,19 +114,14 @@ impl Push for PushService {
         request: Request<PushRoomRequest>,
     ) -> Result<Response<PushRoomReply>, Status> {
         check_room(&request.get_ref().room)?;
-        if let Some(mut owner) = self.remote_owner(&request.get_ref().room, &request) {
-            let reply = owner
-                .client
-                .push_room(forwarded(request.into_inner()))
-                .await
-                .map_err(|s| {
-                    Status::from(Error::Forward(format!(
-                        "{}: {}",
-                        owner.node_id,
-                        s.message()
-                    )))
-                })?;
-            return Ok(reply);
+        let room = request.get_ref().room.clone();
+        let forwarded = self
+            .forward(&room, &request, |mut client, request| async move {
+                client.push_room(request).await
+            })
+            .await;
+        if let Some(reply) = forwarded {
+            return reply;
         }
         let req = request.into_inner();
         let ts_ms = common::time::now_ms();
@@ -157,18 +195,14 @@ impl Push for PushService {
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullReply>, Status> {
         check_room(&request.get_ref().room)?;
-        if let Some(mut owner) = self.remote_owner(&request.get_ref().room, &request) {
-            return owner
-                .client
-                .pull(forwarded(request.into_inner()))
-                .await
-                .map_err(|s| {
-                    Status::from(Error::Forward(format!(
-                        "{}: {}",
-                        owner.node_id,
-                        s.message()
-                    )))
-                });
+        let room = request.get_ref().room.clone();
+        let forwarded = self
+            .forward(&room, &request, |mut client, request| async move {
+                client.pull(request).await
+            })
+            .await;
+        if let Some(reply) = forwarded {
+            return reply;
         }
         let req = request.into_inner();
         Ok(Response::new(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::push_directory::PushDirectory;
 use dashmap::DashMap;
-use message_log::MessageLog;
+use message_log::{MessageLog, ReadLimit};
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
     PullReply, PushToConn, RoomCount, RoomRemoval, Subscribed, UserDelivery, push_to_conn,
@@ -51,6 +51,7 @@ impl Hub {
             metrics: metrics.clone(),
             batch_max: cfg.publish_batch_max.max(1),
             window: Duration::from_millis(cfg.broadcast_window_ms),
+            frame_bytes: cfg.pull_bytes_max,
         });
         Arc::new(Self {
             cfg,
@@ -142,15 +143,21 @@ impl Hub {
         self.conns.send_to_nodes(&targets, &frame);
     }
 
-    /// Read after `after_seq`: ring first, message log otherwise.
+    /// Read one page after `after_seq`: ring first, message log otherwise. A
+    /// page holds at most `limit` (and `pull_limit_max`) messages and
+    /// `pull_bytes_max` bytes; the reader pulls again after the last message
+    /// while it is below `head_seq`.
     pub(crate) async fn pull(
         &self,
         room_id: &str,
         after_seq: u64,
         limit: u32,
     ) -> Result<PullReply, Error> {
-        let limit = limit.min(self.cfg.pull_limit_max) as usize;
-        if limit == 0 {
+        let limit = ReadLimit::new(
+            limit.min(self.cfg.pull_limit_max) as usize,
+            self.cfg.pull_bytes_max,
+        );
+        if limit.max_messages == 0 {
             // Head only: where a fresh joiner starts.
             return self.head(room_id).await;
         }

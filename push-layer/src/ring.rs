@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use message_log::ReadLimit;
+use prost::Message as _;
 use proto::client::v1::RoomMessage;
 
 /// A bounded, contiguous window of a room's newest messages.
@@ -41,22 +43,25 @@ impl Ring {
         }
     }
 
-    /// Messages after `after_seq`, if the window reaches back that far.
-    pub(crate) fn read_after(&self, after_seq: u64, limit: usize) -> Option<Vec<RoomMessage>> {
+    /// One page of messages after `after_seq` (within `limit`, at least one
+    /// message when any follows), if the window reaches back that far.
+    pub(crate) fn read_after(&self, after_seq: u64, limit: ReadLimit) -> Option<Vec<RoomMessage>> {
         let first = self.messages.front()?.seq;
         let last = self.messages.back()?.seq;
         if after_seq + 1 < first || after_seq > last {
             return None;
         }
         let skip = (after_seq + 1 - first) as usize;
-        Some(
-            self.messages
-                .iter()
-                .skip(skip)
-                .take(limit)
-                .cloned()
-                .collect(),
-        )
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for m in self.messages.iter().skip(skip).take(limit.max_messages) {
+            bytes = bytes.saturating_add(m.encoded_len());
+            if !page.is_empty() && bytes > limit.max_bytes {
+                break;
+            }
+            page.push(m.clone());
+        }
+        Some(page)
     }
 }
 
@@ -71,25 +76,48 @@ mod tests {
         }
     }
 
+    fn count(n: usize) -> ReadLimit {
+        ReadLimit::messages(n)
+    }
+
+    #[test]
+    fn pages_are_bounded_by_bytes_with_at_least_one_message() {
+        let mut ring = Ring::new(10);
+        let big = |seq| RoomMessage {
+            seq,
+            body: vec![0; 1000].into(),
+            ..Default::default()
+        };
+        ring.extend(&[big(1), big(2), big(3), big(4)]);
+        let size = big(1).encoded_len();
+        let seqs = |p: Vec<RoomMessage>| p.iter().map(|m| m.seq).collect::<Vec<_>>();
+        let page = ring.read_after(0, ReadLimit::new(10, size * 2 + 1));
+        assert_eq!(page.map(seqs), Some(vec![1, 2]));
+        let page = ring.read_after(2, ReadLimit::new(10, 1));
+        assert_eq!(page.map(seqs), Some(vec![3]), "one message at least");
+        let page = ring.read_after(0, ReadLimit::new(3, usize::MAX));
+        assert_eq!(page.map(seqs), Some(vec![1, 2, 3]));
+    }
+
     #[test]
     fn serves_only_what_it_covers() {
         let mut ring = Ring::new(3);
         ring.extend(&[m(1), m(2), m(3), m(4)]);
-        assert!(ring.read_after(0, 10).is_none(), "seq 1 fell out");
+        assert!(ring.read_after(0, count(10)).is_none(), "seq 1 fell out");
         let got: Vec<u64> = ring
-            .read_after(1, 10)
+            .read_after(1, count(10))
             .expect("covered")
             .iter()
             .map(|m| m.seq)
             .collect();
         assert_eq!(got, vec![2, 3, 4]);
-        assert_eq!(ring.read_after(4, 10).expect("at head").len(), 0);
-        assert!(ring.read_after(5, 10).is_none(), "ahead of the ring");
+        assert_eq!(ring.read_after(4, count(10)).expect("at head").len(), 0);
+        assert!(ring.read_after(5, count(10)).is_none(), "ahead of the ring");
         ring.extend(&[m(9)]);
         assert!(
-            ring.read_after(4, 10).is_none(),
+            ring.read_after(4, count(10)).is_none(),
             "a hole restarts the window"
         );
-        assert_eq!(ring.read_after(8, 10).expect("covered").len(), 1);
+        assert_eq!(ring.read_after(8, count(10)).expect("covered").len(), 1);
     }
 }

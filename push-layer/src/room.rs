@@ -113,6 +113,8 @@ pub(crate) struct Publishing {
     pub(crate) batch_max: usize,
     /// How long broadcast messages wait to leave together (0: at once).
     pub(crate) window: Duration,
+    /// Encoded bytes one broadcast frame carries at most (one message always).
+    pub(crate) frame_bytes: usize,
 }
 
 /// The publisher task of one room: drain queued publishes into one log append,
@@ -243,15 +245,19 @@ fn flush_broadcast(out: &Publishing, room: &Room, epoch: u64, pending: &mut Vec<
     }
     let messages = std::mem::take(pending);
     let targets = room.lock().targets();
-    let frame = PushToConn {
-        msg: Some(push_to_conn::Msg::Broadcast(Broadcast {
-            room: room.id.to_string(),
-            epoch,
-            messages,
-        })),
-    };
-    out.conns.send_to_nodes(&targets, &frame);
-    out.metrics.broadcast_batches.inc_by(targets.len() as u64);
+    // A batch of large messages leaves as several frames, in order: one
+    // frame must stay small enough for the conn node to decode.
+    for messages in proto::paging::split_pages(messages, usize::MAX, out.frame_bytes) {
+        let frame = PushToConn {
+            msg: Some(push_to_conn::Msg::Broadcast(Broadcast {
+                room: room.id.to_string(),
+                epoch,
+                messages,
+            })),
+        };
+        out.conns.send_to_nodes(&targets, &frame);
+        out.metrics.broadcast_batches.inc_by(targets.len() as u64);
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,26 @@ pub(crate) enum PushError {
     },
 }
 
+impl PushError {
+    /// Whether the push layer certainly did not act on the request: no node
+    /// to send it to, no connection could be made (never sent), or the push
+    /// node refused it before appending (overloaded, invalid). Anything else
+    /// (a connection lost mid-call, a timeout, the log unavailable) may have
+    /// been applied.
+    pub(crate) fn not_applied(&self) -> bool {
+        match self {
+            Self::NoOwner(_) => true,
+            Self::Rpc { status, .. } => {
+                common::grpc::never_sent(status)
+                    || matches!(
+                        status.code(),
+                        tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument
+                    )
+            }
+        }
+    }
+}
+
 /// Why a member may not join a room.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JoinError {

@@ -3,12 +3,16 @@
 //! Handlers talk to a [`RoomPusher`], not to gRPC: production uses
 //! [`DirectoryPusher`] (the room's push owner), unit tests a recorder.
 
+use std::future::Future;
 use std::time::Duration;
 
 use common::push_directory::{PushDirectory, user_key};
+use proto::internal::v1::push_client::PushClient;
 use proto::internal::v1::{
     PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
 };
+
+use tonic::transport::Channel;
 
 use crate::error::PushError;
 
@@ -26,7 +30,9 @@ pub(crate) trait RoomPusher: Send + Sync + 'static {
     async fn push_users(&self, req: PushUsersRequest) -> Result<PushUsersReply, PushError>;
 }
 
-/// Pushes to the push node that owns the room (rendezvous over live push nodes).
+/// Pushes to the push node that owns the room (rendezvous over live push
+/// nodes), or to the next one in rendezvous order while the owner cannot be
+/// reached (see `common::push_directory`).
 pub(crate) struct DirectoryPusher {
     directory: PushDirectory,
     timeout: Duration,
@@ -39,36 +45,68 @@ impl DirectoryPusher {
     }
 }
 
+/// Push nodes tried after the first when connections fail: with the dead
+/// node suspect, the next one in rendezvous order is normally the new owner.
+const MAX_REROUTES: usize = 2;
+
+impl DirectoryPusher {
+    /// Call `key`'s push node with `call`; a call that could not connect was
+    /// never sent, so the node is marked suspect and the call goes to the next
+    /// node in rendezvous order at once (which accepts the room: seqs come
+    /// from the log, whichever node appends).
+    async fn call<Req, Rep, F, Fut>(&self, key: &str, req: Req, call: F) -> Result<Rep, PushError>
+    where
+        Req: Clone,
+        F: Fn(PushClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
+    {
+        let mut reroutes = 0;
+        loop {
+            let owner = self.directory.route(key)?;
+            let mut request = tonic::Request::new(req.clone());
+            // A stuck push node must not hold the caller (an action and its
+            // stream slot, a poller) forever.
+            request.set_timeout(self.timeout);
+            match call(owner.client, request).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status) if common::grpc::never_sent(&status) => {
+                    self.directory.suspect(&owner.node_id);
+                    if reroutes == MAX_REROUTES {
+                        return Err(PushError::Rpc {
+                            node: owner.node_id,
+                            status,
+                        });
+                    }
+                    reroutes += 1;
+                    tracing::debug!(node = %owner.node_id, key, %status, "Push node unreachable; trying the next owner.");
+                }
+                Err(status) => {
+                    return Err(PushError::Rpc {
+                        node: owner.node_id,
+                        status,
+                    });
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl RoomPusher for DirectoryPusher {
     async fn push_room(&self, req: PushRoomRequest) -> Result<PushRoomReply, PushError> {
-        let owner = self.directory.owner(&req.room)?;
-        let mut request = tonic::Request::new(req);
-        // A stuck push node must not hold the action (and its stream slot) forever.
-        request.set_timeout(self.timeout);
-        let mut client = owner.client;
-        match client.push_room(request).await {
-            Ok(reply) => Ok(reply.into_inner()),
-            Err(status) => Err(PushError::Rpc {
-                node: owner.node_id,
-                status,
-            }),
-        }
+        let room = req.room.clone();
+        self.call(&room, req, |mut client, request| async move {
+            client.push_room(request).await
+        })
+        .await
     }
 
     async fn pull(&self, req: PullRequest) -> Result<PullReply, PushError> {
-        let owner = self.directory.owner(&req.room)?;
-        let mut request = tonic::Request::new(req);
-        // Pollers wait on this read; a stuck push node must not hold them.
-        request.set_timeout(self.timeout);
-        let mut client = owner.client;
-        match client.pull(request).await {
-            Ok(reply) => Ok(reply.into_inner()),
-            Err(status) => Err(PushError::Rpc {
-                node: owner.node_id,
-                status,
-            }),
-        }
+        let room = req.room.clone();
+        self.call(&room, req, |mut client, request| async move {
+            client.pull(request).await
+        })
+        .await
     }
 
     async fn push_users(&self, req: PushUsersRequest) -> Result<PushUsersReply, PushError> {
@@ -77,16 +115,10 @@ impl RoomPusher for DirectoryPusher {
         };
         // Any push node forwards each uid to the node owning it; starting at
         // the owner of the first saves one hop for single-user pushes.
-        let owner = self.directory.owner(&user_key(first))?;
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(self.timeout);
-        let mut client = owner.client;
-        match client.push_users(request).await {
-            Ok(reply) => Ok(reply.into_inner()),
-            Err(status) => Err(PushError::Rpc {
-                node: owner.node_id,
-                status,
-            }),
-        }
+        let key = user_key(first);
+        self.call(&key, req, |mut client, request| async move {
+            client.push_users(request).await
+        })
+        .await
     }
 }

@@ -2,7 +2,8 @@
 //! with `/metrics`, `/livez`, `/readyz`. Errors are JSON:
 //! `{"error":{"code":"…","message":"…","field"?:"…"}}`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -13,6 +14,7 @@ use axum::{Json, Router};
 use common::discovery::NodeSet;
 use tokio::sync::watch;
 
+use crate::balancer::{HandOuts, Picker};
 use crate::error::RouteError;
 use crate::metrics::{MODE_NONE, Metrics};
 use crate::rollout::PolicyView;
@@ -31,6 +33,8 @@ pub(crate) struct RouterState {
     pub(crate) policy: watch::Receiver<Arc<PolicyView>>,
     /// Prometheus series.
     pub(crate) metrics: Metrics,
+    /// Routes handed out that the conn nodes' load reports may not show yet.
+    pub(crate) hand_outs: Mutex<HandOuts>,
 }
 
 /// The router's public routes merged with `ops`.
@@ -78,14 +82,18 @@ async fn get_route(
     let conns = state.conns.borrow().clone();
     let bizs = state.bizs.borrow().clone();
     let policy = state.policy.borrow().rollout.clone();
-    let routed = route::route(
-        &client,
-        &policy,
-        &conns,
-        &bizs,
-        state.hints,
-        &mut rand::rng(),
-    );
+    let routed = {
+        // Held for one choice, no await inside: concurrent routes each see
+        // the others' hand-outs.
+        let mut hand_outs = state.hand_outs.lock().unwrap_or_else(|p| p.into_inner());
+        hand_outs.retain_live(&conns);
+        let mut picker = Picker {
+            hand_outs: &mut hand_outs,
+            now: Instant::now(),
+            rng: &mut rand::rng(),
+        };
+        route::route(&client, &policy, &conns, &bizs, state.hints, &mut picker)
+    };
     match routed {
         Ok((route, decision)) => {
             let m = &state.metrics;

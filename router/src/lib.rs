@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
 //! - [`policy`]: the rollout policy (JSON) and its decision, sans-IO.
-//! - `balancer`: node choice (zone, power of two choices), sans-IO.
+//! - `balancer`: node choice (zone, power of two choices on reported load
+//!   plus hand-outs in flight), sans-IO.
 //! - `route`: query validation and the route answer, sans-IO.
 //! - `rollout`: the policy in force, followed from live configuration.
 //! - `stats`: client-reported connection stats → metrics.
@@ -111,6 +112,7 @@ pub async fn run(
         bizs: deps.discovery.watch(ServiceKind::Biz),
         policy: policy_rx.clone(),
         metrics,
+        hand_outs: Default::default(),
     });
     let admin = admin_app(&cfg, &deps, listeners.admin, policy_rx)?;
 

@@ -197,12 +197,12 @@ pub(crate) fn route<R: Rng + ?Sized>(
     conns: &[NodeInfo],
     bizs: &[NodeInfo],
     hints: Hints,
-    rng: &mut R,
+    picker: &mut balancer::Picker<'_, R>,
 ) -> Result<(Route, Decision), RouteError> {
     let decision = rollout.decide(&client.info());
     let polling_url = polling_url(client.identity(), bizs);
     let node = match decision.mode {
-        Mode::Long => balancer::choose(conns, client.zone.as_deref(), rng),
+        Mode::Long => balancer::choose(conns, client.zone.as_deref(), picker),
         Mode::Short => None,
     };
     let (mode, node_id, endpoints, quic_cert_sha256) = match node {
@@ -276,6 +276,9 @@ mod tests {
 
     use rand::SeedableRng as _;
     use rand::rngs::StdRng;
+    use std::time::Instant;
+
+    use crate::balancer::{HandOuts, Picker};
 
     use super::*;
     use crate::policy::{Policy, Reason};
@@ -318,8 +321,12 @@ mod tests {
         conns: &[NodeInfo],
         bizs: &[NodeInfo],
     ) -> Result<Route, RouteError> {
-        let mut rng = StdRng::seed_from_u64(3);
-        route(client, rollout, conns, bizs, HINTS, &mut rng).map(|(r, _)| r)
+        let mut picker = Picker {
+            hand_outs: &mut HandOuts::default(),
+            now: Instant::now(),
+            rng: &mut StdRng::seed_from_u64(3),
+        };
+        route(client, rollout, conns, bizs, HINTS, &mut picker).map(|(r, _)| r)
     }
 
     fn query(pairs: &[(&str, &str)]) -> RouteQuery {
@@ -383,14 +390,18 @@ mod tests {
         .compile()
         .expect("valid");
         let conns = [conn("conn-a", 0, false)];
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut picker = Picker {
+            hand_outs: &mut HandOuts::default(),
+            now: Instant::now(),
+            rng: &mut StdRng::seed_from_u64(1),
+        };
         let (route, decision) = route(
             &user("bob"),
             &rollout,
             &conns,
             &[biz("biz-1")],
             HINTS,
-            &mut rng,
+            &mut picker,
         )
         .expect("route");
         assert_eq!(

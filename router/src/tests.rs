@@ -198,6 +198,25 @@ async fn routes_to_the_less_loaded_live_conn_node_quic_first() {
 }
 
 #[tokio::test]
+async fn a_burst_of_routes_is_spread_over_idle_conn_nodes() {
+    let h = start().await;
+    conn(&h, "conn-a", 8621, 0, false).await;
+    conn(&h, "conn-b", 8622, 0, false).await;
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    // Faster than any load report: only the router's own hand-outs can tell
+    // the nodes apart.
+    for i in 0..100 {
+        let (status, body) = get(format!("{}/v1/route?device_id=d{i}", h.url)).await;
+        assert_eq!(status, 200, "{body}");
+        let node = body["node_id"].as_str().expect("a node id").to_owned();
+        *counts.entry(node).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.values().all(|c| *c >= 30), "{counts:?}");
+    stop(h).await;
+}
+
+#[tokio::test]
 async fn bad_parameters_are_a_400_naming_the_field() {
     let h = start().await;
     conn(&h, "conn-a", 8611, 0, false).await;

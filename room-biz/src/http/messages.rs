@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiJson};
+use crate::error::PushError;
 use crate::shared::Shared;
 
 /// Longest message kind accepted, in characters.
@@ -116,13 +117,39 @@ pub(super) async fn post_message(
         .await
         .map_err(|error| {
             tracing::warn!(room = %id, %error, "Cannot push system message.");
-            ApiError::unavailable(format!("cannot publish the message: {error}"))
+            publish_error(&error)
         })?;
     Ok(Json(Published {
         seq: reply.seq,
         epoch: reply.epoch,
     }))
 }
+
+/// A publish that got no seq: always retryable (503 + `Retry-After`), and
+/// the code says whether the message was certainly not published
+/// (`not_published`: send it again as is) or the push node failed while it
+/// may have been appending (`publish_unknown`: sending it again may publish
+/// it twice; apps that cannot tolerate that put an id in the body).
+fn publish_error(error: &PushError) -> ApiError {
+    if error.not_applied() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_published",
+            format!("the message was not published; retry: {error}"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "publish_unknown",
+            format!("the message may or may not have been published; retry: {error}"),
+        )
+    }
+    .retry_after(PUBLISH_RETRY_AFTER_SECS)
+}
+
+/// `Retry-After` of a failed publish: the push layer re-routes a room within
+/// a request, so a second later is almost always enough.
+const PUBLISH_RETRY_AFTER_SECS: u32 = 1;
 
 /// `bytes` as JSON if they are UTF-8 JSON, else `{"base64": "…"}`: bodies are
 /// opaque to the push layer, and an app may publish binary ones.

@@ -178,15 +178,21 @@ async fn push_failures_are_503_json() {
     let (_, room) = create(&url, json!({"title": "Quiz"})).await;
     let id = room["room_id"].as_str().expect("room_id");
     let messages = format!("{url}/v1/rooms/{id}/messages");
-    let (status, body) = send(
-        reqwest::Client::new()
-            .post(messages)
-            .json(&json!({"body": {}})),
-    )
-    .await;
-    assert_eq!(status, 503);
+    let res = reqwest::Client::new()
+        .post(messages)
+        .json(&json!({"body": {}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 503);
+    // Retryable, and certainly not published: no push node got it.
+    assert_eq!(
+        res.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let body: serde_json::Value = res.json().await.expect("JSON");
     let (code, message) = error_of(&body);
-    assert_eq!(code, "unavailable");
+    assert_eq!(code, "not_published");
     assert!(message.contains("no push node"), "{message}");
 }
 

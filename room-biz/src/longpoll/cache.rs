@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use prometheus::IntGauge;
+use prost::Message as _;
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{PullReply, PullRequest};
 use room_store::StoreError;
@@ -48,9 +49,18 @@ use crate::pusher::RoomPusher;
 /// of lag on those is harmless.
 const META_REFRESH: Duration = Duration::from_secs(1);
 /// Pulls one refresh makes at most to catch up with the head; a room that
-/// outruns this is caught up over the next refreshes (each pull is a full
-/// window, so this only matters after a push-layer outage).
+/// outruns this is caught up over the next refreshes. A pull is a page of at
+/// most a window of messages and the push node's byte budget (1 MiB by
+/// default), so this matters after a push-layer outage or with large messages.
 const CATCH_UP_PAGES: usize = 4;
+/// Pulls the first read of a room makes at most: enough to read a window of
+/// large messages page after page (the window keeps only the newest
+/// [`WINDOW_BYTES`] of them); a room larger still is caught up by refreshes.
+const LOAD_PAGES: usize = 64;
+/// Encoded message bytes a cached window keeps at most (besides
+/// `poll_cache_window` messages): rooms of large messages cost bounded memory;
+/// positions older than the window are read from the push layer directly.
+const WINDOW_BYTES: usize = 4 * proto::paging::PAGE_BYTES;
 /// Member joins or leaves of pollers one refresh writes at most: a flash crowd
 /// is counted over a few refreshes instead of stalling one.
 const MEMBER_WRITES_PER_TICK: usize = 1024;
@@ -142,6 +152,8 @@ pub(crate) struct Window {
     pub(crate) head: u64,
     /// The newest messages, contiguous, the last one being `head`.
     messages: VecDeque<RoomMessage>,
+    /// Encoded bytes of `messages`.
+    bytes: usize,
 }
 
 impl Window {
@@ -153,6 +165,7 @@ impl Window {
             epoch: 0,
             head: 0,
             messages: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -608,6 +621,7 @@ async fn load(inner: &Inner, room: &str, entry: &Entry) -> Result<(), String> {
         w.epoch = fresh.epoch;
         w.head = fresh.head;
         w.messages = fresh.messages;
+        w.bytes = fresh.bytes;
         w.status = Status::Ready;
     });
     Ok(())
@@ -645,6 +659,7 @@ struct Fresh {
     epoch: u64,
     head: u64,
     messages: VecDeque<RoomMessage>,
+    bytes: usize,
 }
 
 /// Read the newest window of the stream from scratch.
@@ -655,18 +670,26 @@ async fn read_fresh(inner: &Inner, room: &str) -> Result<Fresh, PushError> {
         epoch: top.epoch,
         head: top.head_seq.saturating_sub(window as u64),
         messages: VecDeque::new(),
+        bytes: 0,
     };
-    for _ in 0..CATCH_UP_PAGES {
+    // Page after page: a window of large messages is many pulls.
+    for _ in 0..LOAD_PAGES {
         let reply = inner.pull(room, fresh.head, inner.settings.limit()).await?;
         if reply.epoch != fresh.epoch {
             // The stream restarted between the two reads: start at its new head.
             fresh.epoch = reply.epoch;
             fresh.head = reply.head_seq.saturating_sub(window as u64);
             fresh.messages.clear();
+            fresh.bytes = 0;
             continue;
         }
         let target = reply.head_seq;
-        extend(&mut fresh.messages, &mut fresh.head, reply, window);
+        let mut held = Held {
+            messages: &mut fresh.messages,
+            bytes: &mut fresh.bytes,
+            head: &mut fresh.head,
+        };
+        held.extend(reply, window);
         if fresh.head >= target {
             break;
         }
@@ -697,13 +720,19 @@ async fn refresh_stream(inner: &Inner, room: &str, entry: &Entry) -> Result<(), 
                 w.epoch = fresh.epoch;
                 w.head = fresh.head;
                 w.messages = fresh.messages;
+                w.bytes = fresh.bytes;
             });
             return Ok(());
         }
         let target = reply.head_seq;
         let moved = entry.tx.send_if_modified(|w| {
             let before = w.head;
-            extend(&mut w.messages, &mut w.head, reply, window);
+            let mut held = Held {
+                messages: &mut w.messages,
+                bytes: &mut w.bytes,
+                head: &mut w.head,
+            };
+            held.extend(reply, window);
             head = w.head;
             w.head != before
         });
@@ -714,28 +743,46 @@ async fn refresh_stream(inner: &Inner, room: &str, entry: &Entry) -> Result<(), 
     Ok(())
 }
 
-/// Append a pull after `*head` to `messages`, keeping them contiguous and at
-/// most `window` long.
-fn extend(messages: &mut VecDeque<RoomMessage>, head: &mut u64, reply: PullReply, window: usize) {
-    if reply.truncated && reply.messages.is_empty() {
-        // Nothing after the head is readable any more (history expired).
-        messages.clear();
-        *head = (*head).max(reply.head_seq);
+/// A window being extended: its messages, their encoded bytes and its head.
+struct Held<'a> {
+    messages: &'a mut VecDeque<RoomMessage>,
+    bytes: &'a mut usize,
+    head: &'a mut u64,
+}
+
+impl Held<'_> {
+    /// Append a pull after the head, keeping the messages contiguous, at most
+    /// `window` long and at most [`WINDOW_BYTES`] (the newest message always).
+    fn extend(&mut self, reply: PullReply, window: usize) {
+        self.extend_within(reply, window, WINDOW_BYTES);
     }
-    for message in reply.messages {
-        if message.seq <= *head {
-            continue;
+
+    fn extend_within(&mut self, reply: PullReply, window: usize, max_bytes: usize) {
+        if reply.truncated && reply.messages.is_empty() {
+            // Nothing after the head is readable any more (history expired).
+            self.messages.clear();
+            *self.bytes = 0;
+            *self.head = (*self.head).max(reply.head_seq);
         }
-        if message.seq != *head + 1 {
-            // History skips ahead (we fell behind more than it holds): what we
-            // hold no longer continues into it, so the window restarts here.
-            messages.clear();
+        for message in reply.messages {
+            if message.seq <= *self.head {
+                continue;
+            }
+            if message.seq != *self.head + 1 {
+                // History skips ahead (we fell behind more than it holds): what we
+                // hold no longer continues into it, so the window restarts here.
+                self.messages.clear();
+                *self.bytes = 0;
+            }
+            *self.head = message.seq;
+            *self.bytes += message.encoded_len();
+            self.messages.push_back(message);
         }
-        *head = message.seq;
-        messages.push_back(message);
-    }
-    while messages.len() > window {
-        messages.pop_front();
+        while self.messages.len() > window || (self.messages.len() > 1 && *self.bytes > max_bytes) {
+            if let Some(old) = self.messages.pop_front() {
+                *self.bytes -= old.encoded_len();
+            }
+        }
     }
 }
 
@@ -766,6 +813,31 @@ mod tests {
             head,
             ..Window::loading(room)
         }
+    }
+
+    /// Extend `(messages, head)` as a window does, with a bytes bound.
+    fn extend_within(
+        messages: &mut VecDeque<RoomMessage>,
+        head: &mut u64,
+        reply: PullReply,
+        window: usize,
+        max_bytes: usize,
+    ) {
+        let mut bytes = messages.iter().map(|m| m.encoded_len()).sum();
+        let mut held = Held {
+            messages,
+            bytes: &mut bytes,
+            head,
+        };
+        held.extend_within(reply, window, max_bytes);
+        assert_eq!(
+            bytes,
+            messages.iter().map(|m| m.encoded_len()).sum::<usize>()
+        );
+    }
+
+    fn extend(messages: &mut VecDeque<RoomMessage>, head: &mut u64, r: PullReply, window: usize) {
+        extend_within(messages, head, r, window, WINDOW_BYTES);
     }
 
     fn seqs(found: Option<Vec<&RoomMessage>>) -> Option<Vec<u64>> {
@@ -810,5 +882,26 @@ mod tests {
         assert_eq!((w.first(), w.head), (13, 12));
         assert_eq!(seqs(w.after(12)), Some(vec![]));
         assert_eq!(seqs(w.after(11)), None);
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_messages_within_its_bytes() {
+        let mut r = reply(1, 6, &[1, 2, 3, 4, 5, 6], false);
+        for m in &mut r.messages {
+            m.body = vec![0; 100].into();
+        }
+        let size = r.messages[0].encoded_len();
+        let mut messages = VecDeque::new();
+        let mut head = 0;
+        extend_within(&mut messages, &mut head, r, 100, size * 5 / 2);
+        let w = window(messages, head);
+        assert_eq!((w.first(), w.head), (5, 6), "two fit in two and a half");
+        // The newest message stays even if it alone is over the bound.
+        let mut messages = VecDeque::new();
+        let mut head = 0;
+        let mut r = reply(1, 1, &[1], false);
+        r.messages[0].body = vec![0; 100].into();
+        extend_within(&mut messages, &mut head, r, 100, 10);
+        assert_eq!(messages.len(), 1);
     }
 }

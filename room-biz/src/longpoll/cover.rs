@@ -6,8 +6,10 @@
 //! or was left out on purpose, so a client never mistakes sampling for loss.
 //! High- and normal-priority messages are never left out; when they alone
 //! exceed the cap, the covered range ends early and the client polls again at
-//! once for the rest.
+//! once for the rest. A range also ends once its messages reach
+//! [`REPLY_BYTES`] (at least one message), so large messages come in pages.
 
+use prost::Message as _;
 use proto::client::v1::{Priority, RoomMessage};
 
 /// Reply caps by room size: (members at most, messages per reply). A person
@@ -35,6 +37,26 @@ pub(crate) struct Covered {
     pub(crate) messages: Vec<RoomMessage>,
 }
 
+/// Encoded message bytes one reply covers at most (one message always): a
+/// backlog of large messages is answered in pages, each a reply a client can
+/// take in one read, the next one asked for at once (`poll_after_ms: 0`).
+pub(crate) const REPLY_BYTES: usize = proto::paging::PAGE_BYTES;
+
+/// How many of `pending` fit in `budget` encoded bytes (at least one when
+/// any is pending). Sampled-out messages count too: a reply's range, not
+/// just its carried messages, stays within the budget, which keeps the rule
+/// simple and never lets a range grow past what a page can carry unsampled.
+fn within_bytes(pending: &[&RoomMessage], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    for (i, message) in pending.iter().enumerate() {
+        bytes = bytes.saturating_add(message.encoded_len());
+        if i > 0 && bytes > budget {
+            return i;
+        }
+    }
+    pending.len()
+}
+
 fn is_low(message: &RoomMessage) -> bool {
     // Unknown priorities count as normal: never sample what we do not understand.
     Priority::try_from(message.priority) == Ok(Priority::Low)
@@ -50,6 +72,7 @@ fn is_low(message: &RoomMessage) -> bool {
 pub(crate) fn cover(after: u64, pending: &[&RoomMessage], cap: usize, sample: bool) -> Covered {
     let cap = cap.max(1);
     let first_seq = after.saturating_add(1);
+    let pending = &pending[..within_bytes(pending, REPLY_BYTES)];
     let take_all = |messages: &[&RoomMessage]| Covered {
         first_seq,
         last_seq: messages.last().map_or(after, |m| m.seq),
@@ -177,5 +200,30 @@ mod tests {
         let next = cover(7, &rest, 3, true);
         assert_eq!((next.first_seq, next.last_seq), (8, 9));
         assert_eq!(seqs(&next), [8, 9]);
+    }
+
+    #[test]
+    fn large_messages_are_covered_in_pages_of_bytes() {
+        let big = |seq| RoomMessage {
+            seq,
+            body: vec![b'x'; 300 * 1024].into(),
+            ..RoomMessage::default()
+        };
+        let stream: Vec<RoomMessage> = (1..=10).map(big).collect();
+        let pending: Vec<&RoomMessage> = stream.iter().collect();
+        // Three of 300 KiB fit in a 1 MiB page, the fourth does not.
+        let covered = cover(0, &pending, 500, false);
+        assert_eq!((covered.first_seq, covered.last_seq), (1, 3));
+        assert_eq!(seqs(&covered), [1, 2, 3]);
+        let covered = cover(0, &pending, 500, true);
+        assert_eq!(covered.last_seq, 3, "sampled rooms page too");
+        // One message larger than a page still travels.
+        let huge = RoomMessage {
+            seq: 1,
+            body: vec![0; 2 * REPLY_BYTES].into(),
+            ..RoomMessage::default()
+        };
+        let covered = cover(0, &[&huge], 500, false);
+        assert_eq!(seqs(&covered), [1]);
     }
 }
