@@ -537,4 +537,52 @@ mod tests {
         let fed = scanner.feed(&[0u8; 4096], |_| panic!("nothing passes"));
         assert_eq!(fed.skipped, 4096);
     }
+
+    /// One client frame for the property test: its payload length and
+    /// whether its header uses a mask.
+    fn frame(len: u64, masked: bool) -> Vec<u8> {
+        let mut h = header(len);
+        if !masked {
+            h[1] &= 0x7f;
+            h.truncate(h.len() - 4);
+        }
+        h
+    }
+
+    proptest::proptest! {
+        /// Whatever frames a client sends and however the bytes are split,
+        /// the scanner passes exactly the frames within the limit (header and
+        /// payload, in order), skips exactly the payloads of the others,
+        /// reports the first oversized length, and ends on a frame boundary.
+        #[test]
+        fn passes_exactly_the_frames_within_the_limit(
+            frames in proptest::collection::vec((0u64..3000, proptest::bool::ANY), 0..12),
+            step in 1usize..700,
+        ) {
+            const LIMIT: u64 = 1000;
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            let mut skipped = 0usize;
+            let mut first_oversize = None;
+            for (n, (len, masked)) in frames.iter().enumerate() {
+                let mut bytes = frame(*len, *masked);
+                // Payload bytes that tell frames apart if they were mixed up.
+                bytes.extend((0..*len).map(|k| (k as u8).wrapping_add(n as u8)));
+                if *len > LIMIT {
+                    skipped += *len as usize;
+                    first_oversize.get_or_insert(*len);
+                } else {
+                    expected.extend_from_slice(&bytes);
+                }
+                input.extend(bytes);
+            }
+            let mut scanner = Scanner::new(LIMIT);
+            let (out, fed) = run(&mut scanner, &input, step);
+            proptest::prop_assert_eq!(out, expected);
+            proptest::prop_assert_eq!(fed.skipped, skipped);
+            proptest::prop_assert_eq!(fed.oversize, first_oversize);
+            proptest::prop_assert_eq!(scanner.state, Position::Header);
+            proptest::prop_assert_eq!(scanner.have, 0);
+        }
+    }
 }

@@ -244,7 +244,11 @@ async fn delivery_holds_through_a_conn_kill_a_drain_and_a_push_kill() -> anyhow:
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await?;
-    ensure!(answer.status().as_u16() == 202, "drain: {}", answer.status());
+    ensure!(
+        answer.status().as_u16() == 202,
+        "drain: {}",
+        answer.status()
+    );
     let status = t.conn[ids[&drained]]
         .wait_exit(Duration::from_secs(15))
         .await?;
@@ -252,7 +256,9 @@ async fn delivery_holds_through_a_conn_kill_a_drain_and_a_push_kill() -> anyhow:
 
     // Fault 3: kill -9 the push node that owns the room.
     published(&acked, 3 * PER_PHASE).await?;
-    let owner = PushDirectory::new(t.discovery.as_ref()).owner(&room)?.node_id;
+    let owner = PushDirectory::new(t.discovery.as_ref())
+        .owner(&room)?
+        .node_id;
     let owner_index = t
         .push
         .iter()
@@ -289,7 +295,11 @@ async fn delivery_holds_through_a_conn_kill_a_drain_and_a_push_kill() -> anyhow:
     let mut repeated_bodies = 0usize;
     for (r, seen) in readers.iter().enumerate() {
         let seen = seen.lock().await;
-        ensure!(seen.resets == 0, "reader {r}: stream reset {} times", seen.resets);
+        ensure!(
+            seen.resets == 0,
+            "reader {r}: stream reset {} times",
+            seen.resets
+        );
         for (k, message) in seen.messages.iter().enumerate() {
             ensure!(
                 message.seq == k as u64 + 1,
