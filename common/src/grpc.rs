@@ -3,11 +3,18 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 
-/// Incoming connections of a bound listener, for `serve_with_incoming_shutdown`.
-pub fn incoming(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
+/// Incoming connections of a bound listener, for `serve_with_incoming_shutdown`,
+/// with TCP_NODELAY on every accepted socket.
+///
+/// Why: tonic sets the option only on listeners it binds itself, and an
+/// internal call (a notify, a pull, a publish reply) is a small write that
+/// Nagle's algorithm would hold back until the peer's delayed ACK, 40 ms and
+/// more: that delay, not the work, was most of a small room's latency.
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// A channel to `addr` (`host:port`) that connects on first use and reconnects
@@ -55,5 +62,20 @@ mod tests {
             .expect_err("nothing listens");
         assert!(never_sent(&status), "{status:?}");
         assert!(!never_sent(&tonic::Status::unavailable("from the peer")));
+    }
+
+    #[tokio::test]
+    async fn accepted_internal_sockets_have_nodelay() -> Result<(), Box<dyn std::error::Error>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut incoming = incoming(listener);
+        use tokio_stream::StreamExt as _;
+        let _client = tokio::net::TcpStream::connect(addr).await?;
+        let accepted = incoming.next().await.ok_or("no connection")??;
+        assert!(
+            accepted.nodelay()?,
+            "TCP_NODELAY is off on an accepted socket"
+        );
+        Ok(())
     }
 }

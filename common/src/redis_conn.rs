@@ -13,7 +13,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo as _, Pipeline, RedisFuture, Value,
+};
 
 /// How an engine's connection waits, retries and reconnects.
 #[derive(Clone, Copy, Debug)]
@@ -120,15 +123,25 @@ pub async fn connect(
     }
 }
 
+/// TCP_NODELAY: a log append or a state change is one small write that must
+/// not wait for the server's delayed ACK behind the previous one.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
 async fn connect_single(url: &str, t: &RedisTimings) -> Result<RedisConn, RedisConnectError> {
     let unreachable = |e: &dyn Display| RedisConnectError::Unreachable {
         target: redact(url),
         reason: e.to_string(),
     };
-    let client = Client::open(url).map_err(|e| RedisConnectError::InvalidUrl {
-        target: redact(url),
-        reason: e.to_string(),
-    })?;
+    let client = url
+        .into_connection_info()
+        .map(|info| info.set_tcp_settings(tcp_settings()))
+        .and_then(Client::open)
+        .map_err(|e| RedisConnectError::InvalidUrl {
+            target: redact(url),
+            reason: e.to_string(),
+        })?;
     // One plain attempt first: the manager's constructor retries with backoff
     // for seconds, and a wrong address should stop start-up at once.
     let probe = AsyncConnectionConfig::new()
@@ -167,7 +180,8 @@ async fn connect_cluster(
     let mut builder = ClusterClient::builder(seeds.iter().map(String::as_str))
         .connection_timeout(t.connect_timeout)
         .response_timeout(t.response_timeout)
-        .retries(t.cluster_retries);
+        .retries(t.cluster_retries)
+        .tcp_settings(tcp_settings());
     if let Some((min, max)) = t.cluster_retry_wait {
         builder = builder
             .min_retry_wait(min.as_millis().try_into().unwrap_or(u64::MAX))
