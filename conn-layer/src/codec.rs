@@ -192,4 +192,61 @@ mod tests {
             assert!(!is_unknown_json_kind(&text));
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, decoding never panics, and a message over the
+        /// limit is `TooLarge` with its own size, whichever encoding.
+        #[test]
+        fn any_input_is_classified(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+                                   text in ".{0,200}", max in 0usize..256) {
+            let bin = decode(Message::Binary(Bytes::from(data.clone())), max);
+            if data.len() > max {
+                proptest::prop_assert!(matches!(bin, Inbound::TooLarge(n) if n == data.len() as u64));
+            }
+            let txt = decode(Message::Text(Utf8Bytes::from(text.clone())), max);
+            if text.len() > max {
+                proptest::prop_assert!(matches!(txt, Inbound::TooLarge(n) if n == text.len() as u64));
+            } else {
+                proptest::prop_assert!(matches!(txt, Inbound::Frame(_) | Inbound::Malformed(_)));
+            }
+        }
+
+        /// A frame a client encodes, in either encoding, decodes to the same
+        /// frame: the two wires carry exactly the same protocol.
+        #[test]
+        fn frames_round_trip_through_both_encodings(
+            r#ref in proptest::num::u32::ANY,
+            room in "[a-zA-Z0-9_-]{0,24}",
+            action in "\\PC{0,16}",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            epoch in 0u64..(1 << 53),
+            last_seq in proptest::num::u64::ANY,
+            resume in proptest::bool::ANY,
+        ) {
+            use proto::client::v1::{Join, Publish, Resume};
+            let frames = [
+                client_frame::Frame::Publish(Publish {
+                    r#ref,
+                    room: room.clone(),
+                    action,
+                    payload: Bytes::from(payload),
+                }),
+                client_frame::Frame::Join(Join {
+                    r#ref,
+                    room,
+                    resume: resume.then_some(Resume { epoch, last_seq }),
+                }),
+            ];
+            for kind in frames {
+                let frame = ClientFrame { frame: Some(kind) };
+                let bin = Message::Binary(Bytes::from(frame.encode_to_vec()));
+                proptest::prop_assert!(matches!(decode(bin, 1 << 20), Inbound::Frame(f) if f == frame));
+                let json = proto::json::encode_client(&frame).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(e.to_string())
+                })?;
+                let text = Message::Text(Utf8Bytes::from(json));
+                proptest::prop_assert!(matches!(decode(text, 1 << 20), Inbound::Frame(f) if f == frame));
+            }
+        }
+    }
 }
