@@ -25,4 +25,10 @@ pub(crate) enum UpstreamCmd {
         node: String,
         generation: u64,
     },
+    /// An attach to `node` failed (refused, timed out): its rooms and users
+    /// go to the next push node in rendezvous order until it attaches again,
+    /// instead of waiting for discovery to drop it (a lease TTL).
+    LinkFailed {
+        node: String,
+    },
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::backoff::Backoff;
 use common::discovery::NodeSet;
+use common::hashing::rendezvous_order;
 use common::push_directory::user_key;
 use proto::client::v1::{Ephemeral, ServerFrame, server_frame};
 use proto::internal::v1::{
@@ -44,6 +45,11 @@ struct Upstream {
     links: HashMap<String, Link>,
     /// The push node each room's interest was last sent to.
     room_owner: HashMap<Arc<str>, String>,
+    /// Push nodes still in discovery that this node cannot attach to: they
+    /// own nothing here until they attach again (the push API and pulls skip
+    /// them the same way), so a dead node costs a reconnect attempt, not
+    /// its lease TTL of paused deliveries.
+    unreachable: HashSet<String>,
     dirty: HashSet<Arc<str>>,
     online: Vec<Arc<str>>,
     offline: Vec<Arc<str>>,
@@ -62,6 +68,7 @@ pub(crate) async fn run(
         cmd_tx,
         links: HashMap::new(),
         room_owner: HashMap::new(),
+        unreachable: HashSet::new(),
         dirty: HashSet::new(),
         online: Vec::new(),
         offline: Vec::new(),
@@ -115,6 +122,10 @@ impl Upstream {
             } => {
                 if let Some(link) = self.links.get_mut(&node) {
                     link.tx = Some((tx, generation));
+                    if self.unreachable.remove(&node) {
+                        // Its rooms come back from their stand-in owners.
+                        self.reassign_all();
+                    }
                     self.resend_all_to(&node);
                 }
             }
@@ -125,6 +136,31 @@ impl Upstream {
                     link.tx = None;
                 }
             }
+            UpstreamCmd::LinkFailed { node } => {
+                if self.links.contains_key(&node) && self.unreachable.insert(node.clone()) {
+                    tracing::warn!(push_node = %node, "Cannot attach to push node; its rooms go to the next owner.");
+                    self.reassign_all();
+                }
+            }
+        }
+    }
+
+    /// The set of reachable push nodes changed: send every room to its owner
+    /// now (and a zero count to the one it leaves), and every online user to
+    /// the node that owns it now.
+    fn reassign_all(&mut self) {
+        self.dirty
+            .extend(self.ctx.feeds.counts().into_iter().map(|(r, _)| r));
+        self.dirty.extend(self.room_owner.keys().cloned());
+        self.flush();
+        let nodes: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(id, link)| link.tx.is_some() && !self.unreachable.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for node in nodes {
+            self.resend_users_to(&node);
         }
     }
 
@@ -140,6 +176,8 @@ impl Upstream {
             }
             keep
         });
+        let links = &self.links;
+        self.unreachable.retain(|id| links.contains_key(id));
         for (id, addr) in live {
             if self.links.contains_key(id) {
                 continue;
@@ -185,6 +223,11 @@ impl Upstream {
         if !rooms.is_empty() {
             self.send(node, conn_to_push::Msg::Interest(RoomInterest { rooms }));
         }
+        self.resend_users_to(node);
+    }
+
+    /// Tell `node` every online user it owns.
+    fn resend_users_to(&self, node: &str) {
         let online: Vec<String> = self
             .ctx
             .registry
@@ -203,8 +246,22 @@ impl Upstream {
         }
     }
 
+    /// The push node that serves `key` for this node: the first in
+    /// rendezvous order that is not unreachable (the owner itself when all are).
     fn owner(&self, key: &str) -> Option<String> {
-        self.ctx.directory.owner(key).ok().map(|o| o.node_id)
+        let nodes = self.ctx.directory.nodes();
+        let order = rendezvous_order(
+            key,
+            nodes
+                .iter()
+                .filter(|n| n.grpc_addr.is_some())
+                .map(|n| n.id.as_str()),
+        );
+        order
+            .iter()
+            .find(|id| !self.unreachable.contains(**id))
+            .or(order.first())
+            .map(|id| (*id).to_string())
     }
 
     fn flush(&mut self) {
@@ -338,6 +395,9 @@ async fn run_link(
             }
             Some(Err(status)) => {
                 tracing::debug!(push_node = %node, %status, "Cannot attach to push node.");
+                let _ = cmd_tx
+                    .send(UpstreamCmd::LinkFailed { node: node.clone() })
+                    .await;
             }
         }
         tokio::select! {

@@ -494,3 +494,72 @@ async fn bad_configuration_fails_with_one_clear_line() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A push node dies while discovery still lists it (a 20 s lease here):
+/// conn nodes move their rooms to the next push node as soon as they cannot
+/// attach to the dead one, so members receive what is published after the
+/// death while the dead node is still listed, not only once its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_delivery_resumes_before_a_dead_push_nodes_lease_ends() -> anyhow::Result<()> {
+    use common::discovery::ServiceKind;
+    let mut t = Topology::start(TopologyOptions {
+        lease_ttl_secs: 20,
+        ..TopologyOptions::default()
+    })
+    .await?;
+    let room = t.create_room("stand-in owner").await?;
+    let owner = common::push_directory::PushDirectory::new(t.discovery.as_ref())
+        .owner(&room)?
+        .node_id;
+    let victim = t
+        .push
+        .iter()
+        .position(|p| p.id == owner)
+        .ok_or_else(|| anyhow::anyhow!("owner {owner} is not one of ours"))?;
+    let mut members = spread_clients(&t, &room, 2).await?;
+    let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
+    let http = reqwest::Client::new();
+    let publish = |i: u64| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            // Retry what the API says to retry (the owner's death may cost one).
+            for _ in 0..50 {
+                let res = http
+                    .post(&url)
+                    .json(&serde_json::json!({ "body": { "i": i } }))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await?;
+                if res.status().is_success() {
+                    let body: serde_json::Value = res.json().await?;
+                    return body["seq"]
+                        .as_u64()
+                        .ok_or_else(|| anyhow::anyhow!("no seq"));
+                }
+                anyhow::ensure!(
+                    res.status().as_u16() == 503,
+                    "publish {i}: {}",
+                    res.status()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::bail!("publish {i} kept failing")
+        }
+    };
+    for i in 1..=5 {
+        publish(i).await?;
+    }
+    t.push[victim].kill9();
+    let last = publish(6).await?;
+    for raw in &mut members {
+        let got = read_stream(raw, last).await?;
+        assert_seqs(&got, 1, last);
+    }
+    // Delivered while discovery still lists the dead node: not by waiting
+    // for its lease to end.
+    anyhow::ensure!(
+        t.node(ServiceKind::Push, &owner).is_ok(),
+        "the dead push node left discovery before delivery resumed"
+    );
+    Ok(())
+}
