@@ -94,6 +94,7 @@ fn init_cli_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(common::telemetry::stderr_is_terminal())
         .with_target(false)
         .try_init();
 }
