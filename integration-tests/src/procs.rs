@@ -16,12 +16,12 @@ use test_servers::{Etcd, RedisServer};
 
 use crate::{ADMIN_TOKEN, PATIENCE, SECRET};
 
-/// A loopback port free now (bound then released), for listeners whose
-/// address a test must know but the service does not register (ops, admin).
+/// A loopback port free now, for listeners whose address a test must know
+/// but the service does not register (ops, admin). From below the ephemeral
+/// range: a port from a `:0` bind, released, was seen taken again by a
+/// client's outgoing connection before the service bound it.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(test_servers::free_port()?)
 }
 
 /// Where `cargo build --bins` put the service binaries (next to `deps/`).

@@ -15,6 +15,7 @@ mod process;
 pub mod redis;
 
 pub use etcd::Etcd;
+pub use process::free_port;
 pub use redis::{RedisCluster, RedisServer};
 
 /// Why a test server could not be started.

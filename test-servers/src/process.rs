@@ -14,8 +14,10 @@ const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 
 /// A port that was free a moment ago, outside the ephemeral range. The server
 /// binds it right after; if another process wins the race, startup fails and
-/// the caller retries with a new port.
-pub(crate) fn free_port() -> Result<u16, TestServerError> {
+/// the caller retries with a new port. Outside the ephemeral range, no
+/// outgoing connection (tests open thousands) and no `:0` bind can take it
+/// in between, so the race is only with another caller of this function.
+pub fn free_port() -> Result<u16, TestServerError> {
     use std::time::{SystemTime, UNIX_EPOCH};
     // A cheap per-call spread; uniqueness is checked by binding.
     let seed = SystemTime::now()
