@@ -485,6 +485,20 @@ impl Topology {
         }
     }
 
+    /// The push node that owns `room` now (by rendezvous hash over the push
+    /// nodes in discovery): its id and its index in [`Self::push`].
+    pub fn push_owner(&self, room: &str) -> anyhow::Result<(String, usize)> {
+        let owner = PushDirectory::new(self.discovery.as_ref())
+            .owner(room)?
+            .node_id;
+        let index = self
+            .push
+            .iter()
+            .position(|p| p.id == owner)
+            .with_context(|| format!("push owner {owner} is not one of ours"))?;
+        Ok((owner, index))
+    }
+
     /// A token for `uid`.
     pub fn token(&self, uid: &str) -> String {
         common::auth::mint_hs256(SECRET, uid, 3600).unwrap_or_default()

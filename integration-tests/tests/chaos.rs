@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use common::push_directory::PushDirectory;
 use integration_tests::ADMIN_TOKEN;
 use integration_tests::procs::{Topology, TopologyOptions};
 use proto::client::v1::RoomMessage;
@@ -256,14 +255,7 @@ async fn delivery_holds_through_a_conn_kill_a_drain_and_a_push_kill() -> anyhow:
 
     // Fault 3: kill -9 the push node that owns the room.
     published(&acked, 3 * PER_PHASE).await?;
-    let owner = PushDirectory::new(t.discovery.as_ref())
-        .owner(&room)?
-        .node_id;
-    let owner_index = t
-        .push
-        .iter()
-        .position(|p| p.id == owner)
-        .context("owner is not one of ours")?;
+    let (owner, owner_index) = t.push_owner(&room)?;
     t.push[owner_index].kill9();
 
     published(&acked, 4 * PER_PHASE).await?;

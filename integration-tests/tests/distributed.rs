@@ -235,14 +235,7 @@ async fn the_push_api_reroutes_at_once_when_a_push_node_dies() -> anyhow::Result
     })
     .await?;
     let room = t.create_room("owner dies").await?;
-    let owner = common::push_directory::PushDirectory::new(t.discovery.as_ref())
-        .owner(&room)?
-        .node_id;
-    let victim = t
-        .push
-        .iter()
-        .position(|p| p.id == owner)
-        .ok_or_else(|| anyhow::anyhow!("owner {owner} is not one of ours"))?;
+    let (_, victim) = t.push_owner(&room)?;
     let mut members = spread_clients(&t, &room, 2).await?;
 
     let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
@@ -508,14 +501,7 @@ async fn live_delivery_resumes_before_a_dead_push_nodes_lease_ends() -> anyhow::
     })
     .await?;
     let room = t.create_room("stand-in owner").await?;
-    let owner = common::push_directory::PushDirectory::new(t.discovery.as_ref())
-        .owner(&room)?
-        .node_id;
-    let victim = t
-        .push
-        .iter()
-        .position(|p| p.id == owner)
-        .ok_or_else(|| anyhow::anyhow!("owner {owner} is not one of ours"))?;
+    let (owner, victim) = t.push_owner(&room)?;
     let mut members = spread_clients(&t, &room, 2).await?;
     let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
     let http = reqwest::Client::new();
