@@ -7,6 +7,9 @@
 #    are errors). ServiceMonitor, a CRD, is validated against the schema in
 #    scripts/deploy-check/servicemonitor.schema.json. Typos in values are
 #    refused (values.schema.json), and so are missing required values.
+#    Every service container is then run as the pod would run it (args,
+#    env, mounted config) with --print-config: the binaries must accept
+#    the configuration the chart renders.
 # 2. The compose file: `docker-compose config` (offline; no images are pulled
 #    or built: this machine has no container engine).
 # 3. The Grafana dashboard and the Prometheus rules: shape, and every metric
@@ -119,12 +122,16 @@ refuse "two Redis URLs in standalone mode" "redis.mode standalone takes one URL"
   --set 'redis.urls={redis://a:6379,redis://b:6379}'
 refuse "hostPorts with podIP advertised" "set conn.advertise: hostIP" --set conn.hostPorts=true
 
+echo "==> service binaries accept the configuration the chart gives them"
+# A no-op after scripts/test.sh's build.
+cargo build --locked -q -p roomcast -p router -p conn-layer -p push-layer -p room-biz --bins
+"$VENV/bin/python" scripts/deploy-check/check_configs.py "$CARGO_TARGET_DIR/debug" "$OUT"/*.yaml
+
 echo "==> compose file: docker-compose config"
 docker-compose -f deploy/compose/docker-compose.yml config -q
 echo "    deploy/compose/docker-compose.yml is valid"
 
 echo "==> dashboard and alert rules against a live roomcast standalone"
-cargo build --locked -q -p roomcast   # a no-op after scripts/test.sh's build
 "$VENV/bin/python" scripts/deploy-check/check_metrics.py \
   --roomcast "$CARGO_TARGET_DIR/debug/roomcast" \
   deploy/grafana/roomcast.json deploy/prometheus/alerts.yml
