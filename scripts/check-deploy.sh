@@ -128,7 +128,15 @@ cargo build --locked -q -p roomcast -p router -p conn-layer -p push-layer -p roo
 "$VENV/bin/python" scripts/deploy-check/check_configs.py "$CARGO_TARGET_DIR/debug" "$OUT"/*.yaml
 
 echo "==> compose file: docker-compose config"
-docker-compose -f deploy/compose/docker-compose.yml config -q
+# The file requires its secrets: give it throwaway ones, and check it refuses to render without.
+if docker-compose -f deploy/compose/docker-compose.yml config -q 2>/dev/null; then
+  echo "error: the compose file renders without its required secrets" >&2
+  exit 1
+fi
+ROOMCAST_TOKEN_SECRET=check-deploy-token-secret-0123456789abcdef \
+ROOMCAST_INTERNAL_TOKEN=check-deploy-internal-token-0123 \
+ROOMCAST_ADMIN_TOKEN=check-deploy-admin-token \
+  docker-compose -f deploy/compose/docker-compose.yml config -q
 echo "    deploy/compose/docker-compose.yml is valid"
 
 echo "==> dashboard and alert rules against a live roomcast standalone"

@@ -21,7 +21,9 @@ import yaml
 FIELDS = {"metadata.name": "roomcast-conn-5d8f7-abcde", "status.podIP": "10.1.2.3",
           "status.hostIP": "192.0.2.10"}
 # Keys of an existing Secret (secrets.existingSecret) the chart does not render.
-EXTERNAL_SECRET = {"token-secret": "external-secret", "admin-token": "external-admin",
+EXTERNAL_SECRET = {"token-secret": "external-secret-0123456789abcdef0123456789",
+                   "admin-token": "external-admin-0123456789",
+                   "internal-token": "external-internal-0123456789",
                    "redis-urls": "[redis://:pw@redis-0:6379,redis://:pw@redis-1:6379]",
                    "postgresql-url": "postgresql://roomcast:pw@postgres:5432/roomcast"}
 

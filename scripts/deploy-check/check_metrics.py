@@ -195,22 +195,25 @@ def live_series(roomcast):
     """Start standalone on free ports, drive traffic, return its /metrics series names."""
     server = subprocess.Popen(
         [roomcast, "--secret", SECRET, "standalone", "--bind", "127.0.0.1",
-         "--router-port", "0", "--ws-port", "0", "--biz-port", "0", "--metrics-port", "0",
+         "--router-port", "0", "--ws-port", "0", "--biz-port", "0", "--backend-port", "0",
+         "--metrics-port", "0",
          "--quic-port", "0", "--admin-port", "0", "--broadcast-threshold", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     listener = None
     try:
         urls = {}
         for line in server.stdout:
-            match = re.match(r"\s+(router|room API|metrics)\s+(\S+)", line)
+            match = re.match(r"\s+(router|room API|client API|metrics)\s+(\S+)", line)
             if match:
                 urls[match.group(1)] = match.group(2)
-            if len(urls) == 3:
+            if len(urls) == 4:
                 break
-        if len(urls) != 3:
+        if len(urls) != 4:
             fail(f"roomcast standalone printed no URLs (exit {server.poll()})")
-        router, biz, metrics = urls["router"], urls["room API"], urls["metrics"]
-        cli = [roomcast, "--secret", SECRET, "--router-url", router, "--biz-url", biz]
+        router, backend, metrics = urls["router"], urls["room API"], urls["metrics"]
+        biz = urls["client API"]
+        # The backend URL with standalone's development API key (the CLI's default).
+        cli = [roomcast, "--secret", SECRET, "--router-url", router, "--backend-url", backend]
 
         room = subprocess.run(cli + ["room", "create", "--title", "check-deploy"], check=True,
                               capture_output=True, text=True, timeout=30).stdout.strip()
@@ -226,7 +229,8 @@ def live_series(roomcast):
                        capture_output=True, timeout=30)
         http("GET", f"{router}/v1/route?uid=dave&platform=linux")
         http("POST", f"{router}/v1/client-stats",
-             {"transport": "ws", "connect_ms": 40, "rtt_ms": 20, "failures": {"quic": 1}})
+             {"transport": "ws", "connect_ms": 40, "rtt_ms": 20, "failures": {"quic": 1}},
+             token=jwt("dave"))
         http("GET", f"{biz}/v1/rooms/{room}/messages?wait=0", token=jwt("erin"), ok=range(200, 600))
         listener.wait(timeout=30)
         return exposed_series(http("GET", metrics)[1])
