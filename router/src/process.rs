@@ -19,7 +19,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8600";
 /// Default ops listener (`/metrics`, `/livez`, `/readyz`).
 pub const DEFAULT_OPS_LISTEN: &str = "0.0.0.0:8615";
 /// Default admin listener (used only when `node.admin_token` is set).
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8603";
+/// Loopback: the admin API is for SREs on the host or a port-forward
+/// unless told otherwise (docs/security.md).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8603";
 
 /// Everything `roomcast-router` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
