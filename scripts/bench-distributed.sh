@@ -70,10 +70,10 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 
 common=(--etcd "127.0.0.1:$etcd_port")
 redis="redis://127.0.0.1:$redis_port"
-# The router serves /metrics and /readyz on its HTTP port; the others on --ops-listen.
+# Every service serves /metrics and /readyz on its --ops-listen.
 push_ops=$(free_port) biz_port=$(free_port) conn_port=$(free_port)
 conn_ops=$(free_port) router_port=$(free_port) biz_ops=$(free_port)
-backend_port=$(free_port) admin_port=$(free_port)
+backend_port=$(free_port) admin_port=$(free_port) router_ops=$(free_port)
 start push "$bin/roomcast-push" "${common[@]}" --node-id push-1 --redis "$redis" \
     --listen "127.0.0.1:$(free_port)" --ops-listen "127.0.0.1:$push_ops"
 start biz "$bin/roomcast-biz" "${common[@]}" --node-id biz-1 --redis "$redis" --token-secret "$secret" \
@@ -83,8 +83,8 @@ start conn "$bin/roomcast-conn" "${common[@]}" --node-id conn-1 --token-secret "
     --listen "127.0.0.1:$conn_port" --quic-listen "" --ops-listen "127.0.0.1:$conn_ops"
 ROOMCAST_ROUTER_NODE__ADMIN_TOKEN="$admin_token" \
 start router "$bin/roomcast-router" "${common[@]}" --node-id router-1 \
-    --listen "127.0.0.1:$router_port" --admin-listen "127.0.0.1:$admin_port"
-for svc in push:$push_ops biz:$biz_ops conn:$conn_ops router:$router_port; do
+    --listen "127.0.0.1:$router_port" --admin-listen "127.0.0.1:$admin_port" --ops-listen "127.0.0.1:$router_ops"
+for svc in push:$push_ops biz:$biz_ops conn:$conn_ops router:$router_ops; do
     wait_ready "${svc%%:*}" "http://127.0.0.1:${svc#*:}/readyz"
 done
 # An API key for the bench's backend calls, made the way an operator would.

@@ -302,6 +302,7 @@ impl Standalone {
         let listeners = router::Listeners {
             http: router_listener,
             admin: Some(admin_listener),
+            ops: None,
         };
         front.spawn(run_named(
             "router",

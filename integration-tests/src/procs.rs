@@ -48,8 +48,7 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Proc {
     /// Its node id.
     pub id: String,
-    /// `http://127.0.0.1:port` of its own ops listener (conn, push and biz
-    /// nodes; the router serves ops routes on its main listener).
+    /// `http://127.0.0.1:port` of its own ops listener.
     pub ops_url: Option<String>,
     bin: PathBuf,
     args: Vec<String>,
@@ -279,10 +278,12 @@ impl Topology {
         ]);
         let biz = proc("roomcast-biz", "biz-0", biz_args, vec![])?;
         let admin_addr = format!("127.0.0.1:{}", free_port()?);
+        let mut router_args = ops()?;
+        router_args.extend(["--admin-listen".into(), admin_addr.clone()]);
         let router = proc(
             "roomcast-router",
             "router-0",
-            vec!["--admin-listen".into(), admin_addr.clone()],
+            router_args,
             vec![(
                 "ROOMCAST_ROUTER_NODE__ADMIN_TOKEN".into(),
                 ADMIN_TOKEN.into(),

@@ -61,7 +61,8 @@ pub struct ProcessConfig {
 impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8610".into(),
+            // Internal gRPC: loopback unless told otherwise (docs/security.md).
+            listen: "127.0.0.1:8610".into(),
             ops_http: common::http::HttpLimits::ops(),
             ops_listen: "0.0.0.0:8611".into(),
             node: Config::default(),

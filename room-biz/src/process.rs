@@ -39,7 +39,8 @@ impl Default for ProcessConfig {
             listen: "0.0.0.0:8602".into(),
             backend_listen: "127.0.0.1:8605".into(),
             ops_listen: "0.0.0.0:8614".into(),
-            grpc_listen: "0.0.0.0:8613".into(),
+            // Internal gRPC: loopback unless told otherwise (docs/security.md).
+            grpc_listen: "127.0.0.1:8613".into(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
             redis: RedisConfig::default(),

@@ -1,5 +1,5 @@
-//! The public listener: `GET /v1/route` and `POST /v1/client-stats`, merged
-//! with `/metrics`, `/livez`, `/readyz`. Errors are JSON:
+//! The public listener: `GET /v1/route` and `POST /v1/client-stats` (the ops
+//! routes have their own listener). Errors are JSON:
 //! `{"error":{"code":"…","message":"…","field"?:"…"}}`.
 
 use std::sync::{Arc, Mutex};
@@ -47,8 +47,8 @@ pub(crate) struct RouterState {
     pub(crate) stats_quota: DefaultKeyedRateLimiter<String>,
 }
 
-/// The router's public routes merged with `ops`.
-pub(crate) fn app(state: Arc<RouterState>, ops: Router) -> Router {
+/// The router's public routes.
+pub(crate) fn app(state: Arc<RouterState>) -> Router {
     Router::new()
         .route("/v1/route", get(get_route))
         .route(
@@ -56,7 +56,6 @@ pub(crate) fn app(state: Arc<RouterState>, ops: Router) -> Router {
             post(post_client_stats).layer(DefaultBodyLimit::max(stats::MAX_BODY_BYTES)),
         )
         .with_state(state)
-        .merge(ops)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
 }
 

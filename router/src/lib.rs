@@ -14,7 +14,7 @@
 //! - `route`: query validation and the route answer, sans-IO.
 //! - `rollout`: the policy in force, followed from live configuration.
 //! - `stats`: client-reported connection stats → metrics.
-//! - `http`: the public listener (`/v1/route`, `/v1/client-stats`, ops routes).
+//! - `http`: the public listener (`/v1/route`, `/v1/client-stats`).
 //! - `admin`: the admin listener (bearer token): policy, nodes, drain.
 //! - `metrics`: `roomcast_router_*` series.
 //! - [`error`]: every error type.
@@ -70,10 +70,13 @@ pub struct Deps {
 
 /// The router's bound listeners.
 pub struct Listeners {
-    /// Public API: `/v1/route`, `/v1/client-stats`, `/metrics`, `/livez`, `/readyz`.
+    /// Public API: `/v1/route`, `/v1/client-stats`.
     pub http: TcpListener,
     /// Admin API. `None`, or an empty [`Config::admin_token`], disables it.
     pub admin: Option<TcpListener>,
+    /// `/metrics`, `/livez`, `/readyz` (`None`: the caller serves them, as
+    /// standalone does for all its services). Never on the public listener.
+    pub ops: Option<TcpListener>,
 }
 
 /// Serve the router until `shutdown` is cancelled.
@@ -140,13 +143,9 @@ pub async fn run(
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so nothing is routed to a stopped router.
     let drain = CancellationToken::new();
-    let app = http::app(
-        state,
-        common::ops::router(deps.registry.clone(), readiness.clone()),
-    );
     let public = common::http::serve_http(
         listeners.http,
-        app,
+        http::app(state),
         "router_http",
         &cfg.http,
         &deps.registry,
@@ -168,8 +167,19 @@ pub async fn run(
             None => Ok(()),
         }
     };
-    // Either server failing stops the router; both stop on `drain`.
-    let mut serving = pin!(async { tokio::try_join!(public, admin).map(|_| ()) });
+    let ops = async {
+        match listeners.ops {
+            Some(listener) => {
+                let app = common::ops::router(deps.registry.clone(), readiness.clone());
+                let limits = common::http::HttpLimits::ops();
+                common::http::serve_http(listener, app, "ops", &limits, &deps.registry, drain.clone())
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    // Any server failing stops the router; all stop on `drain`.
+    let mut serving = pin!(async { tokio::try_join!(public, admin, ops).map(|_| ()) });
 
     let url = format!("http://{}", advertised(addr, &cfg.advertise_host));
     let node = NodeInfo {

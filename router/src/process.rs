@@ -16,15 +16,21 @@ use crate::{Config, Listeners};
 pub const ENV_PREFIX: &str = "ROOMCAST_ROUTER";
 /// Default public listener.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8600";
+/// Default ops listener (`/metrics`, `/livez`, `/readyz`).
+pub const DEFAULT_OPS_LISTEN: &str = "0.0.0.0:8615";
 /// Default admin listener (used only when `node.admin_token` is set).
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8603";
+/// Loopback: the admin API is for SREs on the host or a port-forward
+/// unless told otherwise (docs/security.md).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8603";
 
 /// Everything `roomcast-router` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessConfig {
-    /// Public HTTP listener (`/v1/route`, `/v1/client-stats`, `/metrics`, `/livez`, `/readyz`).
+    /// Public HTTP listener (`/v1/route`, `/v1/client-stats`).
     pub listen: String,
+    /// `/metrics`, `/livez`, `/readyz`.
+    pub ops_listen: String,
     /// Admin API listener. Bound only when `node.admin_token` is set; empty
     /// disables the admin API.
     pub admin_listen: String,
@@ -38,6 +44,7 @@ impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.into(),
+            ops_listen: DEFAULT_OPS_LISTEN.into(),
             admin_listen: DEFAULT_ADMIN_LISTEN.into(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
@@ -57,7 +64,7 @@ The admin API needs ROOMCAST_ROUTER_NODE__ADMIN_TOKEN (or node.admin_token). \
 Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
 )]
 pub struct Args {
-    /// Flags shared by every service (--ops-listen is unused: ops routes share --listen).
+    /// Flags shared by every service.
     #[command(flatten)]
     pub common: CommonArgs,
     /// Admin API listener [config: admin_listen; default 0.0.0.0:8603].
@@ -105,6 +112,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         )?;
     }
     let http = common::process::bind(&cfg.listen, "router HTTP API").await?;
+    let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let admin = if cfg.node.admin_token.is_empty() || cfg.admin_listen.is_empty() {
         None
     } else {
@@ -121,7 +129,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         live_config,
         registry: prometheus::Registry::new(),
     };
-    crate::run(cfg.node, deps, Listeners { http, admin }, shutdown)
+    let listeners = Listeners {
+        http,
+        admin,
+        ops: Some(ops),
+    };
+    crate::run(cfg.node, deps, listeners, shutdown)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))
 }

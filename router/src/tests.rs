@@ -17,6 +17,7 @@ const CERT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab
 struct Harness {
     url: String,
     admin_url: String,
+    ops_url: String,
     discovery: Arc<MemoryDiscovery>,
     live: Arc<dyn LiveConfig>,
     shutdown: CancellationToken,
@@ -44,8 +45,12 @@ async fn start_configured(live: Arc<dyn LiveConfig>, cfg: Config) -> Harness {
     let admin = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
+    let ops = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
     let url = format!("http://{}", http.local_addr().expect("addr"));
     let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
+    let ops_url = format!("http://{}", ops.local_addr().expect("addr"));
     let deps = Deps {
         discovery: discovery.clone(),
         live_config: live.clone(),
@@ -55,11 +60,13 @@ async fn start_configured(live: Arc<dyn LiveConfig>, cfg: Config) -> Harness {
     let listeners = Listeners {
         http,
         admin: Some(admin),
+        ops: Some(ops),
     };
     let server = tokio::spawn(run(cfg, deps, listeners, shutdown.clone()));
     let h = Harness {
         url,
         admin_url,
+        ops_url,
         discovery,
         live,
         shutdown,
@@ -140,7 +147,7 @@ async fn admin(
 }
 
 async fn metrics(h: &Harness) -> String {
-    let res = reqwest::get(format!("{}/metrics", h.url))
+    let res = reqwest::get(format!("{}/metrics", h.ops_url))
         .await
         .expect("metrics");
     res.text().await.expect("text")
@@ -283,7 +290,7 @@ async fn registers_itself_and_serves_ops_routes() {
         (nodes[0].id.as_str(), &nodes[0].endpoints),
         ("router-test", &expected)
     );
-    let ready = reqwest::get(format!("{}/readyz", h.url))
+    let ready = reqwest::get(format!("{}/readyz", h.ops_url))
         .await
         .expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
@@ -294,9 +301,11 @@ async fn registers_itself_and_serves_ops_routes() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    // The admin API is not on the public listener.
-    let (status, _) = get(format!("{}/v1/admin/rollout", h.url)).await;
-    assert_eq!(status, 404);
+    // Neither the admin API nor the ops routes are on the public listener.
+    for path in ["/v1/admin/rollout", "/metrics", "/readyz", "/livez"] {
+        let (status, _) = get(format!("{}{path}", h.url)).await;
+        assert_eq!(status, 404, "{path} on the public listener");
+    }
     let discovery = h.discovery.clone();
     stop(h).await;
     assert!(

@@ -644,6 +644,7 @@ mod tests {
         let listeners = router::Listeners {
             http,
             admin: Some(admin),
+            ops: None,
         };
         let task = tokio::spawn(router::run(cfg, deps, listeners, stop.clone()));
         let mut view = discovery.watch(ServiceKind::Router);
