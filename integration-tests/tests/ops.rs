@@ -156,7 +156,10 @@ async fn every_service_stays_ready_through_an_etcd_outage() -> anyhow::Result<()
         ("conn", t.conn[0].ops_url.clone().context("conn ops url")?),
         ("push", t.push[0].ops_url.clone().context("push ops url")?),
         ("biz", t.biz.ops_url.clone().context("biz ops url")?),
-        ("router", t.router.ops_url.clone().context("router ops url")?),
+        (
+            "router",
+            t.router.ops_url.clone().context("router ops url")?,
+        ),
     ];
     for (_, base) in &bases {
         wait_readyz(&http, base, 200).await?;

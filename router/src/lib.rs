@@ -172,8 +172,15 @@ pub async fn run(
             Some(listener) => {
                 let app = common::ops::router(deps.registry.clone(), readiness.clone());
                 let limits = common::http::HttpLimits::ops();
-                common::http::serve_http(listener, app, "ops", &limits, &deps.registry, drain.clone())
-                    .await
+                common::http::serve_http(
+                    listener,
+                    app,
+                    "ops",
+                    &limits,
+                    &deps.registry,
+                    drain.clone(),
+                )
+                .await
             }
             None => Ok(()),
         }
