@@ -45,8 +45,9 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Proc {
     /// Its node id.
     pub id: String,
-    /// `http://127.0.0.1:port` of its own ops listener (conn and push nodes;
-    /// room-biz and the router serve ops routes on their main listener).
+    /// `http://127.0.0.1:port` of its own ops listener (`--ops-listen`;
+    /// room-biz and the router serve the ops routes on their main listener
+    /// as well).
     pub ops_url: Option<String>,
     bin: PathBuf,
     args: Vec<String>,
@@ -258,22 +259,21 @@ impl Topology {
             extra.extend(["--quic-listen".into(), "127.0.0.1:0".into()]);
             conn.push(proc("roomcast-conn", &format!("conn-{i}"), extra, vec![])?);
         }
-        let biz = proc(
-            "roomcast-biz",
-            "biz-0",
-            vec![
-                "--grpc-listen".into(),
-                "127.0.0.1:0".into(),
-                "--redis".into(),
-                redis.url(),
-            ],
-            vec![],
-        )?;
+        let mut extra = ops()?;
+        extra.extend([
+            "--grpc-listen".into(),
+            "127.0.0.1:0".into(),
+            "--redis".into(),
+            redis.url(),
+        ]);
+        let biz = proc("roomcast-biz", "biz-0", extra, vec![])?;
         let admin_addr = format!("127.0.0.1:{}", free_port()?);
+        let mut extra = ops()?;
+        extra.extend(["--admin-listen".into(), admin_addr.clone()]);
         let router = proc(
             "roomcast-router",
             "router-0",
-            vec!["--admin-listen".into(), admin_addr.clone()],
+            extra,
             vec![(
                 "ROOMCAST_ROUTER_NODE__ADMIN_TOKEN".into(),
                 ADMIN_TOKEN.into(),
@@ -512,6 +512,39 @@ impl Topology {
             .map(|(i, p)| (p.id.clone(), i))
             .collect()
     }
+}
+
+/// What a binary run to its end wrote.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Run a service binary with `args` and `env` (added to the test's own);
+/// returns its exit code and both outputs.
+pub async fn run_captured(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Finished> {
+    let mut cmd = tokio::process::Command::new(binary(bin)?);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .context("did not exit")??;
+    Ok(Finished {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }
 
 /// Run a service binary with `args` and `env`; returns (exit code, stderr).

@@ -14,12 +14,17 @@ pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
 
 /// Everything `roomcast-biz` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// HTTP room API (also `/metrics`, `/livez`, `/readyz`).
     pub listen: String,
     /// Internal gRPC (join authorization, action streams from conn nodes).
     pub grpc_listen: String,
+    /// `/metrics`, `/livez`, `/readyz` on a listener of their own as well;
+    /// empty (the default): only on `listen`.
+    pub ops_listen: String,
+    /// Request-head deadline and connection cap of `ops_listen`.
+    pub ops_http: common::http::HttpLimits,
     /// Room-biz settings.
     pub node: Config,
     /// etcd.
@@ -33,6 +38,8 @@ impl Default for ProcessConfig {
         Self {
             listen: "0.0.0.0:8602".into(),
             grpc_listen: "0.0.0.0:8613".into(),
+            ops_listen: String::new(),
+            ops_http: common::http::HttpLimits::ops(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
             redis: RedisConfig::default(),
@@ -51,7 +58,8 @@ impl Default for ProcessConfig {
 Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
 )]
 pub struct Args {
-    /// Flags shared by every service (--ops-listen is unused: ops routes share --listen).
+    /// Flags shared by every service (--ops-listen adds a listener for the
+    /// ops routes, which are always on --listen too).
     #[command(flatten)]
     pub common: CommonArgs,
     /// Internal gRPC listener [config: grpc_listen].
@@ -91,13 +99,60 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let store = crate::RedisRoomStore::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))?;
+    let registry = prometheus::Registry::new();
+    let ops_stop = shutdown.child_token();
+    let ops_tasks = spawn_ops(&cfg, &registry, &discovery, &ops_stop).await?;
     let deps = crate::Deps {
         discovery,
-        registry: prometheus::Registry::new(),
+        registry,
         store: Arc::new(store),
     };
     let listeners = crate::Listeners { http, grpc };
-    crate::run(cfg.node, deps, listeners, shutdown)
-        .await
-        .map_err(|e| StartError::Unavailable(e.to_string()))
+    let result = crate::run(cfg.node, deps, listeners, shutdown).await;
+    ops_stop.cancel();
+    for task in ops_tasks {
+        let _ = task.await;
+    }
+    result.map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// Serve the ops routes on `ops_listen` too, when set, until `stop`:
+/// readiness follows discovery like on the push and conn nodes.
+async fn spawn_ops(
+    cfg: &ProcessConfig,
+    registry: &prometheus::Registry,
+    discovery: &Arc<dyn Discovery>,
+    stop: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    if cfg.ops_listen.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(problem) = cfg.ops_http.problem() {
+        return Err(StartError::Config(format!("ops_http: {problem}")));
+    }
+    let listener = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
+    let readiness = common::ops::Readiness::default();
+    let ops = common::process::spawn_ops(
+        listener,
+        &cfg.ops_http,
+        registry.clone(),
+        readiness.clone(),
+        stop.clone(),
+    );
+    let ready = common::process::track_readiness(
+        discovery.clone(),
+        common::discovery::ServiceKind::Biz,
+        cfg.node.node_id.clone(),
+        &[],
+        readiness,
+        stop.clone(),
+    );
+    Ok(vec![
+        tokio::spawn(async move {
+            if let Ok(Err(error)) = ops.await {
+                tracing::warn!(%error, "The ops endpoint stopped.");
+            }
+        }),
+        ready,
+    ])
 }

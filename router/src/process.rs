@@ -21,13 +21,18 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8603";
 
 /// Everything `roomcast-router` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// Public HTTP listener (`/v1/route`, `/v1/client-stats`, `/metrics`, `/livez`, `/readyz`).
     pub listen: String,
     /// Admin API listener. Bound only when `node.admin_token` is set; empty
     /// disables the admin API.
     pub admin_listen: String,
+    /// `/metrics`, `/livez`, `/readyz` on a listener of their own as well;
+    /// empty (the default): only on `listen`.
+    pub ops_listen: String,
+    /// Request-head deadline and connection cap of `ops_listen`.
+    pub ops_http: common::http::HttpLimits,
     /// Router settings.
     pub node: Config,
     /// etcd: node registry and live configuration (rollout policy, drain requests).
@@ -39,6 +44,8 @@ impl Default for ProcessConfig {
         Self {
             listen: DEFAULT_LISTEN.into(),
             admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+            ops_listen: String::new(),
+            ops_http: common::http::HttpLimits::ops(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
         }
@@ -57,7 +64,8 @@ The admin API needs ROOMCAST_ROUTER_NODE__ADMIN_TOKEN (or node.admin_token). \
 Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
 )]
 pub struct Args {
-    /// Flags shared by every service (--ops-listen is unused: ops routes share --listen).
+    /// Flags shared by every service (--ops-listen adds a listener for the
+    /// ops routes, which are always on --listen too).
     #[command(flatten)]
     pub common: CommonArgs,
     /// Admin API listener [config: admin_listen; default 0.0.0.0:8603].
@@ -73,9 +81,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     };
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
     if args.common.print_config {
-        let mut shown = cfg.clone();
-        shown.node.admin_token = crate::config::redacted(&cfg.node.admin_token).to_owned();
-        print!("{}", common::process::to_toml(&shown));
+        print!("{}", common::process::to_toml(&cfg));
         return Ok(());
     }
     cfg.node
@@ -93,12 +99,59 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
             .await
             .map_err(|e| StartError::Unavailable(e.to_string()))?,
     );
+    let registry = prometheus::Registry::new();
+    let ops_stop = shutdown.child_token();
+    let ops_tasks = spawn_ops(&cfg, &registry, &discovery, &ops_stop).await?;
     let deps = crate::Deps {
         discovery,
         live_config,
-        registry: prometheus::Registry::new(),
+        registry,
     };
-    crate::run(cfg.node, deps, Listeners { http, admin }, shutdown)
-        .await
-        .map_err(|e| StartError::Unavailable(e.to_string()))
+    let result = crate::run(cfg.node, deps, Listeners { http, admin }, shutdown).await;
+    ops_stop.cancel();
+    for task in ops_tasks {
+        let _ = task.await;
+    }
+    result.map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// Serve the ops routes on `ops_listen` too, when set, until `stop`:
+/// readiness follows discovery like on the push and conn nodes.
+async fn spawn_ops(
+    cfg: &ProcessConfig,
+    registry: &prometheus::Registry,
+    discovery: &Arc<dyn Discovery>,
+    stop: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    if cfg.ops_listen.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(problem) = cfg.ops_http.problem() {
+        return Err(StartError::Config(format!("ops_http: {problem}")));
+    }
+    let listener = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
+    let readiness = common::ops::Readiness::default();
+    let ops = common::process::spawn_ops(
+        listener,
+        &cfg.ops_http,
+        registry.clone(),
+        readiness.clone(),
+        stop.clone(),
+    );
+    let ready = common::process::track_readiness(
+        discovery.clone(),
+        common::discovery::ServiceKind::Router,
+        cfg.node.node_id.clone(),
+        &[],
+        readiness,
+        stop.clone(),
+    );
+    Ok(vec![
+        tokio::spawn(async move {
+            if let Ok(Err(error)) = ops.await {
+                tracing::warn!(%error, "The ops endpoint stopped.");
+            }
+        }),
+        ready,
+    ])
 }
