@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
 # Install the programs Roomcast's build and tests need, if missing. Idempotent.
-#   protoc        build of etcd-client (with the well-known .proto types)
+#   (no protoc: every .proto is compiled by protox, pure Rust; see
+#   vendor/etcd-client/ROOMCAST.md)
 #   redis-server  message log and room store tests (also redis-cli for Cluster)
 #   etcd          discovery tests
 set -euo pipefail
 
 need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
-# protoc's well-known types (descriptor.proto, …) are a separate package on
-# Debian, only recommended by protobuf-compiler.
-[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command (README "Test it"; CI runs exactly this).
 #
-# 1. Installs what the tests need and is missing (protoc, redis-server,
-#    etcd), via apt on Debian/Ubuntu; elsewhere it names what to install.
-# 2. cargo fmt --check, cargo clippy -D warnings, the deployment files
+# 1. Installs what the tests need and is missing (redis-server, etcd), via
+#    apt on Debian/Ubuntu; elsewhere it names what to install.
+# 2. cargo fmt --check, a build of the .proto build scripts that proves no
+#    system protoc is needed, cargo clippy -D warnings, the deployment files
 #    (scripts/check-deploy.sh: helm chart, compose file, dashboard, alert
 #    rules; it installs helm, kubernetes-validate and docker-compose once
 #    under /var/tmp/roomcast-tools), the whole test suite.
@@ -22,6 +23,15 @@ scripts/install-deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> the .proto build scripts without protoc"
+# The README promises a build with only the Rust toolchain. The crates whose
+# build scripts compile .proto files are built in a target dir of their own,
+# their build scripts forced to run again, with PROTOC pointing nowhere: one
+# that needed protoc would fail here. (Its own dir, so the main build stays warm.)
+noprotoc="${CARGO_TARGET_DIR}-noprotoc"
+rm -rf "$noprotoc"/debug/build/proto-* "$noprotoc"/debug/build/etcd-client-* \
+  "$noprotoc"/debug/.fingerprint/proto-* "$noprotoc"/debug/.fingerprint/etcd-client-*
+PROTOC=/nonexistent/protoc cargo build -p proto -p etcd-client --locked --target-dir "$noprotoc"
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo build (service binaries used by the process tests)"

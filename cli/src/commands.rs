@@ -59,6 +59,15 @@ pub struct Global {
         hide_env_values = true
     )]
     pub secret: String,
+    /// Log line format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = common::telemetry::LOG_FORMAT_ENV,
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: common::telemetry::LogFormat,
 }
 
 /// The commands.
@@ -82,34 +91,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Standalone(args) => standalone::run(&cli.global, args).await,
         Command::Room(command) => {
-            init_cli_logging();
+            init_cli_logging(cli.global.log_format);
             room::run(&cli.global, command).await
         }
         Command::Listen(args) => {
-            init_cli_logging();
+            init_cli_logging(cli.global.log_format);
             listen::run(&cli.global, args).await
         }
         Command::Say(args) => {
-            init_cli_logging();
+            init_cli_logging(cli.global.log_format);
             say::run(&cli.global, args).await
         }
         Command::Ctl(args) => {
-            init_cli_logging();
+            init_cli_logging(cli.global.log_format);
             ctl::run(args).await
         }
     }
 }
 
 /// Logs of the client commands go to stderr: stdout carries their output.
-fn init_cli_logging() {
+fn init_cli_logging(format: common::telemetry::LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,roomcast=info"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(common::telemetry::stderr_is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        common::telemetry::LogFormat::Text => logs
+            .with_ansi(common::telemetry::stderr_is_terminal())
+            .try_init(),
+        common::telemetry::LogFormat::Json => logs.json().with_ansi(false).try_init(),
+    };
 }
 
 /// Mint a dev token for `uid` and connect through the router.

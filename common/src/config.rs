@@ -1,11 +1,17 @@
 //! Layered configuration: built-in defaults, then an optional TOML file, then
 //! environment variables (`<PREFIX>_<FIELD>`, nested fields joined by `__`),
 //! then overlays (command-line flags).
+//!
+//! Strict: every config struct denies unknown fields, so a typo in the file
+//! or in a `<PREFIX>_*` variable is an error naming the key (or variable)
+//! instead of a setting silently left at its default.
 
 use std::path::Path;
 
 use figment::Figment;
+use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::UncasedStr;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -18,7 +24,21 @@ pub enum ConfigError {
     /// A value is malformed or of the wrong type.
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    /// A key in the file, or a variable with the service's prefix, names no
+    /// setting.
+    #[error("{0}")]
+    UnknownKey(String),
 }
+
+/// Variables that start with a service prefix but belong to the `roomcast`
+/// CLI (`ROOMCAST_ROUTER_URL`, standalone's `ROOMCAST_BIZ_PORT`): a shell
+/// that runs both must not make a service refuse to start.
+pub const CLI_VARIABLES: &[&str] = &[
+    "ROOMCAST_ROUTER_URL",
+    "ROOMCAST_ROUTER_PORT",
+    "ROOMCAST_BIZ_URL",
+    "ROOMCAST_BIZ_PORT",
+];
 
 /// Load `T` from its `Default`, the optional TOML `file`, the environment,
 /// and `overlays` in order (later wins).
@@ -37,24 +57,138 @@ where
         }
         figment = figment.merge(Toml::file(path));
     }
-    figment = figment.merge(Env::prefixed(&format!("{env_prefix}_")).split("__"));
+    let prefix = format!("{env_prefix}_");
+    let cli_prefix = prefix.clone();
+    figment = figment.merge(
+        Env::prefixed(&prefix)
+            .filter(move |key: &UncasedStr| {
+                !CLI_VARIABLES
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(&format!("{cli_prefix}{key}")))
+            })
+            .split("__"),
+    );
     for overlay in overlays {
         figment = figment.merge(Serialized::defaults(overlay));
     }
-    figment
-        .extract()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    figment.extract().map_err(|e| describe(e, env_prefix))
+}
+
+/// One clear error: an unknown key is named the way the user wrote it (the
+/// file's dotted key, or the environment variable).
+fn describe(error: figment::Error, env_prefix: &str) -> ConfigError {
+    let Kind::UnknownField(field, expected) = &error.kind else {
+        return ConfigError::Invalid(Box::new(error));
+    };
+    // figment's path ends with the unknown key itself (older versions: its parent).
+    let mut path = error.path.clone();
+    if path.last() != Some(field) {
+        path.push(field.clone());
+    }
+    let dotted = path.join(".");
+    let expected = if expected.is_empty() {
+        "it takes no keys".to_owned()
+    } else {
+        format!("known keys there: {}", expected.join(", "))
+    };
+    let source = error.metadata.as_ref().map(|m| (&m.name, &m.source));
+    let text = match source {
+        Some((_, Some(figment::Source::File(file)))) => format!(
+            "unknown configuration key `{dotted}` in {} ({expected})",
+            file.display()
+        ),
+        Some((name, _)) if name.contains("environment") => format!(
+            "unknown environment variable {env_prefix}_{} (no configuration key `{dotted}`; {expected})",
+            path.join("__").to_ascii_uppercase()
+        ),
+        _ => format!("unknown configuration key `{dotted}` ({expected})"),
+    };
+    ConfigError::UnknownKey(text)
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use serde::Deserialize;
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
     struct Sample {
         port: u16,
         name: String,
+        node: SampleNode,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct SampleNode {
+        ring_size: u32,
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "port = 1\n[node]\nring_sise = 5\n")?;
+            let err = load::<Sample>(Some(Path::new("typo.toml")), "ROOMCAST_JAILTEST", &[])
+                .expect_err("a misspelt key");
+            let text = err.to_string();
+            assert!(text.contains("`node.ring_sise`"), "{text}");
+            assert!(text.contains("typo.toml"), "{text}");
+            assert!(text.contains("ring_size"), "{text}");
+
+            jail.create_file("top.toml", "prot = 1\n")?;
+            let err = load::<Sample>(Some(Path::new("top.toml")), "ROOMCAST_JAILTEST", &[])
+                .expect_err("a misspelt top-level key");
+            assert!(err.to_string().contains("`prot`"), "{err}");
+
+            jail.create_file("good.toml", "port = 1\n[node]\nring_size = 5\n")?;
+            let cfg = load::<Sample>(Some(Path::new("good.toml")), "ROOMCAST_JAILTEST", &[])
+                .expect("the right keys load");
+            assert_eq!(cfg.node.ring_size, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_prefixed_variables_are_errors_naming_the_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ROOMCAST_JAILTEST_NODE__RING_SIZE", "7");
+            jail.set_env("ROOMCAST_JAILTEST_NAME", "env");
+            let cfg = load::<Sample>(None, "ROOMCAST_JAILTEST", &[]).expect("known variables");
+            assert_eq!(cfg.node.ring_size, 7);
+            assert_eq!(cfg.name, "env");
+
+            // One underscore where two separate the levels.
+            jail.set_env("ROOMCAST_JAILTEST_NODE_RING_SIZE", "8");
+            let err = load::<Sample>(None, "ROOMCAST_JAILTEST", &[]).expect_err("unknown variable");
+            let text = err.to_string();
+            assert!(
+                text.contains("variable ROOMCAST_JAILTEST_NODE_RING_SIZE "),
+                "{text}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ROOMCAST_JAILTEST_NODE__RING_SISE", "8");
+            let err = load::<Sample>(None, "ROOMCAST_JAILTEST", &[]).expect_err("unknown variable");
+            let text = err.to_string();
+            assert!(text.contains("ROOMCAST_JAILTEST_NODE__RING_SISE"), "{text}");
+            assert!(text.contains("ring_size"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cli_variables_sharing_a_service_prefix_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ROOMCAST_ROUTER_URL", "http://127.0.0.1:8600");
+            jail.set_env("ROOMCAST_ROUTER_PORT", "8600");
+            let cfg = load::<Sample>(None, "ROOMCAST_ROUTER", &[]).expect("CLI variables ignored");
+            assert_eq!(cfg, Sample::default());
+            Ok(())
+        });
     }
 
     #[test]
@@ -68,7 +202,7 @@ mod tests {
             cfg,
             Sample {
                 port: 9000,
-                name: String::new()
+                ..Sample::default()
             }
         );
 
@@ -87,7 +221,8 @@ mod tests {
             flagged,
             Sample {
                 port: 9000,
-                name: "flag".into()
+                name: "flag".into(),
+                ..Sample::default()
             }
         );
 

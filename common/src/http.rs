@@ -54,7 +54,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Limits of one HTTP listener (see the module docs).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpLimits {
     /// A connection is closed when a complete request head has not arrived
     /// this long after it opened or after its previous response ended.

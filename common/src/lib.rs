@@ -6,7 +6,9 @@
 //! - [`process`]: flags, config loading, engine connections, default node
 //!   ids and exit codes for binaries.
 //! - [`advertise`]: the address a node puts in discovery (IPv6 bracketed).
-//! - [`telemetry`]: tracing subscriber setup.
+//! - [`telemetry`]: logs (text or JSON) and OTLP trace export.
+//! - [`trace`]: trace context across gRPC calls and message envelopes.
+//! - [`redact`]: secrets out of `--print-config` and logs.
 //! - [`shutdown`]: SIGINT/SIGTERM → one `CancellationToken`.
 //! - [`http`]: serving HTTP on a listener with request-head deadlines and a
 //!   connection cap (every HTTP listener of every service).
@@ -39,8 +41,10 @@ pub mod live_config;
 pub mod ops;
 pub mod process;
 pub mod push_directory;
+pub mod redact;
 pub mod redis_conn;
 pub mod redis_keys;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod trace;

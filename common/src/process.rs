@@ -41,9 +41,12 @@ pub struct CommonArgs {
     /// Host other services and clients use to reach this node [config: node.advertise_host].
     #[arg(long)]
     pub advertise_host: Option<String>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Log line format on stderr.
+    #[arg(long, env = crate::telemetry::LOG_FORMAT_ENV, value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 impl CommonArgs {
@@ -149,14 +152,15 @@ where
     .map_err(|e| StartError::Config(e.to_string()))
 }
 
-/// Render a config as TOML (for `--print-config`).
+/// Render a config as TOML with its secrets redacted (for `--print-config`).
 pub fn to_toml<T: Serialize>(cfg: &T) -> String {
-    toml::to_string_pretty(cfg).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    crate::redact::to_redacted_toml(cfg)
+        .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
 }
 
 /// Where nodes register and find each other.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
     /// etcd client endpoints (`host:port`).
     pub etcd_endpoints: Vec<String>,
@@ -176,14 +180,20 @@ impl Default for DiscoveryConfig {
     }
 }
 
-/// Redis for message logs or room state.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+/// Redis for message logs or room state. `Debug` hides URL passwords.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// One URL for a standalone server; several for Redis Cluster seed nodes.
     pub urls: Vec<String>,
     /// Prefix of every key, so installations can share a server.
     pub key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::redact::fmt_config(self, "RedisConfig", f)
+    }
 }
 
 impl Default for RedisConfig {
@@ -317,14 +327,18 @@ pub fn default_node_id(kind: ServiceKind) -> String {
     format!("{}-{:08x}", kind.as_str(), rand::random::<u32>())
 }
 
-/// The body of every service `main`: logging, a runtime, one shutdown token
-/// for SIGINT/SIGTERM, and one clear error line with a sysexits code.
-pub fn run_main<F, Fut>(service: &str, body: F) -> std::process::ExitCode
+/// The body of every service `main`: a runtime, logging in `log_format` and
+/// trace export when `OTEL_*` asks for it, one shutdown token for
+/// SIGINT/SIGTERM, and one clear error line with a sysexits code.
+pub fn run_main<F, Fut>(
+    service: &str,
+    log_format: crate::telemetry::LogFormat,
+    body: F,
+) -> std::process::ExitCode
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), StartError>>,
 {
-    crate::telemetry::init("info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -332,10 +346,16 @@ where
             return std::process::ExitCode::FAILURE;
         }
     };
+    // The trace exporter is built inside the runtime and flushed before it stops.
+    let telemetry = {
+        let _inside = runtime.enter();
+        crate::telemetry::init_service(service, "info", log_format)
+    };
     let result = runtime.block_on(async {
         let shutdown = crate::shutdown::signal_token();
         body(shutdown).await
     });
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

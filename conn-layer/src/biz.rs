@@ -160,10 +160,13 @@ impl BizLink {
             session_id: session_id.to_string(),
             purpose: purpose as i32,
         };
-        let decision = tokio::time::timeout(self.timeout, client.authorize_join(request))
-            .await
-            .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
-            .into_inner();
+        let decision = tokio::time::timeout(
+            self.timeout,
+            client.authorize_join(common::trace::request(request)),
+        )
+        .await
+        .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
+        .into_inner();
         match Code::try_from(decision.code) {
             Ok(Code::Ok) => Ok(decision.snapshot.unwrap_or_default()),
             Ok(code) => Err(Refusal {
@@ -194,7 +197,12 @@ impl BizLink {
             room: room.to_string(),
             session_id: session_id.to_string(),
         };
-        match tokio::time::timeout(self.timeout, client.member_left(notice)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            client.member_left(common::trace::request(notice)),
+        )
+        .await
+        {
             Ok(Ok(_)) => {}
             Ok(Err(status)) => tracing::debug!(%room, %status, "Leave notice refused."),
             Err(_) => tracing::debug!(%room, "Leave notice timed out."),
@@ -234,6 +242,7 @@ impl BizLink {
             action,
             payload,
             session_id: session_id.to_string(),
+            traceparent: common::trace::traceparent(&tracing::Span::current()),
         };
         if stream.tx.send(request).await.is_err() {
             stream

@@ -10,8 +10,8 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 
 /// Conn node configuration.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Unique node id.
     pub node_id: String,
@@ -74,6 +74,13 @@ pub struct Config {
     pub quic_key_path: Option<String>,
     /// A draining node exits at the latest this long after the drain began.
     pub drain_deadline_ms: u64,
+}
+
+/// Secrets (the token secret) are redacted, like in `--print-config`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        common::redact::fmt_config(self, "Config", f)
+    }
 }
 
 impl Default for Config {

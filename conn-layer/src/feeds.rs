@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use proto::client::v1::RoomMessage;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::Ctx;
 use crate::codec::SharedFrame;
@@ -32,10 +33,14 @@ pub(crate) enum FeedEvent {
     Notify {
         epoch: u64,
         seq: u64,
+        /// `traceparent` of the message at `seq` (empty: not traced).
+        trace: String,
     },
     Broadcast {
         epoch: u64,
         messages: Vec<RoomMessage>,
+        /// `traceparent` of the newest traced message (empty: none).
+        trace: String,
     },
     Ephemeral(Arc<SharedFrame>),
 }
@@ -249,24 +254,32 @@ async fn run_feed(
                 Some(c) if c.covers(epoch, head) => {}
                 Some(c) => catch_up(&ctx, &feed, c, epoch).await,
             },
-            FeedEvent::Notify { epoch, seq } => {
+            FeedEvent::Notify { epoch, seq, trace } => {
                 let Some(c) = &mut cursor else { continue };
                 if c.covers(epoch, seq) {
                     continue;
                 }
+                let span = fanout_span("conn.notify", &feed.room, &trace);
                 if !coalesce.is_zero() {
                     tokio::time::sleep(coalesce).await;
                 }
-                catch_up(&ctx, &feed, c, epoch).await;
+                catch_up(&ctx, &feed, c, epoch).instrument(span).await;
             }
-            FeedEvent::Broadcast { epoch, messages } => {
+            FeedEvent::Broadcast {
+                epoch,
+                messages,
+                trace,
+            } => {
                 let Some(c) = &mut cursor else { continue };
+                let span = fanout_span("conn.broadcast", &feed.room, &trace);
                 if matches!(
                     c.place_messages(epoch, &messages),
                     Place::OtherEpoch | Place::Gap { .. }
                 ) {
                     // Epoch change or hole: pull what is missing first.
-                    catch_up(&ctx, &feed, c, epoch).await;
+                    catch_up(&ctx, &feed, c, epoch)
+                        .instrument(span.clone())
+                        .await;
                 }
                 let fresh = match c.place_messages(epoch, &messages) {
                     Place::Next => messages,
@@ -275,7 +288,7 @@ async fn run_feed(
                     // resync tries again).
                     Place::Covered | Place::Gap { .. } | Place::OtherEpoch => continue,
                 };
-                if let Some(batch) = RoomBatch::new(&feed.room, epoch, fresh) {
+                if let Some(batch) = span.in_scope(|| RoomBatch::new(&feed.room, epoch, fresh)) {
                     c.advance(batch.last_seq);
                     observe(&ctx, &batch);
                     feed.fanout(&ctx, batch);
@@ -347,6 +360,20 @@ async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Cursor, announced_epoch: 
         }
         return;
     }
+}
+
+/// The span of one traced notify or broadcast on this node: a child of the
+/// push node's append (`trace`); none when `trace` is empty.
+fn fanout_span(name: &'static str, room: &str, trace: &str) -> tracing::Span {
+    if trace.is_empty() || !common::trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = match name {
+        "conn.notify" => tracing::info_span!("conn.notify", room = %room),
+        _ => tracing::info_span!("conn.broadcast", room = %room),
+    };
+    common::trace::follow(&span, trace);
+    span
 }
 
 fn observe(ctx: &Ctx, batch: &RoomBatch) {

@@ -40,6 +40,9 @@ pub(crate) struct RoomBatch {
     pub(crate) first_seq: u64,
     pub(crate) last_seq: u64,
     pub(crate) frame: SharedFrame,
+    /// The span that made this batch (a traced message's fan-out), parent of
+    /// each socket write; `Span::none()` unless traces are exported.
+    pub(crate) trace: tracing::Span,
 }
 
 impl RoomBatch {
@@ -58,6 +61,11 @@ impl RoomBatch {
             first_seq,
             last_seq,
             frame: SharedFrame::new(frame),
+            trace: if common::trace::enabled() {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
         }))
     }
 

@@ -15,7 +15,7 @@ pub const ENV_PREFIX: &str = "ROOMCAST_CONN";
 
 /// Everything `roomcast-conn` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// WebSocket listener (clients connect to `/v1/ws`).
     pub listen: String,

@@ -63,7 +63,8 @@ pub(crate) async fn pull_once(
     let mut reroutes = 0;
     let reply = loop {
         let mut owner = directory.route(room)?;
-        match tokio::time::timeout(timeout, owner.client.pull(request.clone())).await {
+        let call = owner.client.pull(common::trace::request(request.clone()));
+        match tokio::time::timeout(timeout, call).await {
             Err(_) => return Err(PullError::Timeout),
             Ok(Ok(reply)) => break reply.into_inner(),
             Ok(Err(status)) if common::grpc::never_sent(&status) && reroutes < MAX_REROUTES => {

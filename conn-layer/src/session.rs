@@ -668,7 +668,10 @@ impl<S: Outgoing> Session<S> {
                 self.write_error(error(Code::BadRequest, "already authenticated", 0, ""))
                     .await
             }
-            Some(client_frame::Frame::Join(j)) => self.join(j).await,
+            Some(client_frame::Frame::Join(j)) => {
+                let span = common::span!("conn.join", room = %j.room);
+                self.join(j).instrument(span).await
+            }
             Some(client_frame::Frame::Leave(l)) => self.leave(l).await,
             Some(client_frame::Frame::Publish(p)) => self.publish(p).await,
             Some(client_frame::Frame::Ping(p)) => {
@@ -844,7 +847,8 @@ impl<S: Outgoing> Session<S> {
         // stalls this connection's reads or deliveries.
         let ctx = self.ctx.clone();
         let handle = self.handle.clone();
-        self.ctx.tracker.spawn(async move {
+        let span = common::span!("conn.action", room = %p.room, action = %p.action);
+        let action = async move {
             let reply = ctx
                 .biz
                 .action(&handle.uid, &p.room, p.action, p.payload, &handle.id)
@@ -860,7 +864,8 @@ impl<S: Outgoing> Session<S> {
                     reply,
                 )))))
                 .await;
-        });
+        };
+        self.ctx.tracker.spawn(action.instrument(span));
         Ok(())
     }
 
@@ -950,7 +955,13 @@ impl<S: Outgoing> Session<S> {
         };
         let count = batch.last_seq - cursor.seq;
         cursor.advance(batch.last_seq);
-        self.write(message).await?;
+        // The end of a traced message's trace: its frame handed to this socket.
+        let span = if batch.trace.is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(parent: &batch.trace, "conn.socket_write", room = %batch.room, last_seq = batch.last_seq)
+        };
+        self.write(message).instrument(span).await?;
         self.ctx.metrics.deliveries.inc_by(count);
         Ok(())
     }

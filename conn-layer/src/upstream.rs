@@ -415,6 +415,7 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
                 feed.push_event(FeedEvent::Notify {
                     epoch: n.epoch,
                     seq: n.seq,
+                    trace: n.traceparent,
                 });
             }
         }
@@ -423,6 +424,7 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
                 feed.push_event(FeedEvent::Broadcast {
                     epoch: b.epoch,
                     messages: b.messages,
+                    trace: b.traceparent,
                 });
             }
         }

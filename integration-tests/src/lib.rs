@@ -4,6 +4,7 @@
 //! node ([`biz_stack::BizStack`]), plus helpers to drive them.
 
 pub mod biz_stack;
+pub mod otlp;
 pub mod procs;
 
 use std::time::Duration;

@@ -585,6 +585,39 @@ impl Topology {
     }
 }
 
+/// What a binary run to its end wrote.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Run a service binary with `args` and `env` (added to the test's own);
+/// returns its exit code and both outputs.
+pub async fn run_captured(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Finished> {
+    let mut cmd = tokio::process::Command::new(binary(bin)?);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .context("did not exit")??;
+    Ok(Finished {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
 /// Run a service binary with `args` and `env`; returns (exit code, stderr).
 pub async fn run_to_exit(
     bin: &str,

@@ -13,7 +13,7 @@ pub const DEFAULT_BROADCAST_WINDOW_MS: u64 = 5;
 
 /// Push node configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Unique node id.
     pub node_id: String,

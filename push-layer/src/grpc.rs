@@ -91,7 +91,7 @@ impl PushService {
 }
 
 fn forwarded<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
+    let mut request = common::trace::request(message);
     request
         .metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));

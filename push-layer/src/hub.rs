@@ -120,6 +120,11 @@ impl Hub {
             match room.publish_tx.try_send(PublishCmd {
                 message: message.clone(),
                 reply,
+                trace: if common::trace::enabled() {
+                    tracing::Span::current()
+                } else {
+                    tracing::Span::none()
+                },
             }) {
                 Ok(()) => return answer.await.map_err(|_| Error::ShuttingDown)?,
                 Err(mpsc::error::TrySendError::Full(_)) => {

@@ -87,6 +87,7 @@ pub async fn run(
         .max_decoding_message_size(16 * 1024 * 1024);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .trace_fn(common::trace::grpc_server_span)
         .layer(tonic::service::InterceptorLayer::new(auth.check()))
         .add_service(service)
         .serve_with_incoming_shutdown(common::grpc::incoming(listener), shutdown.cancelled_owned())

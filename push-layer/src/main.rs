@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let args = push_layer::process::Args::parse();
-    common::process::run_main("roomcast-push", |shutdown| {
+    common::process::run_main("roomcast-push", args.common.log_format, |shutdown| {
         push_layer::process::run(args, shutdown)
     })
 }

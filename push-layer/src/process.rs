@@ -18,7 +18,7 @@ pub const ENV_PREFIX: &str = "ROOMCAST_PUSH";
 
 /// History bounds of the message log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HistoryConfig {
     /// Messages kept per room.
     pub max_len: usize,
@@ -40,7 +40,7 @@ impl Default for HistoryConfig {
 
 /// Everything `roomcast-push` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// gRPC listener (push API, conn-node streams).
     pub listen: String,

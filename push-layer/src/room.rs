@@ -31,6 +31,8 @@ pub(crate) enum Mode {
 pub(crate) struct PublishCmd {
     pub(crate) message: RoomMessage,
     pub(crate) reply: oneshot::Sender<Result<(u64, u64), Error>>,
+    /// The publish call's span (`Span::none()` unless traces are exported).
+    pub(crate) trace: tracing::Span,
 }
 
 pub(crate) struct Room {
@@ -127,13 +129,15 @@ pub(crate) async fn run_publisher(
 ) {
     let (batch_max, window) = (out.batch_max, out.window);
     let mut pending: Vec<RoomMessage> = Vec::new();
+    // traceparent of the newest traced message in `pending` (empty: none).
+    let mut pending_trace = String::new();
     let mut pending_epoch = 0;
     let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         let cmd = tokio::select! {
             cmd = rx.recv() => cmd,
             _ = sleep_until(flush_at) => {
-                flush_broadcast(&out, &room, pending_epoch, &mut pending);
+                flush_broadcast(&out, &room, pending_epoch, &mut pending, &mut pending_trace);
                 flush_at = None;
                 continue;
             }
@@ -147,9 +151,19 @@ pub(crate) async fn run_publisher(
                 Err(_) => break,
             }
         }
+        // One `push.append` span per traced publish, open until its
+        // message is handed to the conn nodes (none when traces are off).
+        let spans = append_spans(&room, &batch);
         let Some((epoch, appended, mode, targets)) = append(&out, &room, batch).await else {
             continue;
         };
+        // The conn nodes continue the trace of the newest traced message.
+        let trace = spans
+            .iter()
+            .rev()
+            .map(common::trace::traceparent)
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
         match mode {
             Mode::Notify => {
                 let seq = appended.last().map(|m| m.seq).unwrap_or_default();
@@ -158,6 +172,7 @@ pub(crate) async fn run_publisher(
                         room: room.id.to_string(),
                         epoch,
                         seq,
+                        traceparent: trace,
                     })),
                 };
                 out.conns.send_to_nodes(&targets, &frame);
@@ -165,19 +180,38 @@ pub(crate) async fn run_publisher(
             }
             Mode::Broadcast => {
                 if pending_epoch != epoch && !pending.is_empty() {
-                    flush_broadcast(&out, &room, pending_epoch, &mut pending);
+                    flush_broadcast(&out, &room, pending_epoch, &mut pending, &mut pending_trace);
                 }
                 pending_epoch = epoch;
                 pending.extend(appended);
+                if !trace.is_empty() {
+                    pending_trace = trace;
+                }
                 if window.is_zero() {
-                    flush_broadcast(&out, &room, pending_epoch, &mut pending);
+                    flush_broadcast(&out, &room, pending_epoch, &mut pending, &mut pending_trace);
                 } else if flush_at.is_none() {
                     flush_at = Some(tokio::time::Instant::now() + window);
                 }
             }
         }
+        drop(spans);
     }
-    flush_broadcast(&out, &room, pending_epoch, &mut pending);
+    flush_broadcast(&out, &room, pending_epoch, &mut pending, &mut pending_trace);
+}
+
+/// A `push.append` span for each publish of `batch` that is traced; an
+/// empty vector (no allocation) when traces are off.
+fn append_spans(room: &Room, batch: &[PublishCmd]) -> Vec<tracing::Span> {
+    if !common::trace::enabled() {
+        return Vec::new();
+    }
+    batch
+        .iter()
+        .filter(|cmd| !cmd.trace.is_none())
+        .map(|cmd| {
+            tracing::info_span!(parent: &cmd.trace, "push.append", room = %room.id, batch = batch.len())
+        })
+        .collect()
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -239,11 +273,18 @@ async fn append(out: &Publishing, room: &Room, batch: Vec<PublishCmd>) -> Option
     Some((appended.epoch, messages, mode, targets))
 }
 
-fn flush_broadcast(out: &Publishing, room: &Room, epoch: u64, pending: &mut Vec<RoomMessage>) {
+fn flush_broadcast(
+    out: &Publishing,
+    room: &Room,
+    epoch: u64,
+    pending: &mut Vec<RoomMessage>,
+    pending_trace: &mut String,
+) {
     if pending.is_empty() {
         return;
     }
     let messages = std::mem::take(pending);
+    let trace = std::mem::take(pending_trace);
     let targets = room.lock().targets();
     // A batch of large messages leaves as several frames, in order: one
     // frame must stay small enough for the conn node to decode.
@@ -253,6 +294,7 @@ fn flush_broadcast(out: &Publishing, room: &Room, epoch: u64, pending: &mut Vec<
                 room: room.id.to_string(),
                 epoch,
                 messages,
+                traceparent: trace.clone(),
             })),
         };
         out.conns.send_to_nodes(&targets, &frame);

@@ -110,8 +110,8 @@ pub const DEFAULT_BACKEND_WRITE_BURST: u32 = 400;
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
 
 /// Room-biz configuration. Every field has a default, so a partial file works.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Unique node id in discovery (default `biz-` + random).
     pub node_id: String,
@@ -207,6 +207,13 @@ pub struct Config {
     /// `common::http`). A waiting long poll holds a connection, so the cap
     /// is [`DEFAULT_HTTP_MAX_CONNECTIONS`].
     pub http: common::http::HttpLimits,
+}
+
+/// Secrets (the token secret) are redacted, like in `--print-config`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        common::redact::fmt_config(self, "Config", f)
+    }
 }
 
 impl Default for Config {

@@ -184,6 +184,13 @@ async fn serve_actions(
 
 /// Run one action and build its reply (recording metrics).
 async fn perform(shared: &Shared, req: ActionRequest) -> ActionReply {
+    // A child of the conn node's span for the action, when it is traced.
+    let span = common::span!("biz.action", room = %req.room, action = %req.action);
+    common::trace::follow(&span, &req.traceparent);
+    perform_traced(shared, req).instrument(span).await
+}
+
+async fn perform_traced(shared: &Shared, req: ActionRequest) -> ActionReply {
     let call = ActionCall {
         uid: &req.uid,
         room: &req.room,

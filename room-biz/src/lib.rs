@@ -158,6 +158,7 @@ pub async fn run(
     let drain = CancellationToken::new();
 
     let grpc = tonic::transport::Server::builder()
+        .trace_fn(common::trace::grpc_server_span)
         .layer(tonic::service::InterceptorLayer::new(internal_auth.check()))
         .add_service(grpc::BizService::server(shared.clone(), drain.clone()))
         .serve_with_incoming_shutdown(

@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let args = room_biz::process::Args::parse();
-    common::process::run_main("roomcast-biz", |shutdown| {
+    common::process::run_main("roomcast-biz", args.common.log_format, |shutdown| {
         room_biz::process::run(args, shutdown)
     })
 }

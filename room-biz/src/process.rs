@@ -14,7 +14,7 @@ pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
 
 /// Everything `roomcast-biz` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// Client HTTP routes (long polling, actions, reads under the read rule).
     pub listen: String,

@@ -63,7 +63,7 @@ impl DirectoryPusher {
         let mut reroutes = 0;
         loop {
             let owner = self.directory.route(key)?;
-            let mut request = tonic::Request::new(req.clone());
+            let mut request = common::trace::request(req.clone());
             // A stuck push node must not hold the caller (an action and its
             // stream slot, a poller) forever.
             request.set_timeout(self.timeout);

@@ -20,9 +20,9 @@ pub const DEFAULT_RETRY_MS: u32 = 1_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
 
 /// Router configuration. Every field has a default, so a partial file works.
-/// `Debug` hides the admin token.
+/// `Debug` hides the admin token (as `--print-config` does).
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Unique node id in discovery (default `router-` + random).
     pub node_id: String,
@@ -55,29 +55,13 @@ pub struct Config {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("node_id", &self.node_id)
-            .field("advertise_host", &self.advertise_host)
-            .field("heartbeat_ms", &self.heartbeat_ms)
-            .field("retry_ms", &self.retry_ms)
-            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
-            .field("admin_token", &redacted(&self.admin_token))
-            .field("token_secret", &redacted(&self.token_secret))
-            .field("client_stats_per_min", &self.client_stats_per_min)
-            .field("http", &self.http)
-            .field("admin_http", &self.admin_http)
-            .finish()
+        common::redact::fmt_config(self, "Config", f)
     }
 }
 
 /// Client stats reports per uid and minute (an SDK sends one after each
 /// connect and every minute; reconnect storms stay well under this).
 pub const DEFAULT_CLIENT_STATS_PER_MIN: u32 = 12;
-
-/// What logs and `--print-config` show of a secret.
-pub(crate) fn redacted(secret: &str) -> &'static str {
-    if secret.is_empty() { "" } else { "<redacted>" }
-}
 
 impl Default for Config {
     fn default() -> Self {

@@ -25,7 +25,7 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8603";
 
 /// Everything `roomcast-router` reads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProcessConfig {
     /// Public HTTP listener (`/v1/route`, `/v1/client-stats`).
     pub listen: String,
@@ -88,10 +88,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let overlay = serde_json::Value::Object(overlay);
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
     if args.common.print_config {
-        let mut shown = cfg.clone();
-        shown.node.admin_token = crate::config::redacted(&cfg.node.admin_token).to_owned();
-        shown.node.token_secret = crate::config::redacted(&cfg.node.token_secret).to_owned();
-        print!("{}", common::process::to_toml(&shown));
+        print!("{}", common::process::to_toml(&cfg));
         return Ok(());
     }
     cfg.node

@@ -59,7 +59,8 @@ pub struct StandaloneArgs {
 
 /// Start every service, print the URLs, run until SIGINT or SIGTERM.
 pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
-    common::telemetry::init("info");
+    // Traces too when OTEL_* asks for it: one service, `roomcast`.
+    let telemetry = common::telemetry::init_service("roomcast", "info", global.log_format);
     warn_if_exposed(&args, global);
     let cfg = StandaloneConfig {
         bind_host: args.bind,
@@ -97,10 +98,13 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         let _ = writeln!(out, "{}", banner(&urls, &global.secret, &global.api_key));
         let _ = out.flush();
     }
-    standalone
+    let result = standalone
         .wait()
         .await
-        .context("standalone mode stopped with an error")
+        .context("standalone mode stopped with an error");
+    // Flushing blocks until the exporter thread sent what is buffered.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 /// Standalone runs on development credentials unless told otherwise: fine on

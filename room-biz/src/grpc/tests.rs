@@ -286,6 +286,7 @@ fn action(id: u64, room: &str, action: &str, payload: &str) -> ActionRequest {
         action: action.into(),
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         session_id: "s1".into(),
+        traceparent: String::new(),
     }
 }
 

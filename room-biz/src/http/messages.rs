@@ -14,6 +14,7 @@ use proto::internal::v1::PushRoomRequest;
 use room_store::RoomState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::error::{ApiError, ApiJson};
 use crate::error::PushError;
@@ -110,10 +111,13 @@ pub(super) async fn post_message(
         priority: Priority::from(msg.priority) as i32,
         durable: msg.durable,
     };
+    // The root of the message's trace when traces are exported.
+    let span = common::span!("biz.publish", room = %id, source = "http");
     let reply = shared
         .backends
         .pusher
         .push_room(request)
+        .instrument(span)
         .await
         .map_err(|error| {
             tracing::warn!(room = %id, %error, "Cannot push system message.");
