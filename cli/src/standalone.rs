@@ -77,6 +77,12 @@ pub struct StandaloneConfig {
     pub router: router::Config,
     /// Request-head deadline and connection cap of the metrics listener.
     pub metrics_http: common::http::HttpLimits,
+    /// Origins allowed to call the router and room API from a browser,
+    /// besides standalone's own (the router's URL, and `localhost` for a
+    /// loopback bind), which serves the demo page.
+    pub cors_origins: Vec<String>,
+    /// Serve the live-room demo page at `/demo/` on the router port.
+    pub demo: bool,
 }
 
 impl Default for StandaloneConfig {
@@ -98,8 +104,21 @@ impl Default for StandaloneConfig {
             biz: room_biz::Config::default(),
             router: router::Config::default(),
             metrics_http: common::http::HttpLimits::ops(),
+            cors_origins: Vec::new(),
+            demo: true,
         }
     }
+}
+
+/// The origins of standalone's own pages: the router's URL, and its
+/// `localhost` twin when bound to loopback (browsers send the host as typed).
+fn own_origins(router_url: &str, listener: &TcpListener) -> anyhow::Result<Vec<String>> {
+    let addr = listener.local_addr()?;
+    let mut origins = vec![router_url.to_owned()];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    Ok(origins)
 }
 
 /// A running standalone system.
@@ -183,6 +202,12 @@ impl Standalone {
             conn_layer::WS_PATH
         );
 
+        common::cors::validate(&cfg.cors_origins).context("bad --cors-origin")?;
+        let cors_origins = own_origins(&router_url, &router_listener)?
+            .into_iter()
+            .chain(cfg.cors_origins.iter().cloned())
+            .collect::<Vec<_>>();
+
         let discovery: Arc<dyn Discovery> = Arc::new(MemoryDiscovery::new());
         let live_config: Arc<dyn LiveConfig> = Arc::new(MemoryLiveConfig::default());
         let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(cfg.history));
@@ -198,7 +223,9 @@ impl Standalone {
         let mut biz_cfg = cfg.biz.clone();
         biz_cfg.advertise_host = advertise.clone();
         biz_cfg.token_secret = cfg.secret.clone();
+        biz_cfg.cors_origins.extend(cors_origins.iter().cloned());
         let mut router_cfg = cfg.router.clone();
+        router_cfg.cors_origins.extend(cors_origins);
         router_cfg.advertise_host = advertise.clone();
         router_cfg.admin_token = cfg.admin_token.clone();
 
@@ -248,6 +275,9 @@ impl Standalone {
             discovery: discovery.clone(),
             live_config: live_config.clone(),
             registry: registry.clone(),
+            pages: cfg
+                .demo
+                .then(|| crate::demo::routes(cfg.secret.clone(), biz_url.clone())),
         };
         let listeners = router::Listeners {
             http: router_listener,

@@ -51,6 +51,7 @@ pub(crate) fn app(shared: Arc<Shared>, ops: Router) -> Router {
         .route("/v1/rooms/{id}/state", get(rooms::state))
         .route("/v1/rooms/{id}/members", get(rooms::members))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(common::cors::layer(&shared.cfg.cors_origins))
         .with_state(shared)
         .merge(ops)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

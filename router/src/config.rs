@@ -41,6 +41,10 @@ pub struct Config {
     pub http: common::http::HttpLimits,
     /// Request-head deadline and connection cap of the admin listener.
     pub admin_http: common::http::HttpLimits,
+    /// Origins whose pages may call the public routes (`GET /v1/route`,
+    /// `POST /v1/client-stats`) from a browser: `scheme://host[:port]`, or
+    /// `*` for any. Empty (the default): none.
+    pub cors_origins: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -54,6 +58,7 @@ impl fmt::Debug for Config {
             .field("admin_token", &redacted(&self.admin_token))
             .field("http", &self.http)
             .field("admin_http", &self.admin_http)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -78,6 +83,7 @@ impl Default for Config {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             admin_token: String::new(),
             http: common::http::HttpLimits::default(),
+            cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),
         }
     }
@@ -97,6 +103,8 @@ impl Config {
                 "heartbeat_ms and retry_ms must be greater than 0".into(),
             ));
         }
+        common::cors::validate(&self.cors_origins)
+            .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
         for (name, limits) in [("http", &self.http), ("admin_http", &self.admin_http)] {
             if let Some(problem) = limits.problem() {
                 return Err(Error::Config(format!("{name}: {problem}")));

@@ -37,14 +37,15 @@ pub(crate) struct RouterState {
     pub(crate) hand_outs: Mutex<HandOuts>,
 }
 
-/// The router's public routes merged with `ops`.
-pub(crate) fn app(state: Arc<RouterState>, ops: Router) -> Router {
+/// The router's public routes (open to pages of `cors_origins`) merged with `ops`.
+pub(crate) fn app(state: Arc<RouterState>, ops: Router, cors_origins: &[String]) -> Router {
     Router::new()
         .route("/v1/route", get(get_route))
         .route(
             "/v1/client-stats",
             post(post_client_stats).layer(DefaultBodyLimit::max(stats::MAX_BODY_BYTES)),
         )
+        .layer(common::cors::layer(cors_origins))
         .with_state(state)
         .merge(ops)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -65,6 +65,9 @@ pub struct Deps {
     pub live_config: Arc<dyn LiveConfig>,
     /// Where metrics are registered.
     pub registry: prometheus::Registry,
+    /// More routes for the public listener, served beside the router's own
+    /// (standalone's demo page); `None` in the router binary.
+    pub pages: Option<axum::Router>,
 }
 
 /// The router's bound listeners.
@@ -122,7 +125,12 @@ pub async fn run(
     let app = http::app(
         state,
         common::ops::router(deps.registry.clone(), readiness.clone()),
+        &cfg.cors_origins,
     );
+    let app = match deps.pages.clone() {
+        Some(pages) => app.merge(pages),
+        None => app,
+    };
     let public = common::http::serve_http(
         listeners.http,
         app,

@@ -97,6 +97,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         discovery,
         live_config,
         registry: prometheus::Registry::new(),
+        pages: None,
     };
     crate::run(cfg.node, deps, Listeners { http, admin }, shutdown)
         .await

@@ -41,6 +41,7 @@ async fn start_with(live: Arc<dyn LiveConfig>, token: &str) -> Harness {
         discovery: discovery.clone(),
         live_config: live.clone(),
         registry: prometheus::Registry::new(),
+        pages: None,
     };
     let cfg = Config {
         node_id: "router-test".into(),

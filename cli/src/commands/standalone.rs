@@ -51,6 +51,18 @@ pub struct StandaloneArgs {
         default_value_t = StandaloneConfig::default().broadcast_threshold
     )]
     pub broadcast_threshold: u32,
+    /// Origin allowed to call the router and room API from a browser
+    /// (repeatable; `scheme://host[:port]` or `*`). Standalone's own origin,
+    /// which serves the demo page, is always allowed.
+    #[arg(
+        long = "cors-origin",
+        env = "ROOMCAST_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Do not serve the demo page at /demo/.
+    #[arg(long)]
+    pub no_demo: bool,
 }
 
 /// Start every service, print the URLs, run until SIGINT or SIGTERM.
@@ -67,6 +79,8 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.clone(),
         secret: global.secret.clone(),
         broadcast_threshold: args.broadcast_threshold,
+        cors_origins: args.cors_origins,
+        demo: !args.no_demo,
         ..StandaloneConfig::default()
     };
     let shutdown = common::shutdown::signal_token();
@@ -121,6 +135,7 @@ fn banner(urls: &Urls<'_>, secret: &str) -> String {
         );
     }
     let _ = writeln!(text, "  room API   {}", urls.biz);
+    let _ = writeln!(text, "  demo page  {}/demo/", urls.router);
     let _ = writeln!(text, "  metrics    {}/metrics", urls.metrics);
     let _ = writeln!(
         text,

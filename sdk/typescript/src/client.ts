@@ -41,6 +41,7 @@ export interface ClientOptions {
   token: string | (() => string | Promise<string>);
   deviceId?: string;
   appVersion?: string;
+  /** Router platform name (`web`, `ios`, `linux`, …); browsers default to `web`. */
   platform?: string;
   /** WebSocket constructor; defaults to the global one (browsers, Node ≥ 22). On Node 20 pass `ws`. */
   WebSocket?: WebSocketLike;
@@ -127,7 +128,7 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
     this.opts = {
       deviceId: "",
       appVersion: VERSION,
-      platform: typeof window === "undefined" ? "node" : "web",
+      platform: typeof window === "undefined" ? "" : "web",
       fallbackAfterFailures: 3,
       longRetryIntervalMs: 30_000,
       backoffMinMs: 100,
@@ -166,14 +167,31 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
     this.token = token;
   }
 
-  /** Join a room (resume from `resume` if given, e.g. a position saved before a page reload). */
-  async join(roomId: string, options: { resume?: Resume } = {}): Promise<Room> {
-    if (this.closed) throw new RoomcastError("UNAVAILABLE", "client closed");
+  /**
+   * A room handle, not joined yet: attach listeners, then `await room.join()`,
+   * so that no event (a resume's replay included) arrives before them.
+   * `resume` starts from a saved position (e.g. one kept across a page reload).
+   */
+  room(roomId: string, options: { resume?: Resume } = {}): Room {
     let room = this.rooms.get(roomId);
     if (!room) {
       room = new Room(roomId, this, () => this.refetchState(roomId), options.resume);
       this.rooms.set(roomId, room);
     }
+    return room;
+  }
+
+  /** Join a room and resolve once in (listeners added after this may miss the first events: see `room()`). */
+  async join(roomId: string, options: { resume?: Resume } = {}): Promise<Room> {
+    const room = this.room(roomId, options);
+    await room.join();
+    return room;
+  }
+
+  /** @internal */
+  async joinRoom(room: Room): Promise<void> {
+    if (this.closed) throw new RoomcastError("UNAVAILABLE", "client closed");
+    if (this.rooms.get(room.id) !== room) this.rooms.set(room.id, room);
     const joined = new Promise<void>((resolve, reject) => room.joinWaiters.push({ resolve, reject }));
     this.connect();
     if (this.ws && this.stateValue.status === "connected") this.sendJoin(room);
@@ -181,11 +199,10 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
     try {
       await joined;
     } catch (error) {
-      this.rooms.delete(roomId);
+      if (this.rooms.get(room.id) === room) this.rooms.delete(room.id);
       room.store.dispose();
       throw error;
     }
-    return room;
   }
 
   /** Stop: close the socket and polls, fail what is in flight. */
@@ -256,7 +273,7 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       first = false;
       hintMs = 0;
       if (this.closed) break;
-      if (this.fallback.polling) {
+      if (this.fallback.polling && this.pollingBase) {
         // Polling: keep the polls going and try the long connection now and then.
         this.setState({ status: "polling", transport: "polling", nodeId: null });
         this.startPolls();
@@ -312,15 +329,12 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
   }
 
   private async route(): Promise<RouteAnswer> {
-    const params = new URLSearchParams({
-      uid: this.opts.uid,
-      device_id: this.opts.deviceId,
-      app_version: this.opts.appVersion,
-      platform: this.opts.platform,
-    });
+    const params = new URLSearchParams();
+    const query = { uid: this.opts.uid, device_id: this.opts.deviceId, app_version: this.opts.appVersion, platform: this.opts.platform };
+    for (const [key, value] of Object.entries(query)) if (value) params.set(key, value);
     const url = `${this.opts.routerUrl.replace(/\/+$/, "")}/v1/route?${params}`;
     const response = await this.fetchFn()(url, { signal: timeoutSignal(this.opts.requestTimeoutMs) });
-    if (!response.ok) throw new RoomcastError("UNAVAILABLE", `router answered ${response.status}`);
+    if (!response.ok) throw new RoomcastError("UNAVAILABLE", `router answered ${response.status}: ${(await response.text()).slice(0, 200)}`);
     return (await response.json()) as RouteAnswer;
   }
 

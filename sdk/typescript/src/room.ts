@@ -48,6 +48,7 @@ export interface RoomEvents {
 /** How a room talks to its connection (implemented by the client). */
 export interface RoomLink {
   publish(room: string, action: string, payload: unknown): Promise<unknown>;
+  joinRoom(room: Room): Promise<void>;
   leave(room: string): Promise<void>;
 }
 
@@ -236,6 +237,11 @@ export class Room extends Emitter<RoomEvents> {
   }
   startRoom() {
     return this.act("start_room", {});
+  }
+
+  /** Join (or re-join after `leave`); resolves once in the room. */
+  join(): Promise<void> {
+    return this.link.joinRoom(this);
   }
 
   /** Leave the room. */

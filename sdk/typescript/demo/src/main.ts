@@ -69,17 +69,9 @@ async function enter(uid: string, roomId: string) {
   });
 
   for (const c of saved.comments) addComment(c.seq, c.uid, c.text, false);
-  let room: Room;
-  try {
-    room = await client.join(roomId, saved.position ? { resume: saved.position } : {});
-  } catch (error) {
-    $("lobby").hidden = false;
-    $("live").hidden = true;
-    $("lobby-error").textContent = `Cannot join ${roomId}: ${(error as Error).message}`;
-    return;
-  }
+  // Listeners first, then join: a resume's replay arrives right after the join.
+  const room: Room = client.room(roomId, saved.position ? { resume: saved.position } : {});
   (window as unknown as { roomcast: unknown }).roomcast = { client, room };
-
   room.on("joined", (j) => {
     $("resumed").textContent = j.resumed ? "resumed" : "fresh";
     $("resumed").dataset.resumed = String(j.resumed);
@@ -104,14 +96,22 @@ async function enter(uid: string, roomId: string) {
       document.querySelector(`#comments li[data-seq="${e.body.seq}"]`)?.remove();
     } else if (e.kind === "totals") {
       if (lastLikes >= 0) burst("❤", e.body.likes - lastLikes);
+      for (const [emoji, n] of Object.entries(e.body.reactions)) burst(emoji, n - (lastTotals[emoji] ?? (lastLikes < 0 ? n : 0)));
       lastLikes = e.body.likes;
-      for (const [emoji, n] of Object.entries(e.body.reactions)) burst(emoji, n - (lastTotals[emoji] ?? n));
       lastTotals = { ...e.body.reactions };
     } else if (e.kind === "gift") {
       burst("🎁", e.body.count);
     }
   });
   room.store.subscribe((view) => render(view, room, uid));
+  try {
+    await room.join();
+  } catch (error) {
+    $("lobby").hidden = false;
+    $("live").hidden = true;
+    $("lobby-error").textContent = `Cannot join ${roomId}: ${(error as Error).message}`;
+    return;
+  }
 
   const act = (promise: Promise<unknown>) => {
     $("action-error").textContent = "";
