@@ -2,8 +2,10 @@
 # The one test command (README "Test it"; CI runs exactly this).
 #
 # 1. Installs what the tests need and is missing (protoc, redis-server,
-#    etcd), via apt on Debian/Ubuntu; elsewhere it names what to install.
+#    etcd, node, chromium), via apt on Debian/Ubuntu; elsewhere it names what to install.
 # 2. cargo fmt --check, cargo clippy -D warnings, the whole test suite.
+# 3. The TypeScript SDK and the demo page (scripts/test-web.sh): unit,
+#    integration and headless-Chromium browser tests.
 #
 # Tests start their own redis-server and etcd on free loopback ports; nothing
 # here touches a server already running on the machine.
@@ -25,4 +27,5 @@ echo "==> cargo build (service binaries used by the process tests)"
 cargo build --workspace --bins --locked
 echo "==> cargo test"
 cargo test --workspace --locked -- --test-threads="${ROOMCAST_TEST_THREADS:-4}"
+scripts/test-web.sh
 echo "==> all green"

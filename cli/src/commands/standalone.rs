@@ -95,6 +95,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         admin: &standalone.admin_url,
         quic: standalone.quic_url.as_deref(),
         quic_cert_sha256: standalone.quic_cert_sha256.as_deref(),
+        demo: !args.no_demo,
     };
     // A reader that went away (a closed pipe) must not take the servers down.
     {
@@ -118,6 +119,7 @@ struct Urls<'a> {
     admin: &'a str,
     quic: Option<&'a str>,
     quic_cert_sha256: Option<&'a str>,
+    demo: bool,
 }
 
 /// What a newcomer needs: the URLs, the secret, and a next command that works.
@@ -135,7 +137,9 @@ fn banner(urls: &Urls<'_>, secret: &str) -> String {
         );
     }
     let _ = writeln!(text, "  room API   {}", urls.biz);
-    let _ = writeln!(text, "  demo page  {}/demo/", urls.router);
+    if urls.demo {
+        let _ = writeln!(text, "  demo page  {}/demo/", urls.router);
+    }
     let _ = writeln!(text, "  metrics    {}/metrics", urls.metrics);
     let _ = writeln!(
         text,
@@ -186,6 +190,7 @@ mod tests {
             admin: "http://127.0.0.1:8603",
             quic: Some("quic://127.0.0.1:8604"),
             quic_cert_sha256: Some("ab12"),
+            demo: true,
         }
     }
 
@@ -194,6 +199,7 @@ mod tests {
         let plain = banner(&running(DEFAULT_ROUTER_URL), DEFAULT_DEV_SECRET);
         assert!(plain.contains("roomcast room create --title"), "{plain}");
         assert!(plain.contains("ws://127.0.0.1:8601/v1/ws"), "{plain}");
+        assert!(plain.contains("/demo/"), "{plain}");
 
         let custom = banner(&running("http://127.0.0.1:9000"), "s3cret");
         assert!(

@@ -333,7 +333,7 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
     const query = { uid: this.opts.uid, device_id: this.opts.deviceId, app_version: this.opts.appVersion, platform: this.opts.platform };
     for (const [key, value] of Object.entries(query)) if (value) params.set(key, value);
     const url = `${this.opts.routerUrl.replace(/\/+$/, "")}/v1/route?${params}`;
-    const response = await this.fetchFn()(url, { signal: timeoutSignal(this.opts.requestTimeoutMs) });
+    const response = await this.fetchFn()(url, { signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
     if (!response.ok) throw new RoomcastError("UNAVAILABLE", `router answered ${response.status}: ${(await response.text()).slice(0, 200)}`);
     return (await response.json()) as RouteAnswer;
   }
@@ -655,12 +655,6 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       this.wakers.add(done);
     });
   }
-}
-
-function timeoutSignal(ms: number): AbortSignal {
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(), ms);
-  return controller.signal;
 }
 
 function snapshotOf(s: WireSnapshot | undefined, room: string): Snapshot | null {

@@ -193,11 +193,11 @@ function render(view: RoomView, room: Room, me: string) {
   $("speakers").replaceChildren(
     ...stage.map((uid) => {
       const muted = s.muted[uid];
-      const li = el("li", { "data-uid": uid, class: `${uid === s.host ? "host" : ""} ${muted ? "muted" : ""}` },
+      const li = el("li", { "data-uid": uid, "data-muted": muted ?? "", class: `${uid === s.host ? "host" : ""} ${muted ? "muted" : ""}` },
         el("div", { class: "avatar" }, uid.slice(0, 2).toUpperCase()), `${uid}${muted ? " 🔇" : ""}`);
       if (isMod && uid !== me && uid !== s.host) {
         li.append(el("div", {},
-          muted ? button("unmute", "unmute", () => room.unmute(uid)) : button("mute", "mute", () => room.mute(uid)),
+          muted === "moderator" ? button("unmute", "unmute", () => room.unmute(uid)) : button("mute", "mute", () => room.mute(uid)),
           button("↓", "move", () => room.moveToAudience(uid)),
           button("kick", "kick", () => room.kick(uid))));
       }
