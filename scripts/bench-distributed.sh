@@ -19,8 +19,11 @@ set -euo pipefail
 
 bin="${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/release"
 dir="${ROOMCAST_DIST_DIR:-/tmp/roomcast-dist}"
-secret="${ROOMCAST_SECRET:-roomcast-dev-secret}"
-for b in roomcast-push roomcast-biz roomcast-conn roomcast-router; do
+# Distributed services refuse the development secret: make one per run.
+secret="${ROOMCAST_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+admin_token="${ROOMCAST_ADMIN_TOKEN:-bench-admin-token-0123456789}"
+export ROOMCAST_INTERNAL_TOKEN="${ROOMCAST_INTERNAL_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+for b in roomcast-push roomcast-biz roomcast-conn roomcast-router roomcast; do
     [[ -x "$bin/$b" ]] || { echo "$bin/$b not found: cargo build --release --workspace --bins" >&2; exit 69; }
 done
 for b in etcd redis-server; do
@@ -67,29 +70,35 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 
 common=(--etcd "127.0.0.1:$etcd_port")
 redis="redis://127.0.0.1:$redis_port"
-# room-biz and the router serve /metrics and /readyz on their HTTP API port.
+# The router serves /metrics and /readyz on its HTTP port; the others on --ops-listen.
 push_ops=$(free_port) biz_port=$(free_port) conn_port=$(free_port)
-conn_ops=$(free_port) router_port=$(free_port)
+conn_ops=$(free_port) router_port=$(free_port) biz_ops=$(free_port)
+backend_port=$(free_port) admin_port=$(free_port)
 start push "$bin/roomcast-push" "${common[@]}" --node-id push-1 --redis "$redis" \
     --listen "127.0.0.1:$(free_port)" --ops-listen "127.0.0.1:$push_ops"
 start biz "$bin/roomcast-biz" "${common[@]}" --node-id biz-1 --redis "$redis" --token-secret "$secret" \
-    --listen "127.0.0.1:$biz_port" --grpc-listen "127.0.0.1:$(free_port)"
+    --listen "127.0.0.1:$biz_port" --grpc-listen "127.0.0.1:$(free_port)" \
+    --backend-listen "127.0.0.1:$backend_port" --ops-listen "127.0.0.1:$biz_ops"
 start conn "$bin/roomcast-conn" "${common[@]}" --node-id conn-1 --token-secret "$secret" \
     --listen "127.0.0.1:$conn_port" --quic-listen "" --ops-listen "127.0.0.1:$conn_ops"
+ROOMCAST_ROUTER_NODE__ADMIN_TOKEN="$admin_token" \
 start router "$bin/roomcast-router" "${common[@]}" --node-id router-1 \
-    --listen "127.0.0.1:$router_port" --admin-listen "127.0.0.1:$(free_port)"
-for svc in push:$push_ops biz:$biz_port conn:$conn_ops router:$router_port; do
+    --listen "127.0.0.1:$router_port" --admin-listen "127.0.0.1:$admin_port"
+for svc in push:$push_ops biz:$biz_ops conn:$conn_ops router:$router_port; do
     wait_ready "${svc%%:*}" "http://127.0.0.1:${svc#*:}/readyz"
 done
+# An API key for the bench's backend calls, made the way an operator would.
+api_key=$("$bin/roomcast" ctl --admin-url "http://127.0.0.1:$admin_port" --admin-token "$admin_token" \
+    api-key create --name bench | head -1)
 
 conn_pid=$(cat "$dir/conn.pid") push_pid=$(cat "$dir/push.pid")
-echo "--ws-url ws://127.0.0.1:$conn_port/v1/ws --biz-url http://127.0.0.1:$biz_port --metrics-url http://127.0.0.1:$conn_ops/metrics" >"$dir/bench-flags"
+echo "--ws-url ws://127.0.0.1:$conn_port/v1/ws --biz-url http://127.0.0.1:$biz_port --backend-url http://127.0.0.1:$backend_port --api-key $api_key --secret $secret --metrics-url http://127.0.0.1:$conn_ops/metrics" >"$dir/bench-flags"
 echo $$ >"$dir/supervisor.pid"
 cat <<EOF
 Roomcast distributed on loopback (logs and pids in $dir):
   conn   pid $conn_pid  ws://127.0.0.1:$conn_port/v1/ws   metrics http://127.0.0.1:$conn_ops/metrics
   push   pid $push_pid  metrics http://127.0.0.1:$push_ops/metrics
-  biz    pid $(cat "$dir/biz.pid")  http://127.0.0.1:$biz_port
+  biz    pid $(cat "$dir/biz.pid")  http://127.0.0.1:$biz_port  backend http://127.0.0.1:$backend_port
   router pid $(cat "$dir/router.pid")  http://127.0.0.1:$router_port
   redis  pid $(cat "$dir/redis.pid")  $redis    etcd 127.0.0.1:$etcd_port
 Bench flags: \$(cat $dir/bench-flags) --server-pid $conn_pid,$push_pid   (the conn pid alone for idle RSS)

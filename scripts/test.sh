@@ -3,7 +3,10 @@
 #
 # 1. Installs what the tests need and is missing (protoc, redis-server,
 #    etcd, node, chromium), via apt on Debian/Ubuntu; elsewhere it names what to install.
-# 2. cargo fmt --check, cargo clippy -D warnings, the whole test suite.
+# 2. cargo fmt --check, cargo clippy -D warnings, the deployment files
+#    (scripts/check-deploy.sh: helm chart, compose file, dashboard, alert
+#    rules; it installs helm, kubernetes-validate and docker-compose once
+#    under /var/tmp/roomcast-tools), the whole test suite.
 # 3. The TypeScript SDK and the demo page (scripts/test-web.sh): unit,
 #    integration and headless-Chromium browser tests.
 #
@@ -25,6 +28,8 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo build (service binaries used by the process tests)"
 cargo build --workspace --bins --locked
+echo "==> deployment files (helm chart, compose file, dashboard, alert rules)"
+scripts/check-deploy.sh
 echo "==> cargo test"
 cargo test --workspace --locked -- --test-threads="${ROOMCAST_TEST_THREADS:-4}"
 scripts/test-web.sh

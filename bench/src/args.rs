@@ -82,10 +82,23 @@ pub struct TargetArgs {
     /// certificate must chain to the webpki roots).
     #[arg(long, global = true)]
     pub quic_cert_sha256: Option<String>,
-    /// Room-biz URL of a running system (with --ws-url, --quic-url or --router-url;
+    /// Room-biz client URL of a running system (with --ws-url, --quic-url or --router-url;
     /// alone with --transport polling).
     #[arg(long, global = true, env = "ROOMCAST_BIZ_URL")]
     pub biz_url: Option<String>,
+    /// Room-biz backend API URL of a running system (rooms, publishing).
+    #[arg(long, global = true, env = "ROOMCAST_BACKEND_URL")]
+    pub backend_url: Option<String>,
+    /// API key for the backend API (default: standalone's development key).
+    #[arg(
+        long,
+        global = true,
+        env = "ROOMCAST_API_KEY",
+        default_value = roomcast::standalone::DEFAULT_DEV_API_KEY,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub api_key: String,
     /// Router URL of a running system: each client asks `GET /v1/route` for its
     /// conn node (instead of --ws-url).
     #[arg(long, global = true, env = "ROOMCAST_ROUTER_URL")]

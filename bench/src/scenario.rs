@@ -263,7 +263,8 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
         .pool_max_idle_per_host(512)
         .tcp_nodelay(true)
         .build()?;
-    let rooms = publish::create_rooms(&http, &target.biz_url, plan.rooms).await?;
+    let backend = backend_client(target)?;
+    let rooms = publish::create_rooms(&backend, &target.backend_url, plan.rooms).await?;
     let mut report = empty_report(plan, args, target);
     report.rooms = rooms.len();
 
@@ -423,11 +424,11 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
     let started = Instant::now();
     let rate_total = plan.rate_per_room * rooms.len() as f64;
     // Warm the publisher's HTTP connection so the first message does not pay for it.
-    let _ = members(&http, &target.biz_url, &rooms[0]).await;
+    let _ = members(&backend, &target.backend_url, &rooms[0]).await;
     let published = if rate_total > 0.0 {
         publish::run(
-            &http,
-            &target.biz_url,
+            &backend,
+            &target.backend_url,
             &rooms,
             rate_total,
             plan.duration,
@@ -475,7 +476,7 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
         };
         let waited = Instant::now();
         loop {
-            r.presence_observed = members(&http, &target.biz_url, &rooms[0])
+            r.presence_observed = members(&backend, &target.backend_url, &rooms[0])
                 .await
                 .unwrap_or(u64::MAX);
             r.presence_ok = r.presence_observed == r.presence_expected;
@@ -883,6 +884,20 @@ fn empty_report(plan: &Plan, args: &BenchArgs, target: &Target) -> Report {
         machine: Machine::default(),
         note: args.fleet.note.clone(),
     }
+}
+
+/// An HTTP client for the backend API: the target's API key on every request.
+fn backend_client(target: &Target) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", target.api_key)
+        .parse()
+        .context("the API key is not a valid header value")?;
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .tcp_nodelay(true)
+        .default_headers(headers)
+        .build()?)
 }
 
 /// The room's live member count.

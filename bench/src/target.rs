@@ -32,8 +32,12 @@ pub struct Target {
     pub kind: Kind,
     /// Conn node WebSocket URL (empty when clients route themselves).
     pub ws_url: String,
-    /// Room-biz HTTP URL.
+    /// Room-biz client HTTP URL (long polling).
     pub biz_url: String,
+    /// Room-biz backend API URL (rooms, publishing).
+    pub backend_url: String,
+    /// API key of the backend API.
+    pub api_key: String,
     /// Router URL, when clients route themselves.
     pub router_url: Option<String>,
     /// Conn node QUIC URL (`quic://host:port`), when QUIC is on and known.
@@ -61,6 +65,10 @@ impl Target {
                 .biz_url
                 .clone()
                 .context("--biz-url is needed with a running system")?;
+            let backend_url = args
+                .backend_url
+                .clone()
+                .context("--backend-url is needed with a running system")?;
             let routed = args.router_url.is_some();
             match transport {
                 Transport::Ws if args.ws_url.is_none() && !routed => {
@@ -82,6 +90,8 @@ impl Target {
                 kind: Kind::External,
                 ws_url: args.ws_url.clone().unwrap_or_default(),
                 biz_url,
+                backend_url,
+                api_key: args.api_key.clone(),
                 router_url: args.router_url.clone().filter(|_| !direct),
                 quic_url: args.quic_url.clone(),
                 quic_cert_sha256: args.quic_cert_sha256.clone(),
@@ -99,6 +109,8 @@ impl Target {
             router_port: 0,
             ws_port: 0,
             biz_port: 0,
+            backend_port: 0,
+            api_key: args.api_key.clone(),
             metrics_port: 0,
             admin_port: 0,
             quic_port: (transport == Transport::Quic).then_some(0),
@@ -114,6 +126,8 @@ impl Target {
             kind: Kind::InProcess,
             ws_url: system.ws_url.clone(),
             biz_url: system.biz_url.clone(),
+            backend_url: system.backend_url.clone(),
+            api_key: args.api_key.clone(),
             router_url: None,
             quic_url: system.quic_url.clone(),
             quic_cert_sha256: system.quic_cert_sha256.clone(),
@@ -185,11 +199,11 @@ impl Target {
 }
 
 /// Five free loopback TCP ports (bound together, so they differ, then released).
-fn free_ports() -> anyhow::Result<[u16; 5]> {
-    let listeners = (0..5)
+fn free_ports() -> anyhow::Result<[u16; 6]> {
+    let listeners = (0..6)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut ports = [0u16; 5];
+    let mut ports = [0u16; 6];
     for (port, l) in ports.iter_mut().zip(&listeners) {
         *port = l.local_addr()?.port();
     }
@@ -243,7 +257,7 @@ fn server_bin(args: &TargetArgs) -> anyhow::Result<PathBuf> {
 /// Start `roomcast standalone` on free ports and wait until it is ready.
 async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Target> {
     let bin = server_bin(args)?;
-    let [router, ws, biz, metrics, admin] = free_ports()?;
+    let [router, ws, biz, backend, metrics, admin] = free_ports()?;
     let quic = if args.transport == Transport::Quic {
         Some(free_udp_port()?)
     } else {
@@ -264,6 +278,7 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
         .args(["--router-port", &router.to_string()])
         .args(["--ws-port", &ws.to_string()])
         .args(["--biz-port", &biz.to_string()])
+        .args(["--backend-port", &backend.to_string()])
         .args(["--metrics-port", &metrics.to_string()])
         .args(["--admin-port", &admin.to_string()])
         .args(match quic {
@@ -272,6 +287,7 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
         })
         .args(["--broadcast-threshold", &broadcast_threshold.to_string()])
         .env("ROOMCAST_SECRET", &args.secret)
+        .env("ROOMCAST_API_KEY", &args.api_key)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -283,6 +299,8 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
         kind: Kind::Spawned,
         ws_url: format!("ws://127.0.0.1:{ws}{}", proto::transport::WS_PATH),
         biz_url: format!("http://127.0.0.1:{biz}"),
+        backend_url: format!("http://127.0.0.1:{backend}"),
+        api_key: args.api_key.clone(),
         router_url: None,
         quic_url: None,
         quic_cert_sha256: None,

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use roomcast_client::{Client, ConnectOptions, Events};
 use tracing_subscriber::EnvFilter;
 
-use crate::standalone::{DEFAULT_BIZ_URL, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL};
+use crate::standalone::{
+    DEFAULT_BACKEND_URL, DEFAULT_DEV_API_KEY, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL,
+};
 
 /// Lifetime of the dev tokens the CLI mints.
 const TOKEN_TTL_SECS: i64 = 3600;
@@ -34,9 +36,20 @@ pub struct Global {
     /// Router base URL (clients ask it where to connect).
     #[arg(long, global = true, env = "ROOMCAST_ROUTER_URL", default_value = DEFAULT_ROUTER_URL)]
     pub router_url: String,
-    /// Room-biz HTTP API base URL (room creation).
-    #[arg(long, global = true, env = "ROOMCAST_BIZ_URL", default_value = DEFAULT_BIZ_URL)]
-    pub biz_url: String,
+    /// Room-biz backend API base URL (room creation).
+    #[arg(long, global = true, env = "ROOMCAST_BACKEND_URL", default_value = DEFAULT_BACKEND_URL)]
+    pub backend_url: String,
+    /// API key for the backend API (`roomcast ctl api-key create`; default:
+    /// standalone's development key).
+    #[arg(
+        long,
+        global = true,
+        env = "ROOMCAST_API_KEY",
+        default_value = DEFAULT_DEV_API_KEY,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub api_key: String,
     /// HS256 secret: the CLI mints dev tokens with it; `standalone` verifies them with it.
     #[arg(
         long,

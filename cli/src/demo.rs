@@ -6,8 +6,9 @@
 //! - `POST /demo/api/token {"uid"}` → `{"uid","token"}`: a token minted with
 //!   standalone's secret for any uid. This is what makes it a demo: a real app
 //!   backend authenticates its users before issuing tokens.
-//! - `POST /demo/api/rooms {"title","owner"}` → the room (room-biz's
-//!   `POST /v1/rooms`, forwarded): the owner is the room's host.
+//! - `POST /demo/api/rooms {"title","owner"}` → the room (the backend API's
+//!   `POST /v1/rooms`, called with standalone's API key): the owner is the
+//!   room's host.
 
 use std::sync::Arc;
 
@@ -30,16 +31,18 @@ const UID_MAX_CHARS: usize = 64;
 
 struct Demo {
     secret: String,
-    biz_url: String,
+    backend_url: String,
+    api_key: String,
     http: reqwest::Client,
 }
 
-/// The demo routes for a standalone whose room API is at `biz_url` and whose
-/// tokens are signed with `secret`.
-pub fn routes(secret: String, biz_url: String) -> Router {
+/// The demo routes for a standalone whose backend API is at `backend_url`
+/// (reached with `api_key`) and whose tokens are signed with `secret`.
+pub fn routes(secret: String, backend_url: String, api_key: String) -> Router {
     let demo = Arc::new(Demo {
         secret,
-        biz_url: biz_url.trim_end_matches('/').to_owned(),
+        backend_url: backend_url.trim_end_matches('/').to_owned(),
+        api_key,
         http: reqwest::Client::new(),
     });
     Router::new()
@@ -129,7 +132,8 @@ async fn create_room(
     let room = serde_json::json!({ "title": body["title"], "owner": body["owner"] });
     let answer = demo
         .http
-        .post(format!("{}/v1/rooms", demo.biz_url))
+        .post(format!("{}/v1/rooms", demo.backend_url))
+        .header("x-api-key", &demo.api_key)
         .json(&room)
         .send()
         .await;

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use common::advertise::advertised;
+use common::api_keys::Keyring;
 use common::discovery::{Discovery, MemoryDiscovery};
-use common::live_config::{LiveConfig, MemoryLiveConfig};
+use common::live_config::{LiveConfig, MemoryLiveConfig, keys};
 use common::ops::Readiness;
-use message_log::{HistoryLimits, MemoryLog, MessageLog};
+use message_log::{HistoryLimits, MemoryBudget, MemoryLog, MessageLog};
 use proto::transport;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -21,8 +22,14 @@ use tokio_util::sync::CancellationToken;
 pub const DEFAULT_ROUTER_PORT: u16 = 8600;
 /// WebSocket port of the conn node.
 pub const DEFAULT_WS_PORT: u16 = 8601;
-/// Room-biz HTTP API port (room creation, polling).
+/// Room-biz client HTTP port (long polling, actions, reads with a token).
 pub const DEFAULT_BIZ_PORT: u16 = 8602;
+/// Room-biz backend API port (room creation, system messages; API keys).
+pub const DEFAULT_BACKEND_PORT: u16 = 8605;
+/// The API key standalone mode accepts unless told otherwise. For development only.
+pub const DEFAULT_DEV_API_KEY: &str = "rck_dev_roomcastDevelopmentKey";
+/// Backend API URL the CLI uses by default.
+pub const DEFAULT_BACKEND_URL: &str = "http://127.0.0.1:8605";
 /// Prometheus metrics, liveness and readiness of all services.
 pub const DEFAULT_METRICS_PORT: u16 = 8609;
 /// QUIC (UDP) port of the conn node.
@@ -50,8 +57,12 @@ pub struct StandaloneConfig {
     pub router_port: u16,
     /// Conn node WebSocket port (0 = ephemeral).
     pub ws_port: u16,
-    /// Room-biz HTTP port (0 = ephemeral).
+    /// Room-biz client HTTP port (0 = ephemeral).
     pub biz_port: u16,
+    /// Room-biz backend API port (0 = ephemeral).
+    pub backend_port: u16,
+    /// The API key the backend API accepts (all scopes).
+    pub api_key: String,
     /// Metrics port (0 = ephemeral).
     pub metrics_port: u16,
     /// QUIC (UDP) port (0 = ephemeral; `None` disables QUIC).
@@ -67,6 +78,8 @@ pub struct StandaloneConfig {
     pub broadcast_threshold: u32,
     /// Message history bounds of the in-memory log.
     pub history: HistoryLimits,
+    /// Bytes the in-memory log keeps per room and in all.
+    pub log_budget: MemoryBudget,
     /// Conn node settings (secret and node id are filled in).
     pub conn: conn_layer::Config,
     /// Push node settings (thresholds are filled in).
@@ -92,6 +105,8 @@ impl Default for StandaloneConfig {
             router_port: DEFAULT_ROUTER_PORT,
             ws_port: DEFAULT_WS_PORT,
             biz_port: DEFAULT_BIZ_PORT,
+            backend_port: DEFAULT_BACKEND_PORT,
+            api_key: DEFAULT_DEV_API_KEY.into(),
             metrics_port: DEFAULT_METRICS_PORT,
             quic_port: Some(DEFAULT_QUIC_PORT),
             admin_port: DEFAULT_ADMIN_PORT,
@@ -99,6 +114,7 @@ impl Default for StandaloneConfig {
             secret: DEFAULT_DEV_SECRET.into(),
             broadcast_threshold: push_layer::config::DEFAULT_BROADCAST_THRESHOLD,
             history: HistoryLimits::default(),
+            log_budget: MemoryBudget::default(),
             conn: conn_layer::Config::default(),
             push: push_layer::Config::default(),
             biz: room_biz::Config::default(),
@@ -127,8 +143,12 @@ pub struct Standalone {
     pub router_url: String,
     /// `ws://host:port/v1/ws` of the conn node.
     pub ws_url: String,
-    /// `http://host:port` of room-biz.
+    /// `http://host:port` of room-biz's client routes.
     pub biz_url: String,
+    /// `http://host:port` of room-biz's backend API.
+    pub backend_url: String,
+    /// The internal token of this run's services (tests call them directly).
+    pub internal_auth: common::grpc::InternalAuth,
     /// `http://host:port` of the metrics endpoint.
     pub metrics_url: String,
     /// `http://host:port` of the router's admin API.
@@ -158,6 +178,13 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
         .with_context(|| format!("cannot listen for the {what} on {host}:{port}"))
 }
 
+/// 32 random hex digits.
+fn random_token() -> String {
+    use rand::Rng as _;
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn http_url(host: &str, listener: &TcpListener) -> anyhow::Result<String> {
     Ok(format!(
         "http://{}",
@@ -179,7 +206,8 @@ impl Standalone {
             ),
             None => None,
         };
-        let biz_listener = bind(host, cfg.biz_port, "room API").await?;
+        let biz_listener = bind(host, cfg.biz_port, "room client HTTP").await?;
+        let backend_listener = bind(host, cfg.backend_port, "room backend API").await?;
         let metrics_listener = bind(host, cfg.metrics_port, "metrics endpoint").await?;
         let admin_listener = bind(host, cfg.admin_port, "router admin API").await?;
         // Internal gRPC stays on loopback, on ports the OS picks.
@@ -194,6 +222,7 @@ impl Standalone {
         .to_string();
         let router_url = http_url(&advertise, &router_listener)?;
         let biz_url = http_url(&advertise, &biz_listener)?;
+        let backend_url = http_url(&advertise, &backend_listener)?;
         let metrics_url = http_url(&advertise, &metrics_listener)?;
         let admin_url = http_url(&advertise, &admin_listener)?;
         let ws_url = format!(
@@ -210,17 +239,34 @@ impl Standalone {
 
         let discovery: Arc<dyn Discovery> = Arc::new(MemoryDiscovery::new());
         let live_config: Arc<dyn LiveConfig> = Arc::new(MemoryLiveConfig::default());
-        let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(cfg.history));
+        let mut keyring = Keyring::default();
+        keyring
+            .insert(&cfg.api_key, "standalone", &[], common::time::now_ms())
+            .map_err(|_| {
+                anyhow::anyhow!("the API key must read rck_<id>_<secret of 16+ letters and digits>")
+            })?;
+        live_config
+            .put(keys::API_KEYS, &keyring.to_stored())
+            .await
+            .context("cannot store the API key")?;
+        let log: Arc<dyn MessageLog> =
+            Arc::new(MemoryLog::with_budget(cfg.history, cfg.log_budget));
         let store: Arc<dyn room_biz::RoomStore> = Arc::new(room_biz::MemoryRoomStore::default());
         let registry = prometheus::Registry::new();
 
+        // Internal calls stay on loopback, but still carry a token: one per
+        // start, so nothing else on the machine can call them.
+        let internal_token = random_token();
         let mut push_cfg = cfg.push.clone();
+        push_cfg.internal_token = internal_token.clone();
         push_cfg.broadcast_threshold = cfg.broadcast_threshold;
         push_cfg.broadcast_exit_threshold = cfg.broadcast_threshold / 2;
         let mut conn_cfg = cfg.conn.clone();
+        conn_cfg.internal_token = internal_token.clone();
         conn_cfg.token_secret = cfg.secret.clone();
         conn_cfg.advertise_host = advertise.clone();
         let mut biz_cfg = cfg.biz.clone();
+        biz_cfg.internal_token = internal_token.clone();
         biz_cfg.advertise_host = advertise.clone();
         biz_cfg.token_secret = cfg.secret.clone();
         biz_cfg.cors_origins.extend(cors_origins.iter().cloned());
@@ -228,6 +274,7 @@ impl Standalone {
         router_cfg.cors_origins.extend(cors_origins);
         router_cfg.advertise_host = advertise.clone();
         router_cfg.admin_token = cfg.admin_token.clone();
+        router_cfg.token_secret = cfg.secret.clone();
 
         // Push and room-biz stop after conn and router, so sessions can still
         // report leaves while they close.
@@ -249,10 +296,13 @@ impl Standalone {
             discovery: discovery.clone(),
             registry: registry.clone(),
             store,
+            live_config: live_config.clone(),
         };
         let listeners = room_biz::Listeners {
             http: biz_listener,
+            backend: backend_listener,
             grpc: biz_grpc,
+            ops: None,
         };
         back.spawn(run_named(
             "room-biz",
@@ -277,7 +327,7 @@ impl Standalone {
             registry: registry.clone(),
             pages: cfg
                 .demo
-                .then(|| crate::demo::routes(cfg.secret.clone(), biz_url.clone())),
+                .then(|| crate::demo::routes(cfg.secret.clone(), backend_url.clone(), cfg.api_key.clone())),
         };
         let listeners = router::Listeners {
             http: router_listener,
@@ -305,6 +355,8 @@ impl Standalone {
             router_url,
             ws_url,
             biz_url,
+            backend_url,
+            internal_auth: common::grpc::InternalAuth::new(&internal_token)?,
             metrics_url,
             admin_url,
             quic_url: None,

@@ -31,6 +31,8 @@ async fn sigint_sends_go_away_and_exits_cleanly() -> anyhow::Result<()> {
                 "0",
                 "--biz-port",
                 "0",
+                "--backend-port",
+                "0",
                 "--metrics-port",
                 "0",
                 "--quic-port",
@@ -75,6 +77,7 @@ async fn sigint_sends_go_away_and_exits_cleanly() -> anyhow::Result<()> {
 
     let room: serde_json::Value = reqwest::Client::new()
         .post(format!("{biz_url}/v1/rooms"))
+        .bearer_auth(roomcast::standalone::DEFAULT_DEV_API_KEY)
         .json(&serde_json::json!({ "title": "process" }))
         .send()
         .await?

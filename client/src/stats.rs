@@ -185,6 +185,7 @@ impl Reporter {
         let result = self
             .http
             .post(&self.url)
+            .bearer_auth(&self.opts.token)
             .timeout(self.opts.request_timeout)
             .json(&self.body(transport))
             .send()

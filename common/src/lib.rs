@@ -27,6 +27,7 @@
 //! - [`time`]: wall-clock helpers.
 
 pub mod advertise;
+pub mod api_keys;
 pub mod auth;
 pub mod backoff;
 pub mod config;

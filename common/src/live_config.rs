@@ -15,6 +15,8 @@ pub mod etcd;
 pub mod keys {
     /// The router's rollout policy (JSON).
     pub const ROLLOUT: &str = "rollout";
+    /// The API keys of app backends (JSON, see [`crate::api_keys::Keyring`]).
+    pub const API_KEYS: &str = "api_keys";
 
     /// A drain request for one conn node (JSON `{"requested_at_ms":…}`).
     pub fn drain(node_id: &str) -> String {

@@ -90,6 +90,36 @@ pub enum StartError {
     Bind(String),
 }
 
+/// Credentials published in Roomcast's docs and used by standalone mode:
+/// the distributed services refuse them.
+pub const DEVELOPMENT_CREDENTIALS: &[&str] = &[
+    "roomcast-dev-secret",
+    "roomcast-dev-admin",
+    "rck_dev_roomcastDevelopmentKey",
+];
+/// Shortest HS256 secret accepted (RFC 7518: a key as long as the hash).
+pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
+/// Shortest admin or internal token accepted.
+pub const MIN_SHARED_TOKEN_BYTES: usize = 16;
+
+/// Refuse a development credential or one shorter than `min_bytes` for
+/// `setting` (named in the error, never the value).
+pub fn require_strong(setting: &str, value: &str, min_bytes: usize) -> Result<(), StartError> {
+    if DEVELOPMENT_CREDENTIALS.contains(&value) {
+        return Err(StartError::Config(format!(
+            "{setting} is a published development credential: set a random one \
+             (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    if value.len() < min_bytes {
+        return Err(StartError::Config(format!(
+            "{setting} is shorter than {min_bytes} bytes: set a random one \
+             (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    Ok(())
+}
+
 impl StartError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
@@ -312,5 +342,23 @@ where
             eprintln!("error: {service}: {e}");
             std::process::ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_and_short_credentials_are_refused_without_echoing_them() {
+        for dev in DEVELOPMENT_CREDENTIALS {
+            let error = require_strong("node.token_secret", dev, 8).expect_err("dev");
+            assert!(error.to_string().contains("development"), "{error}");
+            assert!(!error.to_string().contains(dev), "the value is not echoed");
+        }
+        let error = require_strong("node.admin_token", "short", 16).expect_err("short");
+        assert!(error.to_string().contains("shorter than 16"), "{error}");
+        assert_eq!(error.exit_code(), EX_USAGE);
+        require_strong("node.admin_token", "0123456789abcdef", 16).expect("long enough");
     }
 }

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use proto::internal::v1::push_client::PushClient;
 use tokio::sync::watch;
-use tonic::transport::Channel;
+
+use crate::grpc::{InternalAuth, InternalChannel};
 
 use crate::discovery::{Discovery, NodeSet, ServiceKind};
 use crate::hashing::{rendezvous_order, rendezvous_owner};
@@ -49,7 +50,7 @@ pub struct PushOwner {
     /// The owning node's id.
     pub node_id: String,
     /// A client on the node's channel (cheap to clone).
-    pub client: PushClient<Channel>,
+    pub client: PushClient<InternalChannel>,
 }
 
 /// Cheap-to-clone view of the push nodes.
@@ -57,17 +58,20 @@ pub struct PushOwner {
 pub struct PushDirectory {
     view: watch::Receiver<NodeSet>,
     // Channels are created once per node and reused; tonic channels multiplex.
-    channels: Arc<Mutex<HashMap<String, (String, Channel)>>>,
+    channels: Arc<Mutex<HashMap<String, (String, InternalChannel)>>>,
+    /// The token every call carries.
+    auth: InternalAuth,
     /// Nodes a connection failed to, and until when they are skipped.
     suspects: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl PushDirectory {
-    /// Watch push nodes through `discovery`.
-    pub fn new(discovery: &dyn Discovery) -> Self {
+    /// Watch push nodes through `discovery`; calls carry `auth`'s token.
+    pub fn new(discovery: &dyn Discovery, auth: InternalAuth) -> Self {
         Self {
             view: discovery.watch(ServiceKind::Push),
             channels: Arc::default(),
+            auth,
             suspects: Arc::default(),
         }
     }
@@ -156,22 +160,23 @@ impl PushDirectory {
         &self,
         node_id: &str,
         addr: &str,
-    ) -> Result<PushClient<Channel>, PushDirectoryError> {
+    ) -> Result<PushClient<InternalChannel>, PushDirectoryError> {
         Ok(PushClient::new(self.channel(node_id, addr)?))
     }
 
-    fn channel(&self, node_id: &str, addr: &str) -> Result<Channel, PushDirectoryError> {
+    fn channel(&self, node_id: &str, addr: &str) -> Result<InternalChannel, PushDirectoryError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known_addr, channel)) = channels.get(node_id)
             && known_addr == addr
         {
             return Ok(channel.clone());
         }
-        let channel =
-            crate::grpc::lazy_channel(addr).map_err(|e| PushDirectoryError::BadAddress {
+        let channel = crate::grpc::lazy_channel(addr, &self.auth).map_err(|e| {
+            PushDirectoryError::BadAddress {
                 node: node_id.to_string(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         channels.insert(node_id.to_string(), (addr.to_string(), channel.clone()));
         Ok(channel)
     }

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::discovery::{Discovery, NodeSet, ServiceKind};
+use common::grpc::{InternalAuth, InternalChannel};
 use common::hashing::rendezvous_owner;
 use proto::client::v1::{Code, RoomSnapshot};
 use proto::internal::v1::biz_client::BizClient;
 use proto::internal::v1::{ActionReply, ActionRequest, JoinPurpose, JoinRequest, LeaveNotice};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// How long a call waits for the first room-biz node to appear in discovery.
 const VIEW_WAIT: Duration = Duration::from_secs(3);
@@ -63,7 +63,9 @@ struct ActionStream {
 /// Room-biz as seen from a conn node.
 pub(crate) struct BizLink {
     view: watch::Receiver<NodeSet>,
-    channels: Mutex<HashMap<String, (String, Channel)>>,
+    channels: Mutex<HashMap<String, (String, InternalChannel)>>,
+    /// The token every call to room-biz carries.
+    auth: InternalAuth,
     streams: tokio::sync::Mutex<HashMap<String, ActionStream>>,
     next_id: AtomicU64,
     node_id: String,
@@ -78,10 +80,16 @@ pub(crate) struct BizLink {
 const LEAVES_IN_FLIGHT: usize = 64;
 
 impl BizLink {
-    pub(crate) fn new(discovery: &dyn Discovery, node_id: String, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        discovery: &dyn Discovery,
+        node_id: String,
+        timeout: Duration,
+        auth: InternalAuth,
+    ) -> Self {
         Self {
             view: discovery.watch(ServiceKind::Biz),
             channels: Mutex::new(HashMap::new()),
+            auth,
             streams: tokio::sync::Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             node_id,
@@ -92,7 +100,7 @@ impl BizLink {
 
     /// A biz node for `room` (rendezvous, so one room's actions stay together).
     /// Right after start the view may still be empty: wait for it a little.
-    async fn client(&self, room: &str) -> Result<(String, BizClient<Channel>), Refusal> {
+    async fn client(&self, room: &str) -> Result<(String, BizClient<InternalChannel>), Refusal> {
         let mut view = self.view.clone();
         let wait = async {
             loop {
@@ -126,7 +134,7 @@ impl BizLink {
         let channel = match channels.get(&node) {
             Some((a, c)) if *a == addr => c.clone(),
             _ => {
-                let c = common::grpc::lazy_channel(&addr)
+                let c = common::grpc::lazy_channel(&addr, &self.auth)
                     .map_err(|e| Refusal::unavailable(e.to_string()))?;
                 channels.insert(node.clone(), (addr, c.clone()));
                 c

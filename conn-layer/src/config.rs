@@ -15,6 +15,10 @@ pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 pub struct Config {
     /// Unique node id.
     pub node_id: String,
+    /// Shared secret every internal gRPC call carries and every internal
+    /// server requires (`x-roomcast-internal-token`). Required by the
+    /// binary; empty (in-process tests) disables the check.
+    pub internal_token: String,
     /// Host clients use to reach this node's listeners bound to `0.0.0.0`/`::`
     /// (goes into the advertised endpoints, see `common::advertise`).
     pub advertise_host: String,
@@ -76,6 +80,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: common::process::default_node_id(common::discovery::ServiceKind::Conn),
+            internal_token: String::new(),
             advertise_host: "127.0.0.1".into(),
             zone: "local".into(),
             token_secret: String::new(),

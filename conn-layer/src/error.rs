@@ -24,4 +24,7 @@ pub enum Error {
     /// Registration failed.
     #[error(transparent)]
     Discovery(#[from] common::discovery::DiscoveryError),
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }

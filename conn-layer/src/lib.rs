@@ -136,6 +136,8 @@ pub async fn run(
         Some(&cfg.token_secret),
         cfg.token_eddsa_public_pem.as_deref(),
     )?;
+    let internal_auth = common::grpc::InternalAuth::new(&cfg.internal_token)
+        .map_err(|e| Error::Config(e.to_string()))?;
     let local = listeners.ws.local_addr().map_err(Error::Bind)?;
     let ws_url = format!("ws://{}{WS_PATH}", advertised(local, &cfg.advertise_host));
     let (upstream_tx, upstream_rx) = mpsc::channel(UPSTREAM_QUEUE);
@@ -166,8 +168,13 @@ pub async fn run(
         limiter_clock: governor::clock::QuantaClock::default(),
         feeds: feeds::Feeds::default(),
         registry: registry::Registry::default(),
-        directory: PushDirectory::new(deps.discovery.as_ref()),
-        biz: biz::BizLink::new(deps.discovery.as_ref(), cfg.node_id.clone(), timeout),
+        directory: PushDirectory::new(deps.discovery.as_ref(), internal_auth.clone()),
+        biz: biz::BizLink::new(
+            deps.discovery.as_ref(),
+            cfg.node_id.clone(),
+            timeout,
+            internal_auth,
+        ),
         upstream: upstream_tx.clone(),
         sessions_stop: CancellationToken::new(),
         draining: std::sync::atomic::AtomicBool::new(false),

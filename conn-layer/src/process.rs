@@ -67,6 +67,10 @@ pub struct Args {
     /// QUIC listener address; empty disables QUIC [config: quic_listen].
     #[arg(long)]
     pub quic_listen: Option<String>,
+    /// Shared secret of internal gRPC calls, the same on every service
+    /// [config: node.internal_token].
+    #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
 }
 
 /// Load the configuration, connect discovery, serve until `shutdown`.
@@ -77,6 +81,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     }
     if let Some(zone) = &args.zone {
         overlay.insert("zone".into(), zone.clone().into());
+    }
+    if let Some(token) = &args.internal_token {
+        overlay.insert("internal_token".into(), token.clone().into());
     }
     let mut root = serde_json::Map::new();
     root.insert("node".into(), overlay.into());
@@ -93,6 +100,19 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
             "no token key: set node.token_secret (or ROOMCAST_TOKEN_SECRET) or node.token_eddsa_public_pem".into(),
         ));
     }
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )?;
+
     let ws = common::process::bind(&cfg.listen, "WebSocket endpoint").await?;
     let quic = if cfg.quic_listen.is_empty() {
         None

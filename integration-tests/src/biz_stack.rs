@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use common::api_keys::Keyring;
 use common::discovery::{Discovery, MemoryDiscovery, ServiceKind};
+use common::live_config::{LiveConfig as _, MemoryLiveConfig, keys};
 use message_log::{HistoryLimits, MemoryLog};
 use room_biz::{MemoryRoomStore, NewRoom, RoomStore};
 use tokio::net::TcpListener;
@@ -15,10 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::PATIENCE;
 
+/// The API key of a [`BizStack`]'s backend API (every scope).
+pub const STACK_API_KEY: &str = "rck_stack_0123456789abcdefABCDEF";
+
 /// A running push node and biz node.
 pub struct BizStack {
-    /// `http://host:port` of room-biz's HTTP API.
+    /// `http://host:port` of room-biz's client HTTP routes.
     pub base: String,
+    /// `http://host:port` of room-biz's backend API (key [`STACK_API_KEY`]).
+    pub backend: String,
     /// `host:port` of room-biz's gRPC service.
     pub grpc: String,
     /// The biz node's room store.
@@ -69,20 +76,29 @@ impl BizStack {
             .context("discovery view")?;
 
         let store = Arc::new(MemoryRoomStore::new());
+        let live = Arc::new(MemoryLiveConfig::default());
+        let mut ring = Keyring::default();
+        ring.insert(STACK_API_KEY, "biz stack", &[], 1)?;
+        live.put(keys::API_KEYS, &ring.to_stored()).await?;
         let deps = room_biz::Deps {
             discovery: discovery.clone(),
             registry: prometheus::Registry::new(),
             store: store.clone(),
+            live_config: live,
         };
         let listeners = room_biz::Listeners {
             http: bind().await?,
+            backend: bind().await?,
             grpc: bind().await?,
+            ops: None,
         };
         let base = format!("http://{}", listeners.http.local_addr()?);
+        let backend = format!("http://{}", listeners.backend.local_addr()?);
         let grpc = listeners.grpc.local_addr()?.to_string();
         let biz = tokio::spawn(room_biz::run(cfg, deps, listeners, shutdown.clone()));
         Ok(Self {
             base,
+            backend,
             grpc,
             store,
             shutdown,
@@ -99,6 +115,19 @@ impl BizStack {
         Ok(self.store.create_room(new).await?.id)
     }
 
+    /// A client sending [`STACK_API_KEY`] (backend API calls).
+    pub fn backend_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_static("Bearer rck_stack_0123456789abcdefABCDEF"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default()
+    }
+
     /// Publish through the app-backend API (the real push path); the seq.
     pub async fn publish(
         &self,
@@ -106,8 +135,9 @@ impl BizStack {
         body: serde_json::Value,
         priority: &str,
     ) -> anyhow::Result<u64> {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/rooms/{room}/messages", self.base))
+        let response = self
+            .backend_client()
+            .post(format!("{}/v1/rooms/{room}/messages", self.backend))
             .json(&serde_json::json!({"kind": "system", "body": body, "priority": priority}))
             .send()
             .await?;

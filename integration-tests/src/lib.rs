@@ -19,7 +19,7 @@ use roomcast_client::{
 use tokio_util::sync::CancellationToken;
 
 /// The secret every test cluster uses.
-pub const SECRET: &str = "integration-secret";
+pub const SECRET: &str = "integration-secret-0123456789abcdef";
 /// The admin token every test cluster uses.
 pub const ADMIN_TOKEN: &str = "integration-admin";
 /// How long a test waits for something that should take milliseconds.
@@ -52,6 +52,7 @@ impl Cluster {
             router_port: 0,
             ws_port: 0,
             biz_port: 0,
+            backend_port: 0,
             metrics_port: 0,
             quic_port: Some(0),
             admin_port: 0,
@@ -60,13 +61,21 @@ impl Cluster {
             ..StandaloneConfig::default()
         };
         tune(&mut cfg);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", cfg.api_key).parse()?,
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
         let shutdown = CancellationToken::new();
         let sys = Standalone::start(cfg, shutdown.clone()).await?;
-        let push = PushDirectory::new(sys.discovery.as_ref());
+        let push = PushDirectory::new(sys.discovery.as_ref(), sys.internal_auth.clone());
         Ok(Self {
             sys,
             shutdown,
-            http: reqwest::Client::new(),
+            http,
             push,
         })
     }
@@ -76,9 +85,15 @@ impl Cluster {
         common::auth::mint_hs256(SECRET, uid, 3600).unwrap_or_default()
     }
 
+    /// An HTTP client sending the system's API key (backend API calls to
+    /// `sys.backend_url`).
+    pub fn backend(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     /// Create a room through the room API.
     pub async fn create_room(&self, title: &str) -> anyhow::Result<String> {
-        let url = format!("{}/v1/rooms", self.sys.biz_url);
+        let url = format!("{}/v1/rooms", self.sys.backend_url);
         let resp = self
             .http
             .post(url)

@@ -16,6 +16,9 @@ use test_servers::{Etcd, RedisServer};
 
 use crate::{ADMIN_TOKEN, PATIENCE, SECRET};
 
+/// The internal token of every service of a [`Topology`].
+pub const INTERNAL_TOKEN: &str = "integration-internal-token-0123456789";
+
 /// A loopback port free now, for listeners whose address a test must know
 /// but the service does not register (ops, admin). From below the ephemeral
 /// range: a port from a `:0` bind, released, was seen taken again by a
@@ -45,8 +48,8 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Proc {
     /// Its node id.
     pub id: String,
-    /// `http://127.0.0.1:port` of its own ops listener (conn and push nodes;
-    /// room-biz and the router serve ops routes on their main listener).
+    /// `http://127.0.0.1:port` of its own ops listener (conn, push and biz
+    /// nodes; the router serves ops routes on its main listener).
     pub ops_url: Option<String>,
     bin: PathBuf,
     args: Vec<String>,
@@ -171,7 +174,12 @@ pub struct Topology {
     pub discovery: Arc<EtcdDiscovery>,
     /// `http://127.0.0.1:port` of the router's admin API (token [`ADMIN_TOKEN`]).
     pub admin_url: String,
+    /// `http://127.0.0.1:port` of room-biz's backend API (key [`Self::api_key`]).
+    pub backend_url: String,
+    /// An API key with every scope, created through the admin API at start.
+    pub api_key: String,
     _dir: tempfile::TempDir,
+    /// Sends [`Self::api_key`] on every request (once started).
     http: reqwest::Client,
 }
 
@@ -207,6 +215,7 @@ impl Topology {
             let mut env = env;
             env.extend(opts.env.iter().cloned());
             env.push(("ROOMCAST_TOKEN_SECRET".into(), SECRET.into()));
+            env.push(("ROOMCAST_INTERNAL_TOKEN".into(), INTERNAL_TOKEN.into()));
             for prefix in [
                 "ROOMCAST_PUSH",
                 "ROOMCAST_CONN",
@@ -258,17 +267,17 @@ impl Topology {
             extra.extend(["--quic-listen".into(), "127.0.0.1:0".into()]);
             conn.push(proc("roomcast-conn", &format!("conn-{i}"), extra, vec![])?);
         }
-        let biz = proc(
-            "roomcast-biz",
-            "biz-0",
-            vec![
-                "--grpc-listen".into(),
-                "127.0.0.1:0".into(),
-                "--redis".into(),
-                redis.url(),
-            ],
-            vec![],
-        )?;
+        let backend_addr = format!("127.0.0.1:{}", free_port()?);
+        let mut biz_args = ops()?;
+        biz_args.extend([
+            "--grpc-listen".into(),
+            "127.0.0.1:0".into(),
+            "--backend-listen".into(),
+            backend_addr.clone(),
+            "--redis".into(),
+            redis.url(),
+        ]);
+        let biz = proc("roomcast-biz", "biz-0", biz_args, vec![])?;
         let admin_addr = format!("127.0.0.1:{}", free_port()?);
         let router = proc(
             "roomcast-router",
@@ -296,6 +305,8 @@ impl Topology {
             router,
             discovery,
             admin_url: format!("http://{admin_addr}"),
+            backend_url: format!("http://{backend_addr}"),
+            api_key: String::new(),
             _dir: dir,
             http: reqwest::Client::new(),
         };
@@ -346,7 +357,66 @@ impl Topology {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        topology.make_api_key().await?;
         Ok(topology)
+    }
+
+    /// Create an API key through the router's admin API (as an operator
+    /// would with `roomcast ctl api-key create`) and wait until room-biz
+    /// takes it.
+    async fn make_api_key(&mut self) -> anyhow::Result<()> {
+        let made: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/admin/api-keys", self.admin_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "name": "integration tests" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        self.api_key = made["key"]
+            .as_str()
+            .context("no key in the answer")?
+            .to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.api_key).parse()?,
+        );
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
+        let probe = format!("{}/v1/rooms/rProbe", self.backend_url);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self
+                .http
+                .get(&probe)
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if status.as_ref().is_ok_and(|s| *s == 404) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "room-biz never accepted the API key ({status:?})\n{}",
+                    self.biz.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the services' internal calls carry ([`INTERNAL_TOKEN`]).
+    pub fn internal_auth(&self) -> anyhow::Result<common::grpc::InternalAuth> {
+        Ok(common::grpc::InternalAuth::new(INTERNAL_TOKEN)?)
+    }
+
+    /// An HTTP client that sends the topology's API key (backend API calls).
+    pub fn backend(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     /// The last lines of the log of process `id`.
@@ -428,7 +498,7 @@ impl Topology {
     pub async fn create_room(&self, title: &str) -> anyhow::Result<String> {
         let resp = self
             .http
-            .post(format!("{}/v1/rooms", self.biz_url()?))
+            .post(format!("{}/v1/rooms", self.backend_url))
             .json(&serde_json::json!({ "title": title }))
             .send()
             .await?
@@ -444,7 +514,7 @@ impl Topology {
     pub async fn members(&self, room: &str) -> anyhow::Result<u64> {
         let body: serde_json::Value = self
             .http
-            .get(format!("{}/v1/rooms/{room}", self.biz_url()?))
+            .get(format!("{}/v1/rooms/{room}", self.backend_url))
             .send()
             .await?
             .error_for_status()?
@@ -456,7 +526,7 @@ impl Topology {
     /// Publish through the push API, retrying on another owner until it is
     /// accepted (what a business backend does while push nodes come and go).
     pub async fn publish(&self, room: &str, body: &str) -> anyhow::Result<u64> {
-        let directory = PushDirectory::new(self.discovery.as_ref());
+        let directory = PushDirectory::new(self.discovery.as_ref(), self.internal_auth()?);
         let deadline = tokio::time::Instant::now() + PATIENCE * 2;
         loop {
             let attempt = async {
@@ -488,7 +558,7 @@ impl Topology {
     /// The push node that owns `room` now (by rendezvous hash over the push
     /// nodes in discovery): its id and its index in [`Self::push`].
     pub fn push_owner(&self, room: &str) -> anyhow::Result<(String, usize)> {
-        let owner = PushDirectory::new(self.discovery.as_ref())
+        let owner = PushDirectory::new(self.discovery.as_ref(), self.internal_auth()?)
             .owner(room)?
             .node_id;
         let index = self

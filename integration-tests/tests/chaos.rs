@@ -207,9 +207,9 @@ async fn delivery_holds_through_a_conn_kill_a_drain_and_a_push_kill() -> anyhow:
             retries.clone(),
             publishing.clone(),
         );
-        let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
+        let url = format!("{}/v1/rooms/{room}/messages", t.backend_url);
+        let http = t.backend();
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let mut i = 0u64;
             while publishing.load(Ordering::Acquire) {
                 i += 1;

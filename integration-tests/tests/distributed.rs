@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use integration_tests::procs::{Topology, TopologyOptions, run_to_exit};
+use integration_tests::procs::{INTERNAL_TOKEN, Topology, TopologyOptions, run_to_exit};
 use integration_tests::{assert_seqs, collect, raw_join, read_deliveries};
 use proto::client::v1::RoomMessage;
 use roomcast_client::{ConnectOptions, Event, Events, RawConnection};
@@ -238,8 +238,8 @@ async fn the_push_api_reroutes_at_once_when_a_push_node_dies() -> anyhow::Result
     let (_, victim) = t.push_owner(&room)?;
     let mut members = spread_clients(&t, &room, 2).await?;
 
-    let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
-    let http = reqwest::Client::new();
+    let url = format!("{}/v1/rooms/{room}/messages", t.backend_url);
+    let http = t.backend();
     // seq → the publish's number, for every acknowledged publish.
     let mut acked = std::collections::BTreeMap::new();
     let mut failures = Vec::new();
@@ -448,7 +448,7 @@ async fn bad_configuration_fails_with_one_clear_line() -> anyhow::Result<()> {
             "--ops-listen",
             "127.0.0.1:0",
         ],
-        &[],
+        &[("ROOMCAST_INTERNAL_TOKEN", INTERNAL_TOKEN)],
     )
     .await?;
     assert_eq!(code, 69, "{err}");
@@ -465,6 +465,54 @@ async fn bad_configuration_fails_with_one_clear_line() -> anyhow::Result<()> {
     .await?;
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("bad.toml") || err.contains("invalid"), "{err}");
+    // Development or short credentials, refused before anything listens,
+    // naming the setting and never the value.
+    for (bin, env, setting) in [
+        (
+            "roomcast-conn",
+            ("ROOMCAST_TOKEN_SECRET", "roomcast-dev-secret"),
+            "node.token_secret",
+        ),
+        (
+            "roomcast-conn",
+            ("ROOMCAST_TOKEN_SECRET", "short"),
+            "node.token_secret",
+        ),
+        (
+            "roomcast-biz",
+            ("ROOMCAST_TOKEN_SECRET", "roomcast-dev-secret"),
+            "node.token_secret",
+        ),
+        (
+            "roomcast-router",
+            ("ROOMCAST_ROUTER_NODE__ADMIN_TOKEN", "roomcast-dev-admin"),
+            "node.admin_token",
+        ),
+        (
+            "roomcast-push",
+            ("ROOMCAST_INTERNAL_TOKEN", "tiny"),
+            "node.internal_token",
+        ),
+    ] {
+        let mut envs = vec![("ROOMCAST_INTERNAL_TOKEN", INTERNAL_TOKEN)];
+        envs.push(env);
+        let (code, err) = run_to_exit(
+            bin,
+            &["--etcd", &etcd.endpoint(), "--listen", "127.0.0.1:0"],
+            &envs,
+        )
+        .await?;
+        assert_eq!(code, 64, "{bin} {env:?}: {err}");
+        assert!(err.contains(setting), "{bin}: {err}");
+        assert!(
+            err.contains("development credential") || err.contains("shorter than"),
+            "{bin}: {err}"
+        );
+        assert!(
+            !err.contains(env.1) || env.1 == "short",
+            "the secret is not echoed: {err}"
+        );
+    }
     // Port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?.to_string();
@@ -503,8 +551,8 @@ async fn live_delivery_resumes_before_a_dead_push_nodes_lease_ends() -> anyhow::
     let room = t.create_room("stand-in owner").await?;
     let (owner, victim) = t.push_owner(&room)?;
     let mut members = spread_clients(&t, &room, 2).await?;
-    let url = format!("{}/v1/rooms/{room}/messages", t.biz_url()?);
-    let http = reqwest::Client::new();
+    let url = format!("{}/v1/rooms/{room}/messages", t.backend_url);
+    let http = t.backend();
     let publish = |i: u64| {
         let (http, url) = (http.clone(), url.clone());
         async move {

@@ -36,6 +36,7 @@ fn listeners(cluster: &Cluster) -> Vec<(&'static str, String)> {
     vec![
         ("conn_ws", host_port(&sys.ws_url)),
         ("biz_http", host_port(&sys.biz_url)),
+        ("biz_backend_http", host_port(&sys.backend_url)),
         ("router_http", host_port(&sys.router_url)),
         ("router_admin", host_port(&sys.admin_url)),
         ("ops", host_port(&sys.metrics_url)),

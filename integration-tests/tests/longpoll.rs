@@ -393,7 +393,8 @@ async fn http_comments_run_the_socket_action_table_and_share_its_rate_limit() {
 
     // The burst of 2 is shared with bob's socket session: one socket comment
     // uses the second slot, and the next HTTP comment is refused.
-    let channel = common::grpc::lazy_channel(&stack.grpc).expect("channel");
+    let channel = common::grpc::lazy_channel(&stack.grpc, &common::grpc::InternalAuth::default())
+        .expect("channel");
     let socket_comment = ActionRequest {
         id: 1,
         uid: "bob".into(),
@@ -596,10 +597,11 @@ impl ClientView {
 #[tokio::test]
 async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
     let stack = BizStack::start(config(), 1000, 512).await.expect("stack");
-    let http = reqwest::Client::new();
+    let http = stack.backend_client();
     let base = stack.base.clone();
+    let backend = stack.backend.clone();
     let at = common::time::now_ms() + 3_600_000;
-    let (status, created) = send(http.post(format!("{base}/v1/rooms")).json(
+    let (status, created) = send(http.post(format!("{backend}/v1/rooms")).json(
         &json!({"title": "Live talk", "owner": "host", "scheduled_at_ms": at, "invite": ["guest"]}),
     ))
     .await;
@@ -607,7 +609,10 @@ async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
     let room = created["room_id"].as_str().expect("room_id").to_owned();
 
     // Joins over gRPC, as a conn node makes them.
-    let mut biz = BizClient::new(common::grpc::lazy_channel(&stack.grpc).expect("channel"));
+    let mut biz = BizClient::new(
+        common::grpc::lazy_channel(&stack.grpc, &common::grpc::InternalAuth::default())
+            .expect("channel"),
+    );
     for uid in ["host", "guest", "fan", "bob"] {
         let join = proto::internal::v1::JoinRequest {
             uid: uid.into(),
@@ -643,7 +648,7 @@ async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
     step("fan", "interest", json!({})).await;
     step("bob", "raise_hand", json!({})).await;
     let (status, _) = send(
-        http.post(format!("{base}/v1/rooms/{room}/start"))
+        http.post(format!("{backend}/v1/rooms/{room}/start"))
             .json(&json!({})),
     )
     .await;
@@ -726,7 +731,7 @@ async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
             "member_kicked",
         ]
     );
-    let (_, server) = send(http.get(format!("{base}/v1/rooms/{room}/state"))).await;
+    let (_, server) = send(http.get(format!("{backend}/v1/rooms/{room}/state"))).await;
     let server_view = ClientView::from_snapshot(&server["state"]);
     assert_eq!(client, server_view, "the client rebuilt the server's state");
     assert_eq!(
@@ -748,7 +753,7 @@ async fn a_scripted_session_keeps_every_client_view_equal_to_the_server() {
     // Likes reach the store within a window; the summary sees them.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let (_, summary) = send(http.get(format!("{base}/v1/rooms/{room}/summary"))).await;
+        let (_, summary) = send(http.get(format!("{backend}/v1/rooms/{room}/summary"))).await;
         if summary["likes"] == 150 {
             assert_eq!(summary["comments"], 2);
             assert_eq!(

@@ -155,7 +155,7 @@ async fn every_service_stays_ready_through_an_etcd_outage() -> anyhow::Result<()
     let bases = vec![
         ("conn", t.conn[0].ops_url.clone().context("conn ops url")?),
         ("push", t.push[0].ops_url.clone().context("push ops url")?),
-        ("biz", t.biz_url()?),
+        ("biz", t.biz.ops_url.clone().context("biz ops url")?),
         ("router", t.router_url()?),
     ];
     for (_, base) in &bases {
@@ -185,7 +185,7 @@ async fn every_service_stays_ready_through_an_etcd_outage() -> anyhow::Result<()
         wait_readyz(&http, base, 200).await?;
     }
     // The ops listener of a process cuts a socket that never sends a request.
-    for (name, base) in &bases[..2] {
+    for (name, base) in &bases[..3] {
         let addr = base.trim_start_matches("http://");
         let mut silent = tokio::net::TcpStream::connect(addr).await?;
         let mut partial = tokio::net::TcpStream::connect(addr).await?;

@@ -218,8 +218,8 @@ fn refused(result: Result<Value, roomcast_client::Error>, code: Code) -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_room_session_through_real_sockets() -> anyhow::Result<()> {
     let cluster = Cluster::start().await?;
-    let http = reqwest::Client::new();
-    let biz = cluster.sys.biz_url.clone();
+    let http = cluster.backend();
+    let biz = cluster.sys.backend_url.clone();
     let connect = async |uid: &str| -> anyhow::Result<Member> {
         let (client, events) = cluster.client(uid).await?;
         Ok(Member {

@@ -27,7 +27,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 
-pub use memory::MemoryLog;
+pub use memory::{MemoryBudget, MemoryLog};
 
 /// Where a room's stream is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,10 @@ pub const DEFAULT_BROADCAST_WINDOW_MS: u64 = 5;
 pub struct Config {
     /// Unique node id.
     pub node_id: String,
+    /// Shared secret every internal gRPC call carries and every internal
+    /// server requires (`x-roomcast-internal-token`). Required by the
+    /// binary; empty (in-process tests) disables the check.
+    pub internal_token: String,
     /// Host other services use to reach this node's gRPC port when it is bound
     /// to `0.0.0.0`/`::` (see `common::advertise`).
     pub advertise_host: String,
@@ -50,6 +54,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: common::process::default_node_id(common::discovery::ServiceKind::Push),
+            internal_token: String::new(),
             advertise_host: "127.0.0.1".into(),
             ring_size: DEFAULT_RING_SIZE,
             broadcast_threshold: DEFAULT_BROADCAST_THRESHOLD,

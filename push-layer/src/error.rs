@@ -30,6 +30,9 @@ pub enum Error {
     /// The owning push node could not be reached.
     #[error("forwarding to the owner failed: {0}")]
     Forward(String),
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 impl From<Error> for tonic::Status {

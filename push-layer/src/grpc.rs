@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use common::grpc::InternalChannel;
 use common::push_directory::user_key;
 use futures::{Stream, StreamExt};
 use proto::client::v1::RoomMessage;
@@ -13,7 +14,6 @@ use proto::internal::v1::{
     ConnToPush, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushToConn, PushUsersReply,
     PushUsersRequest, RoomEphemeral, conn_to_push, push_to_conn,
 };
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -67,7 +67,7 @@ impl PushService {
     ) -> Option<Result<Response<Rep>, Status>>
     where
         Req: Clone,
-        F: Fn(PushClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(PushClient<InternalChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Rep>, Status>>,
     {
         for _ in 0..=MAX_REROUTES {

@@ -60,7 +60,9 @@ pub async fn run(
     let local = listener.local_addr().map_err(Error::Bind)?;
     let grpc_addr = common::advertise::advertised(local, &cfg.advertise_host);
     let metrics = metrics::Metrics::new(&deps.registry);
-    let directory = PushDirectory::new(deps.discovery.as_ref());
+    let auth = common::grpc::InternalAuth::new(&cfg.internal_token)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let directory = PushDirectory::new(deps.discovery.as_ref(), auth.clone());
     let hub = hub::Hub::new(cfg.clone(), deps.log, directory, metrics, shutdown.clone());
 
     let node = NodeInfo {
@@ -85,6 +87,7 @@ pub async fn run(
         .max_decoding_message_size(16 * 1024 * 1024);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(tonic::service::InterceptorLayer::new(auth.check()))
         .add_service(service)
         .serve_with_incoming_shutdown(common::grpc::incoming(listener), shutdown.cancelled_owned())
         .await;

@@ -89,20 +89,34 @@ pub struct Args {
     /// Redis URLs, comma separated; several = Cluster seeds [config: redis.urls].
     #[arg(long, value_delimiter = ',')]
     pub redis: Vec<String>,
+    /// Shared secret of internal gRPC calls, the same on every service
+    /// [config: node.internal_token].
+    #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
 }
 
 /// Load the configuration, connect the engines, serve until `shutdown`.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
-    let overlay = if args.redis.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::json!({ "redis": { "urls": args.redis } })
-    };
-    let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
+    let mut overlay = serde_json::Map::new();
+    if !args.redis.is_empty() {
+        overlay.insert("redis".into(), serde_json::json!({ "urls": args.redis }));
+    }
+    if let Some(token) = &args.internal_token {
+        overlay.insert(
+            "node".into(),
+            serde_json::json!({ "internal_token": token }),
+        );
+    }
+    let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay.into())?;
     if args.common.print_config {
         print!("{}", common::process::to_toml(&cfg));
         return Ok(());
     }
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )?;
     let grpc = common::process::bind(&cfg.listen, "push gRPC API").await?;
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery = common::process::connect_discovery(&cfg.discovery).await?;

@@ -100,6 +100,12 @@ pub const DEFAULT_POLL_CACHE_ROOMS_MAX: usize = 1000;
 /// A cached room nobody polled for this long is dropped.
 pub const DEFAULT_POLL_CACHE_IDLE_MS: u64 = 60_000;
 
+/// Backend API writes (POST) per API key and second, on each node.
+pub const DEFAULT_BACKEND_WRITE_RATE_PER_SEC: u32 = 200;
+
+/// Burst of backend API writes per API key.
+pub const DEFAULT_BACKEND_WRITE_BURST: u32 = 400;
+
 /// Open HTTP connections: long-polling clients hold one each while waiting.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
 
@@ -109,6 +115,10 @@ pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
 pub struct Config {
     /// Unique node id in discovery (default `biz-` + random).
     pub node_id: String,
+    /// Shared secret every internal gRPC call carries and every internal
+    /// server requires (`x-roomcast-internal-token`). Required by the
+    /// binary; empty (in-process tests) disables the check.
+    pub internal_token: String,
     /// Host advertised in discovery in place of `0.0.0.0` / `::`.
     pub advertise_host: String,
     /// See [`DEFAULT_COMMENT_MAX_CHARS`].
@@ -185,6 +195,14 @@ pub struct Config {
     pub presence_window_ms: u64,
     /// See [`DEFAULT_PRESENCE_QUEUE`].
     pub presence_queue: usize,
+    /// See [`DEFAULT_BACKEND_WRITE_RATE_PER_SEC`].
+    pub backend_write_rate_per_sec: u32,
+    /// See [`DEFAULT_BACKEND_WRITE_BURST`].
+    pub backend_write_burst: u32,
+    /// Origins allowed to call the backend API from a browser (default none:
+    /// a request with any other `Origin` header is refused, so web pages
+    /// cannot drive the backend API).
+    pub backend_allowed_origins: Vec<String>,
     /// Request-head deadline and connection cap of the HTTP listener (see
     /// `common::http`). A waiting long poll holds a connection, so the cap
     /// is [`DEFAULT_HTTP_MAX_CONNECTIONS`].
@@ -199,6 +217,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: format!("biz-{}", ids::random_base62(8)),
+            internal_token: String::new(),
             advertise_host: DEFAULT_ADVERTISE_HOST.into(),
             comment_max_chars: DEFAULT_COMMENT_MAX_CHARS,
             comment_attrs_max_bytes: DEFAULT_COMMENT_ATTRS_MAX_BYTES,
@@ -235,6 +254,9 @@ impl Default for Config {
             presence_aggregate_members: DEFAULT_PRESENCE_AGGREGATE_MEMBERS,
             presence_window_ms: DEFAULT_PRESENCE_WINDOW_MS,
             presence_queue: DEFAULT_PRESENCE_QUEUE,
+            backend_write_rate_per_sec: DEFAULT_BACKEND_WRITE_RATE_PER_SEC,
+            backend_write_burst: DEFAULT_BACKEND_WRITE_BURST,
+            backend_allowed_origins: Vec::new(),
             http: common::http::HttpLimits {
                 max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
                 ..common::http::HttpLimits::default()
@@ -272,6 +294,11 @@ impl Config {
             ("room_view_ms", self.room_view_ms),
             ("presence_window_ms", self.presence_window_ms),
             ("presence_queue", self.presence_queue as u64),
+            (
+                "backend_write_rate_per_sec",
+                u64::from(self.backend_write_rate_per_sec),
+            ),
+            ("backend_write_burst", u64::from(self.backend_write_burst)),
             (
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms,

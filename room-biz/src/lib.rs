@@ -57,7 +57,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::advertise::advertised;
+use common::api_keys::Keyring;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
+use common::live_config::{LiveConfig, keys};
 use common::ops::Readiness;
 use common::push_directory::PushDirectory;
 pub use room_store::{
@@ -74,10 +76,16 @@ use crate::shared::Shared;
 
 /// The sockets room-biz serves, bound by the caller (port 0 in tests).
 pub struct Listeners {
-    /// The HTTP API and `/metrics`, `/livez`, `/readyz`.
+    /// The client HTTP routes: long polling, actions, reads under the read
+    /// rule (client tokens). The router hands its URL to clients.
     pub http: TcpListener,
+    /// The backend HTTP API (API keys); need not be public.
+    pub backend: TcpListener,
     /// The internal `Biz` gRPC service.
     pub grpc: TcpListener,
+    /// `/metrics`, `/livez`, `/readyz` (`None`: the caller serves them, as
+    /// standalone does for all its services).
+    pub ops: Option<TcpListener>,
 }
 
 /// What room-biz runs on.
@@ -88,6 +96,30 @@ pub struct Deps {
     pub registry: prometheus::Registry,
     /// Room state.
     pub store: Arc<dyn RoomStore>,
+    /// Where the API keys of app backends are kept (watched).
+    pub live_config: Arc<dyn LiveConfig>,
+}
+
+/// Keep `shared.api_keys` equal to the keyring in live configuration. A
+/// stored keyring that cannot be read is logged and the last good one stays.
+async fn follow_api_keys(live: &dyn LiveConfig, shared: &Shared) {
+    let mut stored = live.watch(keys::API_KEYS);
+    loop {
+        let text = stored.borrow_and_update().clone();
+        match Keyring::from_stored(text.as_deref()) {
+            Ok(ring) => {
+                tracing::info!(keys = ring.records().count(), "API keys loaded.");
+                shared.api_keys.send_replace(Arc::new(ring));
+            }
+            Err(error) => {
+                tracing::error!(%error, "Ignoring an unreadable API keyring; the previous keys stay.");
+            }
+        }
+        if stored.changed().await.is_err() {
+            // The live configuration is gone (shutting down): keep the last keys.
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Serve gRPC and HTTP on `listeners` until `shutdown` is cancelled.
@@ -105,10 +137,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     cfg.validate()?;
+    let internal_auth = common::grpc::InternalAuth::new(&cfg.internal_token)
+        .map_err(|e| Error::Config(e.to_string()))?;
     let grpc_addr = local_addr(&listeners.grpc, "grpc")?;
     let http_addr = local_addr(&listeners.http, "http")?;
+    let backend_addr = local_addr(&listeners.backend, "backend http")?;
     let pusher = DirectoryPusher::new(
-        PushDirectory::new(&*deps.discovery),
+        PushDirectory::new(&*deps.discovery, internal_auth.clone()),
         Duration::from_millis(cfg.push_timeout_ms),
     );
     let shared = Arc::new(Shared::new(
@@ -123,27 +158,53 @@ pub async fn run(
     let drain = CancellationToken::new();
 
     let grpc = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(internal_auth.check()))
         .add_service(grpc::BizService::server(shared.clone(), drain.clone()))
         .serve_with_incoming_shutdown(
             common::grpc::incoming(listeners.grpc),
             drain.clone().cancelled_owned(),
         );
-    let app = http::app(
-        shared.clone(),
-        common::ops::router(deps.registry.clone(), readiness.clone()),
-    );
     let http = common::http::serve_http(
         listeners.http,
-        app,
+        http::client_app(shared.clone()),
         "biz_http",
         &cfg.http,
         &deps.registry,
         drain.clone(),
     );
+    let backend = common::http::serve_http(
+        listeners.backend,
+        http::backend_app(shared.clone()),
+        "biz_backend_http",
+        &cfg.http,
+        &deps.registry,
+        drain.clone(),
+    );
+    let ops = async {
+        match listeners.ops {
+            Some(listener) => {
+                let app = common::ops::router(deps.registry.clone(), readiness.clone());
+                let limits = common::http::HttpLimits::ops();
+                common::http::serve_http(
+                    listener,
+                    app,
+                    "ops",
+                    &limits,
+                    &deps.registry,
+                    drain.clone(),
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
     let mut serving = pin!(async {
-        tokio::try_join!(async { grpc.await.map_err(Error::Grpc) }, async {
-            http.await.map_err(Error::Http)
-        },)
+        tokio::try_join!(
+            async { grpc.await.map_err(Error::Grpc) },
+            async { http.await.map_err(Error::Http) },
+            async { backend.await.map_err(Error::Http) },
+            async { ops.await.map_err(Error::Http) },
+        )
     });
 
     let host = &cfg.advertise_host;
@@ -158,7 +219,7 @@ pub async fn run(
     };
     deps.discovery.register(ServiceKind::Biz, node).await?;
     readiness.set(true);
-    tracing::info!(node = %cfg.node_id, %grpc_addr, %http_addr, "Room-biz serving.");
+    tracing::info!(node = %cfg.node_id, %grpc_addr, %http_addr, %backend_addr, "Room-biz serving.");
 
     let stopped_early = tokio::select! {
         result = &mut serving => Some(result),
@@ -166,6 +227,7 @@ pub async fn run(
         () = housekeeping(&shared) => None,
         () = shared.backends.rooms.run() => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
+        () = follow_api_keys(&*deps.live_config, &shared) => None,
     };
     readiness.set(false);
     if let Err(error) = deps
@@ -207,6 +269,7 @@ async fn housekeeping(shared: &Shared) {
         tick.tick().await;
         shared.actions.housekeep();
         shared.backends.rooms.housekeep();
+        shared.key_quota.shrink();
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct Metrics {
     pub(crate) events: IntCounterVec,
     /// Rooms ended by `reason` (`host`, `api`, `empty`).
     pub(crate) rooms_ended: IntCounterVec,
+    /// Backend writes refused because their API key was over its rate.
+    pub(crate) backend_throttled: IntCounter,
 }
 
 impl Metrics {
@@ -140,6 +142,12 @@ impl Metrics {
         common::ops::register(registry, &reactions_received);
         common::ops::register(registry, &counter_flushes);
         common::ops::register(registry, &store_ops);
+        let backend_throttled = IntCounter::new(
+            "roomcast_biz_backend_throttled_total",
+            "Backend API writes refused because their API key was over its rate.",
+        )
+        .expect("static metric definition");
+        common::ops::register(registry, &backend_throttled);
         common::ops::register(registry, &events);
         common::ops::register(registry, &rooms_ended);
         common::ops::register(registry, &rooms_created);
@@ -165,6 +173,7 @@ impl Metrics {
             store_ops,
             events,
             rooms_ended,
+            backend_throttled,
         }
     }
 }

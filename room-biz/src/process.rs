@@ -16,8 +16,13 @@ pub const ENV_PREFIX: &str = "ROOMCAST_BIZ";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessConfig {
-    /// HTTP room API (also `/metrics`, `/livez`, `/readyz`).
+    /// Client HTTP routes (long polling, actions, reads under the read rule).
     pub listen: String,
+    /// Backend HTTP API (API keys). Loopback by default: expose it to your
+    /// app backends only (a private network, a Kubernetes Service).
+    pub backend_listen: String,
+    /// `/metrics`, `/livez`, `/readyz`.
+    pub ops_listen: String,
     /// Internal gRPC (join authorization, action streams from conn nodes).
     pub grpc_listen: String,
     /// Room-biz settings.
@@ -32,6 +37,8 @@ impl Default for ProcessConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8602".into(),
+            backend_listen: "127.0.0.1:8605".into(),
+            ops_listen: "0.0.0.0:8614".into(),
             grpc_listen: "0.0.0.0:8613".into(),
             node: Config::default(),
             discovery: DiscoveryConfig::default(),
@@ -51,9 +58,12 @@ impl Default for ProcessConfig {
 Run with --print-config to see every key with its effective value; docs/deploy.md explains each."
 )]
 pub struct Args {
-    /// Flags shared by every service (--ops-listen is unused: ops routes share --listen).
+    /// Flags shared by every service.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Backend HTTP API listener [config: backend_listen].
+    #[arg(long)]
+    pub backend_listen: Option<String>,
     /// Internal gRPC listener [config: grpc_listen].
     #[arg(long)]
     pub grpc_listen: Option<String>,
@@ -63,19 +73,33 @@ pub struct Args {
     /// HS256 secret of client tokens, for polling clients [config: node.token_secret].
     #[arg(long, env = "ROOMCAST_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Shared secret of internal gRPC calls, the same on every service
+    /// [config: node.internal_token].
+    #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
 }
 
 /// Load the configuration, connect the engines, serve until `shutdown`.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
     let mut overlay = serde_json::Map::new();
+    if let Some(backend) = &args.backend_listen {
+        overlay.insert("backend_listen".into(), backend.clone().into());
+    }
     if let Some(grpc) = &args.grpc_listen {
         overlay.insert("grpc_listen".into(), grpc.clone().into());
     }
     if !args.redis.is_empty() {
         overlay.insert("redis".into(), serde_json::json!({ "urls": args.redis }));
     }
+    let mut node = serde_json::Map::new();
     if let Some(secret) = &args.token_secret {
-        overlay.insert("node".into(), serde_json::json!({ "token_secret": secret }));
+        node.insert("token_secret".into(), secret.clone().into());
+    }
+    if let Some(token) = &args.internal_token {
+        node.insert("internal_token".into(), token.clone().into());
+    }
+    if !node.is_empty() {
+        overlay.insert("node".into(), node.into());
     }
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay.into())?;
     if args.common.print_config {
@@ -85,9 +109,24 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     cfg.node
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let http = common::process::bind(&cfg.listen, "room HTTP API").await?;
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )?;
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    let http = common::process::bind(&cfg.listen, "client HTTP").await?;
+    let backend = common::process::bind(&cfg.backend_listen, "backend HTTP API").await?;
     let grpc = common::process::bind(&cfg.grpc_listen, "room-biz gRPC").await?;
+    let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
+    let live_config = common::process::connect_live_config(&cfg.discovery).await?;
     let store = crate::RedisRoomStore::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))?;
@@ -95,8 +134,14 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         discovery,
         registry: prometheus::Registry::new(),
         store: Arc::new(store),
+        live_config,
     };
-    let listeners = crate::Listeners { http, grpc };
+    let listeners = crate::Listeners {
+        http,
+        backend,
+        grpc,
+        ops: Some(ops),
+    };
     crate::run(cfg.node, deps, listeners, shutdown)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))

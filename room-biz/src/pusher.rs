@@ -12,7 +12,7 @@ use proto::internal::v1::{
     PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
 };
 
-use tonic::transport::Channel;
+use common::grpc::InternalChannel;
 
 use crate::error::PushError;
 
@@ -57,7 +57,7 @@ impl DirectoryPusher {
     async fn call<Req, Rep, F, Fut>(&self, key: &str, req: Req, call: F) -> Result<Rep, PushError>
     where
         Req: Clone,
-        F: Fn(PushClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(PushClient<InternalChannel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
     {
         let mut reroutes = 0;

@@ -4,15 +4,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use common::api_keys::Keyring;
 use common::auth::TokenVerifier;
 use prometheus::Registry;
 use proto::client::v1::Code;
 use room_store::domain::rules::Refusal;
 use room_store::{Metered, RoomStore};
+use tokio::sync::watch;
 
 use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::KeyQuota;
 use crate::longpoll::LongPollCache;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
@@ -32,6 +35,11 @@ pub(crate) struct Shared {
     pub(crate) verifier: Option<TokenVerifier>,
     /// Recent messages of long-polled rooms.
     pub(crate) longpoll: LongPollCache,
+    /// The API keys of app backends, as live configuration has them
+    /// (empty until the first read: every backend request is refused).
+    pub(crate) api_keys: watch::Sender<Arc<Keyring>>,
+    /// Backend writes per API key.
+    pub(crate) key_quota: KeyQuota,
 }
 
 impl Shared {
@@ -61,6 +69,8 @@ impl Shared {
             actions: ActionTable::new(&cfg)?,
             longpoll: LongPollCache::new(&cfg, &backends, &metrics),
             verifier,
+            api_keys: watch::Sender::new(Arc::default()),
+            key_quota: KeyQuota::new(cfg.backend_write_rate_per_sec, cfg.backend_write_burst),
             metrics,
             backends,
             cfg,

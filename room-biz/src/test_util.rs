@@ -187,6 +187,32 @@ pub(crate) fn shared_on(
     Arc::new(crate::shared::Shared::new(cfg, store, pusher, &registry).expect("valid config"))
 }
 
+/// An API key with every scope, installed by [`install_test_key`].
+pub(crate) const TEST_API_KEY: &str = "rck_testkey1_0123456789abcdefghijABCDEFGHIJ";
+
+/// Put [`TEST_API_KEY`] in `shared`'s keyring.
+pub(crate) fn install_test_key(shared: &crate::shared::Shared) {
+    let mut ring = common::api_keys::Keyring::default();
+    ring.insert(TEST_API_KEY, "test backend", &[], 1)
+        .expect("a well-formed key");
+    shared.api_keys.send_replace(Arc::new(ring));
+}
+
+/// A client sending [`TEST_API_KEY`] on every request.
+pub(crate) fn backend_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static(
+            "Bearer rck_testkey1_0123456789abcdefghijABCDEFGHIJ",
+        ),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
+}
+
 /// Bind 127.0.0.1:0.
 pub(crate) async fn bind() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0")

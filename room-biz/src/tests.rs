@@ -19,17 +19,37 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
     let discovery = Arc::new(MemoryDiscovery::new());
     let mut view = discovery.watch(ServiceKind::Biz);
     let registry = prometheus::Registry::new();
+    let live = Arc::new(common::live_config::MemoryLiveConfig::default());
+    let key = "rck_test0001_0123456789abcdefghijABCDEFGHIJ";
+    let mut ring = Keyring::default();
+    ring.insert(key, "test backend", &[], 1).expect("key");
+    live.put(keys::API_KEYS, &ring.to_stored())
+        .await
+        .expect("stored");
     let deps = Deps {
         discovery: discovery.clone(),
         registry,
         store: Arc::new(MemoryRoomStore::new()),
+        live_config: live,
     };
     let listeners = Listeners {
         http: bind().await,
+        backend: bind().await,
         grpc: bind().await,
+        ops: Some(bind().await),
     };
     let grpc_addr = listeners.grpc.local_addr().expect("addr");
     let http_addr = listeners.http.local_addr().expect("addr");
+    let backend = format!("http://{}", listeners.backend.local_addr().expect("addr"));
+    let ops = format!(
+        "http://{}",
+        listeners
+            .ops
+            .as_ref()
+            .expect("ops")
+            .local_addr()
+            .expect("addr")
+    );
     let cfg = Config {
         node_id: "biz-test".into(),
         ..Config::default()
@@ -48,10 +68,19 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
     let base = format!("http://{http_addr}");
     assert_eq!(node.endpoints.get("http"), Some(&base));
 
-    // HTTP: create a room; ops routes are merged in.
+    // HTTP: the backend creates a room with its key; ops routes are on
+    // their own listener, not on the client one.
     let http = reqwest::Client::new();
+    let anonymous = http
+        .post(format!("{backend}/v1/rooms"))
+        .json(&serde_json::json!({"title": "Launch", "owner": "alice"}))
+        .send()
+        .await
+        .expect("anonymous create");
+    assert_eq!(anonymous.status().as_u16(), 401);
     let created: serde_json::Value = http
-        .post(format!("{base}/v1/rooms"))
+        .post(format!("{backend}/v1/rooms"))
+        .bearer_auth(key)
         .json(&serde_json::json!({"title": "Launch", "owner": "alice"}))
         .send()
         .await
@@ -61,14 +90,26 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         .expect("json");
     let room = created["room_id"].as_str().expect("room_id").to_owned();
     let ready = http
-        .get(format!("{base}/readyz"))
+        .get(format!("{ops}/readyz"))
         .send()
         .await
         .expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
+    for path in ["/metrics", "/readyz"] {
+        let public = http.get(format!("{base}{path}")).send().await.expect("get");
+        assert_eq!(
+            public.status().as_u16(),
+            404,
+            "{path} on the client listener"
+        );
+    }
 
     // gRPC at the advertised address.
-    let channel = common::grpc::lazy_channel(&grpc_addr.to_string()).expect("channel");
+    let channel = common::grpc::lazy_channel(
+        &grpc_addr.to_string(),
+        &common::grpc::InternalAuth::default(),
+    )
+    .expect("channel");
     let mut biz = BizClient::new(channel);
     let unknown = JoinRequest {
         uid: "bob".into(),
@@ -106,7 +147,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
     assert_eq!((reply.id, reply.code), (9, Code::Unavailable as i32));
 
     let metrics = http
-        .get(format!("{base}/metrics"))
+        .get(format!("{ops}/metrics"))
         .send()
         .await
         .expect("metrics");
@@ -145,10 +186,13 @@ async fn run_rejects_invalid_config() {
         discovery: Arc::new(MemoryDiscovery::new()),
         registry: prometheus::Registry::new(),
         store: Arc::new(MemoryRoomStore::new()),
+        live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
     };
     let listeners = Listeners {
         http: bind().await,
+        backend: bind().await,
         grpc: bind().await,
+        ops: None,
     };
     let cfg = Config {
         comment_rate_per_sec: 0,

@@ -13,9 +13,13 @@
 //! - `DELETE /v1/admin/nodes/{id}/drain`: withdraw a drain request the node
 //!   has not acted on (any id, registered or not). A node already draining
 //!   finishes its drain: its clients were told to leave.
+//! - `/v1/admin/api-keys`: list, create and revoke the API keys of app
+//!   backends (`api_keys`).
 //!
 //! Writes go to live configuration, never to this router's memory: every
 //! router (and the node being drained) learns of them through its watch.
+
+mod api_keys;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use common::discovery::{NodeInfo, NodeSet, ServiceKind};
 use common::live_config::{LiveConfig, keys};
@@ -66,6 +70,13 @@ pub(crate) fn app(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/admin/nodes", get(get_nodes))
         .route("/v1/admin/nodes/{id}/drain", post(drain).delete(undrain))
+        .route(
+            "/v1/admin/api-keys",
+            get(api_keys::list)
+                .post(api_keys::create)
+                .layer(DefaultBodyLimit::max(4096)),
+        )
+        .route("/v1/admin/api-keys/{id}", delete(api_keys::revoke))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)

@@ -37,6 +37,16 @@ pub struct Config {
     /// Bearer token of the admin API. Empty (the default) disables the admin
     /// API even when an admin listener is given.
     pub admin_token: String,
+    /// HS256 secret of client tokens: with it (or an EdDSA key),
+    /// `POST /v1/client-stats` takes reports only from clients with a valid
+    /// token, each uid at most [`DEFAULT_CLIENT_STATS_PER_MIN`] a minute, so
+    /// nobody can skew the failure metrics SREs alert on. Empty: anonymous
+    /// reports (logged as a warning at start).
+    pub token_secret: String,
+    /// EdDSA public key (PEM) of client tokens.
+    pub token_eddsa_public_pem: Option<String>,
+    /// See [`DEFAULT_CLIENT_STATS_PER_MIN`].
+    pub client_stats_per_min: u32,
     /// Request-head deadline and connection cap of the public listener.
     pub http: common::http::HttpLimits,
     /// Request-head deadline and connection cap of the admin listener.
@@ -56,12 +66,18 @@ impl fmt::Debug for Config {
             .field("retry_ms", &self.retry_ms)
             .field("shutdown_grace_ms", &self.shutdown_grace_ms)
             .field("admin_token", &redacted(&self.admin_token))
+            .field("token_secret", &redacted(&self.token_secret))
+            .field("client_stats_per_min", &self.client_stats_per_min)
             .field("http", &self.http)
             .field("admin_http", &self.admin_http)
             .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
+
+/// Client stats reports per uid and minute (an SDK sends one after each
+/// connect and every minute; reconnect storms stay well under this).
+pub const DEFAULT_CLIENT_STATS_PER_MIN: u32 = 12;
 
 /// What logs and `--print-config` show of a secret.
 pub(crate) fn redacted(secret: &str) -> &'static str {
@@ -82,6 +98,9 @@ impl Default for Config {
             retry_ms: DEFAULT_RETRY_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             admin_token: String::new(),
+            token_secret: String::new(),
+            token_eddsa_public_pem: None,
+            client_stats_per_min: DEFAULT_CLIENT_STATS_PER_MIN,
             http: common::http::HttpLimits::default(),
             cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),

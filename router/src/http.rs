@@ -7,11 +7,14 @@ use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::auth::{AuthError, TokenVerifier};
 use common::discovery::NodeSet;
+use governor::DefaultKeyedRateLimiter;
 use tokio::sync::watch;
 
 use crate::balancer::{HandOuts, Picker};
@@ -20,6 +23,9 @@ use crate::metrics::{MODE_NONE, Metrics};
 use crate::rollout::PolicyView;
 use crate::route::{self, Hints, Route, RouteQuery};
 use crate::stats::{self, ClientStats};
+
+/// Uids the stats quota remembers before it forgets idle ones.
+const STATS_QUOTA_KEYS: usize = 100_000;
 
 /// What the handlers read.
 pub(crate) struct RouterState {
@@ -35,6 +41,10 @@ pub(crate) struct RouterState {
     pub(crate) metrics: Metrics,
     /// Routes handed out that the conn nodes' load reports may not show yet.
     pub(crate) hand_outs: Mutex<HandOuts>,
+    /// Client tokens of stats reports (`None`: reports are anonymous).
+    pub(crate) stats_tokens: Option<TokenVerifier>,
+    /// Stats reports per uid.
+    pub(crate) stats_quota: DefaultKeyedRateLimiter<String>,
 }
 
 /// The router's public routes (open to pages of `cors_origins`) merged with `ops`.
@@ -117,10 +127,64 @@ async fn get_route(
     }
 }
 
+/// Why a stats report was refused before reading it.
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+}
+
+/// The uid of a stats report's bearer token, when reports need one.
+fn stats_reporter(state: &RouterState, headers: &HeaderMap) -> Result<Option<String>, Refused> {
+    let Some(verifier) = &state.stats_tokens else {
+        return Ok(None);
+    };
+    let unauthenticated = |message| Refused {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthenticated",
+        message,
+    };
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            unauthenticated("client stats need the client's token (Authorization: Bearer)")
+        })?;
+    match verifier.verify(token) {
+        Ok(claims) => Ok(Some(claims.sub)),
+        Err(AuthError::Expired) => Err(Refused {
+            status: StatusCode::UNAUTHORIZED,
+            code: "token_expired",
+            message: "token expired",
+        }),
+        Err(_) => Err(unauthenticated("invalid token")),
+    }
+}
+
 async fn post_client_stats(
     State(state): State<Arc<RouterState>>,
+    headers: HeaderMap,
     body: Result<Json<ClientStats>, JsonRejection>,
 ) -> Response {
+    let reporter = match stats_reporter(&state, &headers) {
+        Ok(reporter) => reporter,
+        Err(refused) => return error(refused.status, refused.code, refused.message),
+    };
+    if state.stats_quota.len() > STATS_QUOTA_KEYS {
+        state.stats_quota.retain_recent();
+    }
+    if let Some(uid) = &reporter
+        && state.stats_quota.check_key(uid).is_err()
+    {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many client stats reports from this user",
+        );
+    }
     let Json(stats) = match body {
         Ok(body) => body,
         Err(e) => {

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::advertise::advertised;
+use common::auth::TokenVerifier;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::{LiveConfig, keys};
 use common::ops::Readiness;
@@ -106,6 +107,21 @@ pub async fn run(
         follow_stop.clone(),
     ));
 
+    let stats_tokens = if cfg.token_secret.is_empty() && cfg.token_eddsa_public_pem.is_none() {
+        tracing::warn!(
+            "No client token key: POST /v1/client-stats takes anonymous reports, which anyone \
+             can use to skew the client failure metrics. Set node.token_secret."
+        );
+        None
+    } else {
+        Some(
+            TokenVerifier::new(
+                Some(&cfg.token_secret),
+                cfg.token_eddsa_public_pem.as_deref(),
+            )
+            .map_err(|e| Error::Config(format!("client token keys: {e}")))?,
+        )
+    };
     let state = Arc::new(RouterState {
         hints: Hints {
             heartbeat_ms: cfg.heartbeat_ms,
@@ -116,6 +132,11 @@ pub async fn run(
         policy: policy_rx.clone(),
         metrics,
         hand_outs: Default::default(),
+        stats_tokens,
+        stats_quota: governor::RateLimiter::keyed(governor::Quota::per_minute(
+            std::num::NonZeroU32::new(cfg.client_stats_per_min)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        )),
     });
     let admin = admin_app(&cfg, &deps, listeners.admin, policy_rx)?;
 

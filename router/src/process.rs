@@ -63,24 +63,47 @@ pub struct Args {
     /// Admin API listener [config: admin_listen; default 0.0.0.0:8603].
     #[arg(long)]
     pub admin_listen: Option<String>,
+    /// HS256 secret of client tokens: client stats reports then need one
+    /// [config: node.token_secret].
+    #[arg(long, env = "ROOMCAST_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
 }
 
 /// Load the configuration, connect etcd, serve until `shutdown`.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
-    let overlay = match &args.admin_listen {
-        Some(addr) => serde_json::json!({ "admin_listen": addr }),
-        None => serde_json::json!({}),
-    };
+    let mut overlay = serde_json::Map::new();
+    if let Some(addr) = &args.admin_listen {
+        overlay.insert("admin_listen".into(), addr.clone().into());
+    }
+    if let Some(secret) = &args.token_secret {
+        overlay.insert("node".into(), serde_json::json!({ "token_secret": secret }));
+    }
+    let overlay = serde_json::Value::Object(overlay);
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
     if args.common.print_config {
         let mut shown = cfg.clone();
         shown.node.admin_token = crate::config::redacted(&cfg.node.admin_token).to_owned();
+        shown.node.token_secret = crate::config::redacted(&cfg.node.token_secret).to_owned();
         print!("{}", common::process::to_toml(&shown));
         return Ok(());
     }
     cfg.node
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    if !cfg.node.admin_token.is_empty() {
+        common::process::require_strong(
+            "node.admin_token",
+            &cfg.node.admin_token,
+            common::process::MIN_SHARED_TOKEN_BYTES,
+        )?;
+    }
     let http = common::process::bind(&cfg.listen, "router HTTP API").await?;
     let admin = if cfg.node.admin_token.is_empty() || cfg.admin_listen.is_empty() {
         None

@@ -28,6 +28,15 @@ async fn start() -> Harness {
 }
 
 async fn start_with(live: Arc<dyn LiveConfig>, token: &str) -> Harness {
+    let cfg = Config {
+        node_id: "router-test".into(),
+        admin_token: token.into(),
+        ..Config::default()
+    };
+    start_configured(live, cfg).await
+}
+
+async fn start_configured(live: Arc<dyn LiveConfig>, cfg: Config) -> Harness {
     let discovery = Arc::new(MemoryDiscovery::new());
     let http = TcpListener::bind("127.0.0.1:0")
         .await
@@ -42,11 +51,6 @@ async fn start_with(live: Arc<dyn LiveConfig>, token: &str) -> Harness {
         live_config: live.clone(),
         registry: prometheus::Registry::new(),
         pages: None,
-    };
-    let cfg = Config {
-        node_id: "router-test".into(),
-        admin_token: token.into(),
-        ..Config::default()
     };
     let shutdown = CancellationToken::new();
     let listeners = Listeners {
@@ -311,6 +315,9 @@ async fn the_admin_api_refuses_a_missing_or_wrong_token() {
         (Method::PUT, "/v1/admin/rollout"),
         (Method::GET, "/v1/admin/nodes"),
         (Method::POST, "/v1/admin/nodes/conn-a/drain"),
+        (Method::GET, "/v1/admin/api-keys"),
+        (Method::POST, "/v1/admin/api-keys"),
+        (Method::DELETE, "/v1/admin/api-keys/abc"),
         (Method::GET, "/v1/admin/nope"),
     ];
     let wrong = format!("{TOKEN}x");
@@ -612,6 +619,63 @@ async fn client_stats_become_metrics() {
     stop(h).await;
 }
 
+#[tokio::test]
+async fn with_a_token_key_client_stats_need_a_token_and_keep_a_rate() {
+    let secret = "router-test-secret-0123456789abcdef";
+    let cfg = Config {
+        node_id: "router-test".into(),
+        token_secret: secret.into(),
+        client_stats_per_min: 2,
+        ..Config::default()
+    };
+    let h = start_configured(Arc::new(MemoryLiveConfig::default()), cfg).await;
+    let report = json!({"transport": "ws", "failures": {"ws": 1000}});
+    let post = |token: Option<String>| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/client-stats", h.url))
+            .json(&report);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let forged =
+        common::auth::mint_hs256("another-secret-0123456789abcdefgh", "bob", 60).expect("mint");
+    for token in [None, Some(forged), Some("junk".to_owned())] {
+        let (status, body) = parse(post(token.clone()).await.expect("post")).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+    }
+    let failures = r#"roomcast_router_client_connect_failures_total{transport="ws"}"#;
+    assert!(
+        !metrics(&h).await.contains(failures),
+        "refused reports count nothing"
+    );
+    let bob = common::auth::mint_hs256(secret, "bob", 60).expect("mint");
+    for _ in 0..2 {
+        assert_eq!(
+            post(Some(bob.clone()))
+                .await
+                .expect("post")
+                .status()
+                .as_u16(),
+            204
+        );
+    }
+    let (status, body) = parse(post(Some(bob)).await.expect("post")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let alice = common::auth::mint_hs256(secret, "alice", 60).expect("mint");
+    assert_eq!(
+        post(Some(alice)).await.expect("post").status().as_u16(),
+        204,
+        "per uid"
+    );
+    assert!(metrics(&h).await.contains(&format!("{failures} 3000")));
+    stop(h).await;
+}
+
 /// The issue's bar: a policy change written to etcd is served within 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_change_in_etcd_is_served_within_a_second() {
@@ -678,4 +742,75 @@ async fn stop(h: Harness) {
         .await
         .expect("stops in time");
     result.expect("task").expect("clean stop");
+}
+
+#[tokio::test]
+async fn api_keys_are_created_shown_once_listed_without_secrets_and_revoked() {
+    use common::api_keys::{Keyring, Scope};
+    use reqwest::Method;
+    let h = start().await;
+    let body = r#"{"name":"billing backend","scopes":["rooms:write","messages:write"]}"#;
+    let (status, made) = admin(
+        &h,
+        Method::POST,
+        "/v1/admin/api-keys",
+        Some(TOKEN),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().expect("the key is shown").to_owned();
+    let id = made["id"].as_str().expect("id").to_owned();
+    assert_eq!(made["scopes"], json!(["rooms:write", "messages:write"]));
+
+    // What room-biz nodes see: the key works, with its scopes only.
+    let stored = h.live.get(keys::API_KEYS).await.expect("get");
+    let ring = Keyring::from_stored(stored.as_deref()).expect("keyring");
+    assert!(ring.authenticate(&key, Scope::RoomsWrite).is_ok());
+    assert!(ring.authenticate(&key, Scope::UsersWrite).is_err());
+    assert!(
+        !stored.unwrap_or_default().contains(&key),
+        "only a hash is stored"
+    );
+
+    let (status, listed) = admin(&h, Method::GET, "/v1/admin/api-keys", Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["keys"][0]["id"], json!(id));
+    assert_eq!(listed["keys"][0]["name"], "billing backend");
+    assert!(
+        !listed.to_string().contains(&key),
+        "a list never shows the key"
+    );
+    assert!(listed["keys"][0].get("sha256").is_none(), "nor its hash");
+
+    for bad in [
+        r#"{"name":"x","scopes":["rooms:delete"]}"#,
+        r#"{"name":"","scopes":[]}"#,
+        r#"{"nam":"x"}"#,
+        "not json",
+    ] {
+        let (status, answer) = admin(
+            &h,
+            Method::POST,
+            "/v1/admin/api-keys",
+            Some(TOKEN),
+            Some(bad),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert_eq!(answer["error"]["code"], "bad_request");
+    }
+
+    let path = format!("/v1/admin/api-keys/{id}");
+    let (status, _) = admin(&h, Method::DELETE, &path, Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    let stored = h.live.get(keys::API_KEYS).await.expect("get");
+    let ring = Keyring::from_stored(stored.as_deref()).expect("keyring");
+    assert!(
+        ring.authenticate(&key, Scope::RoomsWrite).is_err(),
+        "revoked"
+    );
+    let (status, answer) = admin(&h, Method::DELETE, &path, Some(TOKEN), None).await;
+    assert_eq!(status, 404, "{answer}");
+    stop(h).await;
 }

@@ -68,6 +68,31 @@ pub enum CtlCommand {
         /// The conn node id.
         node_id: String,
     },
+    /// Manage the API keys app backends present to the room API.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+/// `roomcast ctl api-key ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key and print it: the only time it is shown.
+    Create {
+        /// Who holds it ("billing backend").
+        #[arg(long)]
+        name: String,
+        /// A scope it grants (repeat; default all): rooms:read, rooms:write,
+        /// messages:write, users:write.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List the active keys (ids, names, scopes; never the keys).
+    List,
+    /// Revoke a key by id: room-biz refuses it from then on.
+    Revoke {
+        /// The key id (`rck_<id>_…`, see `list`).
+        id: String,
+    },
 }
 
 /// `roomcast ctl rollout ...`.
@@ -154,6 +179,32 @@ pub async fn execute(args: &CtlArgs) -> anyhow::Result<String> {
                 "drain requested for {node_id} (requested_at_ms {at}); it stops taking clients \
                  and exits once they moved\n"
             ))
+        }
+        CtlCommand::ApiKey(ApiKeyCommand::Create { name, scopes }) => {
+            let body = serde_json::json!({ "name": name, "scopes": scopes });
+            let request = admin.http.post(admin.url("/v1/admin/api-keys")).json(&body);
+            let made: serde_json::Value = admin.send(request).await?;
+            let key = made["key"].as_str().unwrap_or_default();
+            let id = made["id"].as_str().unwrap_or_default();
+            Ok(format!(
+                "{key}\n# id {id}, scopes {}: store the key now, it is not shown again\n",
+                made["scopes"]
+            ))
+        }
+        CtlCommand::ApiKey(ApiKeyCommand::List) => {
+            let listed: serde_json::Value = admin
+                .send(admin.http.get(admin.url("/v1/admin/api-keys")))
+                .await?;
+            Ok(pretty(&listed))
+        }
+        CtlCommand::ApiKey(ApiKeyCommand::Revoke { id }) => {
+            let mut url = reqwest::Url::parse(&admin.url("/v1/admin/api-keys"))
+                .with_context(|| format!("bad admin URL {:?}", admin.base))?;
+            url.path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("bad admin URL {:?}", admin.base))?
+                .push(id);
+            let _: serde_json::Value = admin.send(admin.http.delete(url)).await?;
+            Ok(format!("API key {id} revoked\n"))
         }
         CtlCommand::Undrain { node_id } => {
             let answer = admin.undrain(node_id).await?;
@@ -691,6 +742,46 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("router"), "{table}");
+
+        let made = ctl(
+            &r,
+            &[
+                "api-key",
+                "create",
+                "--name",
+                "billing",
+                "--scope",
+                "rooms:write",
+            ],
+        )
+        .await
+        .expect("api-key create");
+        let key = made.lines().next().expect("the key line").to_owned();
+        let stored_keys = r.live.get(keys::API_KEYS).await.expect("get");
+        let ring = common::api_keys::Keyring::from_stored(stored_keys.as_deref()).expect("ring");
+        let record = ring
+            .authenticate(&key, common::api_keys::Scope::RoomsWrite)
+            .expect("the printed key works");
+        let listed = ctl(&r, &["api-key", "list"]).await.expect("list");
+        assert!(
+            listed.contains("billing") && !listed.contains(&key),
+            "{listed}"
+        );
+        let e = ctl(
+            &r,
+            &["api-key", "create", "--name", "x", "--scope", "rooms:nuke"],
+        )
+        .await
+        .expect_err("bad scope");
+        assert!(e.to_string().contains("unknown scope"), "{e}");
+        let out = ctl(&r, &["api-key", "revoke", &record.id])
+            .await
+            .expect("revoke");
+        assert!(out.contains("revoked"), "{out}");
+        let e = ctl(&r, &["api-key", "revoke", &record.id])
+            .await
+            .expect_err("gone");
+        assert!(e.to_string().contains("not found"), "{e}");
 
         let out = ctl(&r, &["drain", "conn-a"]).await.expect("drain");
         assert!(out.contains("drain requested for conn-a"), "{out}");

@@ -40,22 +40,34 @@ struct Created {
 pub async fn run(global: &Global, command: RoomCommand) -> anyhow::Result<()> {
     match command {
         RoomCommand::Create(args) => {
-            let room_id = create(&global.biz_url, &args.title, args.owner.as_deref()).await?;
+            let room_id = create(
+                &global.backend_url,
+                &global.api_key,
+                &args.title,
+                args.owner.as_deref(),
+            )
+            .await?;
             println!("{room_id}");
             Ok(())
         }
     }
 }
 
-/// `POST {biz_url}/v1/rooms` → the new room id.
-pub async fn create(biz_url: &str, title: &str, owner: Option<&str>) -> anyhow::Result<String> {
-    let url = format!("{}/v1/rooms", biz_url.trim_end_matches('/'));
+/// `POST {backend_url}/v1/rooms` with `api_key` → the new room id.
+pub async fn create(
+    backend_url: &str,
+    api_key: &str,
+    title: &str,
+    owner: Option<&str>,
+) -> anyhow::Result<String> {
+    let url = format!("{}/v1/rooms", backend_url.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
+        .bearer_auth(api_key)
         .json(&CreateRoom { title, owner })
         .send()
         .await
-        .with_context(|| format!("cannot reach room-biz at {biz_url}"))?;
+        .with_context(|| format!("cannot reach the room-biz backend API at {backend_url}"))?;
     let status = response.status();
     let body = response
         .text()

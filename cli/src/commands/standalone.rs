@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::Global;
 use crate::standalone::{
-    DEFAULT_BIZ_URL, DEFAULT_DEV_SECRET, DEFAULT_ROUTER_URL, Standalone, StandaloneConfig,
+    DEFAULT_BACKEND_URL, DEFAULT_DEV_ADMIN_TOKEN, DEFAULT_DEV_API_KEY, DEFAULT_DEV_SECRET,
+    DEFAULT_ROUTER_URL, Standalone, StandaloneConfig,
 };
 
 /// Ports and settings of standalone mode (defaults: [`StandaloneConfig::default`]).
@@ -22,9 +23,12 @@ pub struct StandaloneArgs {
     /// Conn node WebSocket port (0 = any free port).
     #[arg(long, env = "ROOMCAST_WS_PORT", default_value_t = StandaloneConfig::default().ws_port)]
     pub ws_port: u16,
-    /// Room-biz HTTP API port (0 = any free port).
+    /// Room-biz client HTTP port: long polling, actions (0 = any free port).
     #[arg(long, env = "ROOMCAST_BIZ_PORT", default_value_t = StandaloneConfig::default().biz_port)]
     pub biz_port: u16,
+    /// Room-biz backend API port: rooms, system messages, with an API key (0 = any free port).
+    #[arg(long, env = "ROOMCAST_BACKEND_PORT", default_value_t = StandaloneConfig::default().backend_port)]
+    pub backend_port: u16,
     /// Metrics and health port (0 = any free port).
     #[arg(
         long,
@@ -68,11 +72,14 @@ pub struct StandaloneArgs {
 /// Start every service, print the URLs, run until SIGINT or SIGTERM.
 pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
     common::telemetry::init("info");
+    warn_if_exposed(&args, global);
     let cfg = StandaloneConfig {
         bind_host: args.bind,
         router_port: args.router_port,
         ws_port: args.ws_port,
         biz_port: args.biz_port,
+        backend_port: args.backend_port,
+        api_key: global.api_key.clone(),
         metrics_port: args.metrics_port,
         quic_port: (!args.no_quic).then_some(args.quic_port),
         admin_port: args.admin_port,
@@ -91,6 +98,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         router: &standalone.router_url,
         ws: &standalone.ws_url,
         biz: &standalone.biz_url,
+        backend: &standalone.backend_url,
         metrics: &standalone.metrics_url,
         admin: &standalone.admin_url,
         quic: standalone.quic_url.as_deref(),
@@ -101,7 +109,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", banner(&urls, &global.secret));
+        let _ = writeln!(out, "{}", banner(&urls, &global.secret, &global.api_key));
         let _ = out.flush();
     }
     standalone
@@ -110,11 +118,50 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         .context("standalone mode stopped with an error")
 }
 
+/// Standalone runs on development credentials unless told otherwise: fine on
+/// loopback, dangerous anywhere else. Say so loudly.
+fn warn_if_exposed(args: &StandaloneArgs, global: &Global) {
+    let loopback = match args.bind.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => args.bind == "localhost",
+    };
+    if loopback {
+        return;
+    }
+    let dev = [
+        (
+            global.secret == DEFAULT_DEV_SECRET,
+            "token secret (--secret)",
+        ),
+        (
+            args.admin_token == DEFAULT_DEV_ADMIN_TOKEN,
+            "admin token (--admin-token)",
+        ),
+        (global.api_key == DEFAULT_DEV_API_KEY, "API key (--api-key)"),
+    ];
+    let defaults: Vec<&str> = dev
+        .iter()
+        .filter(|(is, _)| *is)
+        .map(|(_, what)| *what)
+        .collect();
+    tracing::warn!(
+        bind = %args.bind,
+        "!!! Standalone is listening beyond loopback. It is a development server: \
+         anyone who can reach it can use its public development credentials{}.",
+        if defaults.is_empty() {
+            String::new()
+        } else {
+            format!(" (still the defaults: {})", defaults.join(", "))
+        }
+    );
+}
+
 /// Where the running services listen.
 struct Urls<'a> {
     router: &'a str,
     ws: &'a str,
     biz: &'a str,
+    backend: &'a str,
     metrics: &'a str,
     admin: &'a str,
     quic: Option<&'a str>,
@@ -123,7 +170,7 @@ struct Urls<'a> {
 }
 
 /// What a newcomer needs: the URLs, the secret, and a next command that works.
-fn banner(urls: &Urls<'_>, secret: &str) -> String {
+fn banner(urls: &Urls<'_>, secret: &str, api_key: &str) -> String {
     let mut text = String::from("Roomcast standalone is running.\n");
     let _ = writeln!(text, "  router     {}", urls.router);
     let _ = writeln!(text, "  websocket  {}", urls.ws);
@@ -136,7 +183,9 @@ fn banner(urls: &Urls<'_>, secret: &str) -> String {
             "  quic cert  sha256 {fingerprint} (self-signed; pin it)"
         );
     }
-    let _ = writeln!(text, "  room API   {}", urls.biz);
+    // The URL ends each line: scripts take the last word.
+    let _ = writeln!(text, "  room API   {}", urls.backend);
+    let _ = writeln!(text, "  client API {}", urls.biz);
     if urls.demo {
         let _ = writeln!(text, "  demo page  {}/demo/", urls.router);
     }
@@ -152,14 +201,23 @@ fn banner(urls: &Urls<'_>, secret: &str) -> String {
         ""
     };
     let _ = writeln!(text, "  dev token secret (HS256): {secret}{note}");
+    let key_note = if api_key == DEFAULT_DEV_API_KEY {
+        " (the development default)"
+    } else {
+        ""
+    };
+    let _ = writeln!(text, "  dev API key: {api_key}{key_note}");
 
     // Flags the other commands need when this process does not use the defaults.
     let mut flags = String::new();
     if urls.router != DEFAULT_ROUTER_URL {
         let _ = write!(flags, " --router-url {}", urls.router);
     }
-    if urls.biz != DEFAULT_BIZ_URL {
-        let _ = write!(flags, " --biz-url {}", urls.biz);
+    if urls.backend != DEFAULT_BACKEND_URL {
+        let _ = write!(flags, " --backend-url {}", urls.backend);
+    }
+    if api_key != DEFAULT_DEV_API_KEY {
+        flags.push_str(" --api-key \"$ROOMCAST_API_KEY\"");
     }
     if secret != DEFAULT_DEV_SECRET {
         flags.push_str(" --secret \"$ROOMCAST_SECRET\"");
@@ -185,7 +243,8 @@ mod tests {
         Urls {
             router,
             ws: "ws://127.0.0.1:8601/v1/ws",
-            biz: DEFAULT_BIZ_URL,
+            biz: "http://127.0.0.1:8602",
+            backend: DEFAULT_BACKEND_URL,
             metrics: "http://127.0.0.1:8609",
             admin: "http://127.0.0.1:8603",
             quic: Some("quic://127.0.0.1:8604"),
@@ -196,16 +255,28 @@ mod tests {
 
     #[test]
     fn banner_adds_flags_only_when_not_default() {
-        let plain = banner(&running(DEFAULT_ROUTER_URL), DEFAULT_DEV_SECRET);
+        let plain = banner(
+            &running(DEFAULT_ROUTER_URL),
+            DEFAULT_DEV_SECRET,
+            DEFAULT_DEV_API_KEY,
+        );
         assert!(plain.contains("roomcast room create --title"), "{plain}");
         assert!(plain.contains("ws://127.0.0.1:8601/v1/ws"), "{plain}");
         assert!(plain.contains("/demo/"), "{plain}");
 
-        let custom = banner(&running("http://127.0.0.1:9000"), "s3cret");
+        let custom = banner(
+            &running("http://127.0.0.1:9000"),
+            "s3cret",
+            DEFAULT_DEV_API_KEY,
+        );
         assert!(
             custom.contains("roomcast --router-url http://127.0.0.1:9000 --secret"),
             "{custom}"
         );
-        assert!(!custom.contains("--biz-url"), "{custom}");
+        assert!(!custom.contains("--backend-url"), "{custom}");
+        assert!(
+            plain.contains(DEFAULT_DEV_API_KEY),
+            "the dev key is printed: {plain}"
+        );
     }
 }

@@ -10,7 +10,6 @@ use proto::internal::v1::{
 };
 use room_store::NewRoom;
 use tokio::sync::{Semaphore, mpsc};
-use tonic::transport::Channel;
 
 use super::*;
 use crate::Config;
@@ -21,14 +20,19 @@ use crate::test_util::{RecordingPusher, bind, shared};
 const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Serve `shared` on 127.0.0.1:0 until `drain` is cancelled.
-async fn serve(shared: Arc<Shared>, drain: CancellationToken) -> BizClient<Channel> {
+async fn serve(
+    shared: Arc<Shared>,
+    drain: CancellationToken,
+) -> BizClient<common::grpc::InternalChannel> {
     let listener = bind().await;
     let addr = listener.local_addr().expect("addr").to_string();
     let server = tonic::transport::Server::builder()
         .add_service(BizService::server(shared, drain.clone()))
         .serve_with_incoming_shutdown(common::grpc::incoming(listener), drain.cancelled_owned());
     tokio::spawn(server);
-    BizClient::new(common::grpc::lazy_channel(&addr).expect("channel"))
+    BizClient::new(
+        common::grpc::lazy_channel(&addr, &common::grpc::InternalAuth::default()).expect("channel"),
+    )
 }
 
 async fn new_room(shared: &Shared, owner: Option<&str>) -> String {

@@ -81,10 +81,13 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
         discovery: discovery.clone(),
         registry: registry.clone(),
         store: store.clone(),
+        live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
     };
     let listeners = Listeners {
         http: bind().await,
+        backend: bind().await,
         grpc: bind().await,
+        ops: None,
     };
     let server = tokio::spawn(crate::run(
         Config::default(),
@@ -98,7 +101,9 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
         .expect("view")[0]
         .clone();
     let addr = biz.grpc_addr.expect("grpc address");
-    let mut client = BizClient::new(common::grpc::lazy_channel(&addr).expect("channel"));
+    let mut client = BizClient::new(
+        common::grpc::lazy_channel(&addr, &common::grpc::InternalAuth::default()).expect("channel"),
+    );
 
     let jazz = new_room(&*store).await;
     let talk = new_room(&*store).await;

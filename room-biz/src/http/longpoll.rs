@@ -476,9 +476,10 @@ async fn read_direct(shared: &Shared, ctx: &Context<'_>) -> Result<LongPollReply
 /// The entry rule for a poller ([`entry::check`]): kicked, blocked and
 /// uninvited users may not read a room (403). Unknown rooms, and rooms ended
 /// since, are answered by the cache (404, 409), which re-reads the room more
-/// often than the node's view of it.
+/// often than the node's view of it. A store that cannot answer refuses
+/// (503): a private room stays closed when its invite list can't be read.
 async fn refuse_strangers(shared: &Shared, room: &str, uid: &str) -> Result<(), ApiError> {
-    let Ok(Some(view)) = shared.backends.rooms.views.get(room).await else {
+    let Some(view) = shared.backends.rooms.views.get(room).await? else {
         return Ok(());
     };
     match entry::check(view.room.state, view.standing(uid)) {

@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use room_store::domain::entry::{self, Barred};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use room_store::domain::entry;
 use room_store::domain::room::StageRole;
 use room_store::{MemberEntry, MemberFilter, NewRoom, Room, RoomState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::auth;
+use super::caller::Caller;
 use super::error::{ApiError, ApiJson, refusal_error};
 use crate::shared::Shared;
 
@@ -105,6 +105,7 @@ fn uid_list(uids: &[String]) -> Result<Vec<String>, ApiError> {
 
 pub(super) async fn create_room(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<RoomJson>), ApiError> {
     let title = body.title.trim();
@@ -153,7 +154,7 @@ pub(super) async fn create_room(
     };
     let room = shared.backends.store.create_room(new).await?;
     shared.metrics.rooms_created.inc();
-    tracing::info!(room = %room.id, owner = ?room.owner, state = room.state.as_str(), "Room created.");
+    tracing::info!(room = %room.id, owner = ?room.owner, state = room.state.as_str(), by = %caller.actor(), "Room created.");
     // A live room nobody joins ends like one everybody left.
     shared.backends.rooms.watch_empty(&room);
     if !invited.is_empty() {
@@ -176,8 +177,10 @@ pub(super) async fn create_room(
 
 pub(super) async fn get_room(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<RoomJson>, ApiError> {
+    admit_reader(&shared, &id, &caller).await?;
     let store = &shared.backends.store;
     let room = store
         .get_room(&id)
@@ -201,8 +204,10 @@ pub(super) async fn start_room(
 /// `POST /v1/rooms/{id}/end`: the app backend ends a room.
 pub(super) async fn end_room(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    tracing::info!(room = %id, by = %caller.actor(), "Room end requested through the backend API.");
     let summary = shared
         .backends
         .rooms
@@ -243,8 +248,10 @@ pub(super) async fn invite(
 /// `GET /v1/rooms/{id}/summary`: live during the room, final after it.
 pub(super) async fn summary(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    admit_reader(&shared, &id, &caller).await?;
     let read = shared
         .backends
         .rooms
@@ -254,25 +261,18 @@ pub(super) async fn summary(
     Ok(Json(read.summary_json(common::time::now_ms())))
 }
 
-/// `GET /v1/rooms/{id}/state`: the snapshot a join gets; with a bearer
-/// token, the caller's own role and state too, if the entry rule lets the
-/// caller in (an ended room stays readable). Without a token the read is the
-/// app backend's, which is not authenticated yet.
+/// `GET /v1/rooms/{id}/state`: the snapshot a join gets; for a client, its
+/// own role and state too, if the read rule lets it read the room. The app
+/// backend reads any room.
 pub(super) async fn state(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let viewer = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        let uid = auth::uid(&shared, &headers)?;
-        admit_reader(&shared, &id, &uid).await?;
-        Some(uid)
-    } else {
-        None
-    };
+    admit_reader(&shared, &id, &caller).await?;
     let rooms = &shared.backends.rooms;
     let read = rooms
-        .read(&id, viewer.as_deref())
+        .read(&id, caller.reader())
         .await
         .map_err(refusal_error)?;
     Ok(Json(serde_json::json!({
@@ -284,17 +284,19 @@ pub(super) async fn state(
     })))
 }
 
-/// The entry rule ([`entry::check`]) for a user reading `room`, from the
-/// node's view of it. An ended room is still read (its final state);
-/// unknown rooms are left to the read, which answers 404.
-async fn admit_reader(shared: &Shared, room: &str, uid: &str) -> Result<(), ApiError> {
+/// The read rule ([`entry::check_read`]) for a client reading `room`, from
+/// the node's view of it: a private room answers only those who may enter
+/// it, during and after the room. Unknown rooms are left to the read, which
+/// answers 404. The app backend reads every room.
+async fn admit_reader(shared: &Shared, room: &str, caller: &Caller) -> Result<(), ApiError> {
+    let Some(uid) = caller.reader() else {
+        return Ok(());
+    };
     let Some(view) = shared.backends.rooms.views.get(room).await? else {
         return Ok(());
     };
-    match entry::check(view.room.state, view.standing(uid)) {
-        Ok(()) | Err(Barred::Ended) => Ok(()),
-        Err(barred) => Err(refusal_error(barred.into())),
-    }
+    entry::check_read(view.room.state, view.standing(uid))
+        .map_err(|barred| refusal_error(barred.into()))
 }
 
 #[derive(Deserialize)]
@@ -308,9 +310,11 @@ pub(super) struct MembersQuery {
 /// exact stage lists.
 pub(super) async fn members(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<MembersQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    admit_reader(&shared, &id, &caller).await?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let role = query.role.as_deref().unwrap_or("listener");
     let limit = query.limit.unwrap_or(MEMBERS_PAGE.0);

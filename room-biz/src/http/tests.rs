@@ -2,19 +2,22 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use proto::client::v1::Priority;
 use serde_json::{Value, json};
 
 use crate::Config;
 use crate::pusher::RoomPusher;
-use crate::test_util::{RecordingPusher, TEST_EPOCH, bind, shared};
+use crate::test_util::{
+    RecordingPusher, TEST_EPOCH, backend_client, bind, install_test_key, shared,
+};
 
 /// Serve the API on 127.0.0.1:0; the server task ends with the test runtime.
 async fn serve(pusher: Arc<dyn RoomPusher>) -> String {
     let listener = bind().await;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = super::app(shared(Config::default(), pusher), Router::new());
+    let shared = shared(Config::default(), pusher);
+    install_test_key(&shared);
+    let app = super::backend_app(shared);
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
@@ -30,12 +33,7 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 async fn create(url: &str, body: Value) -> (u16, Value) {
-    send(
-        reqwest::Client::new()
-            .post(format!("{url}/v1/rooms"))
-            .json(&body),
-    )
-    .await
+    send(backend_client().post(format!("{url}/v1/rooms")).json(&body)).await
 }
 
 fn error_of(body: &Value) -> (&str, &str) {
@@ -55,7 +53,7 @@ async fn rooms_are_created_and_read_back() {
     assert_eq!(created["owner"], "alice");
     assert!(created["created_at_ms"].as_u64().expect("created_at_ms") > 0);
 
-    let (status, got) = send(reqwest::Client::new().get(format!("{url}/v1/rooms/{id}"))).await;
+    let (status, got) = send(backend_client().get(format!("{url}/v1/rooms/{id}"))).await;
     assert_eq!(status, 200);
     assert_eq!(got["room_id"], id);
     assert_eq!(got["title"], "Night talk");
@@ -70,17 +68,17 @@ async fn rooms_are_created_and_read_back() {
 #[tokio::test]
 async fn unknown_rooms_are_404_json() {
     let url = serve(RecordingPusher::new()).await;
-    let (status, body) = send(reqwest::Client::new().get(format!("{url}/v1/rooms/rNope"))).await;
+    let (status, body) = send(backend_client().get(format!("{url}/v1/rooms/rNope"))).await;
     assert_eq!(status, 404);
     assert_eq!(error_of(&body), ("room_not_found", "room rNope not found"));
-    let (status, body) = send(reqwest::Client::new().get(format!("{url}/v2/whatever"))).await;
+    let (status, body) = send(backend_client().get(format!("{url}/v2/whatever"))).await;
     assert_eq!((status, error_of(&body).0), (404, "not_found"));
 }
 
 #[tokio::test]
 async fn bad_room_requests_are_400_json_naming_the_problem() {
     let url = serve(RecordingPusher::new()).await;
-    let client = reqwest::Client::new();
+    let client = backend_client();
     let raw = client.post(format!("{url}/v1/rooms")).body("{\"title\": ");
     let (status, body) = send(raw).await;
     assert_eq!(status, 400);
@@ -115,7 +113,7 @@ async fn system_messages_are_pushed_to_the_room() {
     let (_, room) = create(&url, json!({"title": "Quiz"})).await;
     let id = room["room_id"].as_str().expect("room_id");
     let messages = format!("{url}/v1/rooms/{id}/messages");
-    let client = reqwest::Client::new();
+    let client = backend_client();
 
     let request = json!({"kind": "system", "body": {"notice": "starting"}, "priority": "high"});
     let (status, reply) = send(client.post(&messages).json(&request)).await;
@@ -146,7 +144,7 @@ async fn bad_message_requests_are_rejected_as_json() {
     let url = serve(RecordingPusher::new()).await;
     let (_, room) = create(&url, json!({"title": "Quiz"})).await;
     let id = room["room_id"].as_str().expect("room_id");
-    let client = reqwest::Client::new();
+    let client = backend_client();
     let messages = format!("{url}/v1/rooms/{id}/messages");
 
     let cases = [
@@ -178,7 +176,7 @@ async fn push_failures_are_503_json() {
     let (_, room) = create(&url, json!({"title": "Quiz"})).await;
     let id = room["room_id"].as_str().expect("room_id");
     let messages = format!("{url}/v1/rooms/{id}/messages");
-    let res = reqwest::Client::new()
+    let res = backend_client()
         .post(messages)
         .json(&json!({"body": {}}))
         .send()
@@ -201,17 +199,18 @@ async fn serve_shared(pusher: Arc<dyn RoomPusher>) -> (String, Arc<crate::shared
     let listener = bind().await;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let shared = shared(Config::default(), pusher);
-    let app = super::app(shared.clone(), Router::new());
+    install_test_key(&shared);
+    let app = super::backend_app(shared.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, shared)
 }
 
 async fn post(url: String, body: Value) -> (u16, Value) {
-    send(reqwest::Client::new().post(url).json(&body)).await
+    send(backend_client().post(url).json(&body)).await
 }
 
 async fn get(url: String) -> (u16, Value) {
-    send(reqwest::Client::new().get(url)).await
+    send(backend_client().get(url)).await
 }
 
 #[tokio::test]

@@ -74,6 +74,17 @@ pub fn check(state: RoomState, standing: Standing) -> Result<(), Barred> {
     Ok(())
 }
 
+/// The read rule: may a user with `standing` read a room in `state` (its
+/// snapshot, members, summary, messages)? The entry rule, except that an
+/// ended room stays readable by whoever could have been in it: a private
+/// room stays private after its end.
+pub fn check_read(state: RoomState, standing: Standing) -> Result<(), Barred> {
+    match check(state, standing) {
+        Err(Barred::Ended) => check(RoomState::Live, standing),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +119,22 @@ mod tests {
             check(RoomState::Scheduled, Standing::default()),
             Err(Barred::NotInvited)
         );
+    }
+
+    #[test]
+    fn ended_rooms_stay_readable_by_those_who_could_enter_only() {
+        assert_eq!(check_read(RoomState::Ended, WELCOME), Ok(()));
+        assert_eq!(check_read(RoomState::Live, WELCOME), Ok(()));
+        assert_eq!(
+            check_read(RoomState::Ended, Standing::default()),
+            Err(Barred::NotInvited),
+            "a private room stays private after its end"
+        );
+        let kicked = Standing {
+            kicked: true,
+            ..WELCOME
+        };
+        assert_eq!(check_read(RoomState::Ended, kicked), Err(Barred::Kicked));
     }
 
     #[test]

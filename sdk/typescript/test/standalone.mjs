@@ -22,8 +22,8 @@ export function binary() {
 }
 
 export async function startStandalone() {
-  const [router, ws, biz, metrics, admin] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const args = ["standalone", "--router-port", router, "--ws-port", ws, "--biz-port", biz, "--metrics-port", metrics, "--admin-port", admin, "--no-quic"].map(String);
+  const [router, ws, biz, backend, metrics, admin] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const args = ["standalone", "--router-port", router, "--ws-port", ws, "--biz-port", biz, "--backend-port", backend, "--metrics-port", metrics, "--admin-port", admin, "--no-quic"].map(String);
   const child = spawn(binary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
   let output = "";
   child.stdout.on("data", (d) => (output += d));
@@ -42,9 +42,12 @@ export async function startStandalone() {
       const r = await fetch(`${routerUrl}/demo/api/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ uid }) });
       return (await r.json()).token;
     },
+    /** A room owned (hosted) by `owner`, through standalone's demo helper (the backend API with its key). */
     async createRoom(owner, title = "Test room") {
-      const r = await fetch(`http://127.0.0.1:${biz}/v1/rooms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title, owner }) });
-      return (await r.json()).room_id;
+      const r = await fetch(`${routerUrl}/demo/api/rooms`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ title, owner }) });
+      const body = await r.json();
+      if (!body.room_id) throw new Error(`cannot create a room: ${JSON.stringify(body)}`);
+      return body.room_id;
     },
     async stop() {
       if (child.exitCode !== null) return;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use common::auth::mint_hs256;
 use proto::client::v1::Priority;
 use proto::internal::v1::PushRoomRequest;
@@ -73,7 +72,7 @@ fn error_code(body: &Value) -> &str {
 async fn serve(shared: Arc<crate::shared::Shared>) -> String {
     let listener = bind().await;
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = crate::http::app(shared, Router::new());
+    let app = crate::http::client_app(shared);
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }

@@ -1,0 +1,118 @@
+"""Run every container the chart renders the way Kubernetes would, up to
+configuration: its binary with its args (`$(VAR)` expanded) and env (values,
+Secret keys, downward API fields), its ConfigMap file mounted where the args
+point, plus `--print-config`. Each binary must accept its configuration
+(exit 0), so a setting the chart writes with a wrong name or type fails here,
+not in a crash-looping pod (scripts/check-deploy.sh).
+
+usage: check_configs.py BIN_DIR RENDERED.yaml...
+"""
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+# Stand-ins for what the cluster provides.
+FIELDS = {"metadata.name": "roomcast-conn-5d8f7-abcde", "status.podIP": "10.1.2.3",
+          "status.hostIP": "192.0.2.10"}
+# Keys of an existing Secret (secrets.existingSecret) the chart does not render.
+EXTERNAL_SECRET = {"token-secret": "external-secret-0123456789abcdef0123456789",
+                   "admin-token": "external-admin-0123456789",
+                   "internal-token": "external-internal-0123456789",
+                   "redis-urls": "[redis://:pw@redis-0:6379,redis://:pw@redis-1:6379]",
+                   "postgresql-url": "postgresql://roomcast:pw@postgres:5432/roomcast"}
+
+
+def secret_values(docs):
+    values = {}
+    for doc in docs:
+        if doc.get("kind") == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+            data.update(doc.get("stringData") or {})
+            values[doc["metadata"]["name"]] = data
+    return values
+
+
+def env_of(container, secrets):
+    env = {}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+            continue
+        source = var["valueFrom"]
+        if "fieldRef" in source:
+            env[var["name"]] = FIELDS[source["fieldRef"]["fieldPath"]]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            data = secrets.get(ref["name"], EXTERNAL_SECRET)
+            if ref["key"] in data:
+                env[var["name"]] = data[ref["key"]]
+            elif not ref.get("optional"):
+                raise SystemExit(f"error: Secret {ref['name']} has no key {ref['key']}")
+    return env
+
+
+def check(path, bin_dir):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d.get("kind") == "ConfigMap"}
+    secrets = secret_values(docs)
+    failed = 0
+    checked = 0
+    for doc in docs:
+        if doc.get("kind") != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            env = env_of(container, secrets)
+            with tempfile.TemporaryDirectory() as tmp:
+                mounts = {}
+                for mount in container.get("volumeMounts", []):
+                    volume = volumes[mount["name"]]
+                    if "configMap" in volume:
+                        data = configmaps[volume["configMap"]["name"]]
+                        local = os.path.join(tmp, mount["subPath"])
+                        with open(local, "w") as f:
+                            f.write(data[mount["subPath"]])
+                        mounts[mount["mountPath"]] = local
+                args = []
+                for arg in container.get("args", []):
+                    arg = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+                    for mount_path, local in mounts.items():
+                        arg = arg.replace(mount_path, local)
+                    args.append(arg)
+                binary = os.path.join(bin_dir, container["command"][0])
+                run_env = {"PATH": os.environ.get("PATH", ""), **env}
+                result = subprocess.run([binary, *args, "--print-config"], env=run_env,
+                                        capture_output=True, text=True, timeout=60)
+                checked += 1
+                if result.returncode != 0:
+                    failed += 1
+                    print(f"FAIL {path}: {doc['metadata']['name']}: {container['command'][0]} "
+                          f"refused its configuration (exit {result.returncode}):\n{result.stderr.strip()}")
+    return checked, failed
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    bin_dir, files = sys.argv[1], sys.argv[2:]
+    checked = failed = 0
+    for path in files:
+        c, f = check(path, bin_dir)
+        checked += c
+        failed += f
+    if checked == 0:
+        sys.exit("error: no Deployment found in the rendered files")
+    print(f"{checked - failed} passed, {failed} failed: service containers accept the configuration the chart gives them")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
