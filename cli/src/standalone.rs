@@ -325,9 +325,9 @@ impl Standalone {
             discovery: discovery.clone(),
             live_config: live_config.clone(),
             registry: registry.clone(),
-            pages: cfg
-                .demo
-                .then(|| crate::demo::routes(cfg.secret.clone(), backend_url.clone(), cfg.api_key.clone())),
+            pages: cfg.demo.then(|| {
+                crate::demo::routes(cfg.secret.clone(), backend_url.clone(), cfg.api_key.clone())
+            }),
         };
         let listeners = router::Listeners {
             http: router_listener,
