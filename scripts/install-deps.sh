@@ -4,6 +4,9 @@
 #   vendor/etcd-client/ROOMCAST.md)
 #   redis-server  message log and room store tests (also redis-cli for Cluster)
 #   etcd          discovery tests
+#   node, npm     the TypeScript SDK and the demo page (scripts/test-web.sh)
+#   chromium      the demo page's browser test (headless, driven by playwright-core),
+#                 with an emoji font
 set -euo pipefail
 
 need=()
@@ -11,6 +14,11 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+# Emoji in the demo page's screenshot (docs/demo.png); cosmetic.
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The one test command (README "Test it"; CI runs exactly this).
 #
-# 1. Installs what the tests need and is missing (redis-server, etcd), via
-#    apt on Debian/Ubuntu; elsewhere it names what to install.
+# 1. Installs what the tests need and is missing (redis-server, etcd, node,
+#    chromium), via apt on Debian/Ubuntu; elsewhere it names what to install.
 # 2. cargo fmt --check, a build of the .proto build scripts that proves no
 #    system protoc is needed, cargo clippy -D warnings, the deployment files
 #    (scripts/check-deploy.sh: helm chart, compose file, dashboard, alert
 #    rules; it installs helm, kubernetes-validate and docker-compose once
 #    under /var/tmp/roomcast-tools), the whole test suite.
+# 3. The TypeScript SDK and the demo page (scripts/test-web.sh): unit,
+#    integration and headless-Chromium browser tests.
 #
 # Tests start their own redis-server and etcd on free loopback ports; nothing
 # here touches a server already running on the machine.
@@ -40,4 +42,5 @@ echo "==> deployment files (helm chart, compose file, dashboard, alert rules)"
 scripts/check-deploy.sh
 echo "==> cargo test"
 cargo test --workspace --locked -- --test-threads="${ROOMCAST_TEST_THREADS:-4}"
+scripts/test-web.sh
 echo "==> all green"

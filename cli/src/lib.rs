@@ -4,6 +4,8 @@
 //! - [`standalone`]: every service in one process (`roomcast standalone`); the load
 //!   generator (`roomcast-bench`, its own crate in `bench/`) starts it in-process too.
 //! - [`commands`]: the command line (clap) and one module per command.
+//! - [`demo`]: the live-room demo page standalone serves at `/demo/`.
 
 pub mod commands;
+pub mod demo;
 pub mod standalone;

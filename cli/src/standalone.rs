@@ -90,6 +90,12 @@ pub struct StandaloneConfig {
     pub router: router::Config,
     /// Request-head deadline and connection cap of the metrics listener.
     pub metrics_http: common::http::HttpLimits,
+    /// Origins allowed to call the router and room API from a browser,
+    /// besides standalone's own (the router's URL, and `localhost` for a
+    /// loopback bind), which serves the demo page.
+    pub cors_origins: Vec<String>,
+    /// Serve the live-room demo page at `/demo/` on the router port.
+    pub demo: bool,
 }
 
 impl Default for StandaloneConfig {
@@ -114,8 +120,21 @@ impl Default for StandaloneConfig {
             biz: room_biz::Config::default(),
             router: router::Config::default(),
             metrics_http: common::http::HttpLimits::ops(),
+            cors_origins: Vec::new(),
+            demo: true,
         }
     }
+}
+
+/// The origins of standalone's own pages: the router's URL, and its
+/// `localhost` twin when bound to loopback (browsers send the host as typed).
+fn own_origins(router_url: &str, listener: &TcpListener) -> anyhow::Result<Vec<String>> {
+    let addr = listener.local_addr()?;
+    let mut origins = vec![router_url.to_owned()];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    Ok(origins)
 }
 
 /// A running standalone system.
@@ -130,6 +149,8 @@ pub struct Standalone {
     pub backend_url: String,
     /// The internal token of this run's services (tests call them directly).
     pub internal_auth: common::grpc::InternalAuth,
+    /// The same token as text, for a node a test starts beside these.
+    pub internal_token: String,
     /// `http://host:port` of the metrics endpoint.
     pub metrics_url: String,
     /// `http://host:port` of the router's admin API.
@@ -212,6 +233,12 @@ impl Standalone {
             conn_layer::WS_PATH
         );
 
+        common::cors::validate(&cfg.cors_origins).context("bad --cors-origin")?;
+        let cors_origins = own_origins(&router_url, &router_listener)?
+            .into_iter()
+            .chain(cfg.cors_origins.iter().cloned())
+            .collect::<Vec<_>>();
+
         let discovery: Arc<dyn Discovery> = Arc::new(MemoryDiscovery::new());
         let live_config: Arc<dyn LiveConfig> = Arc::new(MemoryLiveConfig::default());
         let mut keyring = Keyring::default();
@@ -244,7 +271,9 @@ impl Standalone {
         biz_cfg.internal_token = internal_token.clone();
         biz_cfg.advertise_host = advertise.clone();
         biz_cfg.token_secret = cfg.secret.clone();
+        biz_cfg.cors_origins.extend(cors_origins.iter().cloned());
         let mut router_cfg = cfg.router.clone();
+        router_cfg.cors_origins.extend(cors_origins);
         router_cfg.advertise_host = advertise.clone();
         router_cfg.admin_token = cfg.admin_token.clone();
         router_cfg.token_secret = cfg.secret.clone();
@@ -298,6 +327,9 @@ impl Standalone {
             discovery: discovery.clone(),
             live_config: live_config.clone(),
             registry: registry.clone(),
+            pages: cfg.demo.then(|| {
+                crate::demo::routes(cfg.secret.clone(), backend_url.clone(), cfg.api_key.clone())
+            }),
         };
         let listeners = router::Listeners {
             http: router_listener,
@@ -328,6 +360,7 @@ impl Standalone {
             biz_url,
             backend_url,
             internal_auth: common::grpc::InternalAuth::new(&internal_token)?,
+            internal_token: internal_token.clone(),
             metrics_url,
             admin_url,
             quic_url: None,

@@ -12,6 +12,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM → one `CancellationToken`.
 //! - [`http`]: serving HTTP on a listener with request-head deadlines and a
 //!   connection cap (every HTTP listener of every service).
+//! - [`cors`]: the CORS allow-list layer of browser-facing HTTP routes.
 //! - [`ops`]: `/metrics`, `/livez`, `/readyz` for every service.
 //! - [`discovery`]: the node registry trait, its in-process and etcd engines.
 //! - [`live_config`]: live documents (rollout policy, drain requests) with
@@ -32,6 +33,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod cors;
 pub mod discovery;
 mod etcd_call;
 pub mod grpc;

@@ -13,7 +13,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wire {
     Protobuf,
+    /// `roomcast.v1.json`: bodies as base64.
     Json,
+    /// `roomcast.v2.json`: bodies as JSON, epochs as strings.
+    JsonV2,
 }
 
 /// What an inbound WebSocket message turned out to be.
@@ -34,14 +37,15 @@ pub(crate) enum Inbound {
 const CLIENT_FRAME_KINDS: [&str; 5] = ["hello", "join", "leave", "publish", "ping"];
 
 /// Decode a client message: binary messages are protobuf, text messages JSON,
-/// whatever the negotiated subprotocol.
+/// whatever the negotiated subprotocol (JSON v2 on a `roomcast.v2.json`
+/// connection, v1 otherwise).
 ///
 /// Both encodings agree: a frame of a kind this server does not know (an
 /// unknown oneof field in protobuf, an unknown key under `"frame"` in JSON)
 /// and a frame of no kind (an empty message, `{}`) decode to a frame without
 /// a kind, which the session answers with `UNKNOWN_FRAME`; bytes that are not
 /// a frame at all are `Malformed`.
-pub(crate) fn decode(message: Message, max_bytes: usize) -> Inbound {
+pub(crate) fn decode(message: Message, max_bytes: usize, wire: Wire) -> Inbound {
     match message {
         Message::Binary(data) => {
             if data.len() > max_bytes {
@@ -56,7 +60,11 @@ pub(crate) fn decode(message: Message, max_bytes: usize) -> Inbound {
             if text.len() > max_bytes {
                 return Inbound::TooLarge(text.len() as u64);
             }
-            match proto::json::decode_client(text.as_str()) {
+            let decoded = match wire {
+                Wire::JsonV2 => proto::json_v2::decode_client(text.as_str()),
+                Wire::Protobuf | Wire::Json => proto::json::decode_client(text.as_str()),
+            };
+            match decoded {
                 Ok(frame) => Inbound::Frame(frame),
                 Err(_) if is_unknown_json_kind(text.as_str()) => {
                     Inbound::Frame(ClientFrame { frame: None })
@@ -90,6 +98,7 @@ pub(crate) struct SharedFrame {
     pub(crate) frame: ServerFrame,
     binary: OnceLock<Bytes>,
     json: OnceLock<Utf8Bytes>,
+    json_v2: OnceLock<Utf8Bytes>,
 }
 
 impl SharedFrame {
@@ -98,6 +107,7 @@ impl SharedFrame {
             frame,
             binary: OnceLock::new(),
             json: OnceLock::new(),
+            json_v2: OnceLock::new(),
         }
     }
 
@@ -109,7 +119,14 @@ impl SharedFrame {
                     .get_or_init(|| Bytes::from(self.frame.encode_to_vec()))
                     .clone(),
             ),
-            Wire::Json => Message::Text(self.json.get_or_init(|| json_text(&self.frame)).clone()),
+            Wire::Json | Wire::JsonV2 => {
+                let cell = if wire == Wire::Json {
+                    &self.json
+                } else {
+                    &self.json_v2
+                };
+                Message::Text(cell.get_or_init(|| json_text(wire, &self.frame)).clone())
+            }
         }
     }
 }
@@ -118,14 +135,18 @@ impl SharedFrame {
 pub(crate) fn encode(wire: Wire, frame: &ServerFrame) -> Message {
     match wire {
         Wire::Protobuf => Message::Binary(Bytes::from(frame.encode_to_vec())),
-        Wire::Json => Message::Text(json_text(frame)),
+        Wire::Json | Wire::JsonV2 => Message::Text(json_text(wire, frame)),
     }
 }
 
-fn json_text(frame: &ServerFrame) -> Utf8Bytes {
-    // Serialising generated structs of strings, numbers and base64 cannot fail;
-    // the fallback keeps the connection alive if it ever did.
-    Utf8Bytes::from(proto::json::encode_server(frame).unwrap_or_else(|e| {
+fn json_text(wire: Wire, frame: &ServerFrame) -> Utf8Bytes {
+    let encoded = match wire {
+        Wire::JsonV2 => proto::json_v2::encode_server(frame),
+        Wire::Protobuf | Wire::Json => proto::json::encode_server(frame),
+    };
+    // Serialising generated structs of strings, numbers, base64 and validated
+    // JSON cannot fail; the fallback keeps the connection alive if it ever did.
+    Utf8Bytes::from(encoded.unwrap_or_else(|e| {
         format!("{{\"frame\":{{\"error\":{{\"code\":13,\"message\":\"encoding failed: {e}\"}}}}}}")
     }))
 }
@@ -141,22 +162,36 @@ mod tests {
             frame: Some(client_frame::Frame::Ping(Ping { client_time_ms: 5 })),
         };
         let bin = Message::Binary(Bytes::from(frame.encode_to_vec()));
-        assert!(matches!(decode(bin, 1024), Inbound::Frame(f) if f == frame));
+        assert!(matches!(decode(bin, 1024, Wire::Json), Inbound::Frame(f) if f == frame));
         let text = Message::Text(Utf8Bytes::from(
             r#"{"frame":{"ping":{"client_time_ms":5}}}"#,
         ));
-        assert!(matches!(decode(text, 1024), Inbound::Frame(f) if f == frame));
+        assert!(matches!(decode(text, 1024, Wire::Json), Inbound::Frame(f) if f == frame));
         let garbage = Message::Binary(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]));
-        assert!(matches!(decode(garbage, 1024), Inbound::Malformed(_)));
+        assert!(matches!(
+            decode(garbage, 1024, Wire::Json),
+            Inbound::Malformed(_)
+        ));
         let big = Message::Binary(Bytes::from(vec![0u8; 2048]));
-        assert!(matches!(decode(big, 1024), Inbound::TooLarge(2048)));
+        assert!(matches!(
+            decode(big, 1024, Wire::Json),
+            Inbound::TooLarge(2048)
+        ));
         let text = Message::Text(Utf8Bytes::from("{not json"));
-        assert!(matches!(decode(text, 1024), Inbound::Malformed(_)));
+        assert!(matches!(
+            decode(text, 1024, Wire::Json),
+            Inbound::Malformed(_)
+        ));
     }
 
     #[test]
     fn unknown_and_empty_frames_agree_across_encodings() {
-        let unknown = |m| matches!(decode(m, 1024), Inbound::Frame(ClientFrame { frame: None }));
+        let unknown = |m| {
+            matches!(
+                decode(m, 1024, Wire::Json),
+                Inbound::Frame(ClientFrame { frame: None })
+            )
+        };
         // Protobuf: field 99 (a newer kind), and an empty message.
         assert!(unknown(Message::Binary(Bytes::from_static(&[
             0x9a, 0x06, 0x00
@@ -169,7 +204,56 @@ mod tests {
         assert!(unknown(Message::Text(Utf8Bytes::from("{}"))));
         // A known kind with a bad body is malformed, not unknown.
         let bad_join = Message::Text(Utf8Bytes::from(r#"{"frame":{"join":{"ref":"x"}}}"#));
-        assert!(matches!(decode(bad_join, 1024), Inbound::Malformed(_)));
+        assert!(matches!(
+            decode(bad_join, 1024, Wire::Json),
+            Inbound::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn a_v2_connection_reads_v2_text_and_gets_v2_frames() {
+        use proto::client::v1::{Publish, Reply, ServerFrame, server_frame};
+        let text = r#"{"frame":{"publish":{"ref":3,"room":"r","action":"comment","payload":{"text":"hi"}}}}"#;
+        let want = ClientFrame {
+            frame: Some(client_frame::Frame::Publish(Publish {
+                r#ref: 3,
+                room: "r".into(),
+                action: "comment".into(),
+                payload: Bytes::from_static(br#"{"text":"hi"}"#),
+            })),
+        };
+        let inbound = decode(Message::Text(Utf8Bytes::from(text)), 1024, Wire::JsonV2);
+        assert!(matches!(inbound, Inbound::Frame(f) if f == want));
+        // The same text is not a v1 frame (v1 payloads are base64 strings).
+        let inbound = decode(Message::Text(Utf8Bytes::from(text)), 1024, Wire::Json);
+        assert!(matches!(inbound, Inbound::Malformed(_)));
+        // Unknown and empty kinds are unknown on v2 as well.
+        for unknown in [r#"{"frame":{"teleport":{}}}"#, "{}"] {
+            let inbound = decode(Message::Text(Utf8Bytes::from(unknown)), 1024, Wire::JsonV2);
+            assert!(
+                matches!(inbound, Inbound::Frame(ClientFrame { frame: None })),
+                "{unknown}"
+            );
+        }
+        let reply = SharedFrame::new(ServerFrame {
+            frame: Some(server_frame::Frame::Reply(Reply {
+                r#ref: 3,
+                code: 0,
+                message: String::new(),
+                body: Bytes::from_static(br#"{"seq":44}"#),
+            })),
+        });
+        let Message::Text(v2) = reply.message(Wire::JsonV2) else {
+            panic!("JSON wires send text");
+        };
+        assert_eq!(
+            v2.as_str(),
+            r#"{"frame":{"reply":{"ref":3,"code":0,"message":"","body":{"seq":44}}}}"#
+        );
+        let Message::Text(v1) = reply.message(Wire::Json) else {
+            panic!("JSON wires send text");
+        };
+        assert!(v1.as_str().contains(r#""body":"eyJzZXEiOjQ0fQ==""#), "{v1}");
     }
 
     #[test]
@@ -199,15 +283,17 @@ mod tests {
         #[test]
         fn any_input_is_classified(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
                                    text in ".{0,200}", max in 0usize..256) {
-            let bin = decode(Message::Binary(Bytes::from(data.clone())), max);
+            let bin = decode(Message::Binary(Bytes::from(data.clone())), max, Wire::Protobuf);
             if data.len() > max {
                 proptest::prop_assert!(matches!(bin, Inbound::TooLarge(n) if n == data.len() as u64));
             }
-            let txt = decode(Message::Text(Utf8Bytes::from(text.clone())), max);
-            if text.len() > max {
-                proptest::prop_assert!(matches!(txt, Inbound::TooLarge(n) if n == text.len() as u64));
-            } else {
-                proptest::prop_assert!(matches!(txt, Inbound::Frame(_) | Inbound::Malformed(_)));
+            for wire in [Wire::Json, Wire::JsonV2] {
+                let txt = decode(Message::Text(Utf8Bytes::from(text.clone())), max, wire);
+                if text.len() > max {
+                    proptest::prop_assert!(matches!(txt, Inbound::TooLarge(n) if n == text.len() as u64));
+                } else {
+                    proptest::prop_assert!(matches!(txt, Inbound::Frame(_) | Inbound::Malformed(_)));
+                }
             }
         }
 
@@ -240,12 +326,17 @@ mod tests {
             for kind in frames {
                 let frame = ClientFrame { frame: Some(kind) };
                 let bin = Message::Binary(Bytes::from(frame.encode_to_vec()));
-                proptest::prop_assert!(matches!(decode(bin, 1 << 20), Inbound::Frame(f) if f == frame));
+                proptest::prop_assert!(matches!(decode(bin, 1 << 20, Wire::Json), Inbound::Frame(f) if f == frame));
                 let json = proto::json::encode_client(&frame).map_err(|e| {
                     proptest::test_runner::TestCaseError::fail(e.to_string())
                 })?;
                 let text = Message::Text(Utf8Bytes::from(json));
-                proptest::prop_assert!(matches!(decode(text, 1 << 20), Inbound::Frame(f) if f == frame));
+                proptest::prop_assert!(matches!(decode(text, 1 << 20, Wire::Json), Inbound::Frame(f) if f == frame));
+                let json = proto::json_v2::encode_client(&frame).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(e.to_string())
+                })?;
+                let text = Message::Text(Utf8Bytes::from(json));
+                proptest::prop_assert!(matches!(decode(text, 1 << 20, Wire::JsonV2), Inbound::Frame(f) if f == frame));
             }
         }
     }

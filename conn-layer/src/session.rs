@@ -228,8 +228,11 @@ async fn handshake<S: Outgoing, R: Incoming>(
     wire: Wire,
 ) -> Option<String> {
     let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
-    let first =
-        tokio::time::timeout(hello_timeout, next_inbound(stream, ctx.cfg.max_frame_bytes)).await;
+    let first = tokio::time::timeout(
+        hello_timeout,
+        next_inbound(stream, ctx.cfg.max_frame_bytes, wire),
+    )
+    .await;
     let hello = match first {
         Err(_) => {
             let e = error(
@@ -334,9 +337,9 @@ fn bad_frame(ctx: &Ctx, inbound: Inbound) -> Result<(u16, &'static str, ErrorFra
 }
 
 /// The next data message (pings and pongs are answered by the WebSocket layer).
-async fn next_inbound<R: Incoming>(stream: &mut R, max: usize) -> Option<Inbound> {
+async fn next_inbound<R: Incoming>(stream: &mut R, max: usize, wire: Wire) -> Option<Inbound> {
     loop {
-        match classify(stream.next().await?, max) {
+        match classify(stream.next().await?, max, wire) {
             Inbound::Control => continue,
             Inbound::Close => return None,
             other => return Some(other),
@@ -346,9 +349,9 @@ async fn next_inbound<R: Incoming>(stream: &mut R, max: usize) -> Option<Inbound
 
 /// What one read means for the session: a failed transport reads as the
 /// peer gone; an oversized or non-UTF-8 message as the bad frame it is.
-fn classify(read: Result<Message, ReadError>, max: usize) -> Inbound {
+fn classify(read: Result<Message, ReadError>, max: usize, wire: Wire) -> Inbound {
     match read {
-        Ok(message) => codec::decode(message, max),
+        Ok(message) => codec::decode(message, max, wire),
         Err(ReadError::TooLarge(size)) => Inbound::TooLarge(size),
         Err(ReadError::NotUtf8) => {
             Inbound::Malformed("a text message must be valid UTF-8 (RFC 6455 §8.1)".into())
@@ -501,7 +504,10 @@ impl<S: Outgoing> Session<S> {
             return Some(Exit::Gone);
         };
         *last_in = Instant::now();
-        match bad_frame(&self.ctx, classify(read, self.ctx.cfg.max_frame_bytes)) {
+        match bad_frame(
+            &self.ctx,
+            classify(read, self.ctx.cfg.max_frame_bytes, self.wire),
+        ) {
             Ok((code, reason, e)) => Some(Exit::Close {
                 code,
                 reason: reason.into(),

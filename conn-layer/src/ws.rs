@@ -106,18 +106,23 @@ pub(crate) type WsSink = futures::stream::SplitSink<WebSocketStream<Guarded>, Me
 pub(crate) type Guarded = FrameGuard<TokioIo<hyper::upgrade::Upgraded>>;
 
 impl Upgrade {
-    /// The subprotocol chosen: the first of ours the client offered
-    /// (protobuf when it offered none or both).
+    /// The subprotocol chosen: the first of ours the client offered, in
+    /// this order (protobuf when it offered none; JSON v2 over v1).
     fn selected(&self) -> Option<&'static str> {
-        [proto::PROTOBUF_SUBPROTOCOL, proto::JSON_SUBPROTOCOL]
-            .into_iter()
-            .find(|p| self.offered.iter().any(|o| o.as_bytes() == p.as_bytes()))
+        [
+            proto::PROTOBUF_SUBPROTOCOL,
+            proto::JSON_V2_SUBPROTOCOL,
+            proto::JSON_SUBPROTOCOL,
+        ]
+        .into_iter()
+        .find(|p| self.offered.iter().any(|o| o.as_bytes() == p.as_bytes()))
     }
 
     /// The encoding the connection will speak.
     pub(crate) fn wire(&self) -> Wire {
         match self.selected() {
             Some(p) if p == proto::JSON_SUBPROTOCOL => Wire::Json,
+            Some(p) if p == proto::JSON_V2_SUBPROTOCOL => Wire::JsonV2,
             _ => Wire::Protobuf,
         }
     }

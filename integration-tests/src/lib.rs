@@ -344,6 +344,7 @@ impl Cluster {
         let mut cfg = conn_layer::Config {
             node_id: id.to_string(),
             token_secret: SECRET.into(),
+            internal_token: self.sys.internal_token.clone(),
             ..conn_layer::Config::default()
         };
         tune(&mut cfg);

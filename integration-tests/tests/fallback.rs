@@ -127,6 +127,7 @@ async fn closed_ports_fall_back_to_polling_and_come_back_without_a_gap() -> anyh
     let cfg = conn_layer::Config {
         node_id: "conn-ghost".into(),
         token_secret: integration_tests::SECRET.into(),
+        internal_token: cluster.sys.internal_token.clone(),
         ..conn_layer::Config::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`client::v1`]: frames between client SDKs and conn nodes (`ClientFrame`, `ServerFrame`).
 //! - [`internal::v1`]: gRPC between conn nodes, push nodes and room-biz.
-//! - [`json`]: the JSON subprotocol encoding of client frames.
+//! - [`json`]: the JSON subprotocol encoding of client frames (v1: bodies as base64).
+//! - [`json_v2`]: the JSON subprotocol v2 (bodies as JSON, epochs as strings).
 //! - [`paging`]: how many messages one pull, broadcast or `Delivery` carries
 //!   (a byte budget as well as a count).
 //! - [`transport`]: the wire names of the transports (`quic`, `ws`,
@@ -11,6 +12,7 @@
 //! - this file: WebSocket subprotocols and the QUIC ALPN.
 
 pub mod json;
+pub mod json_v2;
 pub mod paging;
 pub mod transport;
 
@@ -35,8 +37,10 @@ pub mod internal {
 /// The compiled descriptor set of every package, for gRPC reflection and tests.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("roomcast_descriptor");
 
-/// The WebSocket subprotocol for JSON frames.
+/// The WebSocket subprotocol for JSON frames, v1 (bodies as base64).
 pub const JSON_SUBPROTOCOL: &str = "roomcast.v1.json";
+/// The WebSocket subprotocol for JSON frames, v2 (bodies as JSON; see [`json_v2`]).
+pub const JSON_V2_SUBPROTOCOL: &str = "roomcast.v2.json";
 /// The WebSocket subprotocol for binary protobuf frames (also the default).
 pub const PROTOBUF_SUBPROTOCOL: &str = "roomcast.v1.proto";
 /// QUIC ALPN.

@@ -207,6 +207,10 @@ pub struct Config {
     /// `common::http`). A waiting long poll holds a connection, so the cap
     /// is [`DEFAULT_HTTP_MAX_CONNECTIONS`].
     pub http: common::http::HttpLimits,
+    /// Origins whose pages may call the HTTP routes from a browser (long
+    /// polling, actions, state): `scheme://host[:port]`, or `*` for any.
+    /// Empty (the default): none.
+    pub cors_origins: Vec<String>,
 }
 
 /// Secrets (the token secret) are redacted, like in `--print-config`.
@@ -264,6 +268,7 @@ impl Default for Config {
                 max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
                 ..common::http::HttpLimits::default()
             },
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -316,6 +321,8 @@ impl Config {
         if self.advertise_host.trim().is_empty() {
             return Err(Error::Config("advertise_host must not be empty".into()));
         }
+        common::cors::validate(&self.cors_origins)
+            .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
         Ok(())
     }
 }

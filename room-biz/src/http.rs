@@ -79,6 +79,7 @@ pub(crate) fn client_app(shared: Arc<Shared>) -> Router {
         .route("/v1/rooms/{id}/actions", post(actions::action))
         .merge(reads)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(common::cors::layer(&shared.cfg.cors_origins))
         .with_state(shared)
         .fallback(not_found)
 }

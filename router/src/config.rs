@@ -51,6 +51,10 @@ pub struct Config {
     pub http: common::http::HttpLimits,
     /// Request-head deadline and connection cap of the admin listener.
     pub admin_http: common::http::HttpLimits,
+    /// Origins whose pages may call the public routes (`GET /v1/route`,
+    /// `POST /v1/client-stats`) from a browser: `scheme://host[:port]`, or
+    /// `*` for any. Empty (the default): none.
+    pub cors_origins: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             token_eddsa_public_pem: None,
             client_stats_per_min: DEFAULT_CLIENT_STATS_PER_MIN,
             http: common::http::HttpLimits::default(),
+            cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),
         }
     }
@@ -100,6 +105,8 @@ impl Config {
                 "heartbeat_ms and retry_ms must be greater than 0".into(),
             ));
         }
+        common::cors::validate(&self.cors_origins)
+            .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
         for (name, limits) in [("http", &self.http), ("admin_http", &self.admin_http)] {
             if let Some(problem) = limits.problem() {
                 return Err(Error::Config(format!("{name}: {problem}")));

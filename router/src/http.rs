@@ -47,14 +47,15 @@ pub(crate) struct RouterState {
     pub(crate) stats_quota: DefaultKeyedRateLimiter<String>,
 }
 
-/// The router's public routes.
-pub(crate) fn app(state: Arc<RouterState>) -> Router {
+/// The router's public routes (open to pages of `cors_origins`).
+pub(crate) fn app(state: Arc<RouterState>, cors_origins: &[String]) -> Router {
     Router::new()
         .route("/v1/route", get(get_route))
         .route(
             "/v1/client-stats",
             post(post_client_stats).layer(DefaultBodyLimit::max(stats::MAX_BODY_BYTES)),
         )
+        .layer(common::cors::layer(cors_origins))
         .with_state(state)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
 }

@@ -66,6 +66,9 @@ pub struct Deps {
     pub live_config: Arc<dyn LiveConfig>,
     /// Where metrics are registered.
     pub registry: prometheus::Registry,
+    /// More routes for the public listener, served beside the router's own
+    /// (standalone's demo page); `None` in the router binary.
+    pub pages: Option<axum::Router>,
 }
 
 /// The router's bound listeners.
@@ -143,9 +146,14 @@ pub async fn run(
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so nothing is routed to a stopped router.
     let drain = CancellationToken::new();
+    let app = http::app(state, &cfg.cors_origins);
+    let app = match deps.pages.clone() {
+        Some(pages) => app.merge(pages),
+        None => app,
+    };
     let public = common::http::serve_http(
         listeners.http,
-        http::app(state),
+        app,
         "router_http",
         &cfg.http,
         &deps.registry,

@@ -125,6 +125,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         discovery,
         live_config,
         registry: prometheus::Registry::new(),
+        pages: None,
     };
     let listeners = Listeners {
         http,

@@ -55,6 +55,7 @@ async fn start_configured(live: Arc<dyn LiveConfig>, cfg: Config) -> Harness {
         discovery: discovery.clone(),
         live_config: live.clone(),
         registry: prometheus::Registry::new(),
+        pages: None,
     };
     let shutdown = CancellationToken::new();
     let listeners = Listeners {

@@ -635,6 +635,7 @@ mod tests {
             discovery: discovery.clone(),
             live_config: live.clone(),
             registry: prometheus::Registry::new(),
+            pages: None,
         };
         let cfg = router::Config {
             admin_token: TOKEN.into(),

@@ -55,6 +55,18 @@ pub struct StandaloneArgs {
         default_value_t = StandaloneConfig::default().broadcast_threshold
     )]
     pub broadcast_threshold: u32,
+    /// Origin allowed to call the router and room API from a browser
+    /// (repeatable; `scheme://host[:port]` or `*`). Standalone's own origin,
+    /// which serves the demo page, is always allowed.
+    #[arg(
+        long = "cors-origin",
+        env = "ROOMCAST_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Do not serve the demo page at /demo/.
+    #[arg(long)]
+    pub no_demo: bool,
 }
 
 /// Start every service, print the URLs, run until SIGINT or SIGTERM.
@@ -75,6 +87,8 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.clone(),
         secret: global.secret.clone(),
         broadcast_threshold: args.broadcast_threshold,
+        cors_origins: args.cors_origins,
+        demo: !args.no_demo,
         ..StandaloneConfig::default()
     };
     let shutdown = common::shutdown::signal_token();
@@ -90,6 +104,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         admin: &standalone.admin_url,
         quic: standalone.quic_url.as_deref(),
         quic_cert_sha256: standalone.quic_cert_sha256.as_deref(),
+        demo: !args.no_demo,
     };
     // A reader that went away (a closed pipe) must not take the servers down.
     {
@@ -155,6 +170,7 @@ struct Urls<'a> {
     admin: &'a str,
     quic: Option<&'a str>,
     quic_cert_sha256: Option<&'a str>,
+    demo: bool,
 }
 
 /// What a newcomer needs: the URLs, the secret, and a next command that works.
@@ -174,6 +190,9 @@ fn banner(urls: &Urls<'_>, secret: &str, api_key: &str) -> String {
     // The URL ends each line: scripts take the last word.
     let _ = writeln!(text, "  room API   {}", urls.backend);
     let _ = writeln!(text, "  client API {}", urls.biz);
+    if urls.demo {
+        let _ = writeln!(text, "  demo page  {}/demo/", urls.router);
+    }
     let _ = writeln!(text, "  metrics    {}/metrics", urls.metrics);
     let _ = writeln!(
         text,
@@ -234,6 +253,7 @@ mod tests {
             admin: "http://127.0.0.1:8603",
             quic: Some("quic://127.0.0.1:8604"),
             quic_cert_sha256: Some("ab12"),
+            demo: true,
         }
     }
 
@@ -246,6 +266,7 @@ mod tests {
         );
         assert!(plain.contains("roomcast room create --title"), "{plain}");
         assert!(plain.contains("ws://127.0.0.1:8601/v1/ws"), "{plain}");
+        assert!(plain.contains("/demo/"), "{plain}");
 
         let custom = banner(
             &running("http://127.0.0.1:9000"),
