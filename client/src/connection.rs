@@ -444,6 +444,7 @@ impl Actor {
     ) -> Self {
         let backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
         let fallback = Fallback::new(opts.fallback_after_failures);
+        let memory = TransportMemory::new(opts.remember_failed_transport);
         Self {
             opts,
             http,
@@ -456,9 +457,7 @@ impl Actor {
             next_ref: 0,
             backoff,
             fallback,
-            memory: Arc::new(std::sync::Mutex::new(TransportMemory::new(
-                opts.remember_failed_transport,
-            ))),
+            memory: Arc::new(std::sync::Mutex::new(memory)),
             polling_url: None,
             current: None,
             stats,
