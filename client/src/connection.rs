@@ -41,9 +41,12 @@ use crate::fallback::{Fallback, Outcome};
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
 use crate::polling::{self, PollError, PollReply};
+use crate::read_state;
+use crate::room_types::Snapshot;
 use crate::route::{self, Route};
 use crate::stats::{StatsHandle, StatsUpdate};
 use crate::transport::Transport;
+use crate::transport_memory::TransportMemory;
 
 /// Sent as `Hello.client_version`.
 const SDK_VERSION: &str = concat!("roomcast-client-rs/", env!("CARGO_PKG_VERSION"));
@@ -71,6 +74,11 @@ pub(crate) enum Command {
     },
     Close {
         reply: oneshot::Sender<()>,
+    },
+    /// `GET /v1/rooms/{room}/state` with the client's token (the room-state refetch).
+    ReadState {
+        room: String,
+        reply: Reply<Snapshot>,
     },
 }
 
@@ -164,6 +172,7 @@ async fn try_long(
     http: reqwest::Client,
     opts: Arc<ConnectOptions>,
     budget: Option<u32>,
+    memory: SharedMemory,
 ) -> LongAttempt {
     let route = match route::fetch(&http, &opts).await {
         Ok(route) => route,
@@ -176,6 +185,8 @@ async fn try_long(
         }
     };
     let endpoints = route.long_endpoints(&opts.transports);
+    // Skip a transport that failed on this network lately (never the last one left).
+    let endpoints = lock(&memory).filter(&endpoints, Instant::now());
     if endpoints.is_empty() {
         let mode = if route.mode == "long" {
             "long (no usable endpoint)".to_owned()
@@ -210,6 +221,7 @@ async fn try_long(
         match result {
             Ok(mut session) => {
                 session.connect_ms = millis(started.elapsed());
+                lock(&memory).succeeded(transport);
                 return LongAttempt {
                     route: Some(route),
                     failures,
@@ -224,6 +236,7 @@ async fn try_long(
                 };
             }
             Err(e) => {
+                lock(&memory).failed(transport, Instant::now());
                 failures.push((transport, e));
                 if budget.is_some_and(|left| failures.len() >= left as usize) {
                     break;
@@ -236,6 +249,16 @@ async fn try_long(
         failures,
         result: AttemptResult::Exhausted,
     }
+}
+
+/// The transport memory, shared with attempts that run beside the polling loop.
+type SharedMemory = Arc<std::sync::Mutex<TransportMemory>>;
+
+/// Lock the memory; a panic elsewhere while holding it leaves plain data, still usable.
+fn lock(memory: &SharedMemory) -> std::sync::MutexGuard<'_, TransportMemory> {
+    memory
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a [`LongAttempt`] means, once counted.
@@ -395,6 +418,8 @@ pub(crate) struct Actor {
     next_ref: u32,
     backoff: Backoff,
     fallback: Fallback,
+    /// Transports that failed lately, skipped on the next attempts.
+    memory: SharedMemory,
     /// The latest polling base URL a route gave.
     polling_url: Option<String>,
     /// The transport announced with the last `TransportChanged`.
@@ -419,6 +444,7 @@ impl Actor {
     ) -> Self {
         let backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
         let fallback = Fallback::new(opts.fallback_after_failures);
+        let memory = TransportMemory::new(opts.remember_failed_transport);
         Self {
             opts,
             http,
@@ -431,6 +457,7 @@ impl Actor {
             next_ref: 0,
             backoff,
             fallback,
+            memory: Arc::new(std::sync::Mutex::new(memory)),
             polling_url: None,
             current: None,
             stats,
@@ -444,7 +471,13 @@ impl Actor {
     pub(crate) async fn start(&mut self) -> Result<Next, Error> {
         loop {
             let budget = self.fallback.failures_left();
-            let attempt = try_long(self.http.clone(), self.opts.clone(), budget).await;
+            let attempt = try_long(
+                self.http.clone(),
+                self.opts.clone(),
+                budget,
+                self.memory.clone(),
+            )
+            .await;
             match self.settle(attempt) {
                 Settled::Long(session) => {
                     self.backoff.reset();
@@ -1032,6 +1065,10 @@ impl Actor {
                 conn.close().await;
                 return Some(End::Closed(Some(reply)));
             }
+            Command::ReadState { room, reply } => {
+                self.read_state(room, reply);
+                return None;
+            }
         };
         match sent {
             Ok(()) => None,
@@ -1146,7 +1183,12 @@ impl Actor {
             }
 
             let budget = self.fallback.failures_left();
-            let connecting = try_long(self.http.clone(), self.opts.clone(), budget);
+            let connecting = try_long(
+                self.http.clone(),
+                self.opts.clone(),
+                budget,
+                self.memory.clone(),
+            );
             tokio::pin!(connecting);
             let result = loop {
                 tokio::select! {
@@ -1208,6 +1250,11 @@ impl Actor {
                 let _ = reply.send(Err(Error::Disconnected));
                 None
             }
+            // The state is read over HTTP: no session needed.
+            Some(Command::ReadState { room, reply }) => {
+                self.read_state(room, reply);
+                None
+            }
         }
     }
 
@@ -1258,7 +1305,12 @@ impl Actor {
                 _ = retry.tick(), if attempt.is_none() => {
                     debug!("Trying the long connection again.");
                     // No budget: failures while polling only feed the stats.
-                    attempt = Some(Box::pin(try_long(self.http.clone(), self.opts.clone(), None)));
+                    attempt = Some(Box::pin(try_long(
+                        self.http.clone(),
+                        self.opts.clone(),
+                        None,
+                        self.memory.clone(),
+                    )));
                 }
                 result = async {
                     match attempt.as_mut() {
@@ -1427,8 +1479,28 @@ impl Actor {
                 });
             }
             Command::Close { reply } => return Some(Next::closed(Some(reply))),
+            Command::ReadState { room, reply } => self.read_state(room, reply),
         }
         None
+    }
+
+    /// Read a room's state over HTTP beside the task (a slow read never holds it up).
+    fn read_state(&self, room: String, reply: Reply<Snapshot>) {
+        let Some(base) = self.polling_url.clone() else {
+            let _ = reply.send(Err(Error::Route(
+                "the router gave no polling URL to read the room state from".into(),
+            )));
+            return;
+        };
+        let (http, token, timeout) = (
+            self.http.clone(),
+            self.opts.token.clone(),
+            self.opts.request_timeout,
+        );
+        tokio::spawn(async move {
+            let result = read_state::fetch(&http, &base, &room, &token, timeout).await;
+            let _ = reply.send(result);
+        });
     }
 }
 

@@ -68,6 +68,12 @@
 //! - `stats` — the client-stats reporter.
 //! - [`cursor`] — [`RoomCursor`], the pure dedup/gap logic.
 //! - [`backoff`] — [`Backoff`], exponential backoff with full jitter.
+//! - [`actions`] — [`Room`] (`client.room(id)`) and [`Action`]: typed actions and replies.
+//! - [`room_event`] — [`RoomEvent`], [`UserPush`], [`TypedEvent`]: typed room events.
+//! - [`room_types`] — the snapshot JSON, user state, polls.
+//! - [`room_state`] — [`RoomStore`] (pure) and [`RoomWatcher`]: the room-state model.
+//! - `read_state` — `GET /v1/rooms/{id}/state` for the model's refetch.
+//! - [`transport_memory`] — skipping a transport that failed lately.
 //! - [`route`] — the router call.
 //! - [`raw`] — [`RawConnection`] and [`RawQuicConnection`], bare frame-level connections
 //!   for tests and tools (a leaf over `ws` and [`quic`]).
@@ -81,6 +87,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod actions;
 pub mod backoff;
 pub mod close;
 mod connection;
@@ -93,9 +100,14 @@ pub mod options;
 mod polling;
 pub mod quic;
 pub mod raw;
+mod read_state;
+pub mod room_event;
+pub mod room_state;
+pub mod room_types;
 pub mod route;
 mod stats;
 pub mod transport;
+pub mod transport_memory;
 mod ws;
 
 use std::sync::Arc;
@@ -105,6 +117,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
+pub use actions::{Action, Room};
 pub use backoff::Backoff;
 pub use cursor::{Accept, RoomCursor};
 pub use error::Error;
@@ -113,6 +126,9 @@ pub use fallback::Fallback;
 pub use options::ConnectOptions;
 pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
 pub use raw::{RawConnection, RawEvent, RawQuicConnection};
+pub use room_event::{RoomEvent, RoomUpdate, TypedEvent, UserPush};
+pub use room_state::{RoomStore, RoomWatcher};
+pub use room_types::Snapshot;
 pub use transport::Transport;
 
 use connection::{Actor, Channels, Command};
@@ -224,6 +240,16 @@ impl Client {
         let payload = serde_json::to_vec(&serde_json::json!({ "text": text }))
             .map_err(|e| Error::Protocol(e.to_string()))?;
         self.publish(room, "comment", payload).await
+    }
+
+    /// Read `room`'s state as this client's user (`GET /v1/rooms/{id}/state` on the
+    /// client listener, with the client's token): what a join answers. The room-state
+    /// model calls it after a gap in `v`; works in every mode, connected or not, once a
+    /// route gave a polling URL.
+    pub async fn read_state(&self, room: impl Into<String>) -> Result<Snapshot, Error> {
+        let room = room.into();
+        self.request(|reply| Command::ReadState { room, reply })
+            .await
     }
 
     /// Close the connection gracefully (close frame, short wait for the server's). Requests

@@ -22,6 +22,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FALLBACK_AFTER_FAILURES: u32 = 3;
 /// While polling, how often the long connection is tried again.
 pub const DEFAULT_LONG_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a transport that failed to connect is skipped on later reconnects.
+pub const DEFAULT_REMEMBER_FAILED_TRANSPORT: Duration = Duration::from_secs(300);
 /// How long one long poll may wait on the server for news.
 pub const DEFAULT_POLLING_WAIT: Duration = Duration::from_secs(25);
 /// How often client stats are reported (besides every connect and switch).
@@ -76,6 +78,11 @@ pub struct ConnectOptions {
     pub fallback_after_failures: u32,
     /// While polling, try the long connection again this often.
     pub long_retry_interval: Duration,
+    /// After a transport (QUIC or WebSocket) fails to connect, skip it on the next
+    /// reconnects for this long, so a network that blocks it does not cost a
+    /// `connect_timeout` per reconnect; a success over it forgets the failure. Never skips
+    /// the last transport left to try. Zero: always try every transport.
+    pub remember_failed_transport: Duration,
     /// How long each long poll may wait on the server for news (`wait=`, whole seconds).
     pub polling_wait: Duration,
     /// Report connect time, failures per transport and RTT to the router
@@ -105,6 +112,7 @@ impl Default for ConnectOptions {
             quic_cert_sha256: None,
             fallback_after_failures: DEFAULT_FALLBACK_AFTER_FAILURES,
             long_retry_interval: DEFAULT_LONG_RETRY_INTERVAL,
+            remember_failed_transport: DEFAULT_REMEMBER_FAILED_TRANSPORT,
             polling_wait: DEFAULT_POLLING_WAIT,
             stats: true,
             stats_interval: DEFAULT_STATS_INTERVAL,

@@ -255,7 +255,7 @@ pub(crate) enum PollError {
 }
 
 /// `{polling_url}/{room}/{leaf}`, the room as one escaped path segment.
-fn room_url(base: &str, room: &str, leaf: &str) -> Result<reqwest::Url, String> {
+pub(crate) fn room_url(base: &str, room: &str, leaf: &str) -> Result<reqwest::Url, String> {
     let mut url =
         reqwest::Url::parse(base).map_err(|e| format!("bad polling URL {base:?}: {e}"))?;
     url.path_segments_mut()
@@ -395,7 +395,7 @@ fn payload_value(payload: &[u8]) -> Value {
         .unwrap_or_else(|_| serde_json::json!({ "base64": BASE64.encode(payload) }))
 }
 
-enum HttpError {
+pub(crate) enum HttpError {
     /// The server's own refusal (`{"error":{"code","message"}}`, or a status that says
     /// it plainly).
     Refused { code: Code, message: String },
@@ -403,7 +403,7 @@ enum HttpError {
     Other(String),
 }
 
-fn http_error(status: reqwest::StatusCode, body: &str) -> HttpError {
+pub(crate) fn http_error(status: reqwest::StatusCode, body: &str) -> HttpError {
     let error = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").cloned());
