@@ -29,7 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = env_or("ROOMCAST_SECRET", "roomcast-dev-secret");
     let token = common::auth::mint_hs256(&secret, &uid, TOKEN_TTL_SECS)?;
 
-    let (client, mut events) = Client::connect(ConnectOptions::new(router_url, token).uid(&uid)).await?;
+    let (client, mut events) =
+        Client::connect(ConnectOptions::new(router_url, token).uid(&uid)).await?;
     let mut watcher = RoomWatcher::new(&client, &room);
     // UI code holds this receiver: the current view now, then every change.
     let mut view = watcher.subscribe();

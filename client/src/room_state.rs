@@ -377,10 +377,8 @@ impl RoomWatcher {
             }
             Event::Message { room, .. } | Event::Ephemeral { room, .. } if room == self.room() => {
                 match TypedEvent::from_event(event) {
-                    Some(Ok(TypedEvent::Room(update))) => {
-                        if self.store.apply(&update, now) {
-                            self.publish();
-                        }
+                    Some(Ok(TypedEvent::Room(update))) if self.store.apply(&update, now) => {
+                        self.publish();
                     }
                     Some(Err(error)) => warn!(room = self.room(), %error, "Skipped a room event."),
                     _ => {}

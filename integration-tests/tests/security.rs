@@ -51,6 +51,7 @@ async fn internal_services_refuse_calls_without_the_internal_token() -> anyhow::
         action: "end_room".into(),
         payload: bytes::Bytes::from_static(b"{}"),
         session_id: "forged".into(),
+        ..ActionRequest::default()
     };
     for auth in [InternalAuth::default(), wrong] {
         let mut client = BizClient::new(lazy_channel(&biz, &auth)?);
