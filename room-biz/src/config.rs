@@ -1,5 +1,6 @@
 //! Room-biz settings: defaults, and a check run once at start.
 
+use room_store::domain::catalog::{self, GiftCatalog, GiftSpec, ReactionSet};
 use room_store::ids;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,10 @@ pub const DEFAULT_POLL_CACHE_ROOMS_MAX: usize = 1000;
 /// A cached room nobody polled for this long is dropped.
 pub const DEFAULT_POLL_CACHE_IDLE_MS: u64 = 60_000;
 
+/// Long polls one uid may have waiting at once on one biz node; more are
+/// answered 429.
+pub const DEFAULT_MAX_LONG_POLLS_PER_UID: usize = 4;
+
 /// Open HTTP connections: long-polling clients hold one each while waiting.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
 
@@ -138,6 +143,21 @@ pub struct Config {
     pub token_secret: String,
     /// EdDSA public key (PEM) of client tokens, if the app signs with EdDSA.
     pub token_eddsa_public_pem: Option<String>,
+    /// Required `aud` of client tokens; unset: tokens naming an audience are refused.
+    pub token_audience: Option<String>,
+    /// Required `iss` of client tokens; unset: not checked.
+    pub token_issuer: Option<String>,
+    /// Longest client token lifetime, seconds (0: no limit); also how long a
+    /// revocation is kept.
+    pub token_max_lifetime_secs: u64,
+    /// See [`DEFAULT_MAX_LONG_POLLS_PER_UID`]; 0: no limit.
+    pub max_long_polls_per_uid: usize,
+    /// The gifts clients may send, with their server-side values (a
+    /// client's `gift` names an id and a count only). A list, so a
+    /// configured catalog replaces the default one entirely.
+    pub gifts: Vec<GiftSpec>,
+    /// The reaction kinds clients may send with `react`.
+    pub reactions: Vec<String>,
     // Long polling. The `poll_*` names are the file and environment keys
     // operators already set, so they stay; voting is `polls_*` and
     // `poll_tally_ms` below.
@@ -209,6 +229,12 @@ impl Default for Config {
             presence_grace_ms: DEFAULT_PRESENCE_GRACE_MS,
             token_secret: String::new(),
             token_eddsa_public_pem: None,
+            token_audience: None,
+            token_issuer: None,
+            token_max_lifetime_secs: common::auth::DEFAULT_TOKEN_MAX_LIFETIME_SECS,
+            max_long_polls_per_uid: DEFAULT_MAX_LONG_POLLS_PER_UID,
+            gifts: catalog::default_gifts(),
+            reactions: catalog::default_reactions(),
             poll_large_room_members: DEFAULT_POLL_LARGE_ROOM_MEMBERS,
             poll_refresh_ms: DEFAULT_POLL_REFRESH_MS,
             poll_large_refresh_ms: DEFAULT_POLL_LARGE_REFRESH_MS,
@@ -282,6 +308,8 @@ impl Config {
         if self.advertise_host.trim().is_empty() {
             return Err(Error::Config("advertise_host must not be empty".into()));
         }
+        GiftCatalog::new(&self.gifts).map_err(|e| Error::Config(format!("gifts: {e}")))?;
+        ReactionSet::new(&self.reactions).map_err(|e| Error::Config(format!("reactions: {e}")))?;
         Ok(())
     }
 }
@@ -307,5 +335,28 @@ mod tests {
         };
         let err = zero.validate().expect_err("zero burst");
         assert!(err.to_string().contains("comment_burst"), "{err}");
+
+        let twice = Config {
+            gifts: vec![
+                GiftSpec {
+                    id: "rose".into(),
+                    name: "Rose".into(),
+                    value: 1,
+                },
+                GiftSpec {
+                    id: "rose".into(),
+                    name: "Red rose".into(),
+                    value: 2,
+                },
+            ],
+            ..Config::default()
+        };
+        let err = twice.validate().expect_err("a gift id twice");
+        assert!(err.to_string().contains("gifts"), "{err}");
+        let junk = Config {
+            reactions: vec!["a b".into()],
+            ..Config::default()
+        };
+        assert!(junk.validate().is_err());
     }
 }

@@ -12,6 +12,7 @@
 //! - `longpoll`: `GET /v1/rooms/{id}/messages`, over the node's long-poll
 //!   cache (`crate::longpoll`, which knows nothing of HTTP).
 //! - `actions`: `POST /v1/rooms/{id}/actions`.
+//! - `users`: `POST /v1/users/{uid}/revoke` (app backend).
 
 mod actions;
 mod auth;
@@ -19,6 +20,7 @@ mod error;
 mod longpoll;
 mod messages;
 mod rooms;
+mod users;
 
 use std::sync::Arc;
 
@@ -50,6 +52,7 @@ pub(crate) fn app(shared: Arc<Shared>, ops: Router) -> Router {
         .route("/v1/rooms/{id}/summary", get(rooms::summary))
         .route("/v1/rooms/{id}/state", get(rooms::state))
         .route("/v1/rooms/{id}/members", get(rooms::members))
+        .route("/v1/users/{uid}/revoke", post(users::revoke))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
         .merge(ops)

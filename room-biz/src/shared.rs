@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::auth::TokenVerifier;
+use common::auth::{TokenRules, TokenVerifier};
 use prometheus::Registry;
 use proto::client::v1::Code;
 use room_store::domain::rules::Refusal;
@@ -13,7 +13,7 @@ use room_store::{Metered, RoomStore};
 use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
-use crate::longpoll::LongPollCache;
+use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
 
@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) verifier: Option<TokenVerifier>,
     /// Recent messages of long-polled rooms.
     pub(crate) longpoll: LongPollCache,
+    /// Long polls waiting per uid (`max_long_polls_per_uid`).
+    pub(crate) poll_slots: UidSlots,
 }
 
 impl Shared {
@@ -49,7 +51,12 @@ impl Shared {
                 Some(&cfg.token_secret),
                 cfg.token_eddsa_public_pem.as_deref(),
             )
-            .map_err(|e| Error::Config(format!("client token keys: {e}")))?;
+            .map_err(|e| Error::Config(format!("client token keys: {e}")))?
+            .with_rules(TokenRules::new(
+                cfg.token_audience.as_deref(),
+                cfg.token_issuer.as_deref(),
+                cfg.token_max_lifetime_secs,
+            ));
             Some(verifier)
         };
         let metrics = Metrics::new(registry);
@@ -60,6 +67,7 @@ impl Shared {
         Ok(Self {
             actions: ActionTable::new(&cfg)?,
             longpoll: LongPollCache::new(&cfg, &backends, &metrics),
+            poll_slots: UidSlots::new(cfg.max_long_polls_per_uid),
             verifier,
             metrics,
             backends,
