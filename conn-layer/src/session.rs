@@ -198,6 +198,7 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         strikes: 0,
         unflushed: false,
         token_expires_at_ms: claims.exp.saturating_mul(1000),
+        token_received_at_ms: common::time::now_ms(),
         expiry_warned: false,
     };
     let welcome = Welcome {
@@ -462,6 +463,8 @@ struct Session<S> {
     /// When the session's token expires (Unix ms): checked on the heartbeat
     /// tick, a deadline per session rather than a timer.
     token_expires_at_ms: u64,
+    /// When the session got its current token (Unix ms).
+    token_received_at_ms: u64,
     /// `TokenExpiring` was sent for the current token.
     expiry_warned: bool,
 }
@@ -592,7 +595,9 @@ impl<S: Outgoing> Session<S> {
     }
 
     /// On the heartbeat tick: close a session whose token expired unrenewed,
-    /// or warn it once, `token_expiry_warning_secs` ahead, to refresh.
+    /// or warn it once to refresh: `token_expiry_warning_secs` ahead, but
+    /// never before half of what was left of the token when the session got
+    /// it (a short-lived token is not warned about the moment it arrives).
     async fn check_token_expiry(&mut self) -> Option<Exit> {
         let now = common::time::now_ms();
         let expires_at_ms = self.token_expires_at_ms;
@@ -613,7 +618,13 @@ impl<S: Outgoing> Session<S> {
                 )),
             });
         }
-        let lead_ms = self.ctx.cfg.token_expiry_warning_secs.saturating_mul(1000);
+        let left_at_receipt = expires_at_ms.saturating_sub(self.token_received_at_ms);
+        let lead_ms = self
+            .ctx
+            .cfg
+            .token_expiry_warning_secs
+            .saturating_mul(1000)
+            .min(left_at_receipt / 2);
         if !self.expiry_warned && now.saturating_add(lead_ms) >= expires_at_ms {
             self.expiry_warned = true;
             let warning = TokenExpiring { expires_at_ms };
@@ -646,6 +657,7 @@ impl<S: Outgoing> Session<S> {
             return self.write_error(e).await;
         }
         self.token_expires_at_ms = claims.exp.saturating_mul(1000);
+        self.token_received_at_ms = common::time::now_ms();
         self.expiry_warned = false;
         self.handle.set_token_iat(claims.iat);
         let done = Refreshed {

@@ -226,18 +226,18 @@ async fn expired_sessions_close_and_refreshed_ones_stay() -> anyhow::Result<()> 
     let cluster = Cluster::start_with(fast_ticks).await?;
     let room = cluster.create_room("expiry").await?;
 
-    // Both sessions' tokens expire in 3 s; they are warned at once (the
+    // Both sessions' tokens expire in 4 s; they are warned halfway (the
     // warning lead, 60 s, is longer than what is left).
     let mut lapsing = cluster.raw().await?;
-    lapsing.hello(&short_token("lapsing", 3), PATIENCE).await?;
+    lapsing.hello(&short_token("lapsing", 4), PATIENCE).await?;
     let mut renewed = cluster.raw().await?;
-    let first = short_token("renewed", 3);
+    let first = short_token("renewed", 4);
     renewed.hello(&first, PATIENCE).await?;
     for raw in [&mut lapsing, &mut renewed] {
         match next_frame(raw).await? {
             server_frame::Frame::TokenExpiring(w) => {
                 let left = w.expires_at_ms.saturating_sub(common::time::now_ms());
-                assert!(left <= 3_000, "expires within the token's 3 s: {left} ms");
+                assert!(left <= 4_000, "expires within the token's 4 s: {left} ms");
             }
             other => anyhow::bail!("expected TokenExpiring, got {other:?}"),
         }
@@ -296,7 +296,7 @@ async fn the_sdk_renews_its_token_through_the_provider() -> anyhow::Result<()> {
         let fresh = short_token("sdk-user", 600);
         async move { Ok(fresh) }
     });
-    let opts = ConnectOptions::new(cluster.sys.router_url.clone(), short_token("sdk-user", 3))
+    let opts = ConnectOptions::new(cluster.sys.router_url.clone(), short_token("sdk-user", 4))
         .uid("sdk-user")
         .transports([roomcast_client::Transport::Ws])
         .token_provider(provider);
@@ -305,7 +305,7 @@ async fn the_sdk_renews_its_token_through_the_provider() -> anyhow::Result<()> {
     // A raw session whose token expires at least a second after the SDK's
     // first one: when it is closed, the SDK's first token is long gone.
     let mut clock = cluster.raw().await?;
-    clock.hello(&short_token("clock", 4), PATIENCE).await?;
+    clock.hello(&short_token("clock", 5), PATIENCE).await?;
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
