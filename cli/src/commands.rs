@@ -129,10 +129,18 @@ fn init_cli_logging(format: common::telemetry::LogFormat) {
 pub async fn connect(global: &Global, uid: &str) -> anyhow::Result<(Client, Events)> {
     let token = common::auth::mint_hs256(&global.secret, uid, TOKEN_TTL_SECS)
         .context("cannot mint a dev token")?;
+    // A long `listen` outlives one token: the server warns before it expires and
+    // the SDK renews the session with a fresh one.
+    let (secret, owner) = (global.secret.clone(), uid.to_owned());
+    let provider = roomcast_client::TokenProvider::new(move || {
+        let minted = common::auth::mint_hs256(&secret, &owner, TOKEN_TTL_SECS);
+        async move { minted.map_err(|e| e.to_string()) }
+    });
     let opts = ConnectOptions {
         uid: uid.to_owned(),
         device_id: format!("roomcast-cli-{uid}"),
         app_version: env!("CARGO_PKG_VERSION").to_owned(),
+        token_provider: Some(provider),
         ..ConnectOptions::new(global.router_url.clone(), token)
     };
     Client::connect(opts)

@@ -25,8 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use prost::Message as _;
 use proto::client::v1::{
-    ClientFrame, Code, Delivery, Hello, Join, Joined, Leave, Ping, Publish, ServerFrame, Welcome,
-    client_frame, server_frame,
+    ClientFrame, Code, Delivery, Hello, Join, Joined, Leave, Ping, Publish, Refresh, ServerFrame,
+    Welcome, client_frame, server_frame,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -72,6 +72,11 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: Reply<ReplyInfo>,
     },
+    /// Replace the session's token (a `Refresh` on a live session).
+    SetToken {
+        token: String,
+        reply: Reply<()>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -91,9 +96,9 @@ pub(crate) struct Session {
 }
 
 /// Send the hello on a fresh link and wait for the welcome.
-async fn handshake(mut link: Link, opts: &ConnectOptions) -> Result<Session, Error> {
+async fn handshake(mut link: Link, opts: &ConnectOptions, token: &str) -> Result<Session, Error> {
     let hello = Hello {
-        token: opts.token.clone(),
+        token: token.to_owned(),
         client_version: SDK_VERSION.to_owned(),
         device_id: opts.device_id.clone(),
     };
@@ -171,6 +176,7 @@ enum AttemptResult {
 async fn try_long(
     http: reqwest::Client,
     opts: Arc<ConnectOptions>,
+    token: String,
     budget: Option<u32>,
     memory: SharedMemory,
 ) -> LongAttempt {
@@ -213,7 +219,7 @@ async fn try_long(
         let started = Instant::now();
         let connect = async {
             let link = Link::open(transport, &url, pin.as_deref()).await?;
-            handshake(link, &opts).await
+            handshake(link, &opts, &token).await
         };
         let result = time::timeout(opts.connect_timeout, connect)
             .await
@@ -342,9 +348,20 @@ struct RoomState {
 /// A request waiting for its answer, by ref.
 #[derive(Debug)]
 enum Pending {
-    Join { room: String },
-    Leave { reply: Reply<()> },
-    Publish { reply: Reply<ReplyInfo> },
+    Join {
+        room: String,
+    },
+    Leave {
+        reply: Reply<()>,
+    },
+    Publish {
+        reply: Reply<ReplyInfo>,
+    },
+    /// A `Refresh` in flight: its token becomes the client's when accepted.
+    Refresh {
+        token: String,
+        reply: Reply<()>,
+    },
 }
 
 impl Pending {
@@ -354,6 +371,7 @@ impl Pending {
             Self::Join { .. } => false,
             Self::Leave { reply } => reply.is_closed(),
             Self::Publish { reply } => reply.is_closed(),
+            Self::Refresh { .. } => false,
         }
     }
 }
@@ -425,11 +443,17 @@ pub(crate) struct Actor {
     /// The transport announced with the last `TransportChanged`.
     current: Option<Transport>,
     stats: Option<StatsHandle>,
+    /// The token of the next hello and of HTTP polls (the latest accepted).
+    token: String,
+    /// This actor's own command queue, for renewals from the token provider
+    /// (weak: the client still closes when its last handle drops).
+    self_commands: mpsc::WeakSender<Command>,
 }
 
 /// The parts of an [`Actor`] that come from [`Client::connect`](crate::Client::connect).
 pub(crate) struct Channels {
     pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) self_commands: mpsc::WeakSender<Command>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) rtt: watch::Sender<Option<Duration>>,
     pub(crate) transport: watch::Sender<Transport>,
@@ -446,6 +470,8 @@ impl Actor {
         let fallback = Fallback::new(opts.fallback_after_failures);
         let memory = TransportMemory::new(opts.remember_failed_transport);
         Self {
+            token: opts.token.clone(),
+            self_commands: channels.self_commands,
             opts,
             http,
             commands: channels.commands,
@@ -474,6 +500,7 @@ impl Actor {
             let attempt = try_long(
                 self.http.clone(),
                 self.opts.clone(),
+                self.token.clone(),
                 budget,
                 self.memory.clone(),
             )
@@ -764,6 +791,11 @@ impl Actor {
                 self.rtt.send_replace(Some(Duration::from_millis(rtt)));
             }
             Frame::Left(left) => self.on_left(left.r#ref, left.room, left.reason).await,
+            Frame::Refreshed(done) => {
+                self.answer(done.r#ref, Code::Ok, String::new(), Bytes::new())
+                    .await;
+            }
+            Frame::TokenExpiring(warning) => self.on_token_expiring(warning.expires_at_ms).await,
             Frame::Welcome(_) => debug!("Ignoring a second welcome."),
         }
         None
@@ -942,6 +974,15 @@ impl Actor {
                     Err(refused())
                 });
             }
+            Pending::Refresh { token, reply } => {
+                let result = if code == Code::Ok {
+                    self.token = token;
+                    Ok(())
+                } else {
+                    Err(refused())
+                };
+                let _ = reply.send(result);
+            }
             Pending::Join { room } => {
                 if code == Code::Ok {
                     // A join is answered by Joined, never by an OK reply; keep waiting.
@@ -951,6 +992,41 @@ impl Actor {
                 self.join_refused(room, code, message).await;
             }
         }
+    }
+
+    /// The session's token expires soon: tell the app, and renew it through the
+    /// token provider if there is one (beside the task: the provider may be slow).
+    async fn on_token_expiring(&mut self, expires_at_ms: u64) {
+        info!(expires_at_ms, "The session's token expires soon.");
+        if let Some(provider) = self.opts.token_provider.clone() {
+            let commands = self.self_commands.clone();
+            tokio::spawn(async move {
+                let token = match provider.fetch().await {
+                    Ok(token) => token,
+                    Err(error) => {
+                        warn!(%error, "The token provider gave no token; the session will close at expiry.");
+                        return;
+                    }
+                };
+                let Some(commands) = commands.upgrade() else {
+                    return;
+                };
+                let (reply, answer) = oneshot::channel();
+                if commands
+                    .send(Command::SetToken { token, reply })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match answer.await {
+                    Ok(Ok(())) => debug!("Token renewed."),
+                    Ok(Err(error)) => warn!(%error, "Token renewal refused."),
+                    Err(_) => {}
+                }
+            });
+        }
+        self.emit(Event::TokenExpiring { expires_at_ms }).await;
     }
 
     /// The server refused a join: stop tracking the room.
@@ -1061,6 +1137,16 @@ impl Actor {
                 self.pending.insert(r#ref, Pending::Publish { reply });
                 conn.send(frame).await
             }
+            Command::SetToken { token, reply } => {
+                let r#ref = self.next_ref();
+                let frame = client_frame::Frame::Refresh(Refresh {
+                    r#ref,
+                    token: token.clone(),
+                });
+                self.pending
+                    .insert(r#ref, Pending::Refresh { token, reply });
+                conn.send(frame).await
+            }
             Command::Close { reply } => {
                 conn.close().await;
                 return Some(End::Closed(Some(reply)));
@@ -1123,6 +1209,11 @@ impl Actor {
                 Pending::Leave { reply } => {
                     let _ = reply.send(Ok(()));
                 }
+                // As while offline: the next hello carries it and is judged then.
+                Pending::Refresh { token, reply } => {
+                    self.token = token;
+                    let _ = reply.send(Ok(()));
+                }
                 Pending::Join { .. } => {}
             }
         }
@@ -1144,6 +1235,9 @@ impl Actor {
                 }
                 Pending::Leave { reply } => {
                     let _ = reply.send(Ok(()));
+                }
+                Pending::Refresh { reply, .. } => {
+                    let _ = reply.send(Err(Error::Closed));
                 }
                 Pending::Join { .. } => {}
             }
@@ -1186,6 +1280,7 @@ impl Actor {
             let connecting = try_long(
                 self.http.clone(),
                 self.opts.clone(),
+                self.token.clone(),
                 budget,
                 self.memory.clone(),
             );
@@ -1253,6 +1348,11 @@ impl Actor {
             // The state is read over HTTP: no session needed.
             Some(Command::ReadState { room, reply }) => {
                 self.read_state(room, reply);
+            }
+            // Used from the next hello on; the server judges it then.
+            Some(Command::SetToken { token, reply }) => {
+                self.token = token;
+                let _ = reply.send(Ok(()));
                 None
             }
         }
@@ -1308,6 +1408,7 @@ impl Actor {
                     attempt = Some(Box::pin(try_long(
                         self.http.clone(),
                         self.opts.clone(),
+                        self.token.clone(),
                         None,
                         self.memory.clone(),
                     )));
@@ -1368,7 +1469,7 @@ impl Actor {
             self.opts.polling_wait
         };
         let (http, base, room) = (self.http.clone(), base.to_owned(), room.to_owned());
-        let (token, timeout) = (self.opts.token.clone(), self.opts.request_timeout);
+        let (token, timeout) = (self.token.clone(), self.opts.request_timeout);
         let abort = polls.tasks.spawn(async move {
             if !delay.is_zero() {
                 time::sleep(delay).await;
@@ -1468,7 +1569,7 @@ impl Actor {
                 reply,
             } => {
                 let (http, base) = (self.http.clone(), base.to_owned());
-                let (token, timeout) = (self.opts.token.clone(), self.opts.request_timeout);
+                let (token, timeout) = (self.token.clone(), self.opts.request_timeout);
                 // Beside the task, so a slow action never holds up the polls; the caller's
                 // own timeout bounds it, and the HTTP timeout ends it.
                 tokio::spawn(async move {
@@ -1477,6 +1578,11 @@ impl Actor {
                             .await;
                     let _ = reply.send(result);
                 });
+            }
+            // Polls carry the token per request: the next one uses it.
+            Command::SetToken { token, reply } => {
+                self.token = token;
+                let _ = reply.send(Ok(()));
             }
             Command::Close { reply } => return Some(Next::closed(Some(reply))),
             Command::ReadState { room, reply } => self.read_state(room, reply),

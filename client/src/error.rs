@@ -81,6 +81,6 @@ pub(crate) fn code_from_wire(code: i32) -> Code {
 pub(crate) fn is_auth_code(code: Code) -> bool {
     matches!(
         code,
-        Code::Unauthenticated | Code::TokenExpired | Code::Forbidden
+        Code::Unauthenticated | Code::TokenExpired | Code::TokenRevoked | Code::Forbidden
     )
 }

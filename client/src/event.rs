@@ -62,6 +62,13 @@ pub enum Event {
         /// The transport now in use.
         transport: Transport,
     },
+    /// The session's token expires at `expires_at_ms` (Unix ms): renew it with
+    /// [`Client::set_token`](crate::Client::set_token) before then (the token provider,
+    /// if configured, is already fetching one), or the server closes the session.
+    TokenExpiring {
+        /// When the current token expires, Unix ms.
+        expires_at_ms: u64,
+    },
     /// A long-connection session is up (the first one, and after every reconnect).
     Connected {
         /// The conn node serving this session.

@@ -123,7 +123,7 @@ pub use cursor::{Accept, RoomCursor};
 pub use error::Error;
 pub use event::{Event, Events, JoinedRoom, ReplyInfo};
 pub use fallback::Fallback;
-pub use options::ConnectOptions;
+pub use options::{ConnectOptions, TokenFuture, TokenProvider};
 pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
 pub use raw::{RawConnection, RawEvent, RawQuicConnection};
 pub use room_event::{RoomEvent, RoomUpdate, TypedEvent, UserPush};
@@ -174,6 +174,7 @@ impl Client {
         let span = tracing::debug_span!("roomcast_client", uid = %opts.uid);
         let channels = Channels {
             commands: commands_rx,
+            self_commands: commands_tx.downgrade(),
             events: events_tx,
             rtt: rtt_tx,
             transport: transport_tx,
@@ -249,6 +250,17 @@ impl Client {
     pub async fn read_state(&self, room: impl Into<String>) -> Result<Snapshot, Error> {
         let room = room.into();
         self.request(|reply| Command::ReadState { room, reply })
+            .await
+    }
+
+    /// Replace the session's token without reconnecting: on a live session the server
+    /// checks it (same uid, valid, not revoked) and answers; a refusal is
+    /// [`Error::Refused`] and the session keeps its current token. While reconnecting or
+    /// polling the token is kept for the next hello or poll. Call it on
+    /// [`Event::TokenExpiring`], or set [`ConnectOptions::token_provider`] instead.
+    pub async fn set_token(&self, token: impl Into<String>) -> Result<(), Error> {
+        let token = token.into();
+        self.request(|reply| Command::SetToken { token, reply })
             .await
     }
 

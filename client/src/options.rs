@@ -1,8 +1,42 @@
 //! Connection settings.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::transport::Transport;
+
+/// What a [`TokenProvider`] returns: a fresh token, or why there is none.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// Fetches a fresh token (from the app backend) when the server warns that the
+/// session's token expires soon (`TokenExpiring`); the SDK then renews the session
+/// with a `Refresh` frame, without reconnecting.
+#[derive(Clone)]
+pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
+
+impl TokenProvider {
+    /// A provider calling `fetch` for each renewal.
+    pub fn new<F, Fut>(fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(fetch())))
+    }
+
+    /// A fresh token.
+    pub(crate) fn fetch(&self) -> TokenFuture {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider")
+    }
+}
 
 /// Capacity of the command queue from [`Client`](crate::Client) handles to the connection task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;
@@ -36,8 +70,14 @@ pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub struct ConnectOptions {
     /// Router base URL, for example `http://127.0.0.1:8600`.
     pub router_url: String,
-    /// App-issued JWT sent in the hello frame.
+    /// App-issued JWT sent in the hello frame (replaced by
+    /// [`Client::set_token`](crate::Client::set_token) and by the token provider).
     pub token: String,
+    /// Called for a fresh token when the server warns the current one expires soon;
+    /// `None`: the app renews with [`Client::set_token`](crate::Client::set_token) on
+    /// [`Event::TokenExpiring`](crate::Event::TokenExpiring), or the session is closed
+    /// when the token expires.
+    pub token_provider: Option<TokenProvider>,
     /// User id, sent to the router (rollout decisions hash it).
     pub uid: String,
     /// Device id, sent to the router and in the hello frame.
@@ -97,6 +137,7 @@ impl Default for ConnectOptions {
         Self {
             router_url: String::new(),
             token: String::new(),
+            token_provider: None,
             uid: String::new(),
             device_id: String::new(),
             app_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -128,6 +169,12 @@ impl ConnectOptions {
             token: token.into(),
             ..Self::default()
         }
+    }
+
+    /// Renew tokens with `provider` when the server warns of expiry (builder style).
+    pub fn token_provider(mut self, provider: TokenProvider) -> Self {
+        self.token_provider = Some(provider);
+        self
     }
 
     /// Set the user id (builder style).

@@ -151,6 +151,7 @@ impl BizLink {
         room: &str,
         session_id: &str,
         purpose: JoinPurpose,
+        token_iat: u64,
     ) -> Result<RoomSnapshot, Refusal> {
         let (_, mut client) = self.client(room).await?;
         let request = JoinRequest {
@@ -159,6 +160,7 @@ impl BizLink {
             node_id: self.node_id.clone(),
             session_id: session_id.to_string(),
             purpose: purpose as i32,
+            token_iat,
         };
         let decision = tokio::time::timeout(
             self.timeout,

@@ -8,6 +8,13 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEARTBEAT_MS: u64 = 25_000;
 /// Frames queued per connection before it counts as lagging.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
+/// Sessions one uid may hold on one conn node; the next hello is refused.
+pub const DEFAULT_MAX_SESSIONS_PER_UID: usize = 8;
+/// How long before its token expires a session is sent `TokenExpiring`.
+pub const DEFAULT_TOKEN_EXPIRY_WARNING_SECS: u64 = 60;
+/// Revocations a conn node remembers (newest kept; older ones are still
+/// enforced by room-biz at join).
+pub const DEFAULT_REVOCATIONS_MAX: usize = 100_000;
 
 /// Conn node configuration.
 #[derive(Clone, Serialize, Deserialize)]
@@ -28,6 +35,23 @@ pub struct Config {
     pub token_secret: String,
     /// Optional EdDSA public key (PEM) for client tokens.
     pub token_eddsa_public_pem: Option<String>,
+    /// Required `aud` of client tokens; unset: tokens naming an audience are refused.
+    pub token_audience: Option<String>,
+    /// Required `iss` of client tokens; unset: not checked.
+    pub token_issuer: Option<String>,
+    /// Longest client token lifetime (`exp - iat`, or `exp - now` without
+    /// `iat`), seconds; 0: no limit.
+    pub token_max_lifetime_secs: u64,
+    /// A session is sent `TokenExpiring` this long before its token expires
+    /// (checked on the heartbeat tick, so up to `heartbeat_ms` later); one
+    /// not renewed by `Refresh` is closed when it expires.
+    pub token_expiry_warning_secs: u64,
+    /// Sessions one uid may hold on this node; the next hello is refused
+    /// with `TOO_MANY_SESSIONS`. 0: no limit.
+    pub max_sessions_per_uid: usize,
+    /// Revoked uids remembered for refusing hellos and refreshes; room-biz
+    /// also refuses revoked tokens at join (docs/protocol.md, "Revocation").
+    pub revocations_max: usize,
     /// Largest client frame, bytes; larger frames close the connection (1009).
     pub max_frame_bytes: usize,
     /// Heartbeat interval clients are told to ping at.
@@ -92,6 +116,12 @@ impl Default for Config {
             zone: "local".into(),
             token_secret: String::new(),
             token_eddsa_public_pem: None,
+            token_audience: None,
+            token_issuer: None,
+            token_max_lifetime_secs: common::auth::DEFAULT_TOKEN_MAX_LIFETIME_SECS,
+            token_expiry_warning_secs: DEFAULT_TOKEN_EXPIRY_WARNING_SECS,
+            max_sessions_per_uid: DEFAULT_MAX_SESSIONS_PER_UID,
+            revocations_max: DEFAULT_REVOCATIONS_MAX,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             idle_heartbeats: 3,

@@ -44,6 +44,9 @@ pub(crate) struct SessionShared {
     /// on only while a socket write is blocked (a slow client).
     pub(crate) kill: CancellationToken,
     pub(crate) kill_reason: OnceLock<(Code, &'static str)>,
+    /// `iat` of the session's current token (Unix s): a revocation closes
+    /// sessions whose token is older.
+    token_iat: AtomicU64,
 }
 
 /// A connection as seen by the room index and the user index.
@@ -171,6 +174,7 @@ impl SessionHandle {
             lagged_since_ms: AtomicU64::new(0),
             kill: CancellationToken::new(),
             kill_reason: OnceLock::new(),
+            token_iat: AtomicU64::new(0),
         });
         let rx = Receiver {
             shared: shared.clone(),
@@ -229,6 +233,16 @@ impl SessionHandle {
         self.shared.killed.store(true, Ordering::Release);
         self.signal();
         self.shared.kill.cancel();
+    }
+
+    /// `iat` of the session's current token.
+    pub(crate) fn token_iat(&self) -> u64 {
+        self.shared.token_iat.load(Ordering::Relaxed)
+    }
+
+    /// The session's token was replaced by one issued at `iat`.
+    pub(crate) fn set_token_iat(&self, iat: u64) {
+        self.shared.token_iat.store(iat, Ordering::Relaxed);
     }
 
     /// The node is draining: the session sends a go-away within the window.

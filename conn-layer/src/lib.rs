@@ -12,7 +12,8 @@
 //!   batches encoded once.
 //! - `session`: one task per connection.
 //! - `handle`: the cheap handle fan-out uses (bounded queue, lag flags).
-//! - `registry`: sessions by user.
+//! - `registry`: sessions by user (capped per user).
+//! - `revocations`: token revocations this node was told of.
 //! - `feeds`: the local room index and the per-room feed task.
 //! - `commands`: what the upstream actor is told (`UpstreamCmd`).
 //! - `upstream`: Attach streams to the push nodes.
@@ -39,6 +40,7 @@ mod outbound;
 mod pull;
 mod quic;
 mod registry;
+mod revocations;
 mod session;
 mod upstream;
 mod ws;
@@ -53,7 +55,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::advertise::advertised;
-use common::auth::TokenVerifier;
+use common::auth::{TokenRules, TokenVerifier};
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::LiveConfig;
 use common::push_directory::PushDirectory;
@@ -103,6 +105,7 @@ pub(crate) struct Ctx {
     pub(crate) metrics: metrics::Metrics,
     pub(crate) feeds: feeds::Feeds,
     pub(crate) registry: registry::Registry,
+    pub(crate) revocations: revocations::Revocations,
     pub(crate) directory: PushDirectory,
     pub(crate) biz: biz::BizLink,
     pub(crate) upstream: mpsc::Sender<commands::UpstreamCmd>,
@@ -135,7 +138,12 @@ pub async fn run(
     let verifier = TokenVerifier::new(
         Some(&cfg.token_secret),
         cfg.token_eddsa_public_pem.as_deref(),
-    )?;
+    )?
+    .with_rules(TokenRules::new(
+        cfg.token_audience.as_deref(),
+        cfg.token_issuer.as_deref(),
+        cfg.token_max_lifetime_secs,
+    ));
     let internal_auth = common::grpc::InternalAuth::new(&cfg.internal_token)
         .map_err(|e| Error::Config(e.to_string()))?;
     let local = listeners.ws.local_addr().map_err(Error::Bind)?;
@@ -168,6 +176,10 @@ pub async fn run(
         limiter_clock: governor::clock::QuantaClock::default(),
         feeds: feeds::Feeds::default(),
         registry: registry::Registry::default(),
+        revocations: revocations::Revocations::new(
+            cfg.revocations_max,
+            cfg.token_max_lifetime_secs,
+        ),
         directory: PushDirectory::new(deps.discovery.as_ref(), internal_auth.clone()),
         biz: biz::BizLink::new(
             deps.discovery.as_ref(),

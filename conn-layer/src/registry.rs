@@ -5,6 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::handle::SessionHandle;
 
+/// The user holds as many sessions here as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooMany;
+
 /// Sessions by user, for user-targeted pushes and presence.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -12,12 +16,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Add a session; true if it is the user's first on this node.
-    pub(crate) fn add(&self, handle: SessionHandle) -> bool {
+    /// Add a session unless its user already holds `max_per_uid` here (0:
+    /// no limit); `Ok(true)` if it is the user's first on this node.
+    pub(crate) fn add(&self, handle: SessionHandle, max_per_uid: usize) -> Result<bool, TooMany> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let sessions = users.entry(handle.uid.clone()).or_default();
+        if max_per_uid > 0 && sessions.len() >= max_per_uid {
+            return Err(TooMany);
+        }
         sessions.push(handle);
-        sessions.len() == 1
+        Ok(sessions.len() == 1)
     }
 
     /// Remove a session; true if it was the user's last on this node.
@@ -51,5 +59,34 @@ impl Registry {
     pub(crate) fn users(&self) -> Vec<String> {
         let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users.keys().map(|u| u.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, uid: &str) -> SessionHandle {
+        SessionHandle::new(Arc::from(id), Arc::from(uid), 4).0
+    }
+
+    #[test]
+    fn a_user_holds_at_most_the_cap_and_others_are_unaffected() {
+        let registry = Registry::default();
+        assert_eq!(registry.add(session("s1", "a"), 2), Ok(true), "first of a");
+        assert_eq!(registry.add(session("s2", "a"), 2), Ok(false));
+        assert_eq!(registry.add(session("s3", "a"), 2), Err(TooMany));
+        assert_eq!(
+            registry.sessions_of("a").len(),
+            2,
+            "the refused one is not held"
+        );
+        assert_eq!(registry.add(session("s4", "b"), 2), Ok(true));
+        assert!(!registry.remove(&Arc::from("a"), "s1"));
+        assert_eq!(registry.add(session("s5", "a"), 2), Ok(false), "room again");
+        let unlimited = Registry::default();
+        for i in 0..20 {
+            assert!(unlimited.add(session(&i.to_string(), "a"), 0).is_ok());
+        }
     }
 }

@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use common::auth::{AuthError, Claims};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use proto::client::v1::{
     ClientFrame, Code, Error as ErrorFrame, GoAway, Join, Joined, Lagged, Leave, Left, Pong,
-    Publish, Reply, RoomMessage, ServerFrame, Welcome, client_frame, server_frame,
+    Publish, Refresh, Refreshed, Reply, RoomMessage, ServerFrame, TokenExpiring, Welcome,
+    client_frame, server_frame,
 };
 use proto::internal::v1::JoinPurpose;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -33,6 +35,7 @@ use crate::cursor::{self, Cursor, History, Place, Start};
 use crate::handle::{SessionHandle, Wake};
 use crate::outbound::{Outbound, Removal, RoomBatch, delivery_frame};
 use crate::pull::pull_range;
+use crate::registry::TooMany;
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 mod close {
@@ -131,18 +134,49 @@ fn frame(f: server_frame::Frame) -> ServerFrame {
 /// the rare, large steps (handshake, last words, cleanup) are boxed: an idle
 /// session then holds only what the main loop needs.
 async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R, wire: Wire) {
-    let Some(sub) = Box::pin(handshake(&ctx, &mut sink, &mut stream, wire)).await else {
+    let Some(claims) = Box::pin(handshake(&ctx, &mut sink, &mut stream, wire)).await else {
         return;
     };
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     tracing::Span::current().record("session", &*session_id);
-    let uid: Arc<str> = Arc::from(sub);
+    let uid: Arc<str> = Arc::from(claims.sub.as_str());
     let (handle, rx) = SessionHandle::new(session_id.clone(), uid.clone(), ctx.cfg.outbound_queue);
-    if ctx.registry.add(handle.clone()) {
-        let _ = ctx
-            .upstream
-            .send(UpstreamCmd::UserOnline(uid.clone()))
-            .await;
+    handle.set_token_iat(claims.iat);
+    match ctx
+        .registry
+        .add(handle.clone(), ctx.cfg.max_sessions_per_uid)
+    {
+        Ok(true) => {
+            let _ = ctx
+                .upstream
+                .send(UpstreamCmd::UserOnline(uid.clone()))
+                .await;
+        }
+        Ok(false) => {}
+        Err(TooMany) => {
+            ctx.metrics
+                .bad_frames
+                .with_label_values(&["too_many_sessions"])
+                .inc();
+            let max = ctx.cfg.max_sessions_per_uid;
+            let e = error(
+                Code::TooManySessions,
+                format!("this user already holds {max} connections to this node"),
+                0,
+                "",
+            );
+            let words = last_words(
+                &mut sink,
+                &mut stream,
+                wire,
+                Some(e),
+                close::POLICY,
+                "too many sessions",
+                LAST_WORDS,
+            );
+            Box::pin(words).await;
+            return;
+        }
     }
     // The drain signals the sessions registered when it started; a later
     // one looks for itself.
@@ -163,6 +197,9 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         ),
         strikes: 0,
         unflushed: false,
+        token_expires_at_ms: claims.exp.saturating_mul(1000),
+        token_received_at_ms: common::time::now_ms(),
+        expiry_warned: false,
     };
     let welcome = Welcome {
         session_id: session_id.to_string(),
@@ -219,14 +256,14 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
     }
 }
 
-/// Wait for the hello and verify its token: the token's subject, or `None`
+/// Wait for the hello and verify its token: the token's claims, or `None`
 /// once the client was told why not.
 async fn handshake<S: Outgoing, R: Incoming>(
     ctx: &Ctx,
     sink: &mut S,
     stream: &mut R,
     wire: Wire,
-) -> Option<String> {
+) -> Option<Claims> {
     let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
     let first = tokio::time::timeout(
         hello_timeout,
@@ -263,15 +300,12 @@ async fn handshake<S: Outgoing, R: Incoming>(
             return None;
         }
     };
-    match ctx.verifier.verify(&hello.token) {
-        Ok(claims) => Some(claims.sub),
+    match verify_token(ctx, &hello.token) {
+        Ok(claims) => Some(claims),
         Err(err) => {
             ctx.metrics.bad_frames.with_label_values(&["auth"]).inc();
-            let code = match err {
-                common::auth::AuthError::Expired => Code::TokenExpired,
-                _ => Code::Unauthenticated,
-            };
-            let e = error(code, err.to_string(), 0, "");
+            tracing::debug!(error = %err, "Hello refused.");
+            let e = error(auth_code(&err), err.public_reason(), 0, "");
             last_words(
                 sink,
                 stream,
@@ -284,6 +318,29 @@ async fn handshake<S: Outgoing, R: Incoming>(
             .await;
             None
         }
+    }
+}
+
+/// Verify a token (hello or refresh): signature and rules, then the
+/// revocations this node remembers.
+fn verify_token(ctx: &Ctx, token: &str) -> Result<Claims, AuthError> {
+    let claims = ctx.verifier.verify(token)?;
+    let now = common::time::now_ms() / 1000;
+    match ctx.revocations.revoked_before(&claims.sub, now) {
+        Some(revoked_before) if claims.iat < revoked_before => Err(AuthError::Revoked {
+            iat: claims.iat,
+            revoked_before,
+        }),
+        _ => Ok(claims),
+    }
+}
+
+/// The client-facing code of a refused token.
+fn auth_code(err: &AuthError) -> Code {
+    match err {
+        AuthError::Expired => Code::TokenExpired,
+        AuthError::Revoked { .. } => Code::TokenRevoked,
+        _ => Code::Unauthenticated,
     }
 }
 
@@ -406,6 +463,13 @@ struct Session<S> {
     strikes: u32,
     /// Frames were fed to the sink since the last flush.
     unflushed: bool,
+    /// When the session's token expires (Unix ms): checked on the heartbeat
+    /// tick, a deadline per session rather than a timer.
+    token_expires_at_ms: u64,
+    /// When the session got its current token (Unix ms).
+    token_received_at_ms: u64,
+    /// `TokenExpiring` was sent for the current token.
+    expiry_warned: bool,
 }
 
 impl<S: Outgoing> Session<S> {
@@ -489,6 +553,10 @@ impl<S: Outgoing> Session<S> {
                     if last_in.elapsed() > idle_limit {
                         return Exit::Close { code: close::GOING_AWAY, reason: "idle timeout".into(), error: None };
                     }
+                    // Boxed: rare, and every idle session's loop would carry it.
+                    if let Some(exit) = Box::pin(self.check_token_expiry()).await {
+                        return exit;
+                    }
                 }
             }
         }
@@ -530,6 +598,80 @@ impl<S: Outgoing> Session<S> {
             reason: reason.to_string(),
             error: Some(error(code, reason, 0, "")),
         })
+    }
+
+    /// On the heartbeat tick: close a session whose token expired unrenewed,
+    /// or warn it once to refresh: `token_expiry_warning_secs` ahead, but
+    /// never before half of what was left of the token when the session got
+    /// it (a short-lived token is not warned about the moment it arrives).
+    async fn check_token_expiry(&mut self) -> Option<Exit> {
+        let now = common::time::now_ms();
+        let expires_at_ms = self.token_expires_at_ms;
+        if now >= expires_at_ms {
+            self.ctx
+                .metrics
+                .bad_frames
+                .with_label_values(&["token_expired"])
+                .inc();
+            return Some(Exit::Close {
+                code: close::POLICY,
+                reason: "token expired".into(),
+                error: Some(error(
+                    Code::TokenExpired,
+                    "token expired; send Refresh before it does",
+                    0,
+                    "",
+                )),
+            });
+        }
+        let left_at_receipt = expires_at_ms.saturating_sub(self.token_received_at_ms);
+        let lead_ms = self
+            .ctx
+            .cfg
+            .token_expiry_warning_secs
+            .saturating_mul(1000)
+            .min(left_at_receipt / 2);
+        if !self.expiry_warned && now.saturating_add(lead_ms) >= expires_at_ms {
+            self.expiry_warned = true;
+            let warning = TokenExpiring { expires_at_ms };
+            let sent = self
+                .write_own(&frame(server_frame::Frame::TokenExpiring(warning)))
+                .await;
+            return sent.err().map(|()| Exit::Gone);
+        }
+        None
+    }
+
+    /// `Refresh`: a new token for the same uid replaces the session's; any
+    /// refusal leaves the current one in place.
+    async fn refresh(&mut self, r: Refresh) -> Result<(), ()> {
+        let claims = match verify_token(&self.ctx, &r.token) {
+            Ok(claims) => claims,
+            Err(err) => {
+                tracing::debug!(error = %err, "Refresh refused.");
+                let e = error(auth_code(&err), err.public_reason(), r.r#ref, "");
+                return self.write_error(e).await;
+            }
+        };
+        if claims.sub != *self.handle.uid {
+            let e = error(
+                Code::Forbidden,
+                "the new token is for another uid; the session keeps its token",
+                r.r#ref,
+                "",
+            );
+            return self.write_error(e).await;
+        }
+        self.token_expires_at_ms = claims.exp.saturating_mul(1000);
+        self.token_received_at_ms = common::time::now_ms();
+        self.expiry_warned = false;
+        self.handle.set_token_iat(claims.iat);
+        let done = Refreshed {
+            r#ref: r.r#ref,
+            expires_at_ms: self.token_expires_at_ms,
+        };
+        self.write_own(&frame(server_frame::Frame::Refreshed(done)))
+            .await
     }
 
     async fn go_away(&mut self, reconnect_after_ms: u64) -> Exit {
@@ -623,6 +765,7 @@ impl<S: Outgoing> Session<S> {
             Some(client_frame::Frame::Leave(_)) => "leave",
             Some(client_frame::Frame::Publish(_)) => "publish",
             Some(client_frame::Frame::Ping(_)) => "ping",
+            Some(client_frame::Frame::Refresh(_)) => "refresh",
             None => "unknown",
         };
         self.ctx.metrics.frames_in.with_label_values(&[kind]).inc();
@@ -680,6 +823,7 @@ impl<S: Outgoing> Session<S> {
             }
             Some(client_frame::Frame::Leave(l)) => self.leave(l).await,
             Some(client_frame::Frame::Publish(p)) => self.publish(p).await,
+            Some(client_frame::Frame::Refresh(r)) => self.refresh(r).await,
             Some(client_frame::Frame::Ping(p)) => {
                 let pong = Pong {
                     client_time_ms: p.client_time_ms,
@@ -721,7 +865,13 @@ impl<S: Outgoing> Session<S> {
         let ctx = self.ctx.clone();
         let snapshot = match ctx
             .biz
-            .authorize(&self.handle.uid, &room, &self.handle.id, JoinPurpose::Join)
+            .authorize(
+                &self.handle.uid,
+                &room,
+                &self.handle.id,
+                JoinPurpose::Join,
+                self.handle.token_iat(),
+            )
             .await
         {
             Ok(s) => s,
@@ -1028,7 +1178,13 @@ impl<S: Outgoing> Session<S> {
         let snapshot = loop {
             match ctx
                 .biz
-                .authorize(&self.handle.uid, room, &self.handle.id, JoinPurpose::Resync)
+                .authorize(
+                    &self.handle.uid,
+                    room,
+                    &self.handle.id,
+                    JoinPurpose::Resync,
+                    self.handle.token_iat(),
+                )
                 .await
             {
                 Ok(s) => break Ok(s),
@@ -1102,6 +1258,7 @@ fn frame_ref(f: &ClientFrame) -> (u32, String) {
         Some(client_frame::Frame::Join(j)) => (j.r#ref, j.room.clone()),
         Some(client_frame::Frame::Leave(l)) => (l.r#ref, l.room.clone()),
         Some(client_frame::Frame::Publish(p)) => (p.r#ref, p.room.clone()),
+        Some(client_frame::Frame::Refresh(r)) => (r.r#ref, String::new()),
         _ => (0, String::new()),
     }
 }

@@ -14,7 +14,7 @@ use common::backoff::Backoff;
 use common::discovery::NodeSet;
 use common::hashing::rendezvous_order;
 use common::push_directory::user_key;
-use proto::client::v1::{Ephemeral, ServerFrame, server_frame};
+use proto::client::v1::{Code, Ephemeral, ServerFrame, server_frame};
 use proto::internal::v1::{
     AttachHello, ConnToPush, PushToConn, RoomCount, RoomInterest, UserPresence, conn_to_push,
     push_to_conn,
@@ -450,6 +450,20 @@ fn dispatch(ctx: &Ctx, msg: PushToConn) {
             }
         }
         push_to_conn::Msg::Users(u) => {
+            // A revocation closes the users' sessions whose token is older,
+            // and is remembered for hellos and refreshes.
+            if let Some(revocation) = &u.revocation {
+                let before = revocation.revoked_before_secs;
+                let now = common::time::now_ms() / 1000;
+                for uid in &u.uids {
+                    ctx.revocations.record(uid, before, now);
+                    for session in ctx.registry.sessions_of(uid) {
+                        if session.token_iat() < before {
+                            session.disconnect(Code::TokenRevoked, "token revoked", &ctx.metrics);
+                        }
+                    }
+                }
+            }
             // A removal (kick, block) also ends the fan-out to that user's
             // sockets in the room; the push itself still reaches them.
             if let Some(removal) = &u.removal {

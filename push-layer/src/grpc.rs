@@ -173,15 +173,21 @@ impl Push for PushService {
                 _ => local.push(uid),
             }
         }
-        let mut online =
-            self.hub
-                .push_users_local(&local, &req.kind, &req.body, ts_ms, req.removal.as_ref());
+        let mut online = self.hub.push_users_local(
+            &local,
+            &req.kind,
+            &req.body,
+            ts_ms,
+            req.removal.as_ref(),
+            req.revocation.as_ref(),
+        );
         for (node, (mut owner, uids)) in remote {
             let sub = PushUsersRequest {
                 uids,
                 kind: req.kind.clone(),
                 body: req.body.clone(),
                 removal: req.removal.clone(),
+                revocation: req.revocation,
             };
             match owner.client.push_users(forwarded(sub)).await {
                 Ok(reply) => online += reply.into_inner().online,

@@ -9,7 +9,8 @@ use dashmap::DashMap;
 use message_log::{MessageLog, ReadLimit};
 use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
-    PullReply, PushToConn, RoomCount, RoomRemoval, Subscribed, UserDelivery, push_to_conn,
+    PullReply, PushToConn, RoomCount, RoomRemoval, Subscribed, UserDelivery, UserRevocation,
+    push_to_conn,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -368,6 +369,7 @@ impl Hub {
         body: &bytes::Bytes,
         ts_ms: u64,
         removal: Option<&RoomRemoval>,
+        revocation: Option<&UserRevocation>,
     ) -> u32 {
         let mut per_node: HashMap<Arc<str>, Vec<String>> = HashMap::new();
         let mut online = 0;
@@ -390,6 +392,7 @@ impl Hub {
                     body: body.clone(),
                     ts_ms,
                     removal: removal.cloned(),
+                    revocation: revocation.copied(),
                 })),
             };
             self.conns

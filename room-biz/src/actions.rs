@@ -35,6 +35,7 @@ use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use proto::client::v1::Code;
 use room_store::RoomStore;
+use room_store::domain::catalog::{GiftCatalog, ReactionSet};
 use room_store::domain::rules::Action;
 use room_store::domain::rules::Refusal;
 use serde::de::DeserializeOwned;
@@ -178,14 +179,21 @@ impl ActionTable {
             cfg.action_burst,
         )?;
         let likes = Limit::new("likes", "like", cfg.like_rate_per_sec, cfg.like_burst)?;
+        let catalog =
+            GiftCatalog::new(&cfg.gifts).map_err(|e| Error::Config(format!("gifts: {e}")))?;
+        let reactions = ReactionSet::new(&cfg.reactions)
+            .map_err(|e| Error::Config(format!("reactions: {e}")))?;
         let mut handlers: Vec<(Action, Box<dyn ActionHandler>)> = vec![
             (Action::Comment, Box::new(comment::Comment::new(cfg)?)),
             (Action::Like, Box::new(reactions::Like::new(likes.clone()))),
             (
                 Action::React,
-                Box::new(reactions::React::new(likes.clone())),
+                Box::new(reactions::React::new(likes.clone(), reactions)),
             ),
-            (Action::Gift, Box::new(gift::Gift::new(actions.clone()))),
+            (
+                Action::Gift,
+                Box::new(gift::Gift::new(actions.clone(), catalog)),
+            ),
             (
                 Action::RemoveComment,
                 Box::new(moderation::RemoveComment::new(actions.clone())),

@@ -1,5 +1,6 @@
 //! Room-biz settings: defaults, and a check run once at start.
 
+use room_store::domain::catalog::{self, GiftCatalog, GiftSpec, ReactionSet};
 use room_store::ids;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,10 @@ pub const DEFAULT_BACKEND_WRITE_RATE_PER_SEC: u32 = 200;
 /// Burst of backend API writes per API key.
 pub const DEFAULT_BACKEND_WRITE_BURST: u32 = 400;
 
+/// Long polls one uid may have waiting at once on one biz node; more are
+/// answered 429.
+pub const DEFAULT_MAX_LONG_POLLS_PER_UID: usize = 4;
+
 /// Open HTTP connections: long-polling clients hold one each while waiting.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
 
@@ -148,6 +153,21 @@ pub struct Config {
     pub token_secret: String,
     /// EdDSA public key (PEM) of client tokens, if the app signs with EdDSA.
     pub token_eddsa_public_pem: Option<String>,
+    /// Required `aud` of client tokens; unset: tokens naming an audience are refused.
+    pub token_audience: Option<String>,
+    /// Required `iss` of client tokens; unset: not checked.
+    pub token_issuer: Option<String>,
+    /// Longest client token lifetime, seconds (0: no limit); also how long a
+    /// revocation is kept.
+    pub token_max_lifetime_secs: u64,
+    /// See [`DEFAULT_MAX_LONG_POLLS_PER_UID`]; 0: no limit.
+    pub max_long_polls_per_uid: usize,
+    /// The gifts clients may send, with their server-side values (a
+    /// client's `gift` names an id and a count only). A list, so a
+    /// configured catalog replaces the default one entirely.
+    pub gifts: Vec<GiftSpec>,
+    /// The reaction kinds clients may send with `react`.
+    pub reactions: Vec<String>,
     // Long polling. The `poll_*` names are the file and environment keys
     // operators already set, so they stay; voting is `polls_*` and
     // `poll_tally_ms` below.
@@ -239,6 +259,12 @@ impl Default for Config {
             presence_grace_ms: DEFAULT_PRESENCE_GRACE_MS,
             token_secret: String::new(),
             token_eddsa_public_pem: None,
+            token_audience: None,
+            token_issuer: None,
+            token_max_lifetime_secs: common::auth::DEFAULT_TOKEN_MAX_LIFETIME_SECS,
+            max_long_polls_per_uid: DEFAULT_MAX_LONG_POLLS_PER_UID,
+            gifts: catalog::default_gifts(),
+            reactions: catalog::default_reactions(),
             poll_large_room_members: DEFAULT_POLL_LARGE_ROOM_MEMBERS,
             poll_refresh_ms: DEFAULT_POLL_REFRESH_MS,
             poll_large_refresh_ms: DEFAULT_POLL_LARGE_REFRESH_MS,
@@ -323,6 +349,8 @@ impl Config {
         }
         common::cors::validate(&self.cors_origins)
             .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
+        GiftCatalog::new(&self.gifts).map_err(|e| Error::Config(format!("gifts: {e}")))?;
+        ReactionSet::new(&self.reactions).map_err(|e| Error::Config(format!("reactions: {e}")))?;
         Ok(())
     }
 }
@@ -348,5 +376,28 @@ mod tests {
         };
         let err = zero.validate().expect_err("zero burst");
         assert!(err.to_string().contains("comment_burst"), "{err}");
+
+        let twice = Config {
+            gifts: vec![
+                GiftSpec {
+                    id: "rose".into(),
+                    name: "Rose".into(),
+                    value: 1,
+                },
+                GiftSpec {
+                    id: "rose".into(),
+                    name: "Red rose".into(),
+                    value: 2,
+                },
+            ],
+            ..Config::default()
+        };
+        let err = twice.validate().expect_err("a gift id twice");
+        assert!(err.to_string().contains("gifts"), "{err}");
+        let junk = Config {
+            reactions: vec!["a b".into()],
+            ..Config::default()
+        };
+        assert!(junk.validate().is_err());
     }
 }

@@ -21,6 +21,7 @@ use tracing::Instrument as _;
 use crate::actions::ActionCall;
 use crate::error::JoinError;
 use crate::join::{self, Entry, JoinGrant};
+use crate::revoke;
 use crate::shared::Shared;
 
 /// The service implementation.
@@ -76,6 +77,25 @@ impl Biz for BizService {
             JoinPurpose::Join => Entry::Join,
             JoinPurpose::Resync => Entry::Resync,
         };
+        // Revoked tokens join nothing, whatever the conn node remembers.
+        match revoke::check(rooms.store.as_ref(), &req.uid, req.token_iat).await {
+            Ok(()) => {}
+            Err(refused) => {
+                tracing::debug!(room = %req.room, uid = %req.uid, error = %refused, "Join refused: token.");
+                let (code, message, label) = match refused {
+                    revoke::Refused::Revoked(e) => {
+                        (Code::TokenRevoked, e.public_reason().to_owned(), "revoked")
+                    }
+                    revoke::Refused::Store(e) => (Code::Unavailable, e.to_string(), "unavailable"),
+                };
+                self.shared.metrics.joins.with_label_values(&[label]).inc();
+                return Ok(Response::new(JoinDecision {
+                    snapshot: None,
+                    code: code as i32,
+                    message,
+                }));
+            }
+        }
         let result = join::authorize(
             rooms,
             &req.room,

@@ -16,6 +16,7 @@
 //! - `longpoll`: `GET /v1/rooms/{id}/messages`, over the node's long-poll
 //!   cache (`crate::longpoll`, which knows nothing of HTTP).
 //! - `actions`: `POST /v1/rooms/{id}/actions`.
+//! - `users`: `POST /v1/users/{uid}/revoke` (app backend).
 
 mod actions;
 mod auth;
@@ -24,6 +25,7 @@ mod error;
 mod longpoll;
 mod messages;
 mod rooms;
+mod users;
 
 use std::sync::Arc;
 
@@ -57,10 +59,12 @@ pub(crate) fn backend_app(shared: Arc<Shared>) -> Router {
         .route("/v1/rooms/{id}/invite", post(rooms::invite));
     let messages_write =
         Router::new().route("/v1/rooms/{id}/messages", post(messages::post_message));
+    let users_write = Router::new().route("/v1/users/{uid}/revoke", post(users::revoke));
     Router::new()
         .merge(scoped(Scope::RoomsRead, reads()))
         .merge(scoped(Scope::RoomsWrite, rooms_write))
         .merge(scoped(Scope::MessagesWrite, messages_write))
+        .merge(scoped(Scope::UsersWrite, users_write))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
         .fallback(not_found)

@@ -28,6 +28,8 @@
 //!   views), atomic changes, events, lifecycle (start, end, auto-end),
 //!   like/reaction aggregation, poll (voting) tallies, timers, presence
 //!   (join/leave events).
+//! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
+//!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
@@ -45,6 +47,7 @@ mod join;
 mod longpoll;
 mod metrics;
 mod pusher;
+mod revoke;
 mod rooms;
 mod shared;
 #[cfg(test)]

@@ -4,8 +4,11 @@
 //! - `cache`: the per-node [`LongPollCache`] of polled rooms' recent messages,
 //!   refreshed from the push layer, with pollers counted as members.
 //! - `cover`: which messages one reply carries (caps and sampling), pure.
+//! - `slots`: waiting long polls per uid, capped.
 
 pub(crate) mod cache;
 pub(crate) mod cover;
+pub(crate) mod slots;
 
 pub(crate) use self::cache::LongPollCache;
+pub(crate) use self::slots::UidSlots;

@@ -291,6 +291,7 @@ impl Rooms {
                 kind: kind.to_owned(),
                 body: body.clone(),
                 removal: removal.clone(),
+                revocation: None,
             };
             match self.pusher.push_users(request).await {
                 Ok(reply) => {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use common::api_keys::Keyring;
-use common::auth::TokenVerifier;
+use common::auth::{TokenRules, TokenVerifier};
 use prometheus::Registry;
 use proto::client::v1::Code;
 use room_store::domain::rules::Refusal;
@@ -16,7 +16,7 @@ use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::KeyQuota;
-use crate::longpoll::LongPollCache;
+use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
 
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) api_keys: watch::Sender<Arc<Keyring>>,
     /// Backend writes per API key.
     pub(crate) key_quota: KeyQuota,
+    /// Long polls waiting per uid (`max_long_polls_per_uid`).
+    pub(crate) poll_slots: UidSlots,
 }
 
 impl Shared {
@@ -57,7 +59,12 @@ impl Shared {
                 Some(&cfg.token_secret),
                 cfg.token_eddsa_public_pem.as_deref(),
             )
-            .map_err(|e| Error::Config(format!("client token keys: {e}")))?;
+            .map_err(|e| Error::Config(format!("client token keys: {e}")))?
+            .with_rules(TokenRules::new(
+                cfg.token_audience.as_deref(),
+                cfg.token_issuer.as_deref(),
+                cfg.token_max_lifetime_secs,
+            ));
             Some(verifier)
         };
         let metrics = Metrics::new(registry);
@@ -68,6 +75,7 @@ impl Shared {
         Ok(Self {
             actions: ActionTable::new(&cfg)?,
             longpoll: LongPollCache::new(&cfg, &backends, &metrics),
+            poll_slots: UidSlots::new(cfg.max_long_polls_per_uid),
             verifier,
             api_keys: watch::Sender::new(Arc::default()),
             key_quota: KeyQuota::new(cfg.backend_write_rate_per_sec, cfg.backend_write_burst),

@@ -12,11 +12,15 @@
 //! - [`poll`]: poll (voting) limits and views.
 //! - [`rate`]: slow mode, payload limits, push pacing.
 //! - [`state`]: the read model, the snapshot and summary JSON.
+//! - [`text`]: text fields people read (no control or bidi-override characters).
+//! - [`catalog`]: the gift catalog and the reaction set (server-side values).
 
+pub mod catalog;
 pub mod entry;
 pub mod poll;
 pub mod rate;
 pub mod room;
 pub mod rules;
 pub mod state;
+pub mod text;
 pub mod transition;

@@ -67,6 +67,41 @@ pub struct StandaloneArgs {
     /// Do not serve the demo page at /demo/.
     #[arg(long)]
     pub no_demo: bool,
+    /// Required `aud` of client tokens (unset: tokens naming an audience are refused).
+    #[arg(long, env = "ROOMCAST_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// Required `iss` of client tokens (unset: not checked).
+    #[arg(long, env = "ROOMCAST_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// Longest client token lifetime in seconds (exp - iat); 0: no limit.
+    #[arg(
+        long,
+        env = "ROOMCAST_TOKEN_MAX_LIFETIME_SECS",
+        default_value_t = common::auth::DEFAULT_TOKEN_MAX_LIFETIME_SECS
+    )]
+    pub token_max_lifetime_secs: u64,
+}
+
+impl StandaloneArgs {
+    /// Put the token rules into the conn node's and room-biz's settings.
+    fn apply_token_rules(&self, cfg: &mut StandaloneConfig) {
+        for (audience, issuer, lifetime) in [
+            (
+                &mut cfg.conn.token_audience,
+                &mut cfg.conn.token_issuer,
+                &mut cfg.conn.token_max_lifetime_secs,
+            ),
+            (
+                &mut cfg.biz.token_audience,
+                &mut cfg.biz.token_issuer,
+                &mut cfg.biz.token_max_lifetime_secs,
+            ),
+        ] {
+            audience.clone_from(&self.token_audience);
+            issuer.clone_from(&self.token_issuer);
+            *lifetime = self.token_max_lifetime_secs;
+        }
+    }
 }
 
 /// Start every service, print the URLs, run until SIGINT or SIGTERM.
@@ -74,8 +109,8 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
     // Traces too when OTEL_* asks for it: one service, `roomcast`.
     let telemetry = common::telemetry::init_service("roomcast", "info", global.log_format);
     warn_if_exposed(&args, global);
-    let cfg = StandaloneConfig {
-        bind_host: args.bind,
+    let mut cfg = StandaloneConfig {
+        bind_host: args.bind.clone(),
         router_port: args.router_port,
         ws_port: args.ws_port,
         biz_port: args.biz_port,
@@ -87,10 +122,11 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.clone(),
         secret: global.secret.clone(),
         broadcast_threshold: args.broadcast_threshold,
-        cors_origins: args.cors_origins,
+        cors_origins: args.cors_origins.clone(),
         demo: !args.no_demo,
         ..StandaloneConfig::default()
     };
+    args.apply_token_rules(&mut cfg);
     let shutdown = common::shutdown::signal_token();
     let standalone = Standalone::start(cfg, shutdown)
         .await

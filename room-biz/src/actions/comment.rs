@@ -17,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use proto::client::v1::{Code, Priority};
 use proto::internal::v1::PushRoomRequest;
 use room_store::domain::rules::{self, Refusal};
+use room_store::domain::text::{self, Lines};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -72,6 +73,7 @@ impl Comment {
         if comment.text.trim().is_empty() {
             return Err(Refusal::bad_request("comment text is empty"));
         }
+        text::check("text", &comment.text, Lines::Many)?;
         // Characters, not bytes: a limit in bytes would give CJK or emoji
         // writers a third of the room Latin writers get.
         if comment.text.chars().count() > self.max_chars {

@@ -1,13 +1,16 @@
-//! `gift {gift_id, count, value}`: pushed to the room as a durable,
-//! high-priority `gift` event (never sampled), then added to the room's gift
-//! counters. The push comes first: a gift nobody saw is not counted, and a
-//! failed push is answered `UNAVAILABLE` so the client may retry.
+//! `gift {gift_id, count}`: pushed to the room as a durable, high-priority
+//! `gift` event (never sampled), then added to the room's gift counters. The
+//! value of a gift is the server's (the configured catalog); a `value` in the
+//! payload is ignored, and an id the catalog lacks is refused. The push comes
+//! first: a gift nobody saw is not counted, and a failed push is answered
+//! `UNAVAILABLE` so the client may retry.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use proto::client::v1::Code;
 use room_store::counter;
+use room_store::domain::catalog::GiftCatalog;
 use room_store::domain::rate;
 use room_store::domain::rules::{self, Action, Refusal};
 use serde_json::json;
@@ -18,11 +21,12 @@ use crate::rooms::events;
 /// `gift`.
 pub(super) struct Gift {
     limit: Arc<Limit>,
+    catalog: GiftCatalog,
 }
 
 impl Gift {
-    pub(super) fn new(limit: Arc<Limit>) -> Self {
-        Self { limit }
+    pub(super) fn new(limit: Arc<Limit>, catalog: GiftCatalog) -> Self {
+        Self { limit, catalog }
     }
 }
 
@@ -31,16 +35,21 @@ impl ActionHandler for Gift {
     async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let gift: rate::Gift = payload(Action::Gift, call.payload)?;
         let gift = gift.validate().map_err(Refusal::bad_request)?;
+        let Some(spec) = self.catalog.get(&gift.gift_id) else {
+            let shown: String = gift.gift_id.chars().take(64).collect();
+            return Err(Refusal::bad_request(format!("unknown gift {shown:?}")));
+        };
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
         rules::live_for_audience(view.room.state)?;
         self.limit.check(call.room, call.uid)?;
-        let total = gift.total_value();
+        let total = gift.total_value(spec.value);
         let body = json!({
             "uid": call.uid,
             "gift_id": gift.gift_id,
+            "name": spec.name,
             "count": gift.count,
-            "value": gift.value,
+            "value": spec.value,
             "total_value": total,
         });
         let Some(seq) = rooms.event(call.room, events::GIFT, &body, call.uid).await else {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use room_store::domain::poll::{PollSpec, PollView};
+use room_store::domain::poll::{PollSpec, PollSpecError, PollView};
 use room_store::domain::rules::{self, Action, Refusal};
 use room_store::domain::transition::Guard;
 use room_store::ids;
@@ -36,9 +36,10 @@ impl PollOpen {
 impl ActionHandler for PollOpen {
     async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let spec: PollSpec = payload(Action::PollOpen, call.payload)?;
-        let spec = spec
-            .validate()
-            .map_err(|e| Refusal::bad_request(e.to_string()))?;
+        let spec = spec.validate().map_err(|e| match e {
+            PollSpecError::Text(bad) => Refusal::from(bad),
+            other => Refusal::bad_request(other.to_string()),
+        })?;
         let rooms = &backends.rooms;
         rooms.gate(call.room, call.uid).await?;
         self.limit.check(call.room, call.uid)?;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use room_store::domain::catalog::ReactionSet;
 use room_store::domain::rate;
 use room_store::domain::rules::{self, Action, Refusal};
 use serde::Deserialize;
@@ -42,14 +43,16 @@ struct Reaction {
     emoji: String,
 }
 
-/// `react`.
+/// `react`: only kinds of the configured set, so junk kinds cannot take the
+/// room's reaction slots.
 pub(super) struct React {
     limit: Arc<Limit>,
+    kinds: ReactionSet,
 }
 
 impl React {
-    pub(super) fn new(limit: Arc<Limit>) -> Self {
-        Self { limit }
+    pub(super) fn new(limit: Arc<Limit>, kinds: ReactionSet) -> Self {
+        Self { limit, kinds }
     }
 }
 
@@ -57,7 +60,13 @@ impl React {
 impl ActionHandler for React {
     async fn handle(&self, backends: &Backends, call: ActionCall<'_>) -> Result<Bytes, Refusal> {
         let Reaction { emoji } = payload(Action::React, call.payload)?;
-        rate::validate_reaction(&emoji).map_err(Refusal::bad_request)?;
+        if !self.kinds.contains(&emoji) {
+            let shown: String = emoji.chars().take(rate::REACTION_MAX_CHARS).collect();
+            return Err(Refusal::bad_request(format!(
+                "unknown reaction {shown:?}; this server accepts {}",
+                self.kinds.kinds().join(" ")
+            )));
+        }
         let rooms = &backends.rooms;
         let view = rooms.gate(call.room, call.uid).await?;
         rules::live_for_audience(view.room.state)?;

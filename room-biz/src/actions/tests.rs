@@ -73,7 +73,7 @@ fn live_matrix() -> Vec<(&'static str, Value, [Code; 7])> {
         ("react", json!({"emoji": "❤️"}), [O, O, O, O, O, F, F]),
         (
             "gift",
-            json!({"gift_id": "rose", "count": 1, "value": 10}),
+            json!({"gift_id": "rose", "count": 1}),
             [O, O, O, O, O, F, F],
         ),
         (
@@ -590,7 +590,7 @@ async fn comments_removals_slow_mode_and_gifts() {
         &room,
         "carol",
         "gift",
-        json!({"gift_id": "rose", "count": 3, "value": 5}),
+        json!({"gift_id": "star", "count": 3}),
     )
     .await;
     let (kind, priority, durable, body) = pushed(&pusher, &room, 0).pop().expect("gift");
@@ -598,7 +598,38 @@ async fn comments_removals_slow_mode_and_gifts() {
     assert_eq!(gift["seq"], pusher.events(&room).len());
     assert_eq!(
         body,
-        json!({"uid": "carol", "gift_id": "rose", "count": 3, "value": 5, "total_value": 15})
+        json!({"uid": "carol", "gift_id": "star", "name": "Star", "count": 3, "value": 10, "total_value": 30})
+    );
+    // The client claims a value: the catalog's counts, not the claim.
+    ok(
+        &b,
+        &table,
+        &room,
+        "carol",
+        "gift",
+        json!({"gift_id": "rose", "count": 1, "value": 10_000_000_000_000_u64}),
+    )
+    .await;
+    let (_, _, _, body) = pushed(&pusher, &room, 0).pop().expect("gift");
+    assert_eq!(
+        (body["value"].as_u64(), body["total_value"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let unknown = act(
+        &b,
+        &table,
+        &room,
+        "carol",
+        "gift",
+        &json!({"gift_id": "diamond-of-1e13", "count": 1}),
+    )
+    .await
+    .expect_err("not in the catalog");
+    assert_eq!(unknown.code, Code::BadRequest);
+    assert!(
+        unknown.message.contains("unknown gift"),
+        "{}",
+        unknown.message
     );
     b.rooms.counters.flush().await;
     let summary = b
@@ -609,7 +640,8 @@ async fn comments_removals_slow_mode_and_gifts() {
         .summary_json(0);
     assert_eq!(
         (summary["gifts"].as_u64(), summary["gift_value"].as_u64()),
-        (Some(3), Some(15))
+        (Some(4), Some(31)),
+        "3 stars at 10 and a rose at 1; the claimed value and the unknown gift count nothing"
     );
     assert_eq!(summary["comments"], 4, "counted once flushed");
     let bad = act(
@@ -663,8 +695,32 @@ async fn likes_and_reactions_are_aggregated_and_pushed_as_ephemeral_totals() {
         let got = act(&b, &table, &room, "a", "like", &payload).await;
         assert_eq!(got.map_err(|r| r.code).err(), Some(code), "{payload}");
     }
+    // A kind outside the configured set is refused and takes no slot.
+    for junk in ["x", "💩", "zz"] {
+        let got = act(&b, &table, &room, "a", "react", &json!({ "emoji": junk })).await;
+        assert_eq!(
+            got.map_err(|r| r.code).err(),
+            Some(Code::BadRequest),
+            "{junk}"
+        );
+    }
+    ok(&b, &table, &room, "b", "react", json!({"emoji": "❤️"})).await;
+    b.rooms.counters.flush().await;
+    let summary = b
+        .rooms
+        .read(&room, None)
+        .await
+        .expect("read")
+        .summary_json(0);
+    assert_eq!(
+        summary["reactions"]["by_emoji"],
+        json!({"🔥": 3, "❤️": 1}),
+        "junk kinds never reached the counters"
+    );
+
     let few = Config {
         reaction_kinds_max: 2,
+        reactions: vec!["1".into(), "2".into(), "3".into()],
         ..Config::default()
     };
     let limited = backends_on(
@@ -989,5 +1045,61 @@ async fn concurrent_votes_and_hands_through_the_table_on_redis() {
         &Config::default(),
         RecordingPusher::new(),
     ))
+    .await;
+}
+
+#[tokio::test]
+async fn control_and_bidi_characters_are_refused_in_comments_and_polls() {
+    let pusher = RecordingPusher::new();
+    let b = backends(pusher.clone());
+    let table = ActionTable::new(&Config::default()).expect("table");
+    let room = b
+        .store
+        .create_room(NewRoom {
+            owner: Some("host".into()),
+            ..NewRoom::titled("Text", None)
+        })
+        .await
+        .expect("create")
+        .id;
+    let attacks = [
+        ("comment", json!({"text": "see evil\u{202E}gpj.exe"})),
+        ("comment", json!({"text": "isolate\u{2066}x\u{2069}"})),
+        ("comment", json!({"text": "bell\u{7}"})),
+        (
+            "poll_open",
+            json!({"question": "Tea\u{202D}?", "options": ["yes", "no"]}),
+        ),
+        (
+            "poll_open",
+            json!({"question": "Tea?", "options": ["yes", "n\u{1b}[2Jo"]}),
+        ),
+    ];
+    for (action, payload) in attacks {
+        let refusal = act(&b, &table, &room, "host", action, &payload)
+            .await
+            .expect_err("refused");
+        assert_eq!(refusal.code, Code::InvalidText, "{action} {payload}");
+        assert!(refusal.message.contains("U+"), "{}", refusal.message);
+    }
+    assert!(pusher.events(&room).is_empty(), "nothing was published");
+    // Ordinary text still goes through, line breaks in comments included.
+    ok(
+        &b,
+        &table,
+        &room,
+        "host",
+        "comment",
+        json!({"text": "שלום\nworld 🎉"}),
+    )
+    .await;
+    ok(
+        &b,
+        &table,
+        &room,
+        "host",
+        "poll_open",
+        json!({"question": "お茶?", "options": ["はい", "いいえ"]}),
+    )
     .await;
 }

@@ -56,6 +56,7 @@ fn join(room: &str, uid: &str, session_id: &str) -> JoinRequest {
         node_id: "conn-1".into(),
         session_id: session_id.into(),
         purpose: JoinPurpose::Join as i32,
+        token_iat: common::time::now_ms() / 1000,
     }
 }
 
@@ -412,4 +413,65 @@ async fn joins_still_work_after_redis_restarted_empty() {
     assert_eq!(snapshot.members, 1);
     let back = shared.backends.store.get_room(&room).await.expect("get");
     assert_eq!(back.map(|r| r.title).as_deref(), Some("Jazz"));
+}
+
+#[tokio::test]
+async fn joins_with_a_revoked_token_are_refused_and_newer_tokens_join() {
+    let pusher = RecordingPusher::new();
+    let shared = shared(Config::default(), pusher.clone());
+    let room = new_room(&shared, None).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+    let revoked = crate::revoke::revoke(
+        shared.backends.store.as_ref(),
+        shared.backends.pusher.as_ref(),
+        "bob",
+        3600,
+    )
+    .await
+    .expect("revoke");
+
+    // A conn node that never heard of the revocation still cannot join bob
+    // with his old token (join() carries an iat of now, before the mark).
+    let decision = client
+        .authorize_join(join(&room, "bob", "s1"))
+        .await
+        .expect("an answer")
+        .into_inner();
+    assert_eq!(
+        refusal(decision),
+        (Code::TokenRevoked, "token revoked".into())
+    );
+    let resync = JoinRequest {
+        purpose: JoinPurpose::Resync as i32,
+        ..join(&room, "bob", "s1")
+    };
+    let decision = client.authorize_join(resync).await.expect("an answer");
+    assert_eq!(refusal(decision.into_inner()).0, Code::TokenRevoked);
+    assert_eq!(
+        shared
+            .backends
+            .store
+            .member_count(&room)
+            .await
+            .expect("count"),
+        0
+    );
+
+    // A token issued after the revocation joins; so does another uid.
+    let fresh = JoinRequest {
+        token_iat: revoked.revoked_before_secs,
+        ..join(&room, "bob", "s2")
+    };
+    let decision = client
+        .authorize_join(fresh)
+        .await
+        .expect("join")
+        .into_inner();
+    assert_eq!(decision.code, Code::Ok as i32, "{}", decision.message);
+    let decision = client
+        .authorize_join(join(&room, "carol", "s3"))
+        .await
+        .expect("join")
+        .into_inner();
+    assert_eq!(decision.code, Code::Ok as i32);
 }

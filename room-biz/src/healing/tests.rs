@@ -288,6 +288,17 @@ impl RoomStore for FlakyStore {
     async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError> {
         self.inner.blocked_by(host).await
     }
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.revoke_tokens(uid, before_secs, ttl_secs).await
+    }
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.tokens_revoked_before(uid).await
+    }
     async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         let failing = self
             .failures

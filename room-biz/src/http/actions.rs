@@ -44,7 +44,7 @@ pub(super) async fn action(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ActionOk>, ApiError> {
     // Authenticate before looking at the body: strangers learn nothing from it.
-    let uid = auth::uid(&shared, &headers)?;
+    let uid = auth::uid(&shared, &headers).await?;
     let body = body.map_err(body_error)?;
     let request: ActionBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;

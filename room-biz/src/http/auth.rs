@@ -1,14 +1,17 @@
 //! `Authorization: Bearer <JWT>` for polling clients, verified locally with
-//! the same keys and rules as the socket handshake.
+//! the same keys and rules as the socket handshake, then checked against the
+//! uid's token revocation (a store read). The peer is told a short, stable
+//! reason; the detail goes to the log.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use common::auth::AuthError;
 
 use super::error::ApiError;
+use crate::revoke;
 use crate::shared::Shared;
 
 /// The uid of the request's bearer token.
-pub(crate) fn uid(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) async fn uid(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(verifier) = &shared.verifier else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -17,15 +20,23 @@ pub(crate) fn uid(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiErr
         ));
     };
     let token = bearer(headers)?;
-    match verifier.verify(token) {
-        Ok(claims) => Ok(claims.sub),
-        Err(AuthError::Expired) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "token_expired",
-            "token expired",
-        )),
-        Err(error) => Err(unauthenticated(error.to_string())),
+    let claims = verifier.verify(token).map_err(refused)?;
+    match revoke::check(shared.backends.store.as_ref(), &claims.sub, claims.iat).await {
+        Ok(()) => Ok(claims.sub),
+        Err(revoke::Refused::Revoked(error)) => Err(refused(error)),
+        Err(revoke::Refused::Store(error)) => Err(ApiError::unavailable(error.to_string())),
     }
+}
+
+/// The answer to a refused token: 401 with a stable code and reason.
+fn refused(error: AuthError) -> ApiError {
+    tracing::debug!(%error, "Client token refused.");
+    let code = match error {
+        AuthError::Expired => "token_expired",
+        AuthError::Revoked { .. } => "token_revoked",
+        _ => "unauthenticated",
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, code, error.public_reason())
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {

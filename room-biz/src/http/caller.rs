@@ -124,7 +124,7 @@ pub(crate) async fn client_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match auth::uid(&shared, request.headers()) {
+    match auth::uid(&shared, request.headers()).await {
         Ok(uid) => {
             request.extensions_mut().insert(Caller::Client { uid });
             next.run(request).await

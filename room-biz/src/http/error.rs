@@ -48,6 +48,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// A text field with a control or bidi-override character.
+    pub(crate) fn invalid_text(bad: room_store::domain::text::BadText) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_text", bad.to_string())
+    }
+
     pub(crate) fn room_not_found(room: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -122,6 +127,7 @@ pub(crate) fn refusal_error(refusal: Refusal) -> ApiError {
         Code::RoomEnded => (StatusCode::CONFLICT, "room_ended"),
         Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Code::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        Code::InvalidText => (StatusCode::BAD_REQUEST, "invalid_text"),
         // Handlers use the codes above; anything else is a bug on our side.
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };

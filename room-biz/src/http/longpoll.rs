@@ -257,7 +257,19 @@ async fn long_poll(
     headers: &HeaderMap,
     query: Result<Query<LongPollQuery>, QueryRejection>,
 ) -> Result<LongPollReply, ApiError> {
-    let uid = auth::uid(shared, headers)?;
+    let uid = auth::uid(shared, headers).await?;
+    // Held until the reply: the uid's waiting polls are capped.
+    let Some(_slot) = shared.poll_slots.try_take(&uid) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_polls",
+            format!(
+                "at most {} long polls per user may wait at once",
+                shared.poll_slots.max()
+            ),
+        )
+        .retry_after(1));
+    };
     let Query(query) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let params = query.validate()?;
     refuse_strangers(shared, room, &uid).await?;

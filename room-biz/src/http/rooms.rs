@@ -9,6 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use room_store::domain::entry;
 use room_store::domain::room::StageRole;
+use room_store::domain::text::{self, Lines};
 use room_store::{MemberEntry, MemberFilter, NewRoom, Room, RoomState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -85,6 +86,7 @@ fn uid_field(name: &str, uid: &str) -> Result<String, ApiError> {
             "{name} must be 1 to {OWNER_MAX_CHARS} characters"
         )));
     }
+    text::check("uid", uid, Lines::One).map_err(ApiError::invalid_text)?;
     Ok(uid.to_owned())
 }
 
@@ -118,6 +120,7 @@ pub(super) async fn create_room(
             "title is longer than {max} characters"
         )));
     }
+    text::check("title", title, Lines::One).map_err(ApiError::invalid_text)?;
     let owner = body
         .owner
         .map(|o| o.trim().to_owned())
@@ -129,6 +132,9 @@ pub(super) async fn create_room(
         return Err(ApiError::bad_request(format!(
             "owner is longer than {OWNER_MAX_CHARS} characters"
         )));
+    }
+    if let Some(owner) = &owner {
+        text::check("owner", owner, Lines::One).map_err(ApiError::invalid_text)?;
     }
     if body.scheduled_at_ms == Some(0) {
         return Err(ApiError::bad_request(

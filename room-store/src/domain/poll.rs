@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::text::{self, BadText, Lines};
+
 /// Fewest options a poll may have.
 pub const MIN_OPTIONS: usize = 2;
 /// Most options a poll may have.
@@ -38,6 +40,9 @@ pub enum PollSpecError {
     /// The duration is out of range.
     #[error("duration_secs must be {MIN_DURATION_SECS} to {MAX_DURATION_SECS}")]
     Duration,
+    /// The question or an option holds a control or bidi-override character.
+    #[error(transparent)]
+    Text(#[from] BadText),
 }
 
 /// A poll as a moderator asks for it (the `poll_open` payload).
@@ -59,6 +64,7 @@ impl PollSpec {
         if question.is_empty() || question.chars().count() > QUESTION_MAX_CHARS {
             return Err(PollSpecError::Question);
         }
+        text::check("question", &question, Lines::One)?;
         if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&self.options.len()) {
             return Err(PollSpecError::OptionCount);
         }
@@ -67,6 +73,7 @@ impl PollSpec {
             if option.is_empty() || option.chars().count() > OPTION_MAX_CHARS {
                 return Err(PollSpecError::Option(i));
             }
+            text::check("option", option, Lines::One)?;
             if let Some(j) = options[..i].iter().position(|o| o == option) {
                 return Err(PollSpecError::Duplicate(j, i));
             }

@@ -70,17 +70,16 @@ pub fn validate_reaction(emoji: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `gift` payload.
+/// The `gift` payload: which gift and how many. Its value comes from the
+/// server's catalog ([`super::catalog::GiftCatalog`]); a `value` sent by the
+/// client is ignored.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Gift {
-    /// The app's gift id.
+    /// The catalog's gift id.
     pub gift_id: String,
     /// How many, 1 to [`GIFT_MAX_COUNT`]; 1 when absent.
     #[serde(default = "one")]
     pub count: u32,
-    /// Value of one gift in the app's smallest unit, 0 to [`GIFT_MAX_VALUE`].
-    #[serde(default)]
-    pub value: u64,
 }
 
 impl Gift {
@@ -95,18 +94,15 @@ impl Gift {
         if !(1..=GIFT_MAX_COUNT).contains(&self.count) {
             return Err(format!("count must be 1 to {GIFT_MAX_COUNT}"));
         }
-        if self.value > GIFT_MAX_VALUE {
-            return Err(format!("value must be at most {GIFT_MAX_VALUE}"));
-        }
         Ok(Self {
             gift_id: id.to_owned(),
             ..self
         })
     }
 
-    /// The total value (count × value).
-    pub fn total_value(&self) -> u64 {
-        u64::from(self.count).saturating_mul(self.value)
+    /// The total value of `count` gifts worth `value` each.
+    pub fn total_value(&self, value: u64) -> u64 {
+        u64::from(self.count).saturating_mul(value)
     }
 }
 
@@ -189,29 +185,30 @@ mod tests {
         let gift = Gift {
             gift_id: " rose ".into(),
             count: 3,
-            value: 10,
         };
         let gift = gift.validate().expect("valid");
-        assert_eq!((gift.gift_id.as_str(), gift.total_value()), ("rose", 30));
+        assert_eq!((gift.gift_id.as_str(), gift.total_value(10)), ("rose", 30));
         for bad in [
             Gift {
                 gift_id: "".into(),
                 count: 1,
-                value: 0,
             },
             Gift {
                 gift_id: "g".into(),
                 count: 0,
-                value: 0,
             },
             Gift {
                 gift_id: "g".into(),
-                count: 1,
-                value: GIFT_MAX_VALUE + 1,
+                count: GIFT_MAX_COUNT + 1,
             },
         ] {
             assert!(bad.validate().is_err());
         }
+        // A value claimed by the client is not part of the payload.
+        let claimed: Gift =
+            serde_json::from_str(r#"{"gift_id":"rose","count":1,"value":10000000000000}"#)
+                .expect("json");
+        assert_eq!(claimed.total_value(1), 1);
     }
 
     #[test]

@@ -177,6 +177,12 @@ impl Refusal {
     }
 }
 
+impl From<super::text::BadText> for Refusal {
+    fn from(bad: super::text::BadText) -> Self {
+        Self::new(Code::InvalidText, bad.to_string())
+    }
+}
+
 impl From<Barred> for Refusal {
     fn from(barred: Barred) -> Self {
         Self::new(barred.code(), barred.to_string())

@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn RoomStore) {
     removing_a_node_drops_exactly_its_sessions(store).await;
     a_session_that_moved_node_survives_its_old_node(store).await;
     concurrent_joins_and_leaves_leave_exact_counts(store).await;
+    token_revocations_only_move_forward(store).await;
     state::run_all(store).await;
 }
 
@@ -265,4 +266,40 @@ pub(crate) async fn concurrent_joins_and_leaves_leave_exact_counts(store: &dyn R
         BTreeMap::from([(id.clone(), odd_left as u32)])
     );
     assert_eq!(count(store, &id).await, odd_left as u32);
+}
+
+/// A revocation is per uid, readable at once, and never moves back.
+pub(crate) async fn token_revocations_only_move_forward(store: &dyn RoomStore) {
+    let uid = format!("revoked-{}", crate::ids::random_base62(8));
+    let other = format!("{uid}-other");
+    assert_eq!(store.tokens_revoked_before(&uid).await.expect("read"), None);
+    store
+        .revoke_tokens(&uid, 2_000_000_000, 3600)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store.tokens_revoked_before(&uid).await.expect("read"),
+        Some(2_000_000_000)
+    );
+    store
+        .revoke_tokens(&uid, 1_900_000_000, 3600)
+        .await
+        .expect("late revoke");
+    assert_eq!(
+        store.tokens_revoked_before(&uid).await.expect("read"),
+        Some(2_000_000_000),
+        "an older revocation arriving late does not undo a newer one"
+    );
+    store
+        .revoke_tokens(&uid, 2_000_000_100, 3600)
+        .await
+        .expect("newer revoke");
+    assert_eq!(
+        store.tokens_revoked_before(&uid).await.expect("read"),
+        Some(2_000_000_100)
+    );
+    assert_eq!(
+        store.tokens_revoked_before(&other).await.expect("read"),
+        None
+    );
 }

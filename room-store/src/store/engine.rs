@@ -171,4 +171,17 @@ pub trait RoomStore: Send + Sync + 'static {
     async fn is_blocked(&self, host: &str, uid: &str) -> Result<bool, StoreError>;
     /// Everyone `host` blocked.
     async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError>;
+    /// Record that `uid`'s tokens issued before `before_secs` (Unix seconds)
+    /// are revoked, for `ttl_secs` (the longest token lifetime: after it every
+    /// such token has expired anyway). The mark only moves forward: an older
+    /// revocation arriving late does not undo a newer one.
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError>;
+    /// Tokens of `uid` issued before this (Unix seconds) are revoked; `None`
+    /// when there is no live revocation.
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError>;
 }

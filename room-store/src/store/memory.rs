@@ -29,6 +29,9 @@ struct State {
     rooms: HashMap<String, Entry>,
     /// host → uids they blocked.
     blocks: HashMap<String, BTreeSet<String>>,
+    /// uid → (tokens issued before this are revoked, Unix s; the mark
+    /// expires at this Unix ms).
+    revocations: HashMap<String, (u64, u64)>,
 }
 
 struct Entry {
@@ -474,6 +477,38 @@ impl RoomStore for MemoryRoomStore {
                 .get(host)
                 .map(|b| b.iter().cloned().collect())
                 .unwrap_or_default()
+        }))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let now = common::time::now_ms();
+        let expires_at_ms = now.saturating_add(ttl_secs.saturating_mul(1000));
+        self.with(|s| {
+            // Expired marks go on each write: the map holds live ones only.
+            s.revocations.retain(|_, (_, until)| *until > now);
+            let mark = s
+                .revocations
+                .entry(uid.to_owned())
+                .or_insert((before_secs, expires_at_ms));
+            if before_secs >= mark.0 {
+                *mark = (before_secs, expires_at_ms.max(mark.1));
+            }
+        });
+        Ok(())
+    }
+
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        let now = common::time::now_ms();
+        Ok(self.with(|s| {
+            s.revocations
+                .get(uid)
+                .filter(|(_, until)| *until > now)
+                .map(|(before, _)| *before)
         }))
     }
 }

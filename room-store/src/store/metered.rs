@@ -154,4 +154,19 @@ impl RoomStore for Metered {
         self.count("blocked_by");
         self.inner.blocked_by(host).await
     }
+
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        self.count("revoke_tokens");
+        self.inner.revoke_tokens(uid, before_secs, ttl_secs).await
+    }
+
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        self.count("tokens_revoked_before");
+        self.inner.tokens_revoked_before(uid).await
+    }
 }

@@ -28,6 +28,7 @@
 //! | `R:seen` | set | every uid that ever joined (unique listeners) |
 //! | `R:slow` | hash | uid → last comment time under slow mode |
 //! | `P{host:<uid>}:blocked` | set | uids the host blocked (no TTL: it outlives rooms) |
+//! | `P{user:<uid>}:revoked` | string | tokens of uid issued before this Unix second are revoked (TTL: the longest token lifetime) |
 //! | `Pnode:<node id>:sessions` | set | `<room>\t<session field>` of every session the node holds |
 //!
 //! A session field is `<uid byte length>:<uid><session id>`: unambiguous
@@ -56,7 +57,7 @@ use redis::{ErrorKind, RedisError, Value};
 use serde::Deserialize;
 
 use self::scripts::{
-    APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, SLOW,
+    APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
@@ -182,6 +183,10 @@ impl RedisRoomStore {
 
     fn node_key(&self, node_id: &str) -> String {
         format!("{}node:{node_id}:sessions", self.prefix)
+    }
+
+    fn revoked_key(&self, uid: &str) -> String {
+        format!("{}{{user:{uid}}}:revoked", self.prefix)
     }
 
     fn block_key(&self, host: &str) -> String {
@@ -1006,6 +1011,36 @@ impl RoomStore for RedisRoomStore {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| store_error("blocked_by", e))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        REVOKE_TOKENS
+            .key(self.revoked_key(uid))
+            .arg(before_secs)
+            .arg(ttl_secs.max(1))
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("revoke_tokens", e))
+    }
+
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.revoked_key(uid))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("tokens_revoked_before", e))?;
+        value
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("tokens_revoked_before: not a number: {v:?}"))
+                })
+            })
+            .transpose()
     }
 }
 

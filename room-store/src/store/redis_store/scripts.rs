@@ -434,3 +434,19 @@ return cjson.encode(out)
 ",
     )
 });
+
+/// Revoke a uid's tokens issued before `ARGV[1]` for `ARGV[2]` seconds; the
+/// mark only moves forward. Not a room script: its one key is the uid's
+/// revocation key (Unix seconds are exact as Lua doubles).
+pub(super) static REVOKE_TOKENS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local before = tonumber(ARGV[1])
+if before >= current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return 0
+"#,
+    )
+});
