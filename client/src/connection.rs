@@ -1348,6 +1348,7 @@ impl Actor {
             // The state is read over HTTP: no session needed.
             Some(Command::ReadState { room, reply }) => {
                 self.read_state(room, reply);
+                None
             }
             // Used from the next hello on; the server judges it then.
             Some(Command::SetToken { token, reply }) => {

@@ -153,6 +153,7 @@ enum ClientKind {
     Leave(v1::Leave),
     Publish(PublishV2),
     Ping(PingV2),
+    Refresh(v1::Refresh),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -221,6 +222,7 @@ impl ClientFrameV2 {
             C::Ping(p) => ClientKind::Ping(PingV2 {
                 client_time_ms: p.client_time_ms,
             }),
+            C::Refresh(r) => ClientKind::Refresh(r.clone()),
         });
         Self { frame }
     }
@@ -247,6 +249,7 @@ impl ClientFrameV2 {
             Some(ClientKind::Ping(p)) => Some(C::Ping(v1::Ping {
                 client_time_ms: p.client_time_ms,
             })),
+            Some(ClientKind::Refresh(r)) => Some(C::Refresh(r)),
         };
         Ok(ClientFrame { frame })
     }
@@ -273,6 +276,8 @@ enum ServerKind {
     Error(v1::Error),
     Pong(PongV2),
     Left(v1::Left),
+    Refreshed(v1::Refreshed),
+    TokenExpiring(v1::TokenExpiring),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -460,6 +465,8 @@ impl ServerFrameV2 {
                 server_time_ms: p.server_time_ms,
             }),
             S::Left(l) => ServerKind::Left(l.clone()),
+            S::Refreshed(r) => ServerKind::Refreshed(*r),
+            S::TokenExpiring(t) => ServerKind::TokenExpiring(*t),
         });
         Self { frame }
     }
@@ -529,6 +536,8 @@ impl ServerFrameV2 {
                     server_time_ms: p.server_time_ms,
                 }),
                 ServerKind::Left(l) => S::Left(l),
+                ServerKind::Refreshed(r) => S::Refreshed(r),
+                ServerKind::TokenExpiring(t) => S::TokenExpiring(t),
             }),
         };
         Ok(ServerFrame { frame })

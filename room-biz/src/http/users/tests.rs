@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use common::auth::{mint_hs256, mint_hs256_claims};
 use room_store::NewRoom;
 use serde_json::{Value, json};
 
 use crate::Config;
 use crate::pusher::RoomPusher;
-use crate::test_util::{RecordingPusher, TEST_EPOCH, bind, shared};
+use crate::test_util::{
+    RecordingPusher, TEST_EPOCH, backend_client, bind, install_test_key, shared,
+};
 
 const SECRET: &str = "revoke-secret";
 
@@ -24,13 +25,25 @@ fn config() -> Config {
     }
 }
 
-async fn serve(pusher: Arc<dyn RoomPusher>) -> (String, Arc<crate::shared::Shared>) {
+/// Where the two listeners answer.
+struct Urls {
+    client: String,
+    backend: String,
+}
+
+async fn serve(pusher: Arc<dyn RoomPusher>) -> (Urls, Arc<crate::shared::Shared>) {
     let shared = shared(config(), pusher);
-    let listener = bind().await;
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = crate::http::app(shared.clone(), Router::new());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, shared)
+    install_test_key(&shared);
+    let (client, backend) = (bind().await, bind().await);
+    let urls = Urls {
+        client: format!("http://{}", client.local_addr().expect("addr")),
+        backend: format!("http://{}", backend.local_addr().expect("addr")),
+    };
+    let client_app = crate::http::client_app(shared.clone());
+    let backend_app = crate::http::backend_app(shared.clone());
+    tokio::spawn(async move { axum::serve(client, client_app).await });
+    tokio::spawn(async move { axum::serve(backend, backend_app).await });
+    (urls, shared)
 }
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
@@ -42,7 +55,7 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 async fn revoke(url: &str, uid: &str) -> (u16, Value) {
-    send(reqwest::Client::new().post(format!("{url}/v1/users/{uid}/revoke"))).await
+    send(backend_client().post(format!("{url}/v1/users/{uid}/revoke"))).await
 }
 
 async fn poll(url: &str, room: &str, token: &str, query: &str) -> (u16, Value) {
@@ -71,17 +84,17 @@ fn code(body: &Value) -> &str {
 #[tokio::test]
 async fn a_revoked_uid_is_refused_everywhere_and_new_tokens_work() {
     let pusher = RecordingPusher::new();
-    let (url, shared) = serve(pusher.clone()).await;
+    let (urls, shared) = serve(pusher.clone()).await;
     let room = room(&shared).await;
     let old = mint_hs256(SECRET, "alice", 600).expect("mint");
     let bob = mint_hs256(SECRET, "bob", 600).expect("mint");
     assert_eq!(
-        poll(&url, &room, &old, "").await.0,
+        poll(&urls.client, &room, &old, "").await.0,
         200,
         "before the revocation"
     );
 
-    let (status, body) = revoke(&url, "alice").await;
+    let (status, body) = revoke(&urls.backend, "alice").await;
     assert_eq!(status, 200, "{body}");
     let before = body["revoked_before_secs"]
         .as_u64()
@@ -98,36 +111,36 @@ async fn a_revoked_uid_is_refused_everywhere_and_new_tokens_work() {
     );
 
     // The old token is refused with a stable reason; bob is not affected.
-    let (status, body) = poll(&url, &room, &old, "").await;
+    let (status, body) = poll(&urls.client, &room, &old, "").await;
     assert_eq!((status, code(&body)), (401, "token_revoked"), "{body}");
     assert_eq!(body["error"]["message"], "token revoked");
     let (status, body) = send(
         reqwest::Client::new()
-            .post(format!("{url}/v1/rooms/{room}/actions"))
+            .post(format!("{}/v1/rooms/{room}/actions", urls.client))
             .bearer_auth(&old)
             .json(&json!({"action": "like", "payload": {"count": 1}})),
     )
     .await;
     assert_eq!((status, code(&body)), (401, "token_revoked"), "{body}");
-    assert_eq!(poll(&url, &room, &bob, "").await.0, 200);
+    assert_eq!(poll(&urls.client, &room, &bob, "").await.0, 200);
 
     // A token the backend issues after the revocation works.
     let fresh = json!({"sub": "alice", "iat": before, "exp": before + 600});
     let fresh = mint_hs256_claims(SECRET, &fresh).expect("mint");
-    let (status, body) = poll(&url, &room, &fresh, "").await;
+    let (status, body) = poll(&urls.client, &room, &fresh, "").await;
     assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
 async fn revocations_need_a_clean_uid_and_survive_a_failed_push() {
-    let (url, _) = serve(RecordingPusher::new()).await;
-    let (status, body) = revoke(&url, "ali%E2%80%AEce").await;
+    let (urls, _) = serve(RecordingPusher::new()).await;
+    let (status, body) = revoke(&urls.backend, "ali%E2%80%AEce").await;
     assert_eq!((status, code(&body)), (400, "invalid_text"), "{body}");
 
-    let (url, shared) = serve(RecordingPusher::failing()).await;
+    let (urls, shared) = serve(RecordingPusher::failing()).await;
     let room = room(&shared).await;
     let old = mint_hs256(SECRET, "carol", 600).expect("mint");
-    let (status, body) = revoke(&url, "carol").await;
+    let (status, body) = revoke(&urls.backend, "carol").await;
     assert_eq!((status, code(&body)), (503, "unavailable"), "{body}");
     assert!(
         body["error"]["message"]
@@ -135,7 +148,7 @@ async fn revocations_need_a_clean_uid_and_survive_a_failed_push() {
             .is_some_and(|m| m.contains("recorded")),
         "{body}"
     );
-    let (status, body) = poll(&url, &room, &old, "").await;
+    let (status, body) = poll(&urls.client, &room, &old, "").await;
     assert_eq!(
         (status, code(&body)),
         (401, "token_revoked"),
@@ -145,11 +158,11 @@ async fn revocations_need_a_clean_uid_and_survive_a_failed_push() {
 
 #[tokio::test]
 async fn auth_errors_name_no_algorithm_or_parser_detail() {
-    let (url, shared) = serve(RecordingPusher::new()).await;
+    let (urls, shared) = serve(RecordingPusher::new()).await;
     let room = room(&shared).await;
     let rs256 = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhIn0.c2ln";
     for token in ["garbage", rs256, "a.b.c"] {
-        let (status, body) = poll(&url, &room, token, "").await;
+        let (status, body) = poll(&urls.client, &room, token, "").await;
         assert_eq!(status, 401, "{body}");
         assert_eq!(
             (code(&body), body["error"]["message"].as_str()),
@@ -158,13 +171,13 @@ async fn auth_errors_name_no_algorithm_or_parser_detail() {
         );
     }
     let expired = mint_hs256(SECRET, "dave", -600).expect("mint");
-    let (status, body) = poll(&url, &room, &expired, "").await;
+    let (status, body) = poll(&urls.client, &room, &expired, "").await;
     assert_eq!((status, code(&body)), (401, "token_expired"), "{body}");
 }
 
 #[tokio::test]
 async fn long_polls_per_uid_are_capped() {
-    let (url, shared) = serve(RecordingPusher::new()).await;
+    let (urls, shared) = serve(RecordingPusher::new()).await;
     let room = room(&shared).await;
     let alice = mint_hs256(SECRET, "alice", 600).expect("mint");
     let bob = mint_hs256(SECRET, "bob", 600).expect("mint");
@@ -172,8 +185,12 @@ async fn long_polls_per_uid_are_capped() {
     let waiting = format!("after=0&epoch={TEST_EPOCH}&wait=2");
     let held: Vec<_> = (0..2)
         .map(|_| {
-            let (url, room, alice, waiting) =
-                (url.clone(), room.clone(), alice.clone(), waiting.clone());
+            let (url, room, alice, waiting) = (
+                urls.client.clone(),
+                room.clone(),
+                alice.clone(),
+                waiting.clone(),
+            );
             tokio::spawn(async move { poll(&url, &room, &alice, &waiting).await })
         })
         .collect();
@@ -182,10 +199,10 @@ async fn long_polls_per_uid_are_capped() {
         assert!(tokio::time::Instant::now() < deadline, "polls never waited");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, body) = poll(&url, &room, &alice, &waiting).await;
+    let (status, body) = poll(&urls.client, &room, &alice, &waiting).await;
     assert_eq!((status, code(&body)), (429, "too_many_polls"), "{body}");
     assert_eq!(
-        poll(&url, &room, &bob, "").await.0,
+        poll(&urls.client, &room, &bob, "").await.0,
         200,
         "another uid polls"
     );
@@ -193,5 +210,5 @@ async fn long_polls_per_uid_are_capped() {
         assert_eq!(poll.await.expect("poll task").0, 200);
     }
     assert_eq!(shared.poll_slots.held("alice"), 0, "slots come back");
-    assert_eq!(poll(&url, &room, &alice, "").await.0, 200);
+    assert_eq!(poll(&urls.client, &room, &alice, "").await.0, 200);
 }
