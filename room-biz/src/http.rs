@@ -36,7 +36,6 @@ use axum::middleware;
 use axum::routing::{get, post};
 use common::api_keys::Scope;
 
-pub(crate) use self::caller::KeyQuota;
 use self::error::ApiError;
 use crate::shared::Shared;
 

@@ -31,6 +31,7 @@
 //! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
+//! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
 //! - [`error`]: the crate's error types.
@@ -44,6 +45,7 @@ mod grpc;
 mod healing;
 mod http;
 mod join;
+mod key_quota;
 mod longpoll;
 mod metrics;
 mod pusher;

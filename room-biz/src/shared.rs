@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::KeyQuota;
+use crate::key_quota::KeyQuota;
 use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;

@@ -12,7 +12,6 @@
 //! Handlers shared by both listeners read [`Caller`] to apply the read rule
 //! to clients.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -20,7 +19,6 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use common::api_keys::{ApiKeyError, Scope};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::auth;
 use super::error::ApiError;
@@ -50,32 +48,6 @@ impl Caller {
             Caller::Backend { .. } => None,
             Caller::Client { uid } => Some(uid),
         }
-    }
-}
-
-/// Writes per API key and second on this node, with a burst.
-pub(crate) struct KeyQuota {
-    limiter: DefaultKeyedRateLimiter<String>,
-}
-
-impl KeyQuota {
-    pub(crate) fn new(per_sec: u32, burst: u32) -> Self {
-        let per_sec = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(per_sec);
-        Self {
-            limiter: RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst)),
-        }
-    }
-
-    /// Whether key `id` may write now.
-    fn admit(&self, id: &str) -> bool {
-        self.limiter.check_key(&id.to_owned()).is_ok()
-    }
-
-    /// Forget idle keys (called by housekeeping).
-    pub(crate) fn shrink(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
     }
 }
 
