@@ -7,10 +7,10 @@ import { Backoff, Fallback, type Step } from "./policy.js";
 import { pollRoom, postAction, fetchState, type PollReply } from "./polling.js";
 import {
   Code, RoomcastError, SUBPROTOCOL, codeName, helloFrame, joinFrame, leaveFrame, parseServerFrame,
-  pingFrame, publishFrame, type Resume, type ServerFrame, type WireMessage, type WireSnapshot,
+  pingFrame, publishFrame, refreshFrame, type Resume, type ServerFrame, type WireMessage, type WireSnapshot,
 } from "./protocol.js";
 import { Room, type Message, type RoomLink } from "./room.js";
-import type { Snapshot, UserEvent } from "./types.js";
+import type { Snapshot, TokenExpiring, TokenRefreshFailed, TokenRefreshed, UserEvent } from "./types.js";
 import { resumeOf } from "./cursor.js";
 
 /** A WebSocket constructor: the browser's, Node 22's global, or the `ws` package. */
@@ -34,9 +34,12 @@ export interface ClientOptions {
   /** The uid the token is for (the router's rollout hashes it). */
   uid: string;
   /**
-   * The app-issued JWT, or a function returning one. A function is called on
-   * every (re)connect and after `TOKEN_EXPIRED`, so it is also the token
-   * refresh: return a fresh token when the old one is near its expiry.
+   * The app-issued JWT, or a function returning one (the token provider). A
+   * function is called for the first connect, after `TOKEN_EXPIRED` or
+   * `TOKEN_REVOKED`, and when the server warns that the open session's token
+   * expires soon (`tokenExpiring`): its token is then sent on the open socket
+   * (`refresh`), without reconnecting. With a string, call `setToken()` on
+   * `tokenExpiring` instead.
    */
   token: string | (() => string | Promise<string>);
   deviceId?: string;
@@ -85,6 +88,12 @@ export interface ClientEvents {
   goaway: { reason: string; reconnectAfterMs: number };
   /** Round trip of the last ping (ms). */
   rtt: number;
+  /** The open session's token expires soon: the token function is asked for a new one, or call `setToken()`. */
+  tokenExpiring: TokenExpiring;
+  /** The open session now runs on the new token (`setToken()` or the token function). */
+  tokenRefreshed: TokenRefreshed;
+  /** A refresh failed; the session keeps its current token (and is closed at that token's expiry). */
+  tokenRefreshFailed: TokenRefreshFailed;
 }
 
 interface RouteAnswer {
@@ -99,10 +108,13 @@ interface RouteAnswer {
 type Pending =
   | { type: "join"; room: string }
   | { type: "publish"; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
-  | { type: "leave"; resolve: () => void; timer: ReturnType<typeof setTimeout> };
+  | { type: "leave"; resolve: () => void; timer: ReturnType<typeof setTimeout> }
+  | { type: "refresh"; token: string; resolve: () => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> };
 
 const VERSION = "0.1.0";
-const AUTH_CODES = new Set<string>(["UNAUTHENTICATED", "TOKEN_EXPIRED"]);
+const AUTH_CODES = new Set<string>(["UNAUTHENTICATED", "TOKEN_EXPIRED", "TOKEN_REVOKED"]);
+/** Refusals at the hello after which a token function is asked for another token. */
+const ASK_AGAIN_CODES = new Set<string>(["TOKEN_EXPIRED", "TOKEN_REVOKED"]);
 
 class AuthRefused extends RoomcastError {}
 
@@ -158,13 +170,29 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
   }
 
   /**
-   * Replace the token used from the next connect and poll on.
-   * HOOK(token-refresh): once conn nodes accept a `Refresh` client frame
-   * (issue 18's token refresh), send it here so the open session takes the
-   * new token without reconnecting.
+   * Replace the token. On an open socket it is sent at once (`refresh`) and
+   * the promise resolves when the server took it (`tokenRefreshed` is
+   * emitted); a refusal rejects with the server's `RoomcastError` (and emits
+   * `tokenRefreshFailed`): the session stays up on its current token.
+   * Otherwise (connecting, polling) the token is kept for the next hello and
+   * poll and the promise resolves at once.
    */
-  setToken(token: string): void {
-    this.token = token;
+  setToken(token: string): Promise<void> {
+    if (this.closed) return Promise.reject(new RoomcastError("UNAVAILABLE", "client closed"));
+    const ws = this.ws;
+    if (!ws || this.stateValue.status !== "connected") {
+      this.token = token;
+      return Promise.resolve();
+    }
+    const ref = this.nextRef();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        this.refreshFailed(new RoomcastError("UNAVAILABLE", `no answer to refresh in ${this.opts.requestTimeoutMs} ms`), reject);
+      }, this.opts.requestTimeoutMs);
+      this.pending.set(ref, { type: "refresh", token, resolve, reject, timer });
+      ws.send(refreshFrame(ref, token));
+    });
   }
 
   /**
@@ -303,7 +331,7 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
         }
       } catch (error) {
         if (error instanceof AuthRefused) {
-          if (typeof this.opts.token === "function" && error.code === "TOKEN_EXPIRED") {
+          if (typeof this.opts.token === "function" && ASK_AGAIN_CODES.has(error.code)) {
             this.token = undefined; // ask the token function again
             continue;
           }
@@ -471,6 +499,19 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       return reconnectAfterMs;
     } else if (f.pong) {
       if (f.pong.client_time_ms) this.emit("rtt", Date.now() - f.pong.client_time_ms);
+    } else if (f.refreshed) {
+      const ref = f.refreshed.ref ?? 0;
+      const pending = this.pending.get(ref);
+      if (pending?.type === "refresh") {
+        this.pending.delete(ref);
+        clearTimeout(pending.timer);
+        this.token = pending.token;
+        this.emit("tokenRefreshed", { expiresAtMs: f.refreshed.expires_at_ms ?? 0 });
+        pending.resolve();
+      }
+    } else if (f.token_expiring) {
+      this.emit("tokenExpiring", { expiresAtMs: f.token_expiring.expires_at_ms ?? 0 });
+      this.renewToken();
     }
     return undefined;
   }
@@ -490,10 +531,37 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
     } else if (pending.type === "publish") {
       clearTimeout(pending.timer);
       pending.reject(failure);
+    } else if (pending.type === "refresh") {
+      // The session keeps its current token (docs/protocol.md): no reconnect.
+      clearTimeout(pending.timer);
+      this.refreshFailed(failure, pending.reject);
     } else {
       clearTimeout(pending.timer);
       pending.resolve();
     }
+  }
+
+  /** `tokenExpiring`: ask the token function (if any) and refresh the open session. */
+  private renewToken(): void {
+    const source = this.opts.token;
+    if (typeof source !== "function") return; // the app answers with setToken()
+    void (async () => {
+      let token: string;
+      try {
+        token = await source();
+      } catch (error) {
+        this.emit("tokenRefreshFailed", { error: error instanceof Error ? error : new Error(String(error)) });
+        return;
+      }
+      if (this.closed) return;
+      // A refusal was emitted as tokenRefreshFailed; nobody awaits this one.
+      await this.setToken(token).catch(() => undefined);
+    })();
+  }
+
+  private refreshFailed(error: Error, reject: (e: Error) => void): void {
+    this.emit("tokenRefreshFailed", { error });
+    reject(error);
   }
 
   private takeJoin(ref: number): string | undefined {
@@ -548,7 +616,7 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
           room.onLeft(error.code.toLowerCase());
           return;
         }
-        if (error instanceof RoomcastError && error.code === "TOKEN_EXPIRED" && typeof this.opts.token === "function") this.token = undefined;
+        if (error instanceof RoomcastError && ASK_AGAIN_CODES.has(error.code) && typeof this.opts.token === "function") this.token = undefined;
         failures += 1;
         await this.sleep(Math.min(this.opts.backoffMaxMs, this.opts.backoffMinMs * 2 ** Math.min(failures, 10)));
         continue;
@@ -628,6 +696,15 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       } else if (pending.type === "leave") {
         clearTimeout(pending.timer);
         pending.resolve();
+      } else if (pending.type === "refresh") {
+        clearTimeout(pending.timer);
+        if (this.closed) {
+          pending.reject(new RoomcastError("UNAVAILABLE", reason));
+        } else {
+          // The socket went away unanswered: the next hello carries the new token and is judged then.
+          this.token = pending.token;
+          pending.resolve();
+        }
       }
       this.pending.delete(ref);
     }

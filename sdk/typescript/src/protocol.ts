@@ -23,6 +23,9 @@ export const Code = {
   SHUTTING_DOWN: 14,
   ROOM_ENDED: 15,
   HELLO_REQUIRED: 16,
+  TOKEN_REVOKED: 17,
+  TOO_MANY_SESSIONS: 18,
+  INVALID_TEXT: 19,
 } as const;
 export type CodeName = keyof typeof Code;
 
@@ -114,6 +117,18 @@ export interface WireError {
   room?: string;
 }
 
+/** The answer to a `refresh`: the session now runs on that token. */
+export interface WireRefreshed {
+  ref?: number;
+  /** The new token's expiry, Unix milliseconds. */
+  expires_at_ms?: number;
+}
+
+/** The session's token expires at `expires_at_ms` (Unix ms): refresh before then. */
+export interface WireTokenExpiring {
+  expires_at_ms?: number;
+}
+
 /** One server frame, externally tagged by kind. */
 export interface ServerFrame {
   frame?: {
@@ -127,6 +142,8 @@ export interface ServerFrame {
     error?: WireError;
     pong?: { client_time_ms?: number; server_time_ms?: number };
     left?: { ref?: number; room?: string; reason?: string };
+    refreshed?: WireRefreshed;
+    token_expiring?: WireTokenExpiring;
   };
 }
 
@@ -152,6 +169,11 @@ export function leaveFrame(ref: number, room: string): string {
 
 export function publishFrame(ref: number, room: string, action: string, payload: unknown): string {
   return JSON.stringify({ frame: { publish: { ref, room, action, payload: payload ?? {} } } });
+}
+
+/** A new token for the open session (same uid); answered by `refreshed` or an `error` with this ref. */
+export function refreshFrame(ref: number, token: string): string {
+  return JSON.stringify({ frame: { refresh: { ref, token } } });
 }
 
 export function pingFrame(nowMs: number): string {

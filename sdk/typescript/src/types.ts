@@ -193,3 +193,19 @@ export interface Actions {
   start_room: [Record<string, never>, { started_at_ms: number; seq: number }];
 }
 export type ActionName = keyof Actions;
+
+/** Token lifecycle events of the open session (`client.on("tokenExpiring" | …)`). */
+export interface TokenExpiring {
+  /** When the session's token expires (Unix ms); without a refresh the server closes it then. */
+  expiresAtMs: number;
+}
+
+export interface TokenRefreshed {
+  /** The new token's expiry (Unix ms). */
+  expiresAtMs: number;
+}
+
+export interface TokenRefreshFailed {
+  /** Why: the server's refusal (`UNAUTHENTICATED`, `TOKEN_EXPIRED`, `TOKEN_REVOKED`, `FORBIDDEN`), no answer in time (`UNAVAILABLE`), or the token function's own error. The session keeps its current token. */
+  error: Error;
+}

@@ -142,4 +142,22 @@ describe("@roomcast/client against standalone", () => {
     expect(frames.find((f) => f.delivery).delivery.messages[0].body).toEqual({ uid: "vic", text: "plain", attrs: {} });
     ws.close();
   }, 30_000);
+
+  it("refreshes the open session's token, and a refused refresh keeps the session", async () => {
+    const roomId = await sa.createRoom("rita");
+    const c = connect("rita");
+    const room = await c.join(roomId);
+    const node = c.state.nodeId;
+    const refreshed: number[] = [];
+    c.on("tokenRefreshed", (e) => refreshed.push(e.expiresAtMs));
+
+    await c.setToken(await sa.token("rita"));
+    expect(refreshed.length).toBe(1);
+    expect(refreshed[0]).toBeGreaterThan(Date.now());
+
+    // Another uid's token is refused; the session goes on with its own.
+    await expect(c.setToken(await sa.token("mallory"))).rejects.toMatchObject({ code: "FORBIDDEN" });
+    expect(c.state).toMatchObject({ status: "connected", nodeId: node });
+    await expect(room.comment("after the refusal")).resolves.toMatchObject({ seq: expect.any(Number) });
+  });
 });

@@ -232,3 +232,99 @@ describe("RoomcastClient over a WebSocket", () => {
     expect(bad.state.error).toContain("UNAUTHENTICATED");
   });
 });
+
+describe("RoomcastClient token refresh", () => {
+  it("on token_expiring asks the token function, sends refresh on the open socket, and takes the token on refreshed", async () => {
+    const tokens = ["tok-1", "tok-2"];
+    let asked = 0;
+    const { c } = client({ token: async () => tokens[asked++]! });
+    open.push(c);
+    const { socket } = await joined(c);
+    expect(socket.sent[0].hello.token).toBe("tok-1");
+    const expiring: number[] = [];
+    const refreshed: number[] = [];
+    c.on("tokenExpiring", (e) => expiring.push(e.expiresAtMs));
+    c.on("tokenRefreshed", (e) => refreshed.push(e.expiresAtMs));
+
+    socket.push({ token_expiring: { expires_at_ms: 1_000 } });
+    await until(() => socket.last("refresh") !== undefined, "refresh frame");
+    expect(expiring).toEqual([1_000]);
+    expect(asked).toBe(2);
+    const refresh = socket.last("refresh");
+    expect(refresh.token).toBe("tok-2");
+    expect(refresh.ref).toBeGreaterThan(0);
+    socket.push({ refreshed: { ref: refresh.ref, expires_at_ms: 5_000 } });
+    await until(() => refreshed.length === 1, "tokenRefreshed");
+    expect(refreshed).toEqual([5_000]);
+
+    // The same session goes on, and the next connect says hello with the new token.
+    expect(FakeSocket.all.length).toBe(1);
+    expect(c.state.status).toBe("connected");
+    socket.push({ go_away: { reason: "drain", reconnect_after_ms: 1 } });
+    await until(() => FakeSocket.all.length === 2 && FakeSocket.all[1]!.last("hello") !== undefined, "reconnect");
+    expect(FakeSocket.all[1]!.last("hello").token).toBe("tok-2");
+    expect(asked).toBe(2);
+  });
+
+  it("keeps the session and the old token when the server refuses the refresh", async () => {
+    const { c } = client();
+    open.push(c);
+    const { room, socket } = await joined(c);
+    const failures: Error[] = [];
+    c.on("tokenRefreshFailed", (e) => failures.push(e.error));
+
+    const refreshing = c.setToken("someone-elses");
+    await until(() => socket.last("refresh") !== undefined, "refresh frame");
+    socket.push({ error: { code: 7, message: "token is for another uid", ref: socket.last("refresh").ref } });
+    await expect(refreshing).rejects.toMatchObject({ code: "FORBIDDEN" });
+    expect(failures.map((e) => (e as { code?: string }).code)).toEqual(["FORBIDDEN"]);
+
+    // Still the same socket, still in the room, and it still works.
+    expect(c.state.status).toBe("connected");
+    expect(FakeSocket.all.length).toBe(1);
+    const reply = room.comment("still here");
+    await until(() => socket.last("publish") !== undefined, "publish frame");
+    socket.push({ reply: { ref: socket.last("publish").ref, code: 0, message: "", body: { seq: 11 } } });
+    await expect(reply).resolves.toEqual({ seq: 11 });
+
+    // The old token is the one the next hello carries.
+    socket.push({ go_away: { reason: "drain", reconnect_after_ms: 1 } });
+    await until(() => FakeSocket.all.length === 2 && FakeSocket.all[1]!.last("hello") !== undefined, "reconnect");
+    expect(FakeSocket.all[1]!.last("hello").token).toBe("tok");
+  });
+
+  it("setToken on an open session sends refresh and resolves on refreshed; offline it is kept for the next hello", async () => {
+    const { c } = client();
+    open.push(c);
+    await expect(c.setToken("before-connect")).resolves.toBeUndefined();
+    const { socket } = await joined(c);
+    expect(socket.sent[0].hello.token).toBe("before-connect");
+    const refreshed: number[] = [];
+    c.on("tokenRefreshed", (e) => refreshed.push(e.expiresAtMs));
+
+    const refreshing = c.setToken("fresh");
+    await until(() => socket.last("refresh") !== undefined, "refresh frame");
+    const refresh = socket.last("refresh");
+    expect(refresh).toEqual({ ref: refresh.ref, token: "fresh" });
+    socket.push({ refreshed: { ref: refresh.ref, expires_at_ms: 9_000 } });
+    await expect(refreshing).resolves.toBeUndefined();
+    expect(refreshed).toEqual([9_000]);
+    expect(FakeSocket.all.length).toBe(1);
+  });
+
+  it("with a token string, token_expiring is only an event (the app answers with setToken)", async () => {
+    const { c } = client();
+    open.push(c);
+    const { socket } = await joined(c);
+    const expiring: number[] = [];
+    c.on("tokenExpiring", (e) => expiring.push(e.expiresAtMs));
+    socket.push({ token_expiring: { expires_at_ms: 2_000 } });
+    await until(() => expiring.length === 1, "tokenExpiring");
+    // A frame handled after the warning: anything the client did about it is sent by then.
+    let rtt = false;
+    c.on("rtt", () => (rtt = true));
+    socket.push({ pong: { client_time_ms: Date.now() } });
+    await until(() => rtt, "pong handled");
+    expect(socket.last("refresh")).toBeUndefined();
+  });
+});
