@@ -267,10 +267,10 @@ pub struct AcceptedReply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(default)]
 pub struct RemoveCommentReply {
-    /// Whether it was removed now (false: already removed).
-    pub removed: bool,
-    /// The comment's seq.
-    pub seq: u64,
+    /// The seq of the comment removed.
+    pub removed: u64,
+    /// The seq of the `comment_removed` event (`None` if it could not be pushed).
+    pub seq: Option<u64>,
 }
 
 /// The reply of `slow_mode`.

@@ -365,8 +365,9 @@ async fn the_backend_revokes_a_uid_and_its_sessions_close() -> anyhow::Result<()
     // A conn node alice never used: it is not told, room-biz still refuses.
     let other = cluster.add_conn_node("conn-other", |_| {}).await?;
 
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/users/alice/revoke", cluster.sys.biz_url))
+    let resp = cluster
+        .backend()
+        .post(format!("{}/v1/users/alice/revoke", cluster.sys.backend_url))
         .send()
         .await?;
     assert_eq!(resp.status().as_u16(), 200);

@@ -86,8 +86,9 @@ async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_
         ]
     );
 
-    let published: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/rooms/{room}/messages", t.biz_url()?))
+    let published: serde_json::Value = t
+        .backend()
+        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
         .json(&serde_json::json!({ "kind": "note", "body": { "text": "follow me" } }))
         .send()
         .await?
