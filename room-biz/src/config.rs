@@ -231,6 +231,10 @@ pub struct Config {
     /// polling, actions, state): `scheme://host[:port]`, or `*` for any.
     /// Empty (the default): none.
     pub cors_origins: Vec<String>,
+    /// Scheduled rooms that start themselves, reminders and user inboxes.
+    pub schedules: ScheduleConfig,
+    /// See [`DEFAULT_IDEMPOTENCY_WINDOW_SECS`].
+    pub idempotency_window_secs: u64,
 }
 
 /// Secrets (the token secret) are redacted, like in `--print-config`.
@@ -295,6 +299,8 @@ impl Default for Config {
                 ..common::http::HttpLimits::default()
             },
             cors_origins: Vec::new(),
+            schedules: ScheduleConfig::default(),
+            idempotency_window_secs: DEFAULT_IDEMPOTENCY_WINDOW_SECS,
         }
     }
 }
@@ -337,6 +343,11 @@ impl Config {
                 self.http.header_read_timeout_ms,
             ),
             ("http.max_connections", self.http.max_connections as u64),
+            ("schedules.poll_ms", self.schedules.poll_ms),
+            ("schedules.claim_lease_ms", self.schedules.claim_lease_ms),
+            ("schedules.inbox_max", self.schedules.inbox_max as u64),
+            ("schedules.inbox_ttl_secs", self.schedules.inbox_ttl_secs),
+            ("idempotency_window_secs", self.idempotency_window_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(Error::Config(format!("{name} must be greater than 0")));
@@ -352,6 +363,50 @@ impl Config {
         GiftCatalog::new(&self.gifts).map_err(|e| Error::Config(format!("gifts: {e}")))?;
         ReactionSet::new(&self.reactions).map_err(|e| Error::Config(format!("reactions: {e}")))?;
         Ok(())
+    }
+}
+
+/// How often each biz node looks for scheduled rooms due to start.
+pub const DEFAULT_SCHEDULE_POLL_MS: u64 = 1000;
+/// How long a node that claimed a due start has to do it before another
+/// node may (a node that died mid-start loses nothing but this delay).
+pub const DEFAULT_SCHEDULE_CLAIM_LEASE_MS: u64 = 30_000;
+/// How long before a scheduled start interested and invited users get a
+/// `room_reminder`; 0: no reminders.
+pub const DEFAULT_REMINDER_LEAD_MS: u64 = 5 * 60 * 1000;
+/// Items kept per user inbox (newest first).
+pub const DEFAULT_INBOX_MAX: usize = 50;
+/// A user inbox expires this long after its last item (72 h).
+pub const DEFAULT_INBOX_TTL_SECS: u64 = 72 * 3600;
+/// How long an `Idempotency-Key` (push API) or a gift's `gift_id` is
+/// remembered: a retry within it gets the first reply and counts nothing.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 3600;
+
+/// Scheduled rooms: the due-start poll, reminders, user inboxes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// See [`DEFAULT_SCHEDULE_POLL_MS`].
+    pub poll_ms: u64,
+    /// See [`DEFAULT_SCHEDULE_CLAIM_LEASE_MS`].
+    pub claim_lease_ms: u64,
+    /// See [`DEFAULT_REMINDER_LEAD_MS`].
+    pub reminder_lead_ms: u64,
+    /// See [`DEFAULT_INBOX_MAX`].
+    pub inbox_max: usize,
+    /// See [`DEFAULT_INBOX_TTL_SECS`].
+    pub inbox_ttl_secs: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: DEFAULT_SCHEDULE_POLL_MS,
+            claim_lease_ms: DEFAULT_SCHEDULE_CLAIM_LEASE_MS,
+            reminder_lead_ms: DEFAULT_REMINDER_LEAD_MS,
+            inbox_max: DEFAULT_INBOX_MAX,
+            inbox_ttl_secs: DEFAULT_INBOX_TTL_SECS,
+        }
     }
 }
 

@@ -16,12 +16,15 @@
 //! - `longpoll`: `GET /v1/rooms/{id}/messages`, over the node's long-poll
 //!   cache (`crate::longpoll`, which knows nothing of HTTP).
 //! - `actions`: `POST /v1/rooms/{id}/actions`.
+//! - `inbox`: `GET /v1/me/inbox` (client): notices kept for users who were
+//!   offline, such as `room_started`.
 //! - `users`: `POST /v1/users/{uid}/revoke` (app backend).
 
 mod actions;
 mod auth;
 mod caller;
 mod error;
+mod inbox;
 mod longpoll;
 mod messages;
 mod rooms;
@@ -80,6 +83,7 @@ pub(crate) fn client_app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/rooms/{id}/messages", get(longpoll::messages))
         .route("/v1/rooms/{id}/actions", post(actions::action))
+        .route("/v1/me/inbox", get(inbox::inbox))
         .merge(reads)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(common::cors::layer(&shared.cfg.cors_origins))

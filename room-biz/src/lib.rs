@@ -20,6 +20,8 @@
 //! - `healing`: drops the room sessions of conn and biz nodes that left
 //!   discovery.
 //! - `shared`: the state every handler shares, and the one path of actions.
+//! - `schedules`: scheduled rooms start themselves (a due index in the
+//!   store, polled by every node) and remind their audience.
 //! - `longpoll`: the per-node long-poll cache of polled rooms and reply
 //!   coverage; no HTTP.
 //! - `join`: join authorization and the snapshot a member starts from.
@@ -51,6 +53,7 @@ mod metrics;
 mod pusher;
 mod revoke;
 mod rooms;
+mod schedules;
 mod shared;
 #[cfg(test)]
 mod test_util;
@@ -232,6 +235,7 @@ pub async fn run(
         () = shutdown.cancelled() => None,
         () = housekeeping(&shared) => None,
         () = shared.backends.rooms.run() => None,
+        () = shared.schedules.run(&shared.backends.rooms) => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
     };

@@ -59,6 +59,10 @@ pub(crate) struct Settings {
     pub(crate) reaction_kinds_max: usize,
     /// Pace of live poll tallies.
     pub(crate) poll_tally: Duration,
+    /// Items kept per user inbox.
+    pub(crate) inbox_max: usize,
+    /// How long a user inbox lives after its last item.
+    pub(crate) inbox_ttl: Duration,
 }
 
 /// A change that went through.
@@ -108,6 +112,8 @@ impl Rooms {
                 polls_open_max: cfg.polls_open_max,
                 reaction_kinds_max: cfg.reaction_kinds_max,
                 poll_tally: Duration::from_millis(cfg.poll_tally_ms),
+                inbox_max: cfg.schedules.inbox_max,
+                inbox_ttl: Duration::from_secs(cfg.schedules.inbox_ttl_secs),
             },
             views: Views::new(store.clone(), Duration::from_millis(cfg.room_view_ms)),
             counters: Aggregator::new(
@@ -345,11 +351,55 @@ impl Rooms {
         let seq = self
             .event(room, events::ROOM_STARTED, &body, actor.unwrap_or(""))
             .await;
-        let note = json!({"room": room, "title": started.title, "host": started.owner});
+        let note = json!({
+            "room": room,
+            "title": started.title,
+            "host": started.owner,
+            "started_at_ms": started.started_at_ms,
+        });
         let audience = self.audience(room).await;
+        // Kept for those who connect later, then pushed to those online now.
+        let item = json!({"kind": events::USER_ROOM_STARTED, "at_ms": now, "body": note});
+        if let Err(error) = self
+            .store
+            .ledger()
+            .inbox_push(
+                &audience,
+                &item.to_string(),
+                self.settings.inbox_max,
+                self.settings.inbox_ttl,
+            )
+            .await
+        {
+            tracing::warn!(room, %error, "Cannot keep room_started in user inboxes.");
+        }
         self.notify_users(&audience, events::USER_ROOM_STARTED, &note)
             .await;
         Ok((started, seq))
+    }
+
+    /// Remind interested and invited users that `room` starts soon, if it is
+    /// still scheduled; how many were online.
+    pub(crate) async fn remind(&self, room: &str) -> Result<u32, Refusal> {
+        let found = self
+            .store
+            .get_room(room)
+            .await
+            .map_err(Refusal::from)?
+            .ok_or_else(|| not_found(room))?;
+        if found.state != RoomState::Scheduled {
+            return Ok(0);
+        }
+        let note = json!({
+            "room": room,
+            "title": found.title,
+            "host": found.owner,
+            "scheduled_at_ms": found.scheduled_at_ms,
+        });
+        let audience = self.audience(room).await;
+        Ok(self
+            .notify_users(&audience, events::USER_ROOM_REMINDER, &note)
+            .await)
     }
 
     /// Everyone invited or interested (invited first), without repeats.

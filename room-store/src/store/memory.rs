@@ -5,11 +5,13 @@
 //! reference semantics of [`RoomDoc::apply`] are used as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
+use super::ledger::Ledger;
+use super::memory_ledger::MemoryLedger;
 use crate::domain::rate;
 use crate::domain::state::{Counters, RoomRead, Viewer};
 use crate::domain::transition::{Applied, Membership, RoomDoc, Transition};
@@ -22,6 +24,7 @@ pub struct MemoryRoomStore {
     // Each operation is a short map update with no await inside, so a std
     // mutex is cheaper than an async one and cannot be held across an await.
     state: Mutex<State>,
+    ledger: Arc<MemoryLedger>,
 }
 
 #[derive(Default)]
@@ -510,6 +513,10 @@ impl RoomStore for MemoryRoomStore {
                 .filter(|(_, until)| *until > now)
                 .map(|(before, _)| *before)
         }))
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
     }
 }
 

@@ -1,0 +1,230 @@
+//! The Redis [`Ledger`]. `P` is the store's key prefix:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P{sched}:due` | sorted set | due jobs (`start:<room>`, `remind:<room>`) scored by due time (Unix ms); a claim re-scores a job to the end of its lease |
+//! | `P{user:<uid>}:inbox` | list | the uid's inbox, newest first, trimmed to its size; TTL refreshed on each push |
+//! | `P{once:<key>}` | string | an idempotency key: `p` while pending, `d:<reply>` once done; TTL the key's window |
+//!
+//! Each operation touches one key, so each is atomic on a Cluster too.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use common::redis_conn::RedisConn as Conn;
+use futures::StreamExt as _;
+use redis::Script;
+
+use super::store_error;
+use crate::error::StoreError;
+use crate::store::ledger::{Ledger, Once};
+
+/// Inboxes written at once by [`Ledger::inbox_push`].
+const INBOX_CONCURRENCY: usize = 16;
+
+/// Claim due jobs by moving them to the end of their lease. ARGV: now,
+/// lease end, limit. Returns the claimed jobs.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, job in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], job) end
+return due
+",
+    )
+});
+
+/// Take an idempotency key or tell where it stands. ARGV: ttl (ms).
+/// Returns {1, ''} taken, {2, ''} pending, {3, reply} done.
+static ONCE_BEGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], 'p', 'NX', 'PX', ARGV[1]) then return {1, ''} end
+local v = redis.call('GET', KEYS[1])
+if v == 'p' then return {2, ''} end
+return {3, string.sub(v, 3)}
+",
+    )
+});
+
+/// Drop an idempotency key that is still pending.
+static ONCE_ABORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == 'p' then redis.call('DEL', KEYS[1]) end
+return 1
+",
+    )
+});
+
+/// The ledger's keys in Redis.
+pub(super) struct RedisLedger {
+    conn: Conn,
+    prefix: String,
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisLedger {
+    pub(super) fn new(conn: Conn, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    fn due_key(&self) -> String {
+        format!("{}{{sched}}:due", self.prefix)
+    }
+
+    fn inbox_key(&self, uid: &str) -> String {
+        format!("{}{{user:{uid}}}:inbox", self.prefix)
+    }
+
+    fn once_key(&self, key: &str) -> String {
+        format!("{}{{once:{key}}}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for RedisLedger {
+    async fn schedule_due(&self, job: &str, at_ms: u64) -> Result<(), StoreError> {
+        redis::cmd("ZADD")
+            .arg(self.due_key())
+            .arg(at_ms)
+            .arg(job)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("schedule_due", e))
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        CLAIM
+            .key(self.due_key())
+            .arg(now_ms)
+            .arg(now_ms.saturating_add(lease_ms))
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("claim_due", e))
+    }
+
+    async fn finish_due(&self, job: &str) -> Result<(), StoreError> {
+        redis::cmd("ZREM")
+            .arg(self.due_key())
+            .arg(job)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("finish_due", e))
+    }
+
+    async fn due_at(&self, job: &str) -> Result<Option<u64>, StoreError> {
+        let score: Option<String> = redis::cmd("ZSCORE")
+            .arg(self.due_key())
+            .arg(job)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("due_at", e))?;
+        score
+            .map(|s| {
+                super::parse_number(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("due time of {job}: {s}")))
+            })
+            .transpose()
+    }
+
+    async fn inbox_push(
+        &self,
+        uids: &[String],
+        item: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let last = i64::try_from(max).unwrap_or(i64::MAX).saturating_sub(1);
+        let ttl_ms = millis(ttl);
+        let writes = futures::stream::iter(uids)
+            .map(|uid| {
+                let key = self.inbox_key(uid);
+                async move {
+                    redis::pipe()
+                        .cmd("LPUSH")
+                        .arg(&key)
+                        .arg(item)
+                        .ignore()
+                        .cmd("LTRIM")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(last)
+                        .ignore()
+                        .cmd("PEXPIRE")
+                        .arg(&key)
+                        .arg(ttl_ms)
+                        .ignore()
+                        .query_async::<()>(&mut self.conn())
+                        .await
+                }
+            })
+            .buffer_unordered(INBOX_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        writes
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(drop)
+            .map_err(|e| store_error("inbox_push", e))
+    }
+
+    async fn inbox_read(&self, uid: &str) -> Result<Vec<String>, StoreError> {
+        redis::cmd("LRANGE")
+            .arg(self.inbox_key(uid))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("inbox_read", e))
+    }
+
+    async fn once_begin(&self, key: &str, ttl: Duration) -> Result<Once, StoreError> {
+        let (status, reply): (i64, String) = ONCE_BEGIN
+            .key(self.once_key(key))
+            .arg(millis(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("once_begin", e))?;
+        match status {
+            1 => Ok(Once::First),
+            2 => Ok(Once::Pending),
+            _ => Ok(Once::Done(reply)),
+        }
+    }
+
+    async fn once_finish(&self, key: &str, reply: &str, ttl: Duration) -> Result<(), StoreError> {
+        redis::cmd("SET")
+            .arg(self.once_key(key))
+            .arg(format!("d:{reply}"))
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("once_finish", e))
+    }
+
+    async fn once_abort(&self, key: &str) -> Result<(), StoreError> {
+        ONCE_ABORT
+            .key(self.once_key(key))
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("once_abort", e))
+    }
+}
