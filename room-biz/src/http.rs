@@ -105,6 +105,8 @@ async fn not_found() -> ApiError {
 }
 
 #[cfg(test)]
+mod schedule_tests;
+#[cfg(test)]
 mod security_tests;
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@
 //! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
+//! - `idempotency`: idempotency keys (push API, gifts) over the store's ledger.
 //! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
@@ -46,6 +47,7 @@ mod actions;
 mod grpc;
 mod healing;
 mod http;
+mod idempotency;
 mod join;
 mod key_quota;
 mod longpoll;
