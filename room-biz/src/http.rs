@@ -19,11 +19,14 @@
 //! - `inbox`: `GET /v1/me/inbox` (client): notices kept for users who were
 //!   offline, such as `room_started`.
 //! - `users`: `POST /v1/users/{uid}/revoke` (app backend).
+//! - `events`: `GET /v1/events` (app backend): the event log webhooks are
+//!   delivered from.
 
 mod actions;
 mod auth;
 mod caller;
 mod error;
+mod events;
 mod inbox;
 mod longpoll;
 mod messages;
@@ -62,8 +65,10 @@ pub(crate) fn backend_app(shared: Arc<Shared>) -> Router {
     let messages_write =
         Router::new().route("/v1/rooms/{id}/messages", post(messages::post_message));
     let users_write = Router::new().route("/v1/users/{uid}/revoke", post(users::revoke));
+    let events_read = Router::new().route("/v1/events", get(events::events));
     Router::new()
         .merge(scoped(Scope::RoomsRead, reads()))
+        .merge(scoped(Scope::RoomsRead, events_read))
         .merge(scoped(Scope::RoomsWrite, rooms_write))
         .merge(scoped(Scope::MessagesWrite, messages_write))
         .merge(scoped(Scope::UsersWrite, users_write))

@@ -34,6 +34,8 @@
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
 //! - `idempotency`: idempotency keys (push API, gifts) over the store's ledger.
+//! - `webhooks`: events for the app backend: the event log and signed,
+//!   retried webhook deliveries.
 //! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
@@ -59,6 +61,7 @@ mod schedules;
 mod shared;
 #[cfg(test)]
 mod test_util;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -238,6 +241,7 @@ pub async fn run(
         () = housekeeping(&shared) => None,
         () = shared.backends.rooms.run() => None,
         () = shared.schedules.run(&shared.backends.rooms) => None,
+        () = shared.backends.rooms.webhooks.run(shared.backends.store.ledger(), &cfg.node_id) => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
     };

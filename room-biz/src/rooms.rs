@@ -36,6 +36,7 @@ use self::views::{View, Views};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
+use crate::webhooks::{Webhooks, kinds};
 
 /// uids per `PushUsers` request.
 const USER_PUSH_BATCH: usize = 500;
@@ -87,6 +88,8 @@ pub(crate) struct Rooms {
     pub(crate) counters: Aggregator,
     pub(crate) timers: Timers,
     pub(crate) presence: PresenceQueue,
+    /// Events for the app backend (event log, webhooks).
+    pub(crate) webhooks: Webhooks,
     /// (room, poll) with votes not yet pushed as a tally.
     tallies: Mutex<HashSet<(String, String)>>,
     events_metric: IntCounterVec,
@@ -131,6 +134,7 @@ impl Rooms {
                 cfg.presence_aggregate_members,
                 Duration::from_millis(cfg.presence_window_ms),
             ),
+            webhooks: Webhooks::new(&cfg.webhooks),
             tallies: Mutex::default(),
             events_metric: metrics.events.clone(),
             ended_metric: metrics.rooms_ended.clone(),
@@ -351,6 +355,17 @@ impl Rooms {
         let seq = self
             .event(room, events::ROOM_STARTED, &body, actor.unwrap_or(""))
             .await;
+        self.webhooks.emit(
+            kinds::ROOM_STARTED,
+            room,
+            json!({
+                "title": started.title,
+                "owner": started.owner,
+                "scheduled_at_ms": started.scheduled_at_ms,
+                "started_at_ms": started.started_at_ms,
+                "by": actor,
+            }),
+        );
         let note = json!({
             "room": room,
             "title": started.title,
@@ -487,6 +502,7 @@ impl Rooms {
         });
         self.event(room, events::ROOM_ENDED, &body, by.unwrap_or(""))
             .await;
+        self.webhooks.emit(kinds::ROOM_ENDED, room, body);
         tracing::info!(room, reason, "Room ended.");
         summary
     }
@@ -588,6 +604,7 @@ impl Rooms {
         let view = self.poll(room, poll).await?;
         let seq = if done.changed {
             let body = json!({"poll": view, "reason": reason, "by": actor, "v": done.version});
+            self.webhooks.emit(kinds::POLL_CLOSED, room, body.clone());
             self.event(room, events::POLL_CLOSED, &body, actor.unwrap_or(""))
                 .await
         } else {
@@ -667,6 +684,11 @@ impl Rooms {
 
     /// A member joined (the store has counted them).
     pub(crate) fn joined(&self, room: &str, uid: &str, role: Role, members: u32) {
+        self.webhooks.emit_member(
+            kinds::MEMBER_JOINED,
+            room,
+            json!({"uid": uid, "role": role.as_str(), "members": members}),
+        );
         self.presence.notice(Notice::Joined {
             room: room.to_owned(),
             uid: uid.to_owned(),
@@ -677,6 +699,11 @@ impl Rooms {
 
     /// A member left (the store has counted it); an empty room may end later.
     pub(crate) async fn left(&self, room: &str, uid: Option<&str>, members: u32) {
+        self.webhooks.emit_member(
+            kinds::MEMBER_LEFT,
+            room,
+            json!({"uid": uid, "members": members}),
+        );
         self.presence.notice(Notice::Left {
             room: room.to_owned(),
             uid: uid.map(str::to_owned),

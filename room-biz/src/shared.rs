@@ -76,6 +76,7 @@ impl Shared {
         let store: Arc<dyn RoomStore> = Arc::new(Metered::new(store, metrics.store_ops.clone()));
         let schedules = Schedules::new(cfg.schedules.clone(), store.ledger(), registry);
         let backends = Backends::new(&cfg, store, pusher, &metrics);
+        backends.rooms.webhooks.register(registry);
         Ok(Self {
             schedules,
             actions: ActionTable::new(&cfg)?,

@@ -33,7 +33,7 @@ pub use self::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists, RoomState, RoomStore,
     counter,
 };
-pub use self::ledger::{Ledger, Once};
+pub use self::ledger::{Ledger, LoggedEvent, Once};
 pub use self::memory::MemoryRoomStore;
 pub use self::memory_ledger::MemoryLedger;
 pub use self::metered::Metered;

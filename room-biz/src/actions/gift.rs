@@ -77,6 +77,12 @@ impl ActionHandler for Gift {
                 // Everyone saw it; only the summary misses it.
                 tracing::warn!(room = call.room, %error, "Gift pushed but not counted.");
             }
+            let mut hook = body.clone();
+            hook["seq"] = json!(seq);
+            hook["request_id"] = json!(gift.request_id);
+            rooms
+                .webhooks
+                .emit(crate::webhooks::kinds::GIFT, call.room, hook);
             Ok(json!({"seq": seq}).to_string())
         };
         let Some(request_id) = &gift.request_id else {

@@ -171,6 +171,17 @@ pub(super) async fn create_room(
     // create fails (retryable) rather than leave a silent room behind.
     shared.schedules.scheduled(&room).await?;
     shared.metrics.rooms_created.inc();
+    shared.backends.rooms.webhooks.emit(
+        crate::webhooks::kinds::ROOM_CREATED,
+        &room.id,
+        serde_json::json!({
+            "title": room.title,
+            "owner": room.owner,
+            "state": room.state,
+            "scheduled_at_ms": room.scheduled_at_ms,
+            "private": room.private,
+        }),
+    );
     tracing::info!(room = %room.id, owner = ?room.owner, state = room.state.as_str(), by = %caller.actor(), "Room created.");
     // A live room nobody joins ends like one everybody left.
     shared.backends.rooms.watch_empty(&room);

@@ -1,7 +1,8 @@
 //! The [`Ledger`]: records of the room service that are not one room's state
-//! — the due-job index that starts scheduled rooms, per-user inboxes, and
-//! idempotency keys — with the same two engines as rooms (memory in
-//! standalone mode, Redis in distributed mode).
+//! — the due-job index that starts scheduled rooms, per-user inboxes,
+//! idempotency keys, and the event log webhooks are delivered from — with
+//! the same two engines as rooms (memory in standalone mode, Redis in
+//! distributed mode).
 //!
 //! Every engine of [`crate::RoomStore`] hands out its ledger
 //! ([`crate::RoomStore::ledger`]), so the service needs no second store to
@@ -23,7 +24,17 @@ pub enum Once {
     Done(String),
 }
 
-/// Due jobs, inboxes and idempotency keys.
+/// One entry of the event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// Its id, `<ms>-<n>`, increasing in log order: a reader's cursor, and
+    /// the event's idempotency key.
+    pub id: String,
+    /// The event as appended (JSON).
+    pub event: String,
+}
+
+/// Due jobs, inboxes, idempotency keys and the event log.
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync + 'static {
     /// Put `job` in the due index at `at_ms` (Unix ms), replacing any time
@@ -70,4 +81,44 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Give `key` up (the work failed): a retry may take it again.
     async fn once_abort(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Append `event` to the event log, keeping about the newest `max_len`
+    /// events; its id.
+    async fn events_append(&self, event: &str, max_len: usize) -> Result<String, StoreError>;
+
+    /// Up to `limit` events after id `after` (from the oldest kept when
+    /// `None`), oldest first.
+    async fn events_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// Create reader group `group` at the log's end, unless it exists: a
+    /// reader joins before the events it must see are appended.
+    async fn events_join(&self, group: &str) -> Result<(), StoreError>;
+
+    /// Claim up to `limit` events for `consumer` of reader group `group`
+    /// (created at the log's end on first use): first events claimed by any
+    /// consumer and not touched or acknowledged for `stale_ms` (their
+    /// consumer died), then events no consumer of the group has had yet. A
+    /// claimed event stays the consumer's until it is acknowledged.
+    async fn events_claim(
+        &self,
+        group: &str,
+        consumer: &str,
+        limit: usize,
+        stale_ms: u64,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// Mark `ids`, claimed by `consumer`, as still being worked on.
+    async fn events_touch(
+        &self,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Acknowledge `ids`: done for `group`, never handed out to it again.
+    async fn events_ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError>;
 }

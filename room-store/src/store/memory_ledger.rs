@@ -1,11 +1,11 @@
 //! The in-memory [`Ledger`] of standalone mode and unit tests: one lock,
 //! short updates, expiry checked against the clock on access.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::ledger::{Ledger, Once};
+use super::ledger::{Ledger, LoggedEvent, Once};
 use crate::error::StoreError;
 
 /// Inboxes and idempotency keys held at most each; beyond it expired ones are
@@ -29,6 +29,46 @@ struct State {
     inboxes: HashMap<String, (u64, VecDeque<String>)>,
     /// key → (expires at ms, `None` pending or the reply).
     once: HashMap<String, (u64, Option<String>)>,
+    /// The event log.
+    events: EventLog,
+}
+
+/// An event id: (ms, n), printed `<ms>-<n>` like a Redis Stream id.
+type EventId = (u64, u64);
+
+fn print_id((ms, n): EventId) -> String {
+    format!("{ms}-{n}")
+}
+
+/// `<ms>-<n>` (or `<ms>`, meaning `<ms>-0`) as an id.
+fn parse_id(text: &str) -> Result<EventId, StoreError> {
+    let bad = || StoreError::InvalidInput(format!("not an event id: {text:?}"));
+    let (ms, n) = text.split_once('-').unwrap_or((text, "0"));
+    Ok((ms.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?))
+}
+
+#[derive(Default)]
+struct EventLog {
+    /// Events in id order.
+    entries: VecDeque<(EventId, String)>,
+    /// The last id issued (ids keep increasing after trims).
+    last: EventId,
+    groups: HashMap<String, Group>,
+}
+
+/// A reader group: where it is, and what its consumers hold.
+struct Group {
+    /// The last event handed out.
+    delivered: EventId,
+    /// id → (consumer, last claimed or touched, ms).
+    pending: BTreeMap<EventId, (String, u64)>,
+}
+
+impl EventLog {
+    fn get(&self, id: EventId) -> Option<&String> {
+        let at = self.entries.binary_search_by(|(e, _)| e.cmp(&id)).ok()?;
+        Some(&self.entries[at].1)
+    }
 }
 
 fn expiry(ttl: Duration) -> u64 {
@@ -182,6 +222,149 @@ impl Ledger for MemoryLedger {
             // Only a pending key: a recorded reply stays the answer.
             if matches!(s.once.get(key), Some((_, None))) {
                 s.once.remove(key);
+            }
+        });
+        Ok(())
+    }
+
+    async fn events_append(&self, event: &str, max_len: usize) -> Result<String, StoreError> {
+        let now = common::time::now_ms();
+        Ok(self.with(|s| {
+            let log = &mut s.events;
+            let id = if now > log.last.0 {
+                (now, 0)
+            } else {
+                (log.last.0, log.last.1 + 1)
+            };
+            log.last = id;
+            log.entries.push_back((id, event.to_owned()));
+            while log.entries.len() > max_len.max(1) {
+                log.entries.pop_front();
+            }
+            print_id(id)
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let after = after.map(parse_id).transpose()?;
+        Ok(self.with(|s| {
+            s.events
+                .entries
+                .iter()
+                .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                .take(limit)
+                .map(|(id, event)| LoggedEvent {
+                    id: print_id(*id),
+                    event: event.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn events_join(&self, group: &str) -> Result<(), StoreError> {
+        self.with(|s| {
+            let last = s.events.last;
+            s.events
+                .groups
+                .entry(group.to_owned())
+                .or_insert_with(|| Group {
+                    delivered: last,
+                    pending: BTreeMap::new(),
+                });
+        });
+        Ok(())
+    }
+
+    async fn events_claim(
+        &self,
+        group: &str,
+        consumer: &str,
+        limit: usize,
+        stale_ms: u64,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let now = common::time::now_ms();
+        Ok(self.with(|s| {
+            let log = &mut s.events;
+            let last = log.last;
+            let mut taken = Vec::new();
+            let mut g = log.groups.remove(group).unwrap_or(Group {
+                delivered: last,
+                pending: BTreeMap::new(),
+            });
+            // Stale claims first (their consumer stopped), then new events.
+            let stale: Vec<EventId> = g
+                .pending
+                .iter()
+                .filter(|(_, (_, touched))| touched.saturating_add(stale_ms) <= now)
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+            for id in stale {
+                match log.get(id) {
+                    Some(event) => {
+                        taken.push(LoggedEvent {
+                            id: print_id(id),
+                            event: event.clone(),
+                        });
+                        g.pending.insert(id, (consumer.to_owned(), now));
+                    }
+                    // Trimmed from the log meanwhile.
+                    None => {
+                        g.pending.remove(&id);
+                    }
+                }
+            }
+            let fresh: Vec<(EventId, String)> = log
+                .entries
+                .iter()
+                .filter(|(id, _)| *id > g.delivered)
+                .take(limit.saturating_sub(taken.len()))
+                .cloned()
+                .collect();
+            for (id, event) in fresh {
+                g.delivered = id;
+                g.pending.insert(id, (consumer.to_owned(), now));
+                taken.push(LoggedEvent {
+                    id: print_id(id),
+                    event,
+                });
+            }
+            log.groups.insert(group.to_owned(), g);
+            taken
+        }))
+    }
+
+    async fn events_touch(
+        &self,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        let ids = ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>()?;
+        let now = common::time::now_ms();
+        self.with(|s| {
+            if let Some(g) = s.events.groups.get_mut(group) {
+                for id in ids {
+                    if let Some(claim) = g.pending.get_mut(&id) {
+                        *claim = (consumer.to_owned(), now);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn events_ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>()?;
+        self.with(|s| {
+            if let Some(g) = s.events.groups.get_mut(group) {
+                for id in ids {
+                    g.pending.remove(&id);
+                }
             }
         });
         Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::store::ledger::{Ledger, Once};
+use crate::error::StoreError;
 
 /// Run every ledger check; jobs, uids and keys are unique to this run.
 pub(super) async fn run_all(ledger: &dyn Ledger) {
@@ -15,6 +16,7 @@ pub(super) async fn run_all(ledger: &dyn Ledger) {
     due_jobs_are_claimed_once_per_lease(ledger, &run).await;
     inboxes_keep_the_newest_items(ledger, &run).await;
     idempotency_keys_answer_with_the_first_reply(ledger, &run).await;
+    the_event_log_is_read_by_cursor_and_claimed_per_group(ledger, &run).await;
 }
 
 async fn due_jobs_are_claimed_once_per_lease(ledger: &dyn Ledger, run: &str) {
@@ -137,4 +139,109 @@ async fn idempotency_keys_answer_with_the_first_reply(ledger: &dyn Ledger, run: 
             }
         }
     }
+}
+
+async fn the_event_log_is_read_by_cursor_and_claimed_per_group(ledger: &dyn Ledger, run: &str) {
+    let group = format!("hooks-{run}");
+    // A group starts at the end of the log: nothing before it is handed out.
+    ledger.events_append("before", 1000).await.expect("append");
+    ledger.events_join(&group).await.expect("join");
+    ledger.events_join(&group).await.expect("joining twice is fine");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            ledger
+                .events_append(&format!("{run}-{i}"), 1000)
+                .await
+                .expect("append"),
+        );
+    }
+    let all = ledger.events_after(None, 1000).await.expect("read");
+    let ours: Vec<&str> = all
+        .iter()
+        .filter(|e| e.event.starts_with(run))
+        .map(|e| e.event.as_str())
+        .collect();
+    assert_eq!(ours.len(), 5);
+    let after = ledger
+        .events_after(Some(&ids[1]), 2)
+        .await
+        .expect("read after");
+    assert_eq!(
+        after.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[3].clone()],
+        "a page after a cursor, in order"
+    );
+    assert_eq!(after[0].event, format!("{run}-2"));
+    assert!(
+        ledger
+            .events_after(Some(&ids[4]), 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let bad = ledger.events_after(Some("yesterday"), 10).await;
+    assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
+
+    // Consumers of one group share the events: each goes to one of them.
+    let a = ledger.events_claim(&group, "a", 3, 60_000).await.expect("claim");
+    let b = ledger.events_claim(&group, "b", 10, 60_000).await.expect("claim");
+    let ids_of = |events: &[crate::store::ledger::LoggedEvent]| {
+        events.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids_of(&a), ids[..3].to_vec());
+    assert_eq!(ids_of(&b), ids[3..].to_vec());
+    assert_eq!(a[0].event, format!("{run}-0"));
+    ledger.events_ack(&group, &ids_of(&a)).await.expect("ack");
+    // Another group reads the same log independently (from its own start).
+    let other = format!("other-{run}");
+    assert!(
+        ledger
+            .events_claim(&other, "a", 10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    // b stops without acknowledging: its events go to c once stale.
+    assert!(
+        ledger
+            .events_claim(&group, "c", 10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not stale yet, nothing new"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let taken = loop {
+        let taken = ledger.events_claim(&group, "c", 10, 30).await.expect("claim");
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert!(std::time::Instant::now() < deadline, "stale events never re-offered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(ids_of(&taken), ids[3..].to_vec());
+    // Touched events are not stale; acknowledged ones never come back.
+    ledger
+        .events_touch(&group, "c", &ids_of(&taken))
+        .await
+        .expect("touch");
+    assert!(
+        ledger
+            .events_claim(&group, "d", 10, 60_000)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    ledger.events_ack(&group, &ids_of(&taken)).await.expect("ack");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(
+        ledger
+            .events_claim(&group, "d", 10, 30)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "acknowledged events are done"
+    );
 }

@@ -5,6 +5,7 @@
 //! | `P{sched}:due` | sorted set | due jobs (`start:<room>`, `remind:<room>`) scored by due time (Unix ms); a claim re-scores a job to the end of its lease |
 //! | `P{user:<uid>}:inbox` | list | the uid's inbox, newest first, trimmed to its size; TTL refreshed on each push |
 //! | `P{once:<key>}` | string | an idempotency key: `p` while pending, `d:<reply>` once done; TTL the key's window |
+//! | `P{events}` | stream | the event log, field `e` = the event's JSON, trimmed to about its length; a consumer group per webhook URL |
 //!
 //! Each operation touches one key, so each is atomic on a Cluster too.
 
@@ -17,7 +18,7 @@ use redis::Script;
 
 use super::store_error;
 use crate::error::StoreError;
-use crate::store::ledger::{Ledger, Once};
+use crate::store::ledger::{Ledger, LoggedEvent, Once};
 
 /// Inboxes written at once by [`Ledger::inbox_push`].
 const INBOX_CONCURRENCY: usize = 16;
@@ -57,6 +58,58 @@ return 1
     )
 });
 
+/// Claim events for a consumer of a group (created at the stream's end on
+/// first use): stale pending ones first (`XAUTOCLAIM`), then new ones
+/// (`XREADGROUP >`). ARGV: group, consumer, limit, stale ms. Returns id,
+/// event, id, event, …
+static EVENTS_CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local key, group, consumer, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.pcall('XGROUP', 'CREATE', key, group, '$', 'MKSTREAM')
+local out = {}
+local claimed = redis.call('XAUTOCLAIM', key, group, consumer, ARGV[4], '0-0', 'COUNT', limit)
+for _, e in ipairs(claimed[2]) do
+  if e and e[2] then
+    table.insert(out, e[1])
+    table.insert(out, e[2][2])
+  end
+end
+local room = limit - #out / 2
+if room > 0 then
+  local fresh = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', room,
+    'STREAMS', key, '>')
+  if fresh then
+    for _, e in ipairs(fresh[1][2]) do
+      table.insert(out, e[1])
+      table.insert(out, e[2][2])
+    end
+  end
+end
+return out
+",
+    )
+});
+
+/// `<ms>-<n>` (or `<ms>`): a stream id a caller may pass on.
+fn check_id(id: &str) -> Result<(), StoreError> {
+    let (ms, n) = id.split_once('-').unwrap_or((id, "0"));
+    if ms.parse::<u64>().is_ok() && n.parse::<u64>().is_ok() {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!("not an event id: {id:?}")))
+    }
+}
+
+fn logged(flat: Vec<String>) -> Vec<LoggedEvent> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut items = flat.into_iter();
+    while let (Some(id), Some(event)) = (items.next(), items.next()) {
+        out.push(LoggedEvent { id, event });
+    }
+    out
+}
+
 /// The ledger's keys in Redis.
 pub(super) struct RedisLedger {
     conn: Conn,
@@ -89,6 +142,10 @@ impl RedisLedger {
 
     fn once_key(&self, key: &str) -> String {
         format!("{}{{once:{key}}}", self.prefix)
+    }
+
+    fn events_key(&self) -> String {
+        format!("{}{{events}}", self.prefix)
     }
 }
 
@@ -226,5 +283,119 @@ impl Ledger for RedisLedger {
             .invoke_async::<()>(&mut self.conn())
             .await
             .map_err(|e| store_error("once_abort", e))
+    }
+
+    async fn events_append(&self, event: &str, max_len: usize) -> Result<String, StoreError> {
+        redis::cmd("XADD")
+            .arg(self.events_key())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len.max(1))
+            .arg("*")
+            .arg("e")
+            .arg(event)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("events_append", e))
+    }
+
+    async fn events_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let start = match after {
+            Some(id) => {
+                check_id(id)?;
+                format!("({id}")
+            }
+            None => "-".to_owned(),
+        };
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(self.events_key())
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("events_after", e))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let event = fields.into_iter().nth(1)?;
+                Some(LoggedEvent { id, event })
+            })
+            .collect())
+    }
+
+    async fn events_join(&self, group: &str) -> Result<(), StoreError> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.events_key())
+            .arg(group)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(|e| store_error("events_join", e)),
+        }
+    }
+
+    async fn events_claim(
+        &self,
+        group: &str,
+        consumer: &str,
+        limit: usize,
+        stale_ms: u64,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let flat: Vec<String> = EVENTS_CLAIM
+            .key(self.events_key())
+            .arg(group)
+            .arg(consumer)
+            .arg(limit.max(1))
+            .arg(stale_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("events_claim", e))?;
+        Ok(logged(flat))
+    }
+
+    async fn events_touch(
+        &self,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.iter().try_for_each(|id| check_id(id))?;
+        redis::cmd("XCLAIM")
+            .arg(self.events_key())
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("events_touch", e))
+    }
+
+    async fn events_ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.iter().try_for_each(|id| check_id(id))?;
+        redis::cmd("XACK")
+            .arg(self.events_key())
+            .arg(group)
+            .arg(ids)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| store_error("events_ack", e))
     }
 }
