@@ -17,17 +17,20 @@ use room_store::{Ledger, Once, StoreError};
 pub(crate) const KEY_MAX_BYTES: usize = 128;
 
 /// Why [`once`] did not answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub(crate) enum OnceError<E> {
     /// The key is held by a request still running.
-    #[error("a request with this idempotency key is still in progress; retry shortly")]
     InProgress,
     /// The ledger could not be read or written.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The work failed (the key was given up).
-    #[error("{0}")]
     Work(E),
+}
+
+impl<E> From<StoreError> for OnceError<E> {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
 }
 
 /// A reply and whether it is a repeat of an earlier request's.
@@ -42,8 +45,7 @@ pub(crate) struct Replied {
 /// Whether `key` is an acceptable idempotency key: 1 to [`KEY_MAX_BYTES`]
 /// printable ASCII characters.
 pub(crate) fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > KEY_MAX_BYTES || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if key.is_empty() || key.len() > KEY_MAX_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(
             "an idempotency key must be 1 to {KEY_MAX_BYTES} printable ASCII characters"
         ));

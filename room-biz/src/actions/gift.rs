@@ -95,9 +95,10 @@ impl ActionHandler for Gift {
         match idempotency::once(&*ledger, &key, self.window, send).await {
             Ok(replied) => Ok(Bytes::from(replied.reply)),
             Err(OnceError::Work(refusal)) => Err(refusal),
-            Err(error @ OnceError::InProgress) => {
-                Err(Refusal::new(Code::Unavailable, error.to_string()))
-            }
+            Err(OnceError::InProgress) => Err(Refusal::new(
+                Code::Unavailable,
+                "a gift with this request_id is still being sent; retry shortly",
+            )),
             Err(OnceError::Store(error)) => Err(Refusal::from(error)),
         }
     }

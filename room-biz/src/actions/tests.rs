@@ -1159,7 +1159,11 @@ async fn a_retried_gift_with_its_request_id_is_sent_and_counted_once() {
     assert_eq!(bad.map_err(|r| r.code).err(), Some(Code::BadRequest));
 
     // A gift whose push failed gives its id up: the retry sends it.
-    let failing = backends_on(b.store.clone(), &Config::default(), RecordingPusher::failing());
+    let failing = backends_on(
+        b.store.clone(),
+        &Config::default(),
+        RecordingPusher::failing(),
+    );
     let lost = act(
         &failing,
         &table,
@@ -1180,7 +1184,11 @@ async fn a_retried_gift_with_its_request_id_is_sent_and_counted_once() {
     )
     .await;
     assert_eq!(
-        pusher.events(&room).iter().filter(|(k, _)| k == "gift").count(),
+        pusher
+            .events(&room)
+            .iter()
+            .filter(|(k, _)| k == "gift")
+            .count(),
         4
     );
 }

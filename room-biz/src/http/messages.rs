@@ -116,16 +116,13 @@ pub(super) async fn post_message(
         OnceError::InProgress => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_in_use",
-            error.to_string(),
+            "a request with this Idempotency-Key is still in progress; retry shortly",
         )
         .retry_after(PUBLISH_RETRY_AFTER_SECS),
         OnceError::Store(error) => ApiError::from(error),
     })?;
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/json")],
-        replied.reply,
-    )
-        .into_response();
+    let mut response =
+        ([(header::CONTENT_TYPE, "application/json")], replied.reply).into_response();
     if replied.repeat {
         response
             .headers_mut()

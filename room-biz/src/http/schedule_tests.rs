@@ -74,7 +74,10 @@ async fn past_schedules_are_refused_and_future_ones_indexed() {
     );
     let lead = shared.cfg.schedules.reminder_lead_ms;
     assert_eq!(
-        ledger.due_at(&format!("remind:{id}")).await.expect("due_at"),
+        ledger
+            .due_at(&format!("remind:{id}"))
+            .await
+            .expect("due_at"),
         Some(at - lead)
     );
 }
@@ -92,7 +95,10 @@ async fn offline_users_read_room_started_from_their_inbox() {
     let inbox = format!("{client}/v1/me/inbox");
     let bob = mint_hs256(SECRET, "bob", 600).expect("mint");
     let (status, empty) = send(reqwest::Client::new().get(&inbox).bearer_auth(&bob)).await;
-    assert_eq!((status, empty["items"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(
+        (status, empty["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
 
     shared.backends.rooms.start(&id, None).await.expect("start");
     let (status, got) = send(reqwest::Client::new().get(&inbox).bearer_auth(&bob)).await;

@@ -426,7 +426,10 @@ async fn a_message_retried_with_its_idempotency_key_is_appended_once() {
     let retry = keyed("goal-1").send().await.expect("request");
     assert_eq!(retry.status().as_u16(), 200);
     assert_eq!(
-        retry.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     let retry: Value = retry.json().await.expect("json");

@@ -106,7 +106,12 @@ async fn a_due_room_starts_itself_and_tells_its_audience_and_their_inboxes() {
     let (shared, pusher, _poller) = node(store.clone(), fast_config(5_000, 0));
     let room = scheduled_room(&shared, 200).await;
     assert_eq!(
-        store.get_room(&room).await.expect("get").expect("room").state,
+        store
+            .get_room(&room)
+            .await
+            .expect("get")
+            .expect("room")
+            .state,
         RoomState::Scheduled
     );
     wait_live(&*store, &room).await;
@@ -148,12 +153,21 @@ async fn reminders_go_out_once_before_the_start() {
     let (shared, pusher, _poller) = node(store.clone(), fast_config(5_000, 1_200));
     let room = scheduled_room(&shared, 1_500).await;
     let deadline = Instant::now() + PATIENCE;
-    while !pusher.sent_users().iter().any(|u| u.kind == "room_reminder") {
+    while !pusher
+        .sent_users()
+        .iter()
+        .any(|u| u.kind == "room_reminder")
+    {
         assert!(Instant::now() < deadline, "no reminder");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        store.get_room(&room).await.expect("get").expect("room").state,
+        store
+            .get_room(&room)
+            .await
+            .expect("get")
+            .expect("room")
+            .state,
         RoomState::Scheduled,
         "reminded before the start"
     );

@@ -91,7 +91,10 @@ mod tests {
         let body = br#"{"id":"1-0","type":"room.started"}"#;
         let header = sign(NEW, 1_700_000_000, body);
         assert!(header.starts_with("t=1700000000,v1="), "{header}");
-        assert_eq!(verify(&[OLD, NEW], &header, body, 1_700_000_010, 300), Ok(()));
+        assert_eq!(
+            verify(&[OLD, NEW], &header, body, 1_700_000_010, 300),
+            Ok(())
+        );
         assert_eq!(
             verify(&[OLD], &header, body, 1_700_000_010, 300),
             Err(VerifyError::Mismatch),

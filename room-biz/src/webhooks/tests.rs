@@ -32,11 +32,7 @@ struct Received {
     failures_left: AtomicU32,
 }
 
-async fn receive(
-    State(seen): State<Arc<Received>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(seen): State<Arc<Received>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let failing = seen
         .failures_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -199,17 +195,21 @@ async fn every_event_reaches_a_receiver_that_was_down_then_failing() {
     task.abort();
 }
 
+/// A node's own connection to the Redis ledger.
+async fn redis_ledger(url: &str) -> Arc<dyn Ledger> {
+    let store: Arc<dyn RoomStore> = Arc::new(
+        RedisRoomStore::connect(&[url.to_owned()], "hooks:")
+            .await
+            .expect("connect"),
+    );
+    store.ledger()
+}
+
 #[tokio::test]
 async fn two_nodes_on_redis_deliver_every_event_through_an_outage() {
     let redis = RedisServer::start().expect("start redis-server");
-    let store = |_: ()| async {
-        let store: Arc<dyn RoomStore> = Arc::new(
-            RedisRoomStore::connect(&[redis.url()], "hooks:")
-                .await
-                .expect("connect"),
-        );
-        store.ledger()
-    };
+    let url_of_redis = redis.url();
+    let store = |_: ()| redis_ledger(&url_of_redis);
     let listener = bind().await;
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let cfg = config(&url);
@@ -233,7 +233,11 @@ async fn two_nodes_on_redis_deliver_every_event_through_an_outage() {
         let mut more = BTreeSet::new();
         for i in 100..105 {
             let room = format!("r{i}");
-            b.emit(kinds::ROOM_ENDED, &room, json!({"summary": {"comments": i}}));
+            b.emit(
+                kinds::ROOM_ENDED,
+                &room,
+                json!({"summary": {"comments": i}}),
+            );
             more.insert(room);
         }
         more
@@ -267,7 +271,10 @@ async fn a_disabled_queue_records_nothing_and_a_full_one_drops() {
     );
     // Member events only when configured.
     small.emit_member(kinds::MEMBER_JOINED, "r1", json!({}));
-    assert_eq!(small.metrics.events.with_label_values(&["dropped"]).get(), 3);
+    assert_eq!(
+        small.metrics.events.with_label_values(&["dropped"]).get(),
+        3
+    );
     let task = {
         let ledger: Arc<dyn Ledger> = ledger.clone();
         let small = Arc::new(small);

@@ -44,7 +44,10 @@ fn print_id((ms, n): EventId) -> String {
 fn parse_id(text: &str) -> Result<EventId, StoreError> {
     let bad = || StoreError::InvalidInput(format!("not an event id: {text:?}"));
     let (ms, n) = text.split_once('-').unwrap_or((text, "0"));
-    Ok((ms.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?))
+    Ok((
+        ms.parse().map_err(|_| bad())?,
+        n.parse().map_err(|_| bad())?,
+    ))
 }
 
 #[derive(Default)]
@@ -344,7 +347,10 @@ impl Ledger for MemoryLedger {
         consumer: &str,
         ids: &[String],
     ) -> Result<(), StoreError> {
-        let ids = ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>()?;
+        let ids = ids
+            .iter()
+            .map(|i| parse_id(i))
+            .collect::<Result<Vec<_>, _>>()?;
         let now = common::time::now_ms();
         self.with(|s| {
             if let Some(g) = s.events.groups.get_mut(group) {
@@ -359,7 +365,10 @@ impl Ledger for MemoryLedger {
     }
 
     async fn events_ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
-        let ids = ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>()?;
+        let ids = ids
+            .iter()
+            .map(|i| parse_id(i))
+            .collect::<Result<Vec<_>, _>>()?;
         self.with(|s| {
             if let Some(g) = s.events.groups.get_mut(group) {
                 for id in ids {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use prometheus::IntCounterVec;
 
-use super::ledger::Ledger;
 use super::engine::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
+use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;

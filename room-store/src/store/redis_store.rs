@@ -60,13 +60,13 @@ use futures::StreamExt as _;
 use redis::{ErrorKind, RedisError, Value};
 use serde::Deserialize;
 
+use self::ledger::RedisLedger;
 use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
-use self::ledger::RedisLedger;
 use super::ledger::Ledger;
 use super::meta_cache::{self, MetaCache};
 use crate::domain::poll::{PollDef, PollView};

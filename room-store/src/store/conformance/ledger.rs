@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::store::ledger::{Ledger, Once};
 use crate::error::StoreError;
+use crate::store::ledger::{Ledger, Once};
 
 /// Run every ledger check; jobs, uids and keys are unique to this run.
 pub(super) async fn run_all(ledger: &dyn Ledger) {
@@ -31,10 +31,13 @@ async fn due_jobs_are_claimed_once_per_lease(ledger: &dyn Ledger, run: &str) {
     }
     let later = format!("start:{run}-later");
     ledger
-        .schedule_due(&later, base + 10_000)
+        .schedule_due(&later, base + 10_000_000)
         .await
         .expect("schedule");
-    assert_eq!(ledger.due_at(&later).await.expect("due_at"), Some(base + 10_000));
+    assert_eq!(
+        ledger.due_at(&later).await.expect("due_at"),
+        Some(base + 10_000_000)
+    );
 
     // Eight claimers at once: every due job goes to exactly one of them.
     let now = base + 100;
@@ -45,7 +48,11 @@ async fn due_jobs_are_claimed_once_per_lease(ledger: &dyn Ledger, run: &str) {
     }
     let ours: Vec<&String> = claimed.iter().filter(|j| j.contains(run)).collect();
     let distinct: HashSet<&&String> = ours.iter().collect();
-    assert_eq!(ours.len(), jobs.len(), "each due job claimed once: {ours:?}");
+    assert_eq!(
+        ours.len(),
+        jobs.len(),
+        "each due job claimed once: {ours:?}"
+    );
     assert_eq!(distinct.len(), jobs.len());
     assert!(!ours.contains(&&later), "a job not yet due is not claimed");
 
@@ -60,11 +67,18 @@ async fn due_jobs_are_claimed_once_per_lease(ledger: &dyn Ledger, run: &str) {
         .await
         .expect("claim");
     let ours: Vec<&String> = after_lease.iter().filter(|j| j.contains(run)).collect();
-    assert_eq!(ours, vec![&jobs[0]], "only the unfinished job is re-offered");
+    assert_eq!(
+        ours,
+        vec![&jobs[0]],
+        "only the unfinished job is re-offered"
+    );
     ledger.finish_due(&jobs[0]).await.expect("finish");
     ledger.finish_due(&later).await.expect("finish");
     assert_eq!(ledger.due_at(&jobs[0]).await.expect("due_at"), None);
-    ledger.finish_due(&later).await.expect("finishing twice is fine");
+    ledger
+        .finish_due(&later)
+        .await
+        .expect("finishing twice is fine");
 }
 
 async fn inboxes_keep_the_newest_items(ledger: &dyn Ledger, run: &str) {
@@ -102,7 +116,10 @@ async fn idempotency_keys_answer_with_the_first_reply(ledger: &dyn Ledger, run: 
         .count();
     assert_eq!(firsts, 1, "one caller takes a new key: {begins:?}");
     assert!(begins.iter().all(|b| b.is_ok()));
-    assert_eq!(ledger.once_begin(&key, ttl).await.expect("begin"), Once::Pending);
+    assert_eq!(
+        ledger.once_begin(&key, ttl).await.expect("begin"),
+        Once::Pending
+    );
     ledger
         .once_finish(&key, r#"{"seq":7}"#, ttl)
         .await
@@ -120,21 +137,36 @@ async fn idempotency_keys_answer_with_the_first_reply(ledger: &dyn Ledger, run: 
 
     // A failed attempt gives its key up, so the retry does the work.
     let failed = format!("msg:{run}:b");
-    assert_eq!(ledger.once_begin(&failed, ttl).await.expect("begin"), Once::First);
+    assert_eq!(
+        ledger.once_begin(&failed, ttl).await.expect("begin"),
+        Once::First
+    );
     ledger.once_abort(&failed).await.expect("abort");
-    assert_eq!(ledger.once_begin(&failed, ttl).await.expect("begin"), Once::First);
+    assert_eq!(
+        ledger.once_begin(&failed, ttl).await.expect("begin"),
+        Once::First
+    );
 
     // A key outlives its window only that long.
     let short = format!("msg:{run}:c");
     let window = Duration::from_millis(50);
-    assert_eq!(ledger.once_begin(&short, window).await.expect("begin"), Once::First);
-    ledger.once_finish(&short, "x", window).await.expect("finish");
+    assert_eq!(
+        ledger.once_begin(&short, window).await.expect("begin"),
+        Once::First
+    );
+    ledger
+        .once_finish(&short, "x", window)
+        .await
+        .expect("finish");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match ledger.once_begin(&short, ttl).await.expect("begin") {
             Once::First => break,
             other => {
-                assert!(std::time::Instant::now() < deadline, "key never expired: {other:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "key never expired: {other:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -146,7 +178,10 @@ async fn the_event_log_is_read_by_cursor_and_claimed_per_group(ledger: &dyn Ledg
     // A group starts at the end of the log: nothing before it is handed out.
     ledger.events_append("before", 1000).await.expect("append");
     ledger.events_join(&group).await.expect("join");
-    ledger.events_join(&group).await.expect("joining twice is fine");
+    ledger
+        .events_join(&group)
+        .await
+        .expect("joining twice is fine");
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
@@ -184,8 +219,14 @@ async fn the_event_log_is_read_by_cursor_and_claimed_per_group(ledger: &dyn Ledg
     assert!(matches!(bad, Err(StoreError::InvalidInput(_))), "{bad:?}");
 
     // Consumers of one group share the events: each goes to one of them.
-    let a = ledger.events_claim(&group, "a", 3, 60_000).await.expect("claim");
-    let b = ledger.events_claim(&group, "b", 10, 60_000).await.expect("claim");
+    let a = ledger
+        .events_claim(&group, "a", 3, 60_000)
+        .await
+        .expect("claim");
+    let b = ledger
+        .events_claim(&group, "b", 10, 60_000)
+        .await
+        .expect("claim");
     let ids_of = |events: &[crate::store::ledger::LoggedEvent]| {
         events.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
     };
@@ -214,11 +255,17 @@ async fn the_event_log_is_read_by_cursor_and_claimed_per_group(ledger: &dyn Ledg
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let taken = loop {
-        let taken = ledger.events_claim(&group, "c", 10, 30).await.expect("claim");
+        let taken = ledger
+            .events_claim(&group, "c", 10, 30)
+            .await
+            .expect("claim");
         if !taken.is_empty() {
             break taken;
         }
-        assert!(std::time::Instant::now() < deadline, "stale events never re-offered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stale events never re-offered"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(ids_of(&taken), ids[3..].to_vec());
@@ -234,7 +281,10 @@ async fn the_event_log_is_read_by_cursor_and_claimed_per_group(ledger: &dyn Ledg
             .expect("claim")
             .is_empty()
     );
-    ledger.events_ack(&group, &ids_of(&taken)).await.expect("ack");
+    ledger
+        .events_ack(&group, &ids_of(&taken))
+        .await
+        .expect("ack");
     tokio::time::sleep(Duration::from_millis(40)).await;
     assert!(
         ledger

@@ -13,7 +13,6 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use common::redis_conn::RedisConn as Conn;
-use futures::StreamExt as _;
 use redis::Script;
 
 use super::store_error;
@@ -144,6 +143,33 @@ impl RedisLedger {
         format!("{}{{once:{key}}}", self.prefix)
     }
 
+    /// Push `item` to one inbox, trim it to `last + 1` items, refresh its TTL.
+    async fn inbox_one(
+        &self,
+        uid: &str,
+        item: &str,
+        last: i64,
+        ttl_ms: u64,
+    ) -> redis::RedisResult<()> {
+        let key = self.inbox_key(uid);
+        redis::pipe()
+            .cmd("LPUSH")
+            .arg(&key)
+            .arg(item)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(last)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+    }
+
     fn events_key(&self) -> String {
         format!("{}{{events}}", self.prefix)
     }
@@ -210,36 +236,16 @@ impl Ledger for RedisLedger {
     ) -> Result<(), StoreError> {
         let last = i64::try_from(max).unwrap_or(i64::MAX).saturating_sub(1);
         let ttl_ms = millis(ttl);
-        let writes = futures::stream::iter(uids)
-            .map(|uid| {
-                let key = self.inbox_key(uid);
-                async move {
-                    redis::pipe()
-                        .cmd("LPUSH")
-                        .arg(&key)
-                        .arg(item)
-                        .ignore()
-                        .cmd("LTRIM")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(last)
-                        .ignore()
-                        .cmd("PEXPIRE")
-                        .arg(&key)
-                        .arg(ttl_ms)
-                        .ignore()
-                        .query_async::<()>(&mut self.conn())
-                        .await
-                }
-            })
-            .buffer_unordered(INBOX_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-        writes
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()
-            .map(drop)
-            .map_err(|e| store_error("inbox_push", e))
+        for chunk in uids.chunks(INBOX_CONCURRENCY) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for uid in chunk {
+                writes.push(self.inbox_one(uid, item, last, ttl_ms));
+            }
+            for written in futures::future::join_all(writes).await {
+                written.map_err(|e| store_error("inbox_push", e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn inbox_read(&self, uid: &str) -> Result<Vec<String>, StoreError> {
