@@ -372,7 +372,10 @@ async fn a_room_scheduled_days_ahead_keeps_its_keys_until_after_its_start() {
     for name in ["meta", "interest", "counters"] {
         let key = format!("test:{{room:{}}}:{name}", room.id);
         let ttl = ttl_of(&mut raw, &key).await;
-        assert!(covered - 60 < ttl && ttl <= covered + 1, "{name}: ttl {ttl}");
+        assert!(
+            covered - 60 < ttl && ttl <= covered + 1,
+            "{name}: ttl {ttl}"
+        );
     }
 
     // Once started, the usual 72 h after the last write.
