@@ -526,6 +526,10 @@ impl WebhookConfig {
                 ));
             }
         }
+        if self.stale_ms <= self.timeout_ms {
+            // A delivery in flight would look abandoned to other nodes.
+            return bad("stale_ms must be greater than timeout_ms".into());
+        }
         if !self.urls.is_empty() && self.secrets.is_empty() {
             return bad("secrets must not be empty when urls are set".into());
         }
@@ -586,5 +590,75 @@ mod tests {
             ..Config::default()
         };
         assert!(junk.validate().is_err());
+
+        let hooks = |webhooks: WebhookConfig| {
+            Config {
+                webhooks,
+                ..Config::default()
+            }
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        let secret = "whsec-0123456789abcdef".to_owned();
+        assert!(
+            hooks(WebhookConfig {
+                enabled: true,
+                urls: vec!["http://app:8080/hooks".into()],
+                secrets: vec![secret.clone()],
+                ..WebhookConfig::default()
+            })
+            .is_ok()
+        );
+        for (bad, named) in [
+            (
+                WebhookConfig {
+                    urls: vec!["https://app/hooks".into()],
+                    secrets: vec![secret.clone()],
+                    ..WebhookConfig::default()
+                },
+                "http://",
+            ),
+            (
+                WebhookConfig {
+                    urls: vec!["http://app/hooks".into()],
+                    ..WebhookConfig::default()
+                },
+                "secrets must not be empty",
+            ),
+            (
+                WebhookConfig {
+                    secrets: vec!["short".into()],
+                    ..WebhookConfig::default()
+                },
+                "at least 16 bytes",
+            ),
+            (
+                WebhookConfig {
+                    stale_ms: 1_000,
+                    timeout_ms: 5_000,
+                    ..WebhookConfig::default()
+                },
+                "stale_ms",
+            ),
+            (
+                WebhookConfig {
+                    queue: 0,
+                    ..WebhookConfig::default()
+                },
+                "webhooks.queue",
+            ),
+        ] {
+            let error = hooks(bad).expect_err(named);
+            assert!(error.contains(named), "{error}");
+        }
+        let zero_poll = Config {
+            schedules: ScheduleConfig {
+                poll_ms: 0,
+                ..ScheduleConfig::default()
+            },
+            ..Config::default()
+        };
+        let error = zero_poll.validate().expect_err("zero poll");
+        assert!(error.to_string().contains("schedules.poll_ms"), "{error}");
     }
 }

@@ -260,6 +260,7 @@ async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() 
             urls: vec![hook_url.clone()],
             secrets: vec!["whsec-0123456789abcdef".into()],
             poll_ms: 20,
+            timeout_ms: 250,
             stale_ms: 300,
             ..Default::default()
         },

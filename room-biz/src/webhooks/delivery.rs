@@ -107,7 +107,14 @@ impl Deliverer {
                 }
                 continue;
             }
+            // The batch is ours while we touch it more often than `stale_ms`:
+            // slow receivers must not let another node take the rest.
+            let mut touched = Instant::now();
             for (done, event) in batch.iter().enumerate() {
+                if touched.elapsed() >= self.touch_every() {
+                    self.touch(&batch[done..]).await;
+                    touched = Instant::now();
+                }
                 self.deliver(event, &batch[done..]).await;
             }
         }
@@ -137,16 +144,8 @@ impl Deliverer {
                     tracing::debug!(url = %self.url, id = %event.id, %error, ?wait, "Webhook failed; retrying.");
                 }
             }
-            tokio::time::sleep(wait).await;
+            self.wait_holding(wait, held).await;
             wait = (wait * 2).min(max_wait);
-            let ids: Vec<String> = held.iter().map(|e| e.id.clone()).collect();
-            if let Err(error) = self
-                .ledger
-                .events_touch(&self.group, &self.consumer, &ids)
-                .await
-            {
-                tracing::debug!(%error, "Cannot refresh webhook claims.");
-            }
         }
         // Acknowledged after delivery: a crash before it means a redelivery
         // (same id), never a loss.
@@ -156,6 +155,34 @@ impl Deliverer {
             .await
         {
             tracing::warn!(id = %event.id, %error, "Cannot acknowledge a delivered webhook; it may be sent again.");
+        }
+    }
+
+    /// How often held claims are touched: well within `stale_ms`.
+    fn touch_every(&self) -> Duration {
+        Duration::from_millis((self.cfg.stale_ms / 3).max(1))
+    }
+
+    /// Sleep `wait`, touching the `held` claims along the way.
+    async fn wait_holding(&self, wait: Duration, held: &[LoggedEvent]) {
+        let mut left = wait;
+        while !left.is_zero() {
+            let step = left.min(self.touch_every());
+            tokio::time::sleep(step).await;
+            left -= step;
+            self.touch(held).await;
+        }
+    }
+
+    /// Mark `held` claims as still being worked on.
+    async fn touch(&self, held: &[LoggedEvent]) {
+        let ids: Vec<String> = held.iter().map(|e| e.id.clone()).collect();
+        if let Err(error) = self
+            .ledger
+            .events_touch(&self.group, &self.consumer, &ids)
+            .await
+        {
+            tracing::debug!(%error, "Cannot refresh webhook claims.");
         }
     }
 
