@@ -167,12 +167,33 @@ impl Rooms {
     /// kicks and the invite list again, atomically, as the action's first
     /// guards, so a change made through another node is not missed.
     pub(crate) async fn gate(&self, room: &str, uid: &str) -> Result<Arc<View>, Refusal> {
-        let view = self
+        let mut view = self
             .views
             .get(room)
             .await
             .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))?;
+        if view.room.state == RoomState::Scheduled
+            && view
+                .room
+                .scheduled_at_ms
+                .is_some_and(|at| at <= common::time::now_ms())
+        {
+            // Past its time and not started: the due index should have done
+            // it (schedules), unless it was lost with a Redis that restarted
+            // empty. Start it now; the store's guard makes this a no-op if
+            // another node just did.
+            if self.start(room, None).await.is_ok() {
+                tracing::info!(room, "Started an overdue scheduled room on first use.");
+            }
+            self.views.invalidate(room);
+            view = self
+                .views
+                .get(room)
+                .await
+                .map_err(Refusal::from)?
+                .ok_or_else(|| not_found(room))?;
+        }
         if view.room.empty_expired(common::time::now_ms()) && self.auto_end(room).await {
             return Err(Barred::Ended.into());
         }

@@ -159,7 +159,8 @@ async fn ok(
 /// in another room), and an open poll `pSetup`.
 async fn cast(b: &Backends, table: &ActionTable, scheduled: bool) -> String {
     let new = NewRoom {
-        scheduled_at_ms: scheduled.then_some(1),
+        // An hour ahead: a scheduled room past its time starts on first use.
+        scheduled_at_ms: scheduled.then(|| common::time::now_ms() + 3_600_000),
         ..NewRoom::titled("Matrix", Some("host"))
     };
     let room = b.store.create_room(new).await.expect("create").id;

@@ -279,3 +279,30 @@ async fn two_nodes_on_redis_start_a_room_once_even_across_a_restart() {
     wait_live(&*store_b, &orphan).await;
     assert_eq!(started_events(&[&pusher_e], &orphan), 1);
 }
+
+#[tokio::test]
+async fn an_overdue_room_missing_from_the_index_starts_on_first_use() {
+    let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new());
+    let (shared, pusher, poller) = node(store.clone(), fast_config(5_000, 0));
+    drop(poller);
+    let room = scheduled_room(&shared, 50).await;
+    // The index lost it (a Redis that restarted empty, say).
+    store
+        .ledger()
+        .finish_due(&format!("start:{room}"))
+        .await
+        .expect("drop the job");
+    let rooms = &shared.backends.rooms;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let view = rooms.gate(&room, "carol").await.expect("gate");
+        if view.room.state == RoomState::Live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(started_events(&[&pusher], &room), 1);
+    rooms.gate(&room, "carol").await.expect("gate again");
+    assert_eq!(started_events(&[&pusher], &room), 1, "started once");
+}
