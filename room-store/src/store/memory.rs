@@ -5,12 +5,14 @@
 //! reference semantics of [`RoomDoc::apply`] are used as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
+use super::ledger::Ledger;
+use super::memory_ledger::MemoryLedger;
 use super::redis_store::ROOM_TTL;
 use crate::domain::rate;
 use crate::domain::state::{Counters, RoomRead, Viewer};
@@ -28,6 +30,7 @@ pub struct MemoryRoomStore {
     ttl_ms: u64,
     /// How often a call sweeps expired rooms (a scan of every room).
     sweep_every_ms: u64,
+    ledger: Arc<MemoryLedger>,
 }
 
 impl Default for MemoryRoomStore {
@@ -231,6 +234,7 @@ impl MemoryRoomStore {
             // A sweep is a scan of every room: once a minute at most, and
             // often enough that a short test TTL is honoured.
             sweep_every_ms: ttl_ms.min(60_000),
+            ledger: Arc::default(),
         }
     }
 
@@ -567,6 +571,10 @@ impl RoomStore for MemoryRoomStore {
                 .filter(|(_, until)| *until > now)
                 .map(|(before, _)| *before)
         }))
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
     }
 }
 
