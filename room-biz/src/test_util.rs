@@ -1,6 +1,7 @@
 //! Test doubles shared by the crate's unit tests.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::push_directory::PushDirectoryError;
@@ -8,7 +9,12 @@ use proto::client::v1::RoomMessage;
 use proto::internal::v1::{
     PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
 };
-use room_store::{MemoryRoomStore, RoomStore};
+use room_store::domain::state::{Counters, RoomRead};
+use room_store::domain::transition::{Applied, Transition};
+use room_store::{
+    AudienceSet, MemberEntry, MemberFilter, MemoryRoomStore, NewRoom, Room, RoomLists, RoomStore,
+    StoreError,
+};
 
 use crate::actions::Backends;
 use crate::error::PushError;
@@ -218,4 +224,144 @@ pub(crate) async fn bind() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0")
+}
+
+/// A memory store whose `remove_node` and `add_counters` fail as told: each
+/// count is how many of the next calls fail.
+#[derive(Default)]
+pub(crate) struct FlakyStore {
+    pub(crate) inner: MemoryRoomStore,
+    /// `remove_node` fails as if Redis were down.
+    pub(crate) remove_node_failures: AtomicUsize,
+    /// `add_counters` fails before it writes anything.
+    pub(crate) counter_failures: AtomicUsize,
+    /// `add_counters` writes, then fails as if its reply were lost.
+    pub(crate) counter_replies_lost: AtomicUsize,
+}
+
+/// Whether the next call fails: takes one from `count`.
+fn fails(count: &AtomicUsize) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+#[async_trait::async_trait]
+impl RoomStore for FlakyStore {
+    async fn create_room(&self, new: NewRoom) -> Result<Room, StoreError> {
+        self.inner.create_room(new).await
+    }
+    async fn get_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        self.inner.get_room(id).await
+    }
+    async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        self.inner.end_room(id).await
+    }
+    async fn member_joined(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+        node_id: &str,
+    ) -> Result<u32, StoreError> {
+        self.inner
+            .member_joined(room, uid, session_id, node_id)
+            .await
+    }
+    async fn member_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<u32, StoreError> {
+        self.inner.member_left(room, uid, session_id).await
+    }
+    async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
+        self.inner.member_count(room).await
+    }
+    async fn apply(&self, room: &str, t: &Transition) -> Result<Applied, StoreError> {
+        self.inner.apply(room, t).await
+    }
+    async fn read(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        hands_max: usize,
+    ) -> Result<Option<RoomRead>, StoreError> {
+        self.inner.read(room, viewer, hands_max).await
+    }
+    async fn add_counters(
+        &self,
+        room: &str,
+        deltas: &[(String, u64)],
+        batch: Option<room_store::CounterBatch<'_>>,
+    ) -> Result<Option<Counters>, StoreError> {
+        if fails(&self.counter_failures) {
+            return Err(StoreError::Unavailable("Redis is down".into()));
+        }
+        let written = self.inner.add_counters(room, deltas, batch).await;
+        if fails(&self.counter_replies_lost) {
+            return Err(StoreError::Unavailable("response timed out".into()));
+        }
+        written
+    }
+    async fn slow_comment(
+        &self,
+        room: &str,
+        uid: &str,
+        secs: u32,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.slow_comment(room, uid, secs, now_ms).await
+    }
+    async fn members_page(
+        &self,
+        room: &str,
+        filter: MemberFilter,
+        after: Option<&MemberEntry>,
+        limit: usize,
+    ) -> Result<Vec<MemberEntry>, StoreError> {
+        self.inner.members_page(room, filter, after, limit).await
+    }
+    async fn audience_page(
+        &self,
+        room: &str,
+        set: AudienceSet,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        self.inner.audience_page(room, set, cursor, count).await
+    }
+    async fn room_lists(&self, room: &str) -> Result<RoomLists, StoreError> {
+        self.inner.room_lists(room).await
+    }
+    async fn set_blocked(&self, host: &str, uid: &str, blocked: bool) -> Result<(), StoreError> {
+        self.inner.set_blocked(host, uid, blocked).await
+    }
+    async fn is_blocked(&self, host: &str, uid: &str) -> Result<bool, StoreError> {
+        self.inner.is_blocked(host, uid).await
+    }
+    async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.blocked_by(host).await
+    }
+    async fn revoke_tokens(
+        &self,
+        uid: &str,
+        before_secs: u64,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.revoke_tokens(uid, before_secs, ttl_secs).await
+    }
+    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.tokens_revoked_before(uid).await
+    }
+    fn ledger(&self) -> Arc<dyn room_store::Ledger> {
+        self.inner.ledger()
+    }
+    async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
+        if fails(&self.remove_node_failures) {
+            return Err(StoreError::Unavailable("Redis is down".into()));
+        }
+        self.inner.remove_node(node_id).await
+    }
 }

@@ -30,8 +30,8 @@ mod redis_store;
 pub mod conformance;
 
 pub use self::engine::{
-    AudienceSet, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists, RoomState, RoomStore,
-    counter,
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists,
+    RoomState, RoomStore, counter,
 };
 pub use self::ledger::{Ledger, LoggedEvent, Once};
 pub use self::memory::MemoryRoomStore;

@@ -73,7 +73,7 @@ impl ActionHandler for Gift {
                 (counter::GIFTS.to_owned(), u64::from(gift.count)),
                 (counter::GIFT_VALUE.to_owned(), total),
             ];
-            if let Err(error) = backends.store.add_counters(call.room, &deltas).await {
+            if let Err(error) = backends.store.add_counters(call.room, &deltas, None).await {
                 // Everyone saw it; only the summary misses it.
                 tracing::warn!(room = call.room, %error, "Gift pushed but not counted.");
             }

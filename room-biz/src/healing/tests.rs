@@ -2,22 +2,17 @@
 //! service, and the loop alone for grace periods and retries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::discovery::{MemoryDiscovery, NodeInfo};
 use proto::internal::v1::JoinRequest;
 use proto::internal::v1::biz_client::BizClient;
-use room_store::StoreError;
-use room_store::domain::state::{Counters, RoomRead};
-use room_store::domain::transition::{Applied, Transition};
-use room_store::{
-    AudienceSet, MemberEntry, MemberFilter, MemoryRoomStore, NewRoom, Room, RoomLists, RoomStore,
-};
+use room_store::{MemoryRoomStore, NewRoom, RoomStore};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::test_util::{RecordingPusher, bind, shared_on};
+use crate::test_util::{FlakyStore, RecordingPusher, bind, shared_on};
 use crate::{Config, Deps, Listeners};
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -192,136 +187,12 @@ async fn a_node_back_within_the_grace_period_keeps_its_sessions() {
     }
 }
 
-/// A memory store whose `remove_node` fails the first `failures` times.
-struct FlakyStore {
-    inner: MemoryRoomStore,
-    failures: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl RoomStore for FlakyStore {
-    async fn create_room(&self, new: NewRoom) -> Result<Room, StoreError> {
-        self.inner.create_room(new).await
-    }
-    async fn get_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
-        self.inner.get_room(id).await
-    }
-    async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
-        self.inner.end_room(id).await
-    }
-    async fn member_joined(
-        &self,
-        room: &str,
-        uid: &str,
-        session_id: &str,
-        node_id: &str,
-    ) -> Result<u32, StoreError> {
-        self.inner
-            .member_joined(room, uid, session_id, node_id)
-            .await
-    }
-    async fn member_left(
-        &self,
-        room: &str,
-        uid: &str,
-        session_id: &str,
-    ) -> Result<u32, StoreError> {
-        self.inner.member_left(room, uid, session_id).await
-    }
-    async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
-        self.inner.member_count(room).await
-    }
-    async fn apply(&self, room: &str, t: &Transition) -> Result<Applied, StoreError> {
-        self.inner.apply(room, t).await
-    }
-    async fn read(
-        &self,
-        room: &str,
-        viewer: Option<&str>,
-        hands_max: usize,
-    ) -> Result<Option<RoomRead>, StoreError> {
-        self.inner.read(room, viewer, hands_max).await
-    }
-    async fn add_counters(
-        &self,
-        room: &str,
-        deltas: &[(String, u64)],
-    ) -> Result<Option<Counters>, StoreError> {
-        self.inner.add_counters(room, deltas).await
-    }
-    async fn slow_comment(
-        &self,
-        room: &str,
-        uid: &str,
-        secs: u32,
-        now_ms: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        self.inner.slow_comment(room, uid, secs, now_ms).await
-    }
-    async fn members_page(
-        &self,
-        room: &str,
-        filter: MemberFilter,
-        after: Option<&MemberEntry>,
-        limit: usize,
-    ) -> Result<Vec<MemberEntry>, StoreError> {
-        self.inner.members_page(room, filter, after, limit).await
-    }
-    async fn audience_page(
-        &self,
-        room: &str,
-        set: AudienceSet,
-        cursor: u64,
-        count: usize,
-    ) -> Result<(u64, Vec<String>), StoreError> {
-        self.inner.audience_page(room, set, cursor, count).await
-    }
-    async fn room_lists(&self, room: &str) -> Result<RoomLists, StoreError> {
-        self.inner.room_lists(room).await
-    }
-    async fn set_blocked(&self, host: &str, uid: &str, blocked: bool) -> Result<(), StoreError> {
-        self.inner.set_blocked(host, uid, blocked).await
-    }
-    async fn is_blocked(&self, host: &str, uid: &str) -> Result<bool, StoreError> {
-        self.inner.is_blocked(host, uid).await
-    }
-    async fn blocked_by(&self, host: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.blocked_by(host).await
-    }
-    async fn revoke_tokens(
-        &self,
-        uid: &str,
-        before_secs: u64,
-        ttl_secs: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.revoke_tokens(uid, before_secs, ttl_secs).await
-    }
-    async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.tokens_revoked_before(uid).await
-    }
-    fn ledger(&self) -> Arc<dyn room_store::Ledger> {
-        self.inner.ledger()
-    }
-    async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
-        let failing = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            return Err(StoreError::Unavailable("Redis is down".into()));
-        }
-        self.inner.remove_node(node_id).await
-    }
-}
-
 #[tokio::test]
 async fn a_failed_cleanup_is_retried() {
     let discovery = MemoryDiscovery::new();
     register_conn(&discovery, "conn-1").await;
-    let store = Arc::new(FlakyStore {
-        inner: MemoryRoomStore::new(),
-        failures: AtomicUsize::new(1),
-    });
+    let store = Arc::new(FlakyStore::default());
+    store.remove_node_failures.store(1, Ordering::SeqCst);
     let cfg = Config {
         presence_grace_ms: 0,
         ..Config::default()

@@ -9,9 +9,13 @@
 //! costs at most one store write and one push per window and biz node,
 //! whatever the rate of likes: 100,000 likes a second are 4 writes a second.
 //!
-//! A write that fails puts the delta back for the next window; a biz node
-//! that dies loses at most one window of its likes (they are not money; gifts
-//! are written before they are acknowledged).
+//! Each write is a numbered batch ([`CounterBatch`]: this aggregator's random
+//! id and a growing number). A write that fails is kept as it is and written
+//! again, with the same number, before anything newer of that room: the
+//! store applies a number once, so a write that did land but whose reply was
+//! lost (a timeout) is not counted twice, and one that did not land is not
+//! lost. A biz node that dies loses at most one window of its likes (they are
+//! not money; gifts are written before they are acknowledged).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,7 +26,7 @@ use dashmap::DashMap;
 use futures::StreamExt as _;
 use prometheus::IntCounter;
 use room_store::domain::state::Counters;
-use room_store::{RoomStore, counter};
+use room_store::{CounterBatch, RoomStore, counter};
 use serde_json::json;
 
 use super::events;
@@ -52,6 +56,8 @@ struct Pending {
     /// Reaction kinds seen here (bounded by `admit_kind`).
     kinds: Mutex<HashSet<String>>,
     idle_windows: AtomicU32,
+    /// A numbered batch whose write failed: written again, as it is, first.
+    unsent: Mutex<Option<(u64, Vec<(String, u64)>)>>,
 }
 
 impl Pending {
@@ -60,8 +66,14 @@ impl Pending {
         self.reactions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn unsent(&self) -> std::sync::MutexGuard<'_, Option<(u64, Vec<(String, u64)>)>> {
+        // Replaced whole: a poisoned slot is consistent.
+        self.unsent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn is_empty(&self) -> bool {
-        self.likes.load(Ordering::Acquire) == 0
+        self.unsent().is_none()
+            && self.likes.load(Ordering::Acquire) == 0
             && self.comments.load(Ordering::Acquire) == 0
             && self.reactions().is_empty()
     }
@@ -84,24 +96,15 @@ impl Pending {
         );
         deltas
     }
-
-    /// Put deltas back after a failed write.
-    fn restore(&self, deltas: Vec<(String, u64)>) {
-        for (name, n) in deltas {
-            if name == counter::LIKES {
-                self.likes.fetch_add(n, Ordering::AcqRel);
-            } else if name == counter::COMMENTS {
-                self.comments.fetch_add(n, Ordering::AcqRel);
-            } else if let Some(emoji) = name.strip_prefix(counter::REACTION_PREFIX) {
-                *self.reactions().entry(emoji.to_owned()).or_default() += n;
-            }
-        }
-    }
 }
 
 /// The aggregator of one biz node.
 pub(crate) struct Aggregator {
     rooms: DashMap<String, Pending>,
+    /// This aggregator's id in the store's batch numbers.
+    writer: String,
+    /// The last batch number given.
+    batches: AtomicU64,
     store: Arc<dyn RoomStore>,
     pusher: Arc<dyn RoomPusher>,
     window: Duration,
@@ -122,6 +125,8 @@ impl Aggregator {
     ) -> Self {
         Self {
             rooms: DashMap::new(),
+            writer: uuid::Uuid::new_v4().simple().to_string(),
+            batches: AtomicU64::new(0),
             store,
             pusher,
             window,
@@ -183,19 +188,28 @@ impl Aggregator {
 
     /// Write one room's pending deltas and push its totals.
     pub(crate) async fn flush_room(&self, room: &str) -> Flushed {
-        let deltas = match self.rooms.get(room) {
-            Some(p) => p.take(),
+        // The shard guard goes at the end of this statement, before any await.
+        let batch = match self.rooms.get(room) {
+            Some(p) => p.unsent().take().or_else(|| {
+                let deltas = p.take();
+                let seq = self.batches.fetch_add(1, Ordering::AcqRel) + 1;
+                (!deltas.is_empty()).then_some((seq, deltas))
+            }),
             None => return Flushed::default(),
         };
-        self.write(room, deltas).await
+        match batch {
+            Some((seq, deltas)) => self.write(room, seq, deltas).await,
+            None => Flushed::default(),
+        }
     }
 
-    async fn write(&self, room: &str, deltas: Vec<(String, u64)>) -> Flushed {
-        if deltas.is_empty() {
-            return Flushed::default();
-        }
+    async fn write(&self, room: &str, seq: u64, deltas: Vec<(String, u64)>) -> Flushed {
         let pushes_totals = deltas.iter().any(|(name, _)| name != counter::COMMENTS);
-        match self.store.add_counters(room, &deltas).await {
+        let batch = CounterBatch {
+            writer: &self.writer,
+            seq,
+        };
+        match self.store.add_counters(room, &deltas, Some(batch)).await {
             Ok(Some(totals)) => {
                 self.flushes.inc();
                 if pushes_totals {
@@ -214,7 +228,7 @@ impl Aggregator {
             Err(error) => {
                 tracing::warn!(room, %error, "Cannot write aggregated counters; retrying next window.");
                 if let Some(p) = self.rooms.get(room) {
-                    p.restore(deltas);
+                    *p.unsent() = Some((seq, deltas));
                 }
                 Flushed {
                     writes: 0,
@@ -289,7 +303,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::test_util::RecordingPusher;
+    use crate::test_util::{FlakyStore, RecordingPusher};
 
     const WINDOW: Duration = Duration::from_millis(200);
     const TASKS: u64 = 100;
@@ -458,19 +472,55 @@ mod tests {
         aggregator.add_likes(&room, 2);
         aggregator.add_reaction(&room, "👍");
         aggregator.add_comment(&room);
-        aggregator
-            .rooms
-            .get(&room)
-            .expect("pending")
-            .restore(vec![(counter::LIKES.into(), 3)]);
         assert_eq!(aggregator.flush().await.writes, 1);
         let read = store
             .read(&room, None, 0)
             .await
             .expect("read")
             .expect("room");
-        assert_eq!((read.counters.likes, read.counters.comments), (5, 1));
+        assert_eq!((read.counters.likes, read.counters.comments), (2, 1));
         assert_eq!(read.counters.reactions_total(), 1);
         assert_eq!(metrics.counter_flushes.get(), 1);
+    }
+
+    async fn likes(store: &FlakyStore, room: &str) -> u64 {
+        let read = store.read(room, None, 0).await.expect("read");
+        read.expect("room").counters.likes
+    }
+
+    #[tokio::test]
+    async fn a_write_that_failed_is_written_again_and_counted_once() {
+        let store = Arc::new(FlakyStore::default());
+        let (aggregator, _) = aggregator(store.clone(), RecordingPusher::new());
+        let room = store
+            .create_room(NewRoom::titled("t", None))
+            .await
+            .expect("create")
+            .id;
+
+        // The store is down: nothing written, the batch kept.
+        store.counter_failures.store(1, Ordering::SeqCst);
+        aggregator.add_likes(&room, 3);
+        assert_eq!(aggregator.flush().await.failed, 1);
+        assert_eq!(likes(&store, &room).await, 0);
+        // Likes of the next window wait behind it, then go in a batch of their own.
+        aggregator.add_likes(&room, 4);
+        assert_eq!(aggregator.flush().await.writes, 1);
+        assert_eq!(likes(&store, &room).await, 3, "the kept batch first");
+        assert_eq!(aggregator.flush().await.writes, 1);
+        assert_eq!(likes(&store, &room).await, 7);
+
+        // The write lands but its reply is lost (a timeout): written again
+        // with its number, counted once.
+        store.counter_replies_lost.store(1, Ordering::SeqCst);
+        aggregator.add_likes(&room, 10);
+        assert_eq!(aggregator.flush().await.failed, 1);
+        assert_eq!(likes(&store, &room).await, 17);
+        aggregator.add_likes(&room, 1);
+        assert_eq!(aggregator.flush().await.writes, 1, "the retry");
+        assert_eq!(likes(&store, &room).await, 17, "not counted twice");
+        assert_eq!(aggregator.flush().await.writes, 1);
+        assert_eq!(likes(&store, &room).await, 18);
+        assert_eq!(aggregator.flush().await, Flushed::default(), "all written");
     }
 }

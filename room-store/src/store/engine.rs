@@ -9,6 +9,17 @@ use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;
 
+/// One numbered batch of counter deltas from one writer (a biz node's
+/// aggregator): the store applies each number once, so retrying a write whose
+/// reply was lost cannot count it twice. Numbers grow per writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterBatch<'a> {
+    /// Unique per writer process (a random id).
+    pub writer: &'a str,
+    /// Greater than every earlier batch of this writer.
+    pub seq: u64,
+}
+
 /// Counter names of [`RoomStore::add_counters`].
 pub mod counter {
     /// Likes.
@@ -135,10 +146,14 @@ pub trait RoomStore: Send + Sync + 'static {
     ) -> Result<Option<RoomRead>, StoreError>;
     /// Add `deltas` to named counters (see [`counter`]) in one step and return
     /// every counter after; `None` for an unknown room (nothing is written).
+    /// With a `batch`, a batch numbered no higher than the last one applied
+    /// from the same writer to this room changes nothing (it was written
+    /// already: a retry whose first reply was lost) and returns the totals.
     async fn add_counters(
         &self,
         room: &str,
         deltas: &[(String, u64)],
+        batch: Option<CounterBatch<'_>>,
     ) -> Result<Option<Counters>, StoreError>;
     /// Slow mode: if `uid` last commented at least `secs` ago (or never),
     /// record a comment now and return `None`; else how many ms they must wait.

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::engine::{
-    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
+    RoomStore, counter,
 };
 use super::ledger::Ledger;
 use super::memory_ledger::MemoryLedger;
@@ -62,6 +63,8 @@ struct Entry {
     last_comment: HashMap<String, u64>,
     /// The last write to the room, Unix ms: it expires `ttl` after this.
     last_write_ms: u64,
+    /// Counter writer → the last batch applied from it.
+    counter_batches: HashMap<String, u64>,
 }
 
 /// uid → sessions, with a join-time index for pages.
@@ -130,6 +133,7 @@ impl Entry {
             seen: HashSet::new(),
             last_comment: HashMap::new(),
             last_write_ms: common::time::now_ms(),
+            counter_batches: HashMap::new(),
         }
     }
 
@@ -407,10 +411,21 @@ impl RoomStore for MemoryRoomStore {
         &self,
         room: &str,
         deltas: &[(String, u64)],
+        batch: Option<CounterBatch<'_>>,
     ) -> Result<Option<Counters>, StoreError> {
         Ok(self.with(|s| {
             s.rooms.get_mut(room).map(|e| {
                 e.last_write_ms = common::time::now_ms();
+                if let Some(batch) = batch {
+                    let last = e
+                        .counter_batches
+                        .entry(batch.writer.to_owned())
+                        .or_insert(0);
+                    if batch.seq <= *last {
+                        return e.counters();
+                    }
+                    *last = batch.seq;
+                }
                 for (name, delta) in deltas {
                     let value = e.counters.entry(name.clone()).or_insert(0);
                     *value = value.saturating_add(*delta);
@@ -648,7 +663,7 @@ mod tests {
         assert!(last_write(&store) > Some(1), "a join is a write");
         age(&store);
         store
-            .add_counters(&room.id, &[(counter::LIKES.to_owned(), 1)])
+            .add_counters(&room.id, &[(counter::LIKES.to_owned(), 1)], None)
             .await
             .expect("counters");
         assert!(last_write(&store) > Some(1), "a counter is a write");

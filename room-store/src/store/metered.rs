@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use prometheus::IntCounterVec;
 
-use super::engine::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
+use super::engine::{
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore,
+};
 use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
@@ -98,9 +100,10 @@ impl RoomStore for Metered {
         &self,
         room: &str,
         deltas: &[(String, u64)],
+        batch: Option<CounterBatch<'_>>,
     ) -> Result<Option<Counters>, StoreError> {
         self.count("add_counters");
-        self.inner.add_counters(room, deltas).await
+        self.inner.add_counters(room, deltas, batch).await
     }
 
     async fn slow_comment(

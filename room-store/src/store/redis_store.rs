@@ -65,7 +65,8 @@ use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
-    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
+    RoomStore, counter,
 };
 use super::ledger::Ledger;
 use super::meta_cache::{self, MetaCache};
@@ -875,11 +876,16 @@ impl RoomStore for RedisRoomStore {
         &self,
         room: &str,
         deltas: &[(String, u64)],
+        batch: Option<CounterBatch<'_>>,
     ) -> Result<Option<Counters>, StoreError> {
         let keys = self.room_keys(room);
         for attempt in 0..2 {
             let mut invocation = COUNT.key(keys.all());
             invocation.arg(ROOM_TTL.as_secs());
+            match batch {
+                Some(batch) => invocation.arg(batch.writer).arg(batch.seq),
+                None => invocation.arg("").arg(0),
+            };
             for (name, delta) in deltas {
                 invocation.arg(name).arg(*delta);
             }

@@ -14,7 +14,9 @@ use crate::domain::rules::{self, Action, Plan};
 use crate::domain::state::RoomRead;
 use crate::domain::transition::{Applied, Effect};
 use crate::error::StoreError;
-use crate::store::engine::{AudienceSet, MemberEntry, MemberFilter, RoomStore, counter};
+use crate::store::engine::{
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, RoomStore, counter,
+};
 
 /// Run every state check against `store`.
 pub(crate) async fn run_all(store: &dyn RoomStore) {
@@ -24,6 +26,7 @@ pub(crate) async fn run_all(store: &dyn RoomStore) {
     polls_count_each_vote_once_and_close_once(store).await;
     lifecycle_transitions_start_end_and_auto_end(store).await;
     counters_add_up_and_report_totals(store).await;
+    a_counter_batch_counts_once(store).await;
     slow_mode_spaces_comments(store).await;
     members_page_by_join_time(store).await;
     audience_pages_cover_the_sets(store).await;
@@ -577,6 +580,7 @@ async fn counters_add_up_and_report_totals(store: &dyn RoomStore) {
         .add_counters(
             &id,
             &[(counter::LIKES.into(), 100), (counter::reaction("❤️"), 2)],
+            None,
         )
         .await
         .expect("add")
@@ -592,6 +596,7 @@ async fn counters_add_up_and_report_totals(store: &dyn RoomStore) {
                 (counter::GIFT_VALUE.into(), 40),
                 (counter::reaction("👏"), 1),
             ],
+            None,
         )
         .await
         .expect("add")
@@ -611,9 +616,38 @@ async fn counters_add_up_and_report_totals(store: &dyn RoomStore) {
     );
     assert_eq!(read(store, &id, None).await.counters, second);
     let none = store
-        .add_counters("r-missing", &[(counter::LIKES.into(), 1)])
+        .add_counters("r-missing", &[(counter::LIKES.into(), 1)], None)
         .await;
     assert_eq!(none.expect("add"), None, "no counters for unknown rooms");
+}
+
+async fn a_counter_batch_counts_once(store: &dyn RoomStore) {
+    let id = create(store, NewRoom::titled("Batches", None)).await;
+    let likes = |n: u64| [(counter::LIKES.to_owned(), n)];
+    let batch = |writer, seq| Some(CounterBatch { writer, seq });
+    let add = |deltas: [(String, u64); 1], batch| {
+        let id = id.clone();
+        async move {
+            store
+                .add_counters(&id, &deltas, batch)
+                .await
+                .expect("add")
+                .expect("room")
+                .likes
+        }
+    };
+    assert_eq!(add(likes(10), batch("node-a", 1)).await, 10);
+    // The same batch again (its first reply was lost): counted once, totals back.
+    assert_eq!(add(likes(10), batch("node-a", 1)).await, 10);
+    assert_eq!(add(likes(5), batch("node-a", 2)).await, 15);
+    // An older number from the same writer is a late duplicate.
+    assert_eq!(add(likes(10), batch("node-a", 1)).await, 15);
+    // Writers number their batches independently.
+    assert_eq!(add(likes(1), batch("node-b", 1)).await, 16);
+    // Without a batch every write counts.
+    assert_eq!(add(likes(2), None).await, 18);
+    assert_eq!(add(likes(2), None).await, 20);
+    assert_eq!(read(store, &id, None).await.counters.likes, 20);
 }
 
 async fn slow_mode_spaces_comments(store: &dyn RoomStore) {

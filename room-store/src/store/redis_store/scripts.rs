@@ -364,13 +364,23 @@ return cjson.encode(out)
     )
 });
 
-/// Add to counters. ARGV: ttl, then name/delta pairs. Returns '' for an
-/// unknown room, else every counter as JSON.
+/// Add to counters. ARGV: ttl, writer ('' for none), batch number, then
+/// name/delta pairs. A batch numbered no higher than the writer's last
+/// (field `w:<writer>`) adds nothing. Returns '' for an unknown room, else
+/// every counter as JSON.
 pub(super) static COUNT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 if redis.call('EXISTS', K.meta) == 0 then return '' end
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', K.counters, ARGV[i], ARGV[i + 1]) end
+local fresh = true
+if ARGV[2] ~= '' then
+  local field = 'w:' .. ARGV[2]
+  local last = tonumber(redis.call('HGET', K.counters, field) or '0')
+  if tonumber(ARGV[3]) <= last then fresh = false else redis.call('HSET', K.counters, field, ARGV[3]) end
+end
+if fresh then
+  for i = 4, #ARGV, 2 do redis.call('HINCRBY', K.counters, ARGV[i], ARGV[i + 1]) end
+end
 redis.call('EXPIRE', K.counters, room_ttl(ARGV[1]))
 return cjson.encode(map(redis.call('HGETALL', K.counters)))
 ",
