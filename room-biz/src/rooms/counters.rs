@@ -57,8 +57,11 @@ struct Pending {
     kinds: Mutex<HashSet<String>>,
     idle_windows: AtomicU32,
     /// A numbered batch whose write failed: written again, as it is, first.
-    unsent: Mutex<Option<(u64, Vec<(String, u64)>)>>,
+    unsent: Mutex<Option<Batch>>,
 }
+
+/// A batch number and its counter deltas.
+type Batch = (u64, Vec<(String, u64)>);
 
 impl Pending {
     fn reactions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -66,7 +69,7 @@ impl Pending {
         self.reactions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn unsent(&self) -> std::sync::MutexGuard<'_, Option<(u64, Vec<(String, u64)>)>> {
+    fn unsent(&self) -> std::sync::MutexGuard<'_, Option<Batch>> {
         // Replaced whole: a poisoned slot is consistent.
         self.unsent.lock().unwrap_or_else(|p| p.into_inner())
     }
