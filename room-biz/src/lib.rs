@@ -19,6 +19,11 @@
 //!   tokens; merged with `/metrics`, `/livez`, `/readyz`.
 //! - `healing`: drops the room sessions of conn and biz nodes that left
 //!   discovery.
+//! - `history`: history and replay reads, live log or archive, with the
+//!   replay-page cache; no HTTP.
+//! - [`archiver`]: the worker moving ended rooms to the archive, then
+//!   deleting their live keys; `archiver::collect` turns live state into
+//!   archive rows.
 //! - `shared`: the state every handler shares, and the one path of actions.
 //! - `longpoll`: the per-node long-poll cache of polled rooms and reply
 //!   coverage; no HTTP.
@@ -31,11 +36,15 @@
 //! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
+//! - [`archive_jobs`]: the queue of ended rooms waiting for the archiver
+//!   ([`ArchiveQueue`]: a Redis Stream consumer group, or in process).
 //! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
 //! - [`error`]: the crate's error types.
 
+pub mod archive_jobs;
+pub mod archiver;
 pub mod config;
 pub mod error;
 pub mod process;
@@ -43,6 +52,7 @@ pub mod process;
 mod actions;
 mod grpc;
 mod healing;
+mod history;
 mod http;
 mod join;
 mod key_quota;
@@ -74,6 +84,8 @@ pub use room_store::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::archive_jobs::{ArchiveQueue, MemoryQueue, RedisQueue};
+pub use crate::archiver::{Archiver, ArchiverSettings};
 pub use crate::config::Config;
 pub use crate::error::Error;
 use crate::pusher::DirectoryPusher;
@@ -103,6 +115,19 @@ pub struct Deps {
     pub store: Arc<dyn RoomStore>,
     /// Where the API keys of app backends are kept (watched).
     pub live_config: Arc<dyn LiveConfig>,
+    /// The archive of ended rooms; `None`: rooms are not archived.
+    pub archiving: Option<Archiving>,
+}
+
+/// What archiving runs on: ended rooms are queued, moved from the message
+/// log and the room store to the archive, then deleted from both.
+pub struct Archiving {
+    /// The archive.
+    pub archive: Arc<dyn archive::ArchiveStore>,
+    /// Ended rooms waiting for an archiver.
+    pub queue: Arc<dyn ArchiveQueue>,
+    /// The message log the push layer appends to (read, then deleted).
+    pub log: Arc<dyn message_log::MessageLog>,
 }
 
 /// Keep `shared.api_keys` equal to the keyring in live configuration. A
@@ -158,6 +183,27 @@ pub async fn run(
         &deps.registry,
     )?);
     let cfg = &shared.cfg;
+    let archiver = deps.archiving.map(|archiving| {
+        shared.history.attach(archiving.archive.clone());
+        let _ = shared
+            .backends
+            .rooms
+            .archive_queue
+            .set(archiving.queue.clone());
+        Archiver::new(
+            shared.backends.store.clone(),
+            archiving.log,
+            archiving.archive,
+            archiving.queue,
+            ArchiverSettings {
+                consumer: cfg.node_id.clone(),
+                batch: cfg.archive_batch,
+                claim_idle: Duration::from_millis(cfg.archive_claim_idle_ms),
+                poll: Duration::from_millis(cfg.archive_poll_ms),
+            },
+            &deps.registry,
+        )
+    });
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so peers stop sending before we stop serving.
     let drain = CancellationToken::new();
@@ -234,6 +280,12 @@ pub async fn run(
         () = shared.backends.rooms.run() => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
+        () = async {
+            match &archiver {
+                Some(archiver) => archiver.run().await,
+                None => std::future::pending().await,
+            }
+        } => None,
     };
     readiness.set(false);
     if let Err(error) = deps

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
+use crate::history::History;
 use crate::key_quota::KeyQuota;
 use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) key_quota: KeyQuota,
     /// Long polls waiting per uid (`max_long_polls_per_uid`).
     pub(crate) poll_slots: UidSlots,
+    /// History and replay: the live log, and the archive once attached.
+    pub(crate) history: History,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Shared {
             verifier,
             api_keys: watch::Sender::new(Arc::default()),
             key_quota: KeyQuota::new(cfg.backend_write_rate_per_sec, cfg.backend_write_burst),
+            history: History::new(cfg.replay_cache_pages),
             metrics,
             backends,
             cfg,

@@ -82,6 +82,7 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
         registry: registry.clone(),
         store: store.clone(),
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
+        archiving: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -208,6 +209,9 @@ impl RoomStore for FlakyStore {
     }
     async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
         self.inner.end_room(id).await
+    }
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_room(id).await
     }
     async fn member_joined(
         &self,
