@@ -38,6 +38,7 @@ use crate::cursor::{Accept, RoomCursor};
 use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
+use crate::history::{self, HistoryPage, PageRequest};
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
 use crate::polling::{self, PollError, PollReply};
@@ -84,6 +85,12 @@ pub(crate) enum Command {
     ReadState {
         room: String,
         reply: Reply<Snapshot>,
+    },
+    /// `GET /v1/rooms/{room}/history` or `/replay` with the client's token.
+    ReadPage {
+        room: String,
+        request: PageRequest,
+        reply: Reply<HistoryPage>,
     },
 }
 
@@ -1155,6 +1162,14 @@ impl Actor {
                 self.read_state(room, reply);
                 return None;
             }
+            Command::ReadPage {
+                room,
+                request,
+                reply,
+            } => {
+                self.read_page(room, request, reply);
+                return None;
+            }
         };
         match sent {
             Ok(()) => None,
@@ -1348,6 +1363,14 @@ impl Actor {
             // The state is read over HTTP: no session needed.
             Some(Command::ReadState { room, reply }) => {
                 self.read_state(room, reply);
+                None
+            }
+            Some(Command::ReadPage {
+                room,
+                request,
+                reply,
+            }) => {
+                self.read_page(room, request, reply);
                 None
             }
             // Used from the next hello on; the server judges it then.
@@ -1587,6 +1610,11 @@ impl Actor {
             }
             Command::Close { reply } => return Some(Next::closed(Some(reply))),
             Command::ReadState { room, reply } => self.read_state(room, reply),
+            Command::ReadPage {
+                room,
+                request,
+                reply,
+            } => self.read_page(room, request, reply),
         }
         None
     }
@@ -1606,6 +1634,26 @@ impl Actor {
         );
         tokio::spawn(async move {
             let result = read_state::fetch(&http, &base, &room, &token, timeout).await;
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Read a history or replay page over HTTP (no session needed).
+    fn read_page(&self, room: String, request: PageRequest, reply: Reply<HistoryPage>) {
+        let Some(base) = self.polling_url.clone() else {
+            let _ = reply.send(Err(Error::Route(
+                "the router gave no polling URL to read history from".into(),
+            )));
+            return;
+        };
+        // The current token: a refreshed one once `set_token` replaced it.
+        let (http, token, timeout) = (
+            self.http.clone(),
+            self.token.clone(),
+            self.opts.request_timeout,
+        );
+        tokio::spawn(async move {
+            let result = history::fetch(&http, &base, &room, request, &token, timeout).await;
             let _ = reply.send(result);
         });
     }
