@@ -595,3 +595,89 @@ async fn ten_thousand_messages_are_archived_once_across_a_killed_worker() -> Tes
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn clients_read_history_under_the_read_rule_before_and_after_the_archive() -> TestResult {
+    const SECRET: &str = "archive-test-token-secret";
+    let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new());
+    let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(HistoryLimits::default()));
+    let pusher = Arc::new(LogPusher { log: log.clone() });
+    let archive: Arc<dyn ArchiveStore> = Arc::new(SqliteArchive::in_memory().await?);
+    let queue = Arc::new(MemoryQueue::default());
+    let cfg = crate::Config {
+        token_secret: SECRET.into(),
+        ..crate::Config::default()
+    };
+    let shared = shared_on(store.clone(), cfg, pusher);
+    install_test_key(&shared);
+    shared.history.attach(archive.clone());
+    let _ = shared.backends.rooms.archive_queue.set(queue.clone());
+    let (backend, client) = (bind().await, bind().await);
+    let backend_url = format!("http://{}", backend.local_addr()?);
+    let client_url = format!("http://{}", client.local_addr()?);
+    let (b, c) = (
+        crate::http::backend_app(shared.clone()),
+        crate::http::client_app(shared.clone()),
+    );
+    tokio::spawn(async move { axum::serve(backend, b).await });
+    tokio::spawn(async move { axum::serve(client, c).await });
+    let api = backend_client();
+    let http = reqwest::Client::new();
+    let as_user = |uid: &str, path: &str| {
+        let token = common::auth::mint_hs256(SECRET, uid, 600).unwrap_or_default();
+        http.get(format!("{client_url}{path}")).bearer_auth(token)
+    };
+
+    let (status, room) =
+        call(api.post(format!("{backend_url}/v1/rooms")).json(
+            &json!({"title": "Private", "owner": "alice", "private": true, "invite": ["bob"]}),
+        ))
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["room_id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/rooms/{id}/history");
+    call(
+        api.post(format!("{backend_url}/v1/rooms/{id}/messages"))
+            .json(&json!({"body": {"hello": 1}})),
+    )
+    .await;
+
+    // Live: the invite list decides.
+    for (uid, want) in [("alice", 200), ("bob", 200), ("carol", 403)] {
+        let (status, body) = call(as_user(uid, &path)).await;
+        assert_eq!(status, want, "{uid}: {body}");
+    }
+    let (status, _) = call(http.get(format!("{client_url}{path}"))).await;
+    assert_eq!(status, 401, "no token");
+
+    call(
+        api.post(format!("{backend_url}/v1/rooms/{id}/end"))
+            .json(&json!({})),
+    )
+    .await;
+    let archiver = Archiver::new(
+        store,
+        log,
+        archive,
+        queue.clone(),
+        settings("biz-1", Duration::from_secs(30)),
+        &prometheus::Registry::new(),
+    );
+    let job = queue
+        .next("biz-1", Duration::from_secs(30))
+        .await?
+        .ok_or("no job")?;
+    archiver.archive_room(&job).await?;
+
+    // Archived: the owner and the app backend only.
+    for (uid, want) in [("alice", 200), ("bob", 403), ("carol", 403)] {
+        let (status, body) = call(as_user(uid, &path)).await;
+        assert_eq!(status, want, "{uid}: {body}");
+        if want == 200 {
+            assert_eq!(body["source"], "archive");
+        }
+    }
+    let (status, body) = call(api.get(format!("{backend_url}{path}"))).await;
+    assert_eq!((status, body["source"].as_str()), (200, Some("archive")));
+    Ok(())
+}
