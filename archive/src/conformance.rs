@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn ArchiveStore, prefix: &str) {
     replay_pages_by_offset(store, &format!("{prefix}-replay")).await;
     room_rows_round_trip(store, &format!("{prefix}-room")).await;
     side_tables_upsert(store, &format!("{prefix}-side")).await;
+    archived_rooms_are_listed_by_end(store, &format!("{prefix}-list")).await;
 }
 
 /// A room starting at 1,000,000 ms.
@@ -271,4 +272,27 @@ pub async fn side_tables_upsert(store: &dyn ArchiveStore, id: &str) {
         (counts.members, counts.polls, counts.gifts, counts.counters),
         (2, 1, 3, 2)
     );
+}
+
+/// `rooms_ended_since` lists completely archived rooms ended at or after a
+/// time, by end time; rooms still being archived are left out.
+pub async fn archived_rooms_are_listed_by_end(store: &dyn ArchiveStore, prefix: &str) {
+    // Far in the future, so other tests' rooms (ended at 1,600,000) stay out.
+    let base = 4_000_000_000_000;
+    for (i, ended) in [
+        (1, base + 30),
+        (2, base + 10),
+        (3, base + 20),
+        (4, base + 5),
+    ] {
+        let mut r = room(&format!("{prefix}-{i}"));
+        r.ended_at_ms = Some(ended);
+        store.put_room(&r).await.expect("put_room");
+        if i != 3 {
+            store.mark_archived(&r.id, ended + 1).await.expect("mark");
+        }
+    }
+    let listed = store.rooms_ended_since(base + 10).await.expect("list");
+    let ids: Vec<String> = listed.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [format!("{prefix}-2"), format!("{prefix}-1")]);
 }

@@ -18,6 +18,8 @@
 //! - [`postgres`]: [`PostgresArchive`] (distributed mode).
 //! - [`sqlite`]: [`SqliteArchive`], embedded (standalone mode).
 //! - [`open`]: [`open()`] an engine from a URL or path.
+//! - `export` (feature `parquet`): archived rooms and messages as Parquet
+//!   files.
 //! - [`error`]: why an operation failed ([`ArchiveError`]).
 //! - `conformance` (feature `test-util`, and this crate's tests): the suite
 //!   every engine passes.
@@ -25,6 +27,8 @@
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod error;
+#[cfg(feature = "parquet")]
+pub mod export;
 pub mod migrations;
 pub mod model;
 pub mod open;

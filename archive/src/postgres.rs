@@ -157,6 +157,25 @@ fn redact(url: &str) -> String {
     }
 }
 
+const ROOM_COLUMNS: &str = "id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
+    summary::text, archived_at_ms";
+
+fn room_of(row: &Row) -> Result<ArchivedRoom, ArchiveError> {
+    let summary: String = row.try_get(7)?;
+    Ok(ArchivedRoom {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        owner: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        created_at_ms: to_u64(row.try_get(4)?, "created_at_ms")?,
+        started_at_ms: opt_u64(row.try_get(5)?, "started_at_ms")?,
+        ended_at_ms: opt_u64(row.try_get(6)?, "ended_at_ms")?,
+        summary: serde_json::from_str(&summary)
+            .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
+        archived_at_ms: opt_u64(row.try_get(8)?, "archived_at_ms")?,
+    })
+}
+
 fn message_of(row: &Row) -> Result<ArchivedMessage, ArchiveError> {
     Ok(ArchivedMessage {
         seq: to_u64(row.try_get(0)?, "seq")?,
@@ -342,29 +361,21 @@ impl ArchiveStore for PostgresArchive {
 
     async fn room(&self, room: &str) -> Result<Option<ArchivedRoom>, ArchiveError> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
-                     summary::text, archived_at_ms FROM rooms WHERE id = $1",
-                &[&room],
-            )
+        let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1");
+        let row = client.query_opt(&sql, &[&room]).await?;
+        row.as_ref().map(room_of).transpose()
+    }
+
+    async fn rooms_ended_since(&self, since_ms: u64) -> Result<Vec<ArchivedRoom>, ArchiveError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms
+             WHERE archived_at_ms IS NOT NULL AND ended_at_ms >= $1 ORDER BY ended_at_ms, id"
+        );
+        let rows = client
+            .query(&sql, &[&to_i64(since_ms, "since_ms")?])
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let summary: String = row.try_get(7)?;
-        Ok(Some(ArchivedRoom {
-            id: row.try_get(0)?,
-            title: row.try_get(1)?,
-            owner: row.try_get(2)?,
-            kind: row.try_get(3)?,
-            created_at_ms: to_u64(row.try_get(4)?, "created_at_ms")?,
-            started_at_ms: opt_u64(row.try_get(5)?, "started_at_ms")?,
-            ended_at_ms: opt_u64(row.try_get(6)?, "ended_at_ms")?,
-            summary: serde_json::from_str(&summary)
-                .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
-            archived_at_ms: opt_u64(row.try_get(8)?, "archived_at_ms")?,
-        }))
+        rows.iter().map(room_of).collect()
     }
 
     async fn last_seq(&self, room: &str) -> Result<u64, ArchiveError> {

@@ -146,6 +146,52 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ArchiveError> {
     serde_json::to_string(v).map_err(|e| ArchiveError::OutOfRange(e.to_string()))
 }
 
+const ROOM_COLUMNS: &str = "id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
+    summary, archived_at_ms";
+
+/// The raw columns of a room row.
+type RawRoom = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<i64>,
+);
+
+fn raw_room(r: &Row<'_>) -> rusqlite::Result<RawRoom> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn room_of(raw: RawRoom) -> Result<ArchivedRoom, ArchiveError> {
+    let (id, title, owner, kind, created, started, ended, summary, archived) = raw;
+    Ok(ArchivedRoom {
+        id,
+        title,
+        owner,
+        kind,
+        created_at_ms: to_u64(created, "created_at_ms")?,
+        started_at_ms: opt_u64(started, "started_at_ms")?,
+        ended_at_ms: opt_u64(ended, "ended_at_ms")?,
+        summary: serde_json::from_str(&summary)
+            .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
+        archived_at_ms: opt_u64(archived, "archived_at_ms")?,
+    })
+}
+
 /// The raw columns of a message row; converted outside rusqlite's closure
 /// so a bad value is [`ArchiveError::Corrupt`], not a query error.
 type RawMessage = (i64, String, i32, String, Vec<u8>, i64, i64);
@@ -318,53 +364,24 @@ impl ArchiveStore for SqliteArchive {
     async fn room(&self, room: &str) -> Result<Option<ArchivedRoom>, ArchiveError> {
         let room = room.to_owned();
         self.call(move |conn| {
-            type Raw = (
-                String,
-                String,
-                Option<String>,
-                String,
-                i64,
-                Option<i64>,
-                Option<i64>,
-                String,
-                Option<i64>,
+            let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?1");
+            let raw = conn.query_row(&sql, params![room], raw_room).optional()?;
+            raw.map(room_of).transpose()
+        })
+        .await
+    }
+
+    async fn rooms_ended_since(&self, since_ms: u64) -> Result<Vec<ArchivedRoom>, ArchiveError> {
+        self.call(move |conn| {
+            let sql = format!(
+                "SELECT {ROOM_COLUMNS} FROM rooms
+                 WHERE archived_at_ms IS NOT NULL AND ended_at_ms >= ?1 ORDER BY ended_at_ms, id"
             );
-            let raw: Option<Raw> = conn
-                .query_row(
-                    "SELECT id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
-                         summary, archived_at_ms FROM rooms WHERE id = ?1",
-                    params![room],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                            r.get(8)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((id, title, owner, kind, created, started, ended, summary, archived)) = raw
-            else {
-                return Ok(None);
-            };
-            Ok(Some(ArchivedRoom {
-                id,
-                title,
-                owner,
-                kind,
-                created_at_ms: to_u64(created, "created_at_ms")?,
-                started_at_ms: opt_u64(started, "started_at_ms")?,
-                ended_at_ms: opt_u64(ended, "ended_at_ms")?,
-                summary: serde_json::from_str(&summary)
-                    .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
-                archived_at_ms: opt_u64(archived, "archived_at_ms")?,
-            }))
+            let mut stmt = conn.prepare(&sql)?;
+            let raws = stmt
+                .query_map(params![to_i64(since_ms, "since_ms")?], raw_room)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(room_of).collect()
         })
         .await
     }

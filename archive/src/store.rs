@@ -42,6 +42,9 @@ pub trait ArchiveStore: Send + Sync + 'static {
     async fn mark_archived(&self, room: &str, at_ms: u64) -> Result<bool, ArchiveError>;
     /// The room row, or `None`.
     async fn room(&self, room: &str) -> Result<Option<ArchivedRoom>, ArchiveError>;
+    /// Completely archived rooms that ended at or after `since_ms`, by end
+    /// time then id (exports).
+    async fn rooms_ended_since(&self, since_ms: u64) -> Result<Vec<ArchivedRoom>, ArchiveError>;
     /// The highest archived seq of `room` (0 if none): where a resumed
     /// archiver continues.
     async fn last_seq(&self, room: &str) -> Result<u64, ArchiveError>;

@@ -301,6 +301,9 @@ impl ArchiveStore for StallingArchive {
     async fn room(&self, room: &str) -> Result<Option<ArchivedRoom>, ArchiveError> {
         self.inner.room(room).await
     }
+    async fn rooms_ended_since(&self, since_ms: u64) -> Result<Vec<ArchivedRoom>, ArchiveError> {
+        self.inner.rooms_ended_since(since_ms).await
+    }
     async fn last_seq(&self, room: &str) -> Result<u64, ArchiveError> {
         self.inner.last_seq(room).await
     }
