@@ -19,12 +19,12 @@
 //!   tokens; merged with `/metrics`, `/livez`, `/readyz`.
 //! - `healing`: drops the room sessions of conn and biz nodes that left
 //!   discovery.
+//! - `shared`: the state every handler shares, and the one path of actions.
 //! - `history`: history and replay reads, live log or archive, with the
 //!   replay-page cache; no HTTP.
 //! - [`archiver`]: the worker moving ended rooms to the archive, then
 //!   deleting their live keys; `archiver::collect` turns live state into
 //!   archive rows.
-//! - `shared`: the state every handler shares, and the one path of actions.
 //! - `longpoll`: the per-node long-poll cache of polled rooms and reply
 //!   coverage; no HTTP.
 //! - `join`: join authorization and the snapshot a member starts from.
