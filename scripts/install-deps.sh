@@ -4,6 +4,8 @@
 #   vendor/etcd-client/ROOMCAST.md)
 #   redis-server  message log and room store tests (also redis-cli for Cluster)
 #   etcd          discovery tests
+#   postgresql    archive tests (initdb, pg_ctl, postgres; Debian keeps them in
+#                 /usr/lib/postgresql/<major>/bin, off PATH)
 #   node, npm     the TypeScript SDK and the demo page (scripts/test-web.sh)
 #   chromium      the demo page's browser test (headless, driven by playwright-core),
 #                 with an emoji font
@@ -14,6 +16,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)

@@ -1,5 +1,6 @@
 //! The command line: global flags, subcommands, and what they share.
 
+pub mod archive;
 pub mod ctl;
 pub mod listen;
 pub mod room;
@@ -84,6 +85,8 @@ pub enum Command {
     Say(say::SayArgs),
     /// Operate the router: rollout policy, nodes, drains (admin API).
     Ctl(ctl::CtlArgs),
+    /// Work with the archive of ended rooms (export for analytics).
+    Archive(archive::ArchiveArgs),
 }
 
 /// Run the parsed command line.
@@ -105,6 +108,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ctl(args) => {
             init_cli_logging(cli.global.log_format);
             ctl::run(args).await
+        }
+        Command::Archive(args) => {
+            init_cli_logging(cli.global.log_format);
+            archive::run(args).await
         }
     }
 }

@@ -285,6 +285,21 @@ impl Standalone {
         let mut back = JoinSet::new();
         let mut front = JoinSet::new();
 
+        // The embedded archive: the biz `archive_url` if set (an SQLite
+        // file, say), else in-memory SQLite, gone with the process like the
+        // rest of standalone's state. No server either way.
+        let archive_url = if cfg.biz.archive_url.is_empty() {
+            archive::open::SQLITE_MEMORY
+        } else {
+            cfg.biz.archive_url.as_str()
+        };
+        let archiving = room_biz::Archiving {
+            archive: archive::open(archive_url)
+                .await
+                .context("cannot open the embedded archive")?,
+            queue: Arc::new(room_biz::MemoryQueue::default()),
+            log: log.clone(),
+        };
         let deps = push_layer::Deps {
             discovery: discovery.clone(),
             log,
@@ -299,6 +314,7 @@ impl Standalone {
             registry: registry.clone(),
             store,
             live_config: live_config.clone(),
+            archiving: Some(archiving),
         };
         let listeners = room_biz::Listeners {
             http: biz_listener,

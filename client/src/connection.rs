@@ -38,6 +38,7 @@ use crate::cursor::{Accept, RoomCursor};
 use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
+use crate::history::{self, HistoryPage, PageRequest};
 use crate::inbox::{self, Inbox};
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
@@ -90,6 +91,12 @@ pub(crate) enum Command {
     ReadInbox {
         after_ms: u64,
         reply: Reply<Inbox>,
+    },
+    /// `GET /v1/rooms/{room}/history` or `/replay` with the client's token.
+    ReadPage {
+        room: String,
+        request: PageRequest,
+        reply: Reply<HistoryPage>,
     },
 }
 
@@ -1165,6 +1172,14 @@ impl Actor {
                 self.read_inbox(after_ms, reply);
                 return None;
             }
+            Command::ReadPage {
+                room,
+                request,
+                reply,
+            } => {
+                self.read_page(room, request, reply);
+                return None;
+            }
         };
         match sent {
             Ok(()) => None,
@@ -1362,6 +1377,14 @@ impl Actor {
             }
             Some(Command::ReadInbox { after_ms, reply }) => {
                 self.read_inbox(after_ms, reply);
+                None
+            }
+            Some(Command::ReadPage {
+                room,
+                request,
+                reply,
+            }) => {
+                self.read_page(room, request, reply);
                 None
             }
             // Used from the next hello on; the server judges it then.
@@ -1602,6 +1625,11 @@ impl Actor {
             Command::Close { reply } => return Some(Next::closed(Some(reply))),
             Command::ReadState { room, reply } => self.read_state(room, reply),
             Command::ReadInbox { after_ms, reply } => self.read_inbox(after_ms, reply),
+            Command::ReadPage {
+                room,
+                request,
+                reply,
+            } => self.read_page(room, request, reply),
         }
         None
     }
@@ -1635,11 +1663,31 @@ impl Actor {
         };
         let (http, token, timeout) = (
             self.http.clone(),
-            self.opts.token.clone(),
+            self.token.clone(),
             self.opts.request_timeout,
         );
         tokio::spawn(async move {
             let result = inbox::fetch(&http, &base, &token, after_ms, timeout).await;
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Read a history or replay page over HTTP (no session needed).
+    fn read_page(&self, room: String, request: PageRequest, reply: Reply<HistoryPage>) {
+        let Some(base) = self.polling_url.clone() else {
+            let _ = reply.send(Err(Error::Route(
+                "the router gave no polling URL to read history from".into(),
+            )));
+            return;
+        };
+        // The current token: a refreshed one once `set_token` replaced it.
+        let (http, token, timeout) = (
+            self.http.clone(),
+            self.token.clone(),
+            self.opts.request_timeout,
+        );
+        tokio::spawn(async move {
+            let result = history::fetch(&http, &base, &room, request, &token, timeout).await;
             let _ = reply.send(result);
         });
     }

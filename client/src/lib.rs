@@ -95,6 +95,7 @@ pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod fallback;
+pub mod history;
 pub mod inbox;
 mod link;
 pub mod options;
@@ -124,6 +125,7 @@ pub use cursor::{Accept, RoomCursor};
 pub use error::Error;
 pub use event::{Event, Events, JoinedRoom, ReplyInfo};
 pub use fallback::Fallback;
+pub use history::{HistoryMessage, HistoryPage, PageRequest};
 pub use inbox::{Inbox, InboxItem};
 pub use options::{ConnectOptions, TokenFuture, TokenProvider};
 pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
@@ -262,6 +264,46 @@ impl Client {
     pub async fn inbox(&self, after_ms: u64) -> Result<Inbox, Error> {
         self.request(|reply| Command::ReadInbox { after_ms, reply })
             .await
+    }
+
+    /// A page of `room`'s durable messages by seq (`GET /v1/rooms/{id}/history` on the
+    /// client listener, with the client's token): for late joiners and ended rooms,
+    /// served from the live log while the room has it, from the archive after. See
+    /// [`PageRequest::History`].
+    pub async fn history(
+        &self,
+        room: impl Into<String>,
+        before_seq: Option<u64>,
+        after_seq: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<HistoryPage, Error> {
+        let request = PageRequest::History {
+            before_seq,
+            after_seq,
+            limit,
+        };
+        self.read_page(room.into(), request).await
+    }
+
+    /// Replay `room` from `from_ms` after its start (`GET /v1/rooms/{id}/replay`): its
+    /// messages with their offset from the start, for danmaku over a recording.
+    pub async fn replay(
+        &self,
+        room: impl Into<String>,
+        from_ms: i64,
+        limit: Option<usize>,
+    ) -> Result<HistoryPage, Error> {
+        self.read_page(room.into(), PageRequest::Replay { from_ms, limit })
+            .await
+    }
+
+    async fn read_page(&self, room: String, request: PageRequest) -> Result<HistoryPage, Error> {
+        self.request(|reply| Command::ReadPage {
+            room,
+            request,
+            reply,
+        })
+        .await
     }
 
     /// Replace the session's token without reconnecting: on a live session the server

@@ -85,6 +85,7 @@ impl BizStack {
             registry: prometheus::Registry::new(),
             store: store.clone(),
             live_config: live,
+            archiving: None,
         };
         let listeners = room_biz::Listeners {
             http: bind().await?,

@@ -82,6 +82,20 @@ pub const DEFAULT_PRESENCE_WINDOW_MS: u64 = 1000;
 /// (they are ephemeral and carry the member total).
 pub const DEFAULT_PRESENCE_QUEUE: usize = 4096;
 
+/// Durable messages per archive transaction: large enough that a 10,000
+/// message room is 20 round trips, small enough that a crash redoes little.
+pub const DEFAULT_ARCHIVE_BATCH: usize = 500;
+/// An archive job whose worker has not reported progress for this long is
+/// taken over by another biz node (its worker died). Each batch reports, so
+/// this only has to exceed the time of one batch.
+pub const DEFAULT_ARCHIVE_CLAIM_IDLE_MS: u64 = 30_000;
+/// How often an idle archive worker looks for jobs: the delay between a
+/// room's end and the start of its archiving, at most.
+pub const DEFAULT_ARCHIVE_POLL_MS: u64 = 1_000;
+/// Replay pages of archived rooms kept in memory (hot replays of one
+/// recording by many viewers are served without the archive).
+pub const DEFAULT_REPLAY_CACHE_PAGES: usize = 256;
+
 /// Members at or above which a polled room is "large": its long-poll cache is
 /// refreshed about once a second instead of every 100 ms, and its replies may
 /// sample low-priority messages (as the socket path does for large rooms).
@@ -237,6 +251,19 @@ pub struct Config {
     pub idempotency_window_secs: u64,
     /// Events to the app backend: the event log and webhook deliveries.
     pub webhooks: WebhookConfig,
+    /// Where ended rooms are archived: `postgres://user@host/db`,
+    /// `sqlite:PATH` or `sqlite::memory:`. Empty (the default for
+    /// `roomcast-biz`): no archive; ended rooms stay in Redis until their
+    /// keys expire, and their history is readable until then.
+    pub archive_url: String,
+    /// See [`DEFAULT_ARCHIVE_BATCH`].
+    pub archive_batch: usize,
+    /// See [`DEFAULT_ARCHIVE_CLAIM_IDLE_MS`].
+    pub archive_claim_idle_ms: u64,
+    /// See [`DEFAULT_ARCHIVE_POLL_MS`].
+    pub archive_poll_ms: u64,
+    /// See [`DEFAULT_REPLAY_CACHE_PAGES`].
+    pub replay_cache_pages: usize,
 }
 
 /// Secrets (the token secret) are redacted, like in `--print-config`.
@@ -304,6 +331,11 @@ impl Default for Config {
             schedules: ScheduleConfig::default(),
             idempotency_window_secs: DEFAULT_IDEMPOTENCY_WINDOW_SECS,
             webhooks: WebhookConfig::default(),
+            archive_url: String::new(),
+            archive_batch: DEFAULT_ARCHIVE_BATCH,
+            archive_claim_idle_ms: DEFAULT_ARCHIVE_CLAIM_IDLE_MS,
+            archive_poll_ms: DEFAULT_ARCHIVE_POLL_MS,
+            replay_cache_pages: DEFAULT_REPLAY_CACHE_PAGES,
         }
     }
 }
@@ -341,6 +373,10 @@ impl Config {
                 u64::from(self.backend_write_rate_per_sec),
             ),
             ("backend_write_burst", u64::from(self.backend_write_burst)),
+            ("archive_batch", self.archive_batch as u64),
+            ("archive_claim_idle_ms", self.archive_claim_idle_ms),
+            ("archive_poll_ms", self.archive_poll_ms),
+            ("replay_cache_pages", self.replay_cache_pages as u64),
             (
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms,
@@ -360,6 +396,10 @@ impl Config {
         }
         if self.advertise_host.trim().is_empty() {
             return Err(Error::Config("advertise_host must not be empty".into()));
+        }
+        if !self.archive_url.is_empty() {
+            archive::open::parse(&self.archive_url)
+                .map_err(|e| Error::Config(format!("archive_url: {e}")))?;
         }
         common::cors::validate(&self.cors_origins)
             .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;

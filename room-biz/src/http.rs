@@ -13,6 +13,7 @@
 //! - `auth`: `Authorization: Bearer <JWT>` of client routes.
 //! - `rooms`: room lifecycle and reads.
 //! - `messages`: system messages from the app backend.
+//! - `history`: history by seq and replay by offset (live log or archive).
 //! - `longpoll`: `GET /v1/rooms/{id}/messages`, over the node's long-poll
 //!   cache (`crate::longpoll`, which knows nothing of HTTP).
 //! - `actions`: `POST /v1/rooms/{id}/actions`.
@@ -27,6 +28,7 @@ mod auth;
 mod caller;
 mod error;
 mod events;
+mod history;
 mod inbox;
 mod longpoll;
 mod messages;
@@ -103,6 +105,8 @@ fn reads() -> Router<Arc<Shared>> {
         .route("/v1/rooms/{id}/summary", get(rooms::summary))
         .route("/v1/rooms/{id}/state", get(rooms::state))
         .route("/v1/rooms/{id}/members", get(rooms::members))
+        .route("/v1/rooms/{id}/history", get(history::history))
+        .route("/v1/rooms/{id}/replay", get(history::replay))
 }
 
 async fn not_found() -> ApiError {

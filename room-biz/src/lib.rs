@@ -22,6 +22,11 @@
 //! - `shared`: the state every handler shares, and the one path of actions.
 //! - `schedules`: scheduled rooms start themselves (a due index in the
 //!   store, polled by every node) and remind their audience.
+//! - `history`: history and replay reads, live log or archive, with the
+//!   replay-page cache; no HTTP.
+//! - [`archiver`]: the worker moving ended rooms to the archive, then
+//!   deleting their live keys; `archiver::collect` turns live state into
+//!   archive rows.
 //! - `longpoll`: the per-node long-poll cache of polled rooms and reply
 //!   coverage; no HTTP.
 //! - `join`: join authorization and the snapshot a member starts from.
@@ -36,11 +41,15 @@
 //! - `idempotency`: idempotency keys (push API, gifts) over the store's ledger.
 //! - `webhooks`: events for the app backend: the event log and signed,
 //!   retried webhook deliveries.
+//! - [`archive_jobs`]: the queue of ended rooms waiting for the archiver
+//!   ([`ArchiveQueue`]: a Redis Stream consumer group, or in process).
 //! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
 //! - [`error`]: the crate's error types.
 
+pub mod archive_jobs;
+pub mod archiver;
 pub mod config;
 pub mod error;
 pub mod process;
@@ -48,6 +57,7 @@ pub mod process;
 mod actions;
 mod grpc;
 mod healing;
+mod history;
 mod http;
 mod idempotency;
 mod join;
@@ -82,6 +92,8 @@ pub use room_store::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::archive_jobs::{ArchiveQueue, MemoryQueue, RedisQueue};
+pub use crate::archiver::{Archiver, ArchiverSettings};
 pub use crate::config::Config;
 pub use crate::error::Error;
 use crate::pusher::DirectoryPusher;
@@ -111,6 +123,19 @@ pub struct Deps {
     pub store: Arc<dyn RoomStore>,
     /// Where the API keys of app backends are kept (watched).
     pub live_config: Arc<dyn LiveConfig>,
+    /// The archive of ended rooms; `None`: rooms are not archived.
+    pub archiving: Option<Archiving>,
+}
+
+/// What archiving runs on: ended rooms are queued, moved from the message
+/// log and the room store to the archive, then deleted from both.
+pub struct Archiving {
+    /// The archive.
+    pub archive: Arc<dyn archive::ArchiveStore>,
+    /// Ended rooms waiting for an archiver.
+    pub queue: Arc<dyn ArchiveQueue>,
+    /// The message log the push layer appends to (read, then deleted).
+    pub log: Arc<dyn message_log::MessageLog>,
 }
 
 /// Keep `shared.api_keys` equal to the keyring in live configuration. A
@@ -166,6 +191,27 @@ pub async fn run(
         &deps.registry,
     )?);
     let cfg = &shared.cfg;
+    let archiver = deps.archiving.map(|archiving| {
+        shared.history.attach(archiving.archive.clone());
+        let _ = shared
+            .backends
+            .rooms
+            .archive_queue
+            .set(archiving.queue.clone());
+        Archiver::new(
+            shared.backends.store.clone(),
+            archiving.log,
+            archiving.archive,
+            archiving.queue,
+            ArchiverSettings {
+                consumer: cfg.node_id.clone(),
+                batch: cfg.archive_batch,
+                claim_idle: Duration::from_millis(cfg.archive_claim_idle_ms),
+                poll: Duration::from_millis(cfg.archive_poll_ms),
+            },
+            &deps.registry,
+        )
+    });
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so peers stop sending before we stop serving.
     let drain = CancellationToken::new();
@@ -244,6 +290,12 @@ pub async fn run(
         () = shared.backends.rooms.webhooks.run(shared.backends.store.ledger(), &cfg.node_id) => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
+        () = async {
+            match &archiver {
+                Some(archiver) => archiver.run().await,
+                None => std::future::pending().await,
+            }
+        } => None,
     };
     readiness.set(false);
     if let Err(error) = deps

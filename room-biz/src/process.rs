@@ -80,6 +80,32 @@ pub struct Args {
     pub internal_token: Option<String>,
 }
 
+/// The archive at `node.archive_url` (schema migrated), the archive queue
+/// (a Redis Stream) and the message log, both in the room store's Redis.
+async fn connect_archiving(cfg: &ProcessConfig) -> Result<crate::Archiving, StartError> {
+    let unavailable = |e: &dyn std::fmt::Display| StartError::Unavailable(e.to_string());
+    let archive = archive::open(&cfg.node.archive_url)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let queue = crate::RedisQueue::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    // Only read and deleted here: the history bounds and TTL of appends are
+    // the push layer's.
+    let log = message_log::redis::connect(message_log::redis::RedisLogConfig {
+        urls: cfg.redis.urls.clone(),
+        key_prefix: cfg.redis.key_prefix.clone(),
+        ..message_log::redis::RedisLogConfig::default()
+    })
+    .await
+    .map_err(|e| unavailable(&e))?;
+    Ok(crate::Archiving {
+        archive,
+        queue: Arc::new(queue),
+        log: Arc::new(log),
+    })
+}
+
 /// Load the configuration, connect the engines, serve until `shutdown`.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartError> {
     let mut overlay = serde_json::Map::new();
@@ -131,11 +157,20 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let store = crate::RedisRoomStore::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))?;
+    let archiving = if cfg.node.archive_url.is_empty() {
+        tracing::warn!(
+            "No archive_url: ended rooms are not archived; their keys expire after 72 h."
+        );
+        None
+    } else {
+        Some(connect_archiving(&cfg).await?)
+    };
     let deps = crate::Deps {
         discovery,
         registry: prometheus::Registry::new(),
         store: Arc::new(store),
         live_config,
+        archiving,
     };
     let listeners = crate::Listeners {
         http,

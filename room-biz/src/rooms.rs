@@ -13,7 +13,7 @@ pub(crate) mod timers;
 pub(crate) mod views;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -33,6 +33,7 @@ use self::counters::Aggregator;
 use self::presence::{Notice, PresenceQueue};
 use self::timers::{Due, Timers};
 use self::views::{View, Views};
+use crate::archive_jobs::ArchiveQueue;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
@@ -94,6 +95,8 @@ pub(crate) struct Rooms {
     tallies: Mutex<HashSet<(String, String)>>,
     events_metric: IntCounterVec,
     ended_metric: IntCounterVec,
+    /// Where ended rooms are queued for the archiver (unset: no archive).
+    pub(crate) archive_queue: OnceLock<Arc<dyn ArchiveQueue>>,
 }
 
 fn not_found(room: &str) -> Refusal {
@@ -138,6 +141,7 @@ impl Rooms {
             tallies: Mutex::default(),
             events_metric: metrics.events.clone(),
             ended_metric: metrics.rooms_ended.clone(),
+            archive_queue: OnceLock::new(),
             store,
             pusher,
         }
@@ -525,7 +529,19 @@ impl Rooms {
             .await;
         self.webhooks.emit(kinds::ROOM_ENDED, room, body);
         tracing::info!(room, reason, "Room ended.");
+        self.queue_for_archive(room).await;
         summary
+    }
+
+    /// Hand the ended `room` to the archiver (after `room_ended` is in its
+    /// log, so the archive has it too).
+    async fn queue_for_archive(&self, room: &str) {
+        let Some(queue) = self.archive_queue.get() else {
+            return;
+        };
+        if let Err(error) = queue.enqueue(room).await {
+            tracing::error!(room, %error, "Cannot queue the ended room for archiving; its live keys stay until they expire.");
+        }
     }
 
     /// End `room` if it has been empty for its auto-end time; true if it did.

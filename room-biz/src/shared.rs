@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::actions::{ActionCall, ActionTable, Backends};
 use crate::config::Config;
 use crate::error::Error;
+use crate::history::History;
 use crate::key_quota::KeyQuota;
 use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) poll_slots: UidSlots,
     /// Scheduled rooms: the due-start index and its poller.
     pub(crate) schedules: Schedules,
+    /// History and replay: the live log, and the archive once attached.
+    pub(crate) history: History,
 }
 
 impl Shared {
@@ -85,6 +88,7 @@ impl Shared {
             verifier,
             api_keys: watch::Sender::new(Arc::default()),
             key_quota: KeyQuota::new(cfg.backend_write_rate_per_sec, cfg.backend_write_burst),
+            history: History::new(cfg.replay_cache_pages),
             metrics,
             backends,
             cfg,

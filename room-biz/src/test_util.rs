@@ -257,6 +257,9 @@ impl RoomStore for FlakyStore {
     async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
         self.inner.end_room(id).await
     }
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_room(id).await
+    }
     async fn member_joined(
         &self,
         room: &str,

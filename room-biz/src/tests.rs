@@ -31,6 +31,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         registry,
         store: Arc::new(MemoryRoomStore::new()),
         live_config: live,
+        archiving: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -188,6 +189,7 @@ async fn run_rejects_invalid_config() {
         registry: prometheus::Registry::new(),
         store: Arc::new(MemoryRoomStore::new()),
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
+        archiving: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -278,6 +280,7 @@ async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() 
                 registry: prometheus::Registry::new(),
                 store: Arc::new(store),
                 live_config: live,
+                archiving: None,
             };
             let listeners = Listeners {
                 http: bind().await,

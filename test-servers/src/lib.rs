@@ -1,5 +1,5 @@
-//! Real servers for tests: `redis-server` (standalone or a 3-node Cluster) and
-//! `etcd`, each on free loopback ports in its own temp dir, killed on drop, and
+//! Real servers for tests: `redis-server` (standalone or a 3-node Cluster),
+//! `etcd` and PostgreSQL, each on free loopback ports in its own temp dir, killed on drop, and
 //! restartable so tests can break them on purpose.
 //!
 //! A missing binary is an error that names it and how to install it: a test
@@ -8,13 +8,16 @@
 //! # Layout
 //! - [`redis`]: standalone [`RedisServer`] and [`RedisCluster`].
 //! - [`etcd`]: one [`Etcd`] member.
+//! - [`postgres`]: one [`Postgres`] server (initdb + pg_ctl).
 //! - `process`: spawning, free ports, readiness polling.
 
 pub mod etcd;
+pub mod postgres;
 mod process;
 pub mod redis;
 
 pub use etcd::Etcd;
+pub use postgres::Postgres;
 pub use process::free_port;
 pub use redis::{RedisCluster, RedisServer};
 

@@ -43,11 +43,21 @@ pub(crate) fn spawn(
     args: &[String],
     log: &Path,
 ) -> Result<Child, TestServerError> {
+    let mut cmd = Command::new(binary);
+    cmd.args(args);
+    spawn_command(cmd, binary, package, log)
+}
+
+/// Spawn `cmd` (program `binary`, from `package`), logging to `log`.
+pub(crate) fn spawn_command(
+    mut cmd: Command,
+    binary: &'static str,
+    package: &'static str,
+    log: &Path,
+) -> Result<Child, TestServerError> {
     let out = std::fs::File::create(log)?;
     let err = out.try_clone()?;
-    Command::new(binary)
-        .args(args)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()

@@ -77,6 +77,7 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
         registry: registry.clone(),
         store: store.clone(),
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
+        archiving: None,
     };
     let listeners = Listeners {
         http: bind().await,

@@ -21,6 +21,7 @@ pub async fn run_all(store: &dyn RoomStore) {
     members_are_distinct_uids_across_sessions(store).await;
     unknown_rooms_cannot_be_joined_but_can_be_left(store).await;
     ending_a_room_is_idempotent(store).await;
+    deleting_a_room_forgets_it_and_only_it(store).await;
     removing_a_node_drops_exactly_its_sessions(store).await;
     a_session_that_moved_node_survives_its_old_node(store).await;
     concurrent_joins_and_leaves_leave_exact_counts(store).await;
@@ -148,6 +149,29 @@ pub(crate) async fn ending_a_room_is_idempotent(store: &dyn RoomStore) {
     let read = store.get_room(&created.id).await.expect("get");
     assert_eq!(read.map(|r| r.state), Some(RoomState::Ended));
     assert_eq!(store.end_room("r-missing").await.expect("end"), None);
+}
+
+/// Deleting a room (after its archive) forgets it and all its state, leaves
+/// other rooms alone, and is idempotent.
+pub(crate) async fn deleting_a_room_forgets_it_and_only_it(store: &dyn RoomStore) {
+    let gone = room(store, Some("alice")).await.id;
+    let kept = room(store, Some("alice")).await.id;
+    join(store, &gone, "bob", "s1", "conn-del-1").await;
+    join(store, &kept, "bob", "s2", "conn-del-1").await;
+    store
+        .add_counters(&gone, &[("likes".to_owned(), 3)], None)
+        .await
+        .expect("counters");
+    store.end_room(&gone).await.expect("end");
+    assert!(store.delete_room(&gone).await.expect("delete"));
+    assert_eq!(store.get_room(&gone).await.expect("get"), None);
+    assert!(store.read(&gone, None, 10).await.expect("read").is_none());
+    assert_eq!(count(store, &gone).await, 0);
+    assert!(!store.delete_room(&gone).await.expect("delete again"));
+    assert_eq!(count(store, &kept).await, 1, "other rooms stay");
+    // Its conn node dying later finds nothing of the deleted room to drop.
+    let changed = store.remove_node("conn-del-1").await.expect("remove node");
+    assert_eq!(changed, vec![(kept.clone(), 0)]);
 }
 
 /// `remove_node` drops the sessions its node held in every room, nothing else,

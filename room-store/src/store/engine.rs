@@ -94,6 +94,10 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Mark the room ended (now); returns it, or `None` if it does not exist.
     /// Idempotent: an ended room keeps its first end time.
     async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError>;
+    /// Forget room `id` and all its state (after it was archived); true if
+    /// it existed. Idempotent. Block lists and token revocations span rooms
+    /// and stay.
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError>;
     /// Record that `uid` joined `room` from `session_id`, a session held by conn
     /// node `node_id`; returns the member count.
     ///

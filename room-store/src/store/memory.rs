@@ -312,6 +312,10 @@ impl RoomStore for MemoryRoomStore {
         }))
     }
 
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.rooms.remove(id).is_some()))
+    }
+
     async fn member_joined(
         &self,
         room: &str,

@@ -86,6 +86,14 @@ impl MetaCache {
         })
     }
 
+    /// Forget room `id` (deleted on purpose: never restore it).
+    pub(crate) fn remove(&self, id: &str) {
+        self.with(|g| {
+            g.young.remove(id);
+            g.old.remove(id);
+        });
+    }
+
     /// Rooms held (both generations).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -48,6 +48,11 @@ impl RoomStore for Metered {
         self.inner.end_room(id).await
     }
 
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        self.count("delete_room");
+        self.inner.delete_room(id).await
+    }
+
     async fn member_joined(
         &self,
         room: &str,

@@ -684,6 +684,20 @@ impl RoomStore for RedisRoomStore {
         }
     }
 
+    async fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
+        // Forget the cached copy first: a read racing the delete must not
+        // write the room back.
+        self.cache.remove(id);
+        // One DEL over keys of one hash tag: a single Cluster slot, atomic.
+        let deleted: u64 = redis::cmd("DEL")
+            .arg(self.room_keys(id).all())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("delete_room", e))?;
+        self.cache.remove(id);
+        Ok(deleted > 0)
+    }
+
     async fn end_room(&self, id: &str) -> Result<Option<Room>, StoreError> {
         let mut ended = self.end_once(id).await?;
         if ended.is_none() && self.restore(id).await?.is_some() {
