@@ -17,7 +17,7 @@ const LOW_PER_SEC: u32 = 8;
 const BURST: u64 = 2;
 
 fn priority_of(seq: u64) -> Priority {
-    if seq % 10 == 0 {
+    if seq.is_multiple_of(10) {
         Priority::High
     } else {
         Priority::Low
