@@ -24,5 +24,5 @@ pub mod store;
 pub use crate::error::StoreError;
 pub use crate::store::{
     AudienceSet, DEFAULT_KEY_PREFIX, MemberEntry, MemberFilter, MemoryRoomStore, Metered, NewRoom,
-    ROOM_TTL, RedisRoomStore, Role, Room, RoomLists, RoomState, RoomStore, counter,
+    ROOM_TTL, RedisRoomStore, Role, Room, RoomLists, RoomState, RoomStore, SessionLeft, counter,
 };

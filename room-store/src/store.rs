@@ -29,7 +29,7 @@ pub mod conformance;
 
 pub use self::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists, RoomState, RoomStore,
-    counter,
+    SessionLeft, counter,
 };
 pub use self::memory::MemoryRoomStore;
 pub use self::metered::Metered;

@@ -179,6 +179,45 @@ async fn a_uid_with_many_sessions_is_announced_once() {
         vec!["bob".to_owned(), "carol".to_owned()],
         "one member_joined per distinct member, not per session"
     );
+
+    // bob closes his tabs: only the last one is a member leaving.
+    let left_uids = |pusher: &RecordingPusher| -> Vec<String> {
+        pusher
+            .ephemerals(&room)
+            .into_iter()
+            .filter(|(kind, _)| kind == "member_left")
+            .filter_map(|(_, body)| body["uid"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (uid, session) in [
+        ("bob", "s1"),
+        ("bob", "s2"),
+        ("bob", "s3"),
+        ("bob", "s4"),
+        ("bob", "s5"),
+        ("bob", "s5"),
+        ("carol", "c1"),
+    ] {
+        let leave = LeaveNotice {
+            uid: uid.into(),
+            room: room.clone(),
+            session_id: session.into(),
+        };
+        client.member_left(leave).await.expect("leave");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !left_uids(&pusher).contains(&"carol".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol's leave announced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        left_uids(&pusher),
+        vec!["bob".to_owned(), "carol".to_owned()],
+        "one member_left per distinct member: the last session, and not the repeated leave"
+    );
     background.abort();
 }
 

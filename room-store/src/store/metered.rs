@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use prometheus::IntCounterVec;
 
-use super::engine::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
+use super::engine::{
+    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore, SessionLeft,
+};
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;
@@ -66,6 +68,16 @@ impl RoomStore for Metered {
     ) -> Result<u32, StoreError> {
         self.count("member_left");
         self.inner.member_left(room, uid, session_id).await
+    }
+
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
+        self.count("member_left");
+        self.inner.member_session_left(room, uid, session_id).await
     }
 
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {

@@ -60,7 +60,8 @@ use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
-    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
+    AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore,
+    SessionLeft, counter,
 };
 use super::meta_cache::{self, MetaCache};
 use crate::domain::poll::{PollDef, PollView};
@@ -273,13 +274,14 @@ impl RedisRoomStore {
     }
 
     /// Run the leave script for `sessions` (session field, uid) of `room`;
-    /// returns (member count, sessions dropped, node of the last dropped).
+    /// returns (member count, sessions dropped, node of the last dropped,
+    /// uids whose last session was dropped).
     async fn leave(
         &self,
         room: &str,
         only_node: &str,
         sessions: &[(String, String)],
-    ) -> Result<(u32, u64, String), StoreError> {
+    ) -> Result<(u32, u64, String, u64), StoreError> {
         let keys = self.room_keys(room);
         let mut invocation = LEAVE.key(keys.all());
         invocation
@@ -289,11 +291,11 @@ impl RedisRoomStore {
         for (field, uid) in sessions {
             invocation.arg(field).arg(uid);
         }
-        let (count, removed, node): (i64, u64, String) = invocation
+        let (count, removed, node, gone): (i64, u64, String, u64) = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| store_error("member_left", e))?;
-        Ok((saturating_u32(count), removed, node))
+        Ok((saturating_u32(count), removed, node, gone))
     }
 
     async fn apply_once(&self, room: &str, t: &Transition) -> Result<Option<Applied>, StoreError> {
@@ -741,9 +743,21 @@ impl RoomStore for RedisRoomStore {
         uid: &str,
         session_id: &str,
     ) -> Result<u32, StoreError> {
+        Ok(self
+            .member_session_left(room, uid, session_id)
+            .await?
+            .members)
+    }
+
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
         let field = session_field(uid, session_id);
         let sessions = [(field, uid.to_owned())];
-        let (count, removed, node) = self.leave(room, "", &sessions).await?;
+        let (count, removed, node, gone) = self.leave(room, "", &sessions).await?;
         if removed > 0 && !node.is_empty() {
             let [(field, _)] = &sessions;
             let dropped = redis::cmd("SREM")
@@ -757,7 +771,10 @@ impl RoomStore for RedisRoomStore {
                 tracing::debug!(%error, room, node, "Cannot drop a node index entry.");
             }
         }
-        Ok(count)
+        Ok(SessionLeft {
+            members: count,
+            member_gone: gone > 0,
+        })
     }
 
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
@@ -805,7 +822,7 @@ impl RoomStore for RedisRoomStore {
             // Room by room: each room is one slot, so one script each.
             let mut cleaned = futures::stream::iter(by_room)
                 .map(|(room, sessions)| async move {
-                    let (count, removed, _) = self.leave(&room, node_id, &sessions).await?;
+                    let (count, removed, _, _) = self.leave(&room, node_id, &sessions).await?;
                     Ok::<_, StoreError>((room, count, removed))
                 })
                 .buffer_unordered(NODE_CLEANUP_CONCURRENCY);
