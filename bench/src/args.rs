@@ -131,6 +131,14 @@ pub struct TargetArgs {
     /// default: the scenario's).
     #[arg(long, global = true)]
     pub broadcast_threshold: Option<u32>,
+    /// Sessions of a room on the conn node at which its low-priority messages
+    /// are sampled (started servers only; default: the server's, 1,000).
+    #[arg(long, global = true)]
+    pub sample_above_members: Option<u32>,
+    /// Low-priority messages per second a sampled room's viewers get at most
+    /// (started servers only; default: the server's, 20; 0: no sampling).
+    #[arg(long, global = true)]
+    pub sample_low_per_sec: Option<u32>,
 }
 
 /// Load spreading and reporting.
@@ -197,6 +205,9 @@ pub enum Command {
     LikesStorm(LikesArgs),
     /// 500 clients/s joining and leaving a 5,000-subscriber room while it publishes.
     Churn(ChurnArgs),
+    /// 5,000 viewers of one room, 100 low-priority comments/s + 2 high-priority
+    /// gifts/s: gifts reach everyone, comments are sampled per viewer and covered.
+    DanmakuStorm(DanmakuArgs),
     /// N clients in R rooms, a fixed publish rate: latency and correctness.
     RoomLatency(LatencyArgs),
     /// Internal: hold connections for a coordinator (stdin commands, stdout events).
@@ -298,6 +309,23 @@ pub struct LikesArgs {
     /// The action payload (JSON; default `{"count": <per-action>}`).
     #[arg(long)]
     pub payload: Option<String>,
+}
+
+/// `danmaku-storm`.
+#[derive(Debug, Clone, Args)]
+pub struct DanmakuArgs {
+    /// Viewers of the room.
+    #[arg(long, default_value_t = 5_000)]
+    pub clients: usize,
+    /// Comments per second (published with priority `low`).
+    #[arg(long, default_value_t = 100.0)]
+    pub comments_per_sec: f64,
+    /// Gifts per second (published with priority `high`: never sampled).
+    #[arg(long, default_value_t = 2.0)]
+    pub gifts_per_sec: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
 }
 
 /// `churn`.

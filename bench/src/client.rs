@@ -3,7 +3,7 @@
 //! transport (seq coverage, duplicates, reordering, the publish stamp).
 
 use anyhow::bail;
-use proto::client::v1::{Delivery, Hello, Join, client_frame, server_frame};
+use proto::client::v1::{Delivery, Hello, Join, Priority, client_frame, server_frame};
 
 use crate::conn::{Conn, Incoming};
 use crate::wire::Tally;
@@ -66,8 +66,10 @@ impl SeqCheck {
     }
 
     /// Check one delivery; `each` sees the body of every message that is new
-    /// to this connection (not a duplicate).
-    pub fn delivery(&mut self, d: &Delivery, t: &mut Tally, mut each: impl FnMut(&[u8])) {
+    /// to this connection (not a duplicate). Returns how many of those were
+    /// low priority.
+    pub fn delivery(&mut self, d: &Delivery, t: &mut Tally, mut each: impl FnMut(&[u8])) -> u64 {
+        let mut low = 0;
         let before = self.last;
         let (first, last) = (d.first_seq.max(1), d.last_seq);
         if first > before + 1 {
@@ -96,6 +98,14 @@ impl SeqCheck {
                 continue;
             }
             t.received += 1;
+            match Priority::try_from(m.priority) {
+                Ok(Priority::High) => t.high_received += 1,
+                Ok(Priority::Low) => {
+                    t.low_received += 1;
+                    low += 1;
+                }
+                _ => {}
+            }
             each(&m.body);
         }
         if last > before {
@@ -104,6 +114,7 @@ impl SeqCheck {
             t.sampled += newly_covered.saturating_sub(fresh_in_range);
         }
         self.last = covered;
+        low
     }
 
     /// Remove `seq` from the holes; true if it was in one.
@@ -124,6 +135,47 @@ impl SeqCheck {
     /// Seqs still missing.
     pub fn open_gaps(&self) -> u64 {
         self.holes.iter().map(|&(a, b)| b - a + 1).sum()
+    }
+}
+
+/// Messages one connection received per whole second of wall time: the
+/// first and the last second seen are partial and left out; seconds without
+/// any count as 0.
+#[derive(Debug, Default)]
+pub struct PerSecond {
+    /// The second being counted and its count so far.
+    current: Option<(u64, u64)>,
+    /// Whether `current` is the first second seen (partial).
+    first: bool,
+    /// Counts of the whole seconds so far.
+    done: Vec<u64>,
+}
+
+impl PerSecond {
+    /// `n` more at `second` (seconds never go back).
+    pub fn add(&mut self, second: u64, n: u64) {
+        match &mut self.current {
+            None => {
+                self.current = Some((second, n));
+                self.first = true;
+            }
+            Some((at, count)) if *at >= second => *count += n,
+            Some((at, count)) => {
+                if !std::mem::take(&mut self.first) {
+                    self.done.push(*count);
+                }
+                let idle = second - *at - 1;
+                self.done
+                    .extend(std::iter::repeat_n(0, idle.min(3600) as usize));
+                *at = second;
+                *count = n;
+            }
+        }
+    }
+
+    /// The counts of the whole seconds.
+    pub fn whole_seconds(&self) -> &[u64] {
+        &self.done
     }
 }
 
@@ -196,6 +248,32 @@ mod tests {
         c.delivery(&delivery(11, 15, &[11, 15]), &mut t, |_| {});
         assert_eq!(t.sampled, 3);
         assert_eq!(c.open_gaps(), 0);
+    }
+
+    #[test]
+    fn priorities_are_counted_and_low_returned() {
+        let mut c = SeqCheck::new(0);
+        let mut t = Tally::default();
+        let mut d = delivery(1, 4, &[1, 2, 4]);
+        d.messages[0].priority = Priority::High as i32;
+        d.messages[1].priority = Priority::Low as i32;
+        d.messages[2].priority = Priority::Low as i32;
+        assert_eq!(c.delivery(&d, &mut t, |_| {}), 2);
+        assert_eq!((t.high_received, t.low_received, t.sampled), (1, 2, 1));
+        // A duplicate counts nowhere.
+        assert_eq!(c.delivery(&d, &mut t, |_| {}), 0);
+        assert_eq!(t.low_received, 2);
+    }
+
+    #[test]
+    fn per_second_counts_whole_seconds_only() {
+        let mut p = PerSecond::default();
+        p.add(10, 3); // partial first second: left out
+        p.add(11, 5);
+        p.add(11, 2);
+        p.add(14, 1); // 12 and 13 had none
+        p.add(15, 9); // the last second is partial: not counted yet
+        assert_eq!(p.whole_seconds(), &[7, 0, 0, 1]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ struct WorkerProc {
     child: Child,
     stdin: ChildStdin,
     events: mpsc::Receiver<Event>,
-    received: Arc<AtomicU64>,
+    covered: Arc<AtomicU64>,
     pid: u32,
 }
 
@@ -51,15 +51,15 @@ impl Fleet {
             line.push('\n');
             stdin.write_all(line.as_bytes()).await?;
             let (tx, events) = mpsc::channel(EVENT_QUEUE);
-            let received = Arc::new(AtomicU64::new(0));
-            let progress = received.clone();
+            let covered = Arc::new(AtomicU64::new(0));
+            let progress = covered.clone();
             let index = spec.index;
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     match serde_json::from_str::<Event>(&line) {
-                        Ok(Event::Progress { received }) => {
-                            progress.store(received, Ordering::Relaxed)
+                        Ok(Event::Progress { covered, .. }) => {
+                            progress.store(covered, Ordering::Relaxed)
                         }
                         Ok(event) => {
                             let _ = tx.send(event).await;
@@ -73,7 +73,7 @@ impl Fleet {
                 child,
                 stdin,
                 events,
-                received,
+                covered,
             });
         }
         let mut fleet = Self { workers };
@@ -127,11 +127,12 @@ impl Fleet {
         Ok(out)
     }
 
-    /// Holder deliveries the workers reported so far.
-    pub fn received(&self) -> u64 {
+    /// Holder seqs the workers reported covered so far (received, or
+    /// sampled out by the server).
+    pub fn covered(&self) -> u64 {
         self.workers
             .iter()
-            .map(|w| w.received.load(Ordering::Relaxed))
+            .map(|w| w.covered.load(Ordering::Relaxed))
             .sum()
     }
 

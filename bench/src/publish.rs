@@ -61,15 +61,15 @@ pub async fn create_rooms(
     ids.into_iter().collect()
 }
 
-/// Publish `rate` messages per second in total for `duration`, spread evenly
-/// over time and round robin over `rooms`.
+/// Publish `rate` messages of `kind` per second in total for `duration`,
+/// spread evenly over time and round robin over `rooms`.
 pub async fn run(
     http: &reqwest::Client,
     biz_url: &str,
     rooms: &[String],
     rate: f64,
     duration: Duration,
-    priority: &str,
+    (kind, priority): (&str, &str),
 ) -> Published {
     if rate <= 0.0 || rooms.is_empty() {
         return Published {
@@ -103,7 +103,7 @@ pub async fn run(
             };
             let url = format!("{biz_url}/v1/rooms/{}/messages", rooms[room_index]);
             let body = format!(
-                r#"{{"kind":"bench","body":{{"t":{}}},"priority":"{priority}","durable":true}}"#,
+                r#"{{"kind":"{kind}","body":{{"t":{}}},"priority":"{priority}","durable":true}}"#,
                 common::time::now_us()
             );
             let (http, state) = (http.clone(), state.clone());
@@ -141,6 +141,26 @@ pub async fn run(
         ms(hist.max()),
     ];
     std::mem::take(p)
+}
+
+impl Published {
+    /// Two publishers' results over the same rooms as one: the counts add up,
+    /// the highest seq per room wins, the slower push API figures are kept.
+    pub fn merge(mut self, other: Published) -> Published {
+        self.messages += other.messages;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        for (mine, theirs) in self.max_seq.iter_mut().zip(other.max_seq) {
+            *mine = (*mine).max(theirs);
+        }
+        self.seconds = self.seconds.max(other.seconds);
+        for (mine, theirs) in self.api_ms.iter_mut().zip(other.api_ms) {
+            *mine = mine.max(theirs);
+        }
+        self
+    }
 }
 
 async fn post(http: &reqwest::Client, url: String, body: String) -> anyhow::Result<u64> {

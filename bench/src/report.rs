@@ -73,6 +73,8 @@ pub struct Report {
     pub churn: Option<ChurnReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub likes: Option<LikesReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub danmaku: Option<DanmakuReport>,
     /// How the clients polled (`--transport polling` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polling: Option<PollingReport>,
@@ -172,6 +174,58 @@ pub struct IdleReport {
     pub server_rss_per_conn_bytes: f64,
     /// The same for the worker processes (the client side), for context.
     pub generator_rss_per_conn_bytes: f64,
+}
+
+/// `danmaku-storm`: gifts (high priority) must reach every viewer; comments
+/// (low priority) may be sampled per viewer but every seq must be covered.
+#[derive(Debug, Default, Serialize)]
+pub struct DanmakuReport {
+    pub viewers: u64,
+    pub comments_per_sec: f64,
+    pub gifts_per_sec: f64,
+    pub comments_published: u64,
+    pub gifts_published: u64,
+    /// Viewers × gifts published.
+    pub gifts_expected: u64,
+    pub gifts_received: u64,
+    pub gifts_missing: u64,
+    /// Seqs never covered by any frame, over all viewers (must be 0).
+    pub coverage_gaps: u64,
+    /// Viewers × seqs published: what the frames must cover.
+    pub covered_expected: u64,
+    /// Seqs covered: received, or sampled out by the server.
+    pub covered: u64,
+    pub comments_received: u64,
+    /// Comments one viewer received in one whole second of the publish window.
+    pub comments_per_viewer_sec: PerViewerSecond,
+    /// Covered seqs per server CPU-second of the publish window.
+    pub covered_per_server_cpu_s: Option<f64>,
+    /// Delivered messages per server CPU-second of the publish window.
+    pub delivered_per_server_cpu_s: Option<f64>,
+}
+
+/// A count per viewer and second: its distribution.
+#[derive(Debug, Default, Serialize)]
+pub struct PerViewerSecond {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    /// Viewer-seconds measured.
+    pub samples: u64,
+}
+
+impl PerViewerSecond {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+            samples: h.len(),
+        }
+    }
 }
 
 /// `churn`: the clients that came and went, and presence at the end.

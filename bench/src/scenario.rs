@@ -11,15 +11,16 @@ use hdrhistogram::Histogram;
 use proto::client::v1::{Code, Publish, client_frame, server_frame};
 use tokio::time::Instant;
 
-use crate::args::{BenchArgs, ChurnArgs, Command, LikesArgs, Transport};
+use crate::args::{BenchArgs, ChurnArgs, Command, DanmakuArgs, LikesArgs, Transport};
 use crate::client;
 use crate::conn::{self, Endpoint, Incoming, QuicDialer};
 use crate::fleet::Fleet;
 use crate::proc::{self, ProcSample};
 use crate::publish;
 use crate::report::{
-    self, BudgetLine, ChurnReport, ConnectReport, GeneratorReport, IdleReport, Latency,
-    LikesReport, Machine, PollingReport, Report, ServerReport, cores, cpu_delta, round3,
+    self, BudgetLine, ChurnReport, ConnectReport, DanmakuReport, GeneratorReport, IdleReport,
+    Latency, LikesReport, Machine, PerViewerSecond, PollingReport, Report, ServerReport, cores,
+    cpu_delta, round3,
 };
 use crate::target::{Kind, Target};
 use crate::wire::{self, ChurnSpec, Cmd, Event, LikesSpec, Tally, WorkerSpec};
@@ -40,6 +41,7 @@ const METRICS: &[&str] = &[
     "roomcast_conn_frames_out_total",
     "roomcast_conn_socket_flushes_total",
     "roomcast_conn_deliveries_total",
+    "roomcast_conn_sampled_out_total",
     "roomcast_push_broadcast_batches_total",
     "roomcast_push_notifies_total",
     "roomcast_push_pulls_total",
@@ -49,6 +51,13 @@ const METRICS: &[&str] = &[
     "roomcast_biz_store_ops_total",
     "roomcast_biz_actions_total",
 ];
+/// Comments per second a viewer reads: the median viewer-second of a
+/// danmaku storm must stay at it (the server's default rate).
+const DANMAKU_READABLE_PER_SEC: f64 = 20.0;
+/// The most comments one viewer may receive in one second of a danmaku
+/// storm: the rate, the token bucket's quarter-second burst, and delivery
+/// jitter that moves a message into the next second on the client's clock.
+const DANMAKU_MAX_PER_SEC: f64 = 30.0;
 /// How long the likes storm waits after the last like for the last totals push.
 const LIKES_SETTLE: Duration = Duration::from_millis(1500);
 /// The connect phase's time limit.
@@ -67,6 +76,8 @@ struct Plan {
     idle_hold: Option<Duration>,
     churn: Option<ChurnArgs>,
     likes: Option<LikesArgs>,
+    /// Comments (low) and gifts (high) instead of one kind of message.
+    danmaku: Option<DanmakuArgs>,
 }
 
 impl Plan {
@@ -81,6 +92,7 @@ impl Plan {
             idle_hold: None,
             churn: None,
             likes: None,
+            danmaku: None,
         };
         let mut plan = match &args.command {
             None | Some(Command::Worker) => {
@@ -110,6 +122,16 @@ impl Plan {
             Some(Command::Churn(a)) => Plan {
                 churn: Some(a.clone()),
                 ..base("churn", a.clients, 1, a.rate, a.duration)
+            },
+            Some(Command::DanmakuStorm(a)) => Plan {
+                danmaku: Some(a.clone()),
+                ..base(
+                    "danmaku-storm",
+                    a.clients,
+                    1,
+                    a.comments_per_sec + a.gifts_per_sec,
+                    a.duration,
+                )
             },
         };
         if let Some(t) = args.target.broadcast_threshold {
@@ -425,14 +447,38 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
     let rate_total = plan.rate_per_room * rooms.len() as f64;
     // Warm the publisher's HTTP connection so the first message does not pay for it.
     let _ = members(&backend, &target.backend_url, &rooms[0]).await;
-    let published = if rate_total > 0.0 {
+    // Danmaku: comments and gifts side by side, each marked as the room's
+    // own actions mark them (comments low, gifts high).
+    let mut danmaku_published = None;
+    let published = if let Some(d) = &plan.danmaku {
+        let (comments, gifts) = tokio::join!(
+            publish::run(
+                &backend,
+                &target.backend_url,
+                &rooms,
+                d.comments_per_sec,
+                plan.duration,
+                ("comment", "low"),
+            ),
+            publish::run(
+                &backend,
+                &target.backend_url,
+                &rooms,
+                d.gifts_per_sec,
+                plan.duration,
+                ("gift", "high"),
+            ),
+        );
+        danmaku_published = Some((comments.messages, gifts.messages));
+        comments.merge(gifts)
+    } else if rate_total > 0.0 {
         publish::run(
             &backend,
             &target.backend_url,
             &rooms,
             rate_total,
             plan.duration,
-            &args.fleet.priority,
+            ("bench", &args.fleet.priority),
         )
         .await
     } else {
@@ -452,7 +498,7 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
         .map(|(r, &seq)| plan.members(r) * seq)
         .sum();
     let settle_until = Instant::now() + Duration::from_secs(args.fleet.settle);
-    while fleet.received() < expected && Instant::now() < settle_until {
+    while fleet.covered() < expected && Instant::now() < settle_until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if plan.likes.is_some() {
@@ -501,12 +547,14 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
     let s3 = target.sample();
     let mut holders = Tally::default();
     let mut latency = wire::histogram();
+    let mut low_per_holder_sec = wire::histogram();
     let mut churn_tally = wire::ChurnTally::default();
     let mut churn_join: Histogram<u64> = wire::histogram();
     let mut likes_tally = wire::LikesTally::default();
     for f in &finals {
         holders.add(&f.holders);
         f.latency_us.merge_into(&mut latency);
+        f.low_per_holder_sec.merge_into(&mut low_per_holder_sec);
         churn_tally.started += f.churn.started;
         churn_tally.joined += f.churn.joined;
         churn_tally.join_failed += f.churn.join_failed;
@@ -640,6 +688,28 @@ async fn drive(plan: &Plan, args: &BenchArgs, target: &Target) -> anyhow::Result
             round3(holders.ephemeral as f64 / secs / report.connections.max(1) as f64);
         report.likes = Some(l);
     }
+    if let (Some(d), Some((comments, gifts))) = (&plan.danmaku, danmaku_published) {
+        let gifts_expected = report.connections * gifts;
+        let covered = holders.received + holders.sampled;
+        let per_cpu = |n: u64| (server_run_cpu > 0.0).then(|| round3(n as f64 / server_run_cpu));
+        report.danmaku = Some(DanmakuReport {
+            viewers: report.connections,
+            comments_per_sec: d.comments_per_sec,
+            gifts_per_sec: d.gifts_per_sec,
+            comments_published: comments,
+            gifts_published: gifts,
+            gifts_expected,
+            gifts_received: holders.high_received,
+            gifts_missing: gifts_expected.saturating_sub(holders.high_received),
+            coverage_gaps: holders.gaps,
+            covered_expected: expected,
+            covered,
+            comments_received: holders.low_received,
+            comments_per_viewer_sec: PerViewerSecond::of(&low_per_holder_sec),
+            covered_per_server_cpu_s: per_cpu(covered),
+            delivered_per_server_cpu_s: per_cpu(holders.received),
+        });
+    }
     report.budget = budget(plan, &report);
     Ok(report)
 }
@@ -698,12 +768,14 @@ fn budget(plan: &Plan, r: &Report) -> Vec<BudgetLine> {
             0.0,
             "",
         ));
-        lines.push(BudgetLine::at_least(
-            "deliveries_received",
-            r.deliveries_received as f64,
-            r.deliveries_expected as f64,
-            "(expected)",
-        ));
+        if plan.danmaku.is_none() {
+            lines.push(BudgetLine::at_least(
+                "deliveries_received",
+                r.deliveries_received as f64,
+                r.deliveries_expected as f64,
+                "(expected)",
+            ));
+        }
     }
     let per_cpu = r.deliveries_per_server_cpu_s.unwrap_or(0.0);
     match plan.scenario {
@@ -734,6 +806,52 @@ fn budget(plan: &Plan, r: &Report) -> Vec<BudgetLine> {
                 250_000.0,
                 "/CPU-s",
             ));
+        }
+        "danmaku-storm" => {
+            if let Some(d) = &r.danmaku {
+                lines.push(BudgetLine::at_most(
+                    "gifts_missing",
+                    d.gifts_missing as f64,
+                    0.0,
+                    "",
+                ));
+                lines.push(BudgetLine::at_most(
+                    "coverage_gaps",
+                    d.coverage_gaps as f64,
+                    0.0,
+                    "",
+                ));
+                lines.push(BudgetLine::at_least(
+                    "covered",
+                    d.covered as f64,
+                    d.covered_expected as f64,
+                    "(viewers × seqs published)",
+                ));
+                lines.push(BudgetLine::at_most(
+                    "comments_per_viewer_sec_p50",
+                    d.comments_per_viewer_sec.p50 as f64,
+                    DANMAKU_READABLE_PER_SEC,
+                    "/s (what a person reads)",
+                ));
+                lines.push(BudgetLine::at_most(
+                    "comments_per_viewer_sec_max",
+                    d.comments_per_viewer_sec.max as f64,
+                    DANMAKU_MAX_PER_SEC,
+                    "/s (the rate + its burst + jitter)",
+                ));
+                lines.push(BudgetLine::at_most(
+                    "latency_p99_ms",
+                    r.latency_ms.p99,
+                    100.0,
+                    "ms",
+                ));
+                lines.push(BudgetLine::at_least(
+                    "covered_per_server_cpu_s",
+                    d.covered_per_server_cpu_s.unwrap_or(0.0),
+                    2_000_000.0,
+                    "/CPU-s",
+                ));
+            }
         }
         "room-latency" => {
             lines.push(BudgetLine::at_most(
@@ -875,6 +993,7 @@ fn empty_report(plan: &Plan, args: &BenchArgs, target: &Target) -> Report {
         idle: None,
         churn: None,
         likes: None,
+        danmaku: None,
         polling: (args.target.transport == Transport::Polling).then_some(PollingReport {
             wait_s: args.fleet.poll_wait,
             honors_poll_after: !args.fleet.poll_ignore_pause,

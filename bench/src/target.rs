@@ -105,7 +105,7 @@ impl Target {
             return spawn(args, broadcast_threshold).await;
         }
         let shutdown = CancellationToken::new();
-        let cfg = StandaloneConfig {
+        let mut cfg = StandaloneConfig {
             router_port: 0,
             ws_port: 0,
             biz_port: 0,
@@ -118,6 +118,12 @@ impl Target {
             broadcast_threshold,
             ..StandaloneConfig::default()
         };
+        if let Some(members) = args.sample_above_members {
+            cfg.conn.sample_above_members = members;
+        }
+        if let Some(rate) = args.sample_low_per_sec {
+            cfg.conn.sample_low_per_sec = rate;
+        }
         let system = Standalone::start(cfg, shutdown.clone()).await?;
         if transport == Transport::Quic && system.quic_url.is_none() {
             bail!("the in-process server has no QUIC endpoint");
@@ -286,6 +292,16 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
             None => vec!["--no-quic".to_owned()],
         })
         .args(["--broadcast-threshold", &broadcast_threshold.to_string()])
+        .args(
+            args.sample_above_members
+                .map(|n| vec!["--sample-above-members".to_owned(), n.to_string()])
+                .unwrap_or_default(),
+        )
+        .args(
+            args.sample_low_per_sec
+                .map(|n| vec!["--sample-low-per-sec".to_owned(), n.to_string()])
+                .unwrap_or_default(),
+        )
         .env("ROOMCAST_SECRET", &args.secret)
         .env("ROOMCAST_API_KEY", &args.api_key)
         .stdin(Stdio::null())

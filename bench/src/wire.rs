@@ -112,6 +112,9 @@ pub enum Event {
     Progress {
         /// Holder deliveries so far.
         received: u64,
+        /// Holder seqs covered so far: received, or sampled out.
+        #[serde(default)]
+        covered: u64,
     },
     /// Every churner has left.
     Stopped,
@@ -143,6 +146,10 @@ pub struct FinalReport {
     pub holders: Tally,
     /// Publish → receive latency of holder deliveries, µs.
     pub latency_us: Hist,
+    /// Low-priority messages one holder received in one whole second of the
+    /// publish window, one value per holder and second.
+    #[serde(default)]
+    pub low_per_holder_sec: Hist,
     /// Churning clients.
     pub churn: ChurnTally,
     /// Client actions (likes).
@@ -162,6 +169,12 @@ pub struct Tally {
     pub out_of_order: u64,
     /// Seqs covered by a delivery range but left out of it (sampling).
     pub sampled: u64,
+    /// Of `received`: high-priority messages.
+    #[serde(default)]
+    pub high_received: u64,
+    /// Of `received`: low-priority messages.
+    #[serde(default)]
+    pub low_received: u64,
     /// `Lagged` frames.
     pub lagged: u64,
     /// `Error` frames.
@@ -184,6 +197,8 @@ impl Tally {
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.sampled += o.sampled;
+        self.high_received += o.high_received;
+        self.low_received += o.low_received;
         self.lagged += o.lagged;
         self.errors += o.errors;
         self.disconnects += o.disconnects;
@@ -277,8 +292,12 @@ mod tests {
 
     #[test]
     fn events_are_tagged_lines() {
-        let line = serde_json::to_string(&Event::Progress { received: 3 }).expect("json");
-        assert_eq!(line, r#"{"ev":"progress","received":3}"#);
+        let line = serde_json::to_string(&Event::Progress {
+            received: 3,
+            covered: 5,
+        })
+        .expect("json");
+        assert_eq!(line, r#"{"ev":"progress","received":3,"covered":5}"#);
         let cmd: Cmd = serde_json::from_str(r#"{"cmd":"finish"}"#).expect("parse");
         assert!(matches!(cmd, Cmd::Finish));
     }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::Transport;
-use crate::client::{self, JoinedRoom, SeqCheck};
+use crate::client::{self, JoinedRoom, PerSecond, SeqCheck};
 use crate::conn::{self, Conn, Endpoint, Incoming, QuicDialer};
 use crate::polling;
 use crate::wire::{
@@ -56,6 +56,8 @@ pub fn main() -> anyhow::Result<()> {
 struct Stats {
     holders: Tally,
     latency: Histogram<u64>,
+    /// Low-priority messages per holder per whole second of the publish window.
+    low_per_holder_sec: Histogram<u64>,
     churn: ChurnTally,
     churn_join: Histogram<u64>,
     likes: LikesTally,
@@ -146,6 +148,7 @@ async fn run() -> anyhow::Result<()> {
         stats: RefCell::new(Stats {
             holders: Tally::default(),
             latency: wire::histogram(),
+            low_per_holder_sec: wire::histogram(),
             churn: ChurnTally::default(),
             churn_join: wire::histogram(),
             likes: LikesTally::default(),
@@ -198,6 +201,7 @@ async fn run() -> anyhow::Result<()> {
                 emit(&Event::Final(Box::new(FinalReport {
                     holders: stats.holders.clone(),
                     latency_us: Hist::of(&stats.latency),
+                    low_per_holder_sec: Hist::of(&stats.low_per_holder_sec),
                     churn,
                     likes: stats.likes.clone(),
                 })));
@@ -380,7 +384,7 @@ async fn hold_polling(w: Rc<Worker>, p: Poller, joined: JoinedRoom, room: String
                     let frame = ServerFrame {
                         frame: Some(server_frame::Frame::Delivery(reply.delivery(&room))),
                     };
-                    on_frame(&w, role, &mut check, frame);
+                    let _ = on_frame(&w, role, &mut check, frame);
                 } else {
                     // The position could not be resumed: the stream restarted
                     // (whatever was missing stays missing), as `Joined{ref: 0}`.
@@ -454,6 +458,7 @@ async fn hold(
         tick
     });
     let mut next_ref = 2u32;
+    let mut low_rate = PerSecond::default();
     loop {
         let liking = like_tick.is_some() && w.started.is_cancelled() && !w.stopped.is_cancelled();
         let waiting_to_like = like_tick.is_some() && !w.started.is_cancelled();
@@ -489,7 +494,12 @@ async fn hold(
             incoming = conn.recv() => incoming,
         };
         match incoming {
-            Incoming::Frame(frame) => on_frame(&w, role, &mut check, frame),
+            Incoming::Frame(frame) => {
+                let low = on_frame(&w, role, &mut check, frame);
+                if w.started.is_cancelled() && !w.stopped.is_cancelled() {
+                    low_rate.add(common::time::now_ms() / 1000, low);
+                }
+            }
             Incoming::Skip => {}
             Incoming::Closed(why) => {
                 disconnected(&w, role, &why);
@@ -499,6 +509,9 @@ async fn hold(
     }
     let mut stats = w.stats.borrow_mut();
     tally_of(&mut stats, role).gaps += check.open_gaps();
+    for &n in low_rate.whole_seconds() {
+        let _ = stats.low_per_holder_sec.record(n);
+    }
 }
 
 fn tally_of(stats: &mut Stats, role: Role) -> &mut Tally {
@@ -515,8 +528,9 @@ fn disconnected(w: &Worker, role: Role, why: &str) {
     tally.first_error.get_or_insert_with(|| why.to_owned());
 }
 
-/// Account one server frame.
-fn on_frame(w: &Worker, role: Role, check: &mut SeqCheck, frame: ServerFrame) {
+/// Account one server frame; the low-priority messages it newly delivered.
+fn on_frame(w: &Worker, role: Role, check: &mut SeqCheck, frame: ServerFrame) -> u64 {
+    let mut low = 0;
     let mut stats = w.stats.borrow_mut();
     let Stats {
         holders,
@@ -533,14 +547,14 @@ fn on_frame(w: &Worker, role: Role, check: &mut SeqCheck, frame: ServerFrame) {
         Some(server_frame::Frame::Delivery(d)) => {
             if matches!(role, Role::Holder { .. }) {
                 let now = common::time::now_us();
-                check.delivery(&d, tally, |body| {
+                low = check.delivery(&d, tally, |body| {
                     if let Some(sent) = client::stamp(body) {
                         let _ =
                             latency.record(now.saturating_sub(sent).clamp(1, wire::HIST_MAX_US));
                     }
                 });
             } else {
-                check.delivery(&d, tally, |_| {});
+                low = check.delivery(&d, tally, |_| {});
             }
         }
         Some(server_frame::Frame::Joined(j)) if j.r#ref == 0 => {
@@ -582,6 +596,7 @@ fn on_frame(w: &Worker, role: Role, check: &mut SeqCheck, frame: ServerFrame) {
         }
         _ => {}
     }
+    low
 }
 
 /// Report holder deliveries every [`PROGRESS_EVERY`].
@@ -589,8 +604,12 @@ async fn report_progress(w: Rc<Worker>) {
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tick.tick().await;
-        let received = w.stats.borrow().holders.received;
-        emit(&Event::Progress { received });
+        let (received, covered) = {
+            let stats = w.stats.borrow();
+            let h = &stats.holders;
+            (h.received, h.received + h.sampled)
+        };
+        emit(&Event::Progress { received, covered });
     }
 }
 
@@ -657,7 +676,9 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
         tokio::select! {
             _ = &mut dwell => break true,
             incoming = conn.recv() => match incoming {
-                Incoming::Frame(frame) => on_frame(&w, role, &mut check, frame),
+                Incoming::Frame(frame) => {
+                    let _ = on_frame(&w, role, &mut check, frame);
+                }
                 Incoming::Skip => {}
                 Incoming::Closed(why) => {
                     disconnected(&w, role, &format!("closed while churning: {why}"));
@@ -681,7 +702,7 @@ async fn churner(w: Rc<Worker>, spec: ChurnSpec, k: usize) {
                             if matches!(frame.frame, Some(server_frame::Frame::Left(_))) {
                                 return anyhow::Ok(true);
                             }
-                            on_frame(&w, role, &mut check, frame);
+                            let _ = on_frame(&w, role, &mut check, frame);
                         }
                         Incoming::Skip => {}
                         Incoming::Closed(why) => anyhow::bail!("{why}"),

@@ -278,4 +278,33 @@ mod tests {
         );
         assert_eq!(seqs(cursor.accept(delivery(3, 43, 43, &[43]))), vec![43]);
     }
+
+    proptest::proptest! {
+        /// Frames as a sampling server sends them (contiguous ranges, any
+        /// seqs left out, some frames carrying nothing): never a gap, every
+        /// carried message surfaced once in order, the cursor at the end.
+        #[test]
+        fn sampled_frames_are_never_gaps(
+            kept in proptest::collection::vec(proptest::bool::ANY, 1..300),
+            cuts in proptest::collection::vec(1usize..12, 1..300),
+        ) {
+            let mut cursor = RoomCursor::joined(None, 9, 0, false);
+            let mut surfaced = Vec::new();
+            let (mut first, mut i) = (1u64, 0usize);
+            let last_seq = kept.len() as u64;
+            while first <= last_seq {
+                let last = (first + cuts[i % cuts.len()] as u64 - 1).min(last_seq);
+                i += 1;
+                let carried: Vec<u64> = (first..=last).filter(|s| kept[(s - 1) as usize]).collect();
+                match cursor.accept(delivery(9, first, last, &carried)) {
+                    Accept::Deliver(messages) => surfaced.extend(messages.iter().map(|m| m.seq)),
+                    other => proptest::prop_assert!(false, "frame {}..={}: {:?}", first, last, other),
+                }
+                first = last + 1;
+            }
+            let want: Vec<u64> = (1..=last_seq).filter(|s| kept[(s - 1) as usize]).collect();
+            proptest::prop_assert_eq!(surfaced, want);
+            proptest::prop_assert_eq!(cursor.last_seq, last_seq);
+        }
+    }
 }

@@ -15,6 +15,12 @@ pub const DEFAULT_TOKEN_EXPIRY_WARNING_SECS: u64 = 60;
 /// Revocations a conn node remembers (newest kept; older ones are still
 /// enforced by room-biz at join).
 pub const DEFAULT_REVOCATIONS_MAX: usize = 100_000;
+/// Sessions of a room on one conn node at which its low-priority messages
+/// are sampled (docs/protocol.md, "Sampling and coverage").
+pub const DEFAULT_SAMPLE_ABOVE_MEMBERS: u32 = 1_000;
+/// Low-priority messages per second each session of a sampled room gets at
+/// most: about what a person can read.
+pub const DEFAULT_SAMPLE_LOW_PER_SEC: u32 = 20;
 
 /// Conn node configuration.
 #[derive(Clone, Serialize, Deserialize)]
@@ -98,6 +104,14 @@ pub struct Config {
     pub quic_key_path: Option<String>,
     /// A draining node exits at the latest this long after the drain began.
     pub drain_deadline_ms: u64,
+    /// Sessions of one room on this node at which the room's low-priority
+    /// messages (plain comments) are sampled; it stops below nine tenths of
+    /// it. 0: every room samples.
+    pub sample_above_members: u32,
+    /// Low-priority messages per second a sampled room's sessions get at most
+    /// (a token bucket per room on this node; every frame still covers its
+    /// whole seq range). 0: no sampling.
+    pub sample_low_per_sec: u32,
 }
 
 /// Secrets (the token secret) are redacted, like in `--print-config`.
@@ -142,6 +156,8 @@ impl Default for Config {
             quic_cert_path: None,
             quic_key_path: None,
             drain_deadline_ms: 30_000,
+            sample_above_members: DEFAULT_SAMPLE_ABOVE_MEMBERS,
+            sample_low_per_sec: DEFAULT_SAMPLE_LOW_PER_SEC,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::cursor::{Cursor, History, Place};
 use crate::handle::SessionHandle;
 use crate::outbound::{Outbound, RoomBatch};
 use crate::pull::pull_range;
+use crate::sampling::{Covered, HELD_COVERAGE_MAX, RoomSampler, SamplingRule};
 
 /// Events per feed waiting to be processed; overflow forces a resync pull.
 const FEED_QUEUE: usize = 1024;
@@ -58,6 +59,9 @@ pub(crate) struct Feed {
     position: Mutex<Cursor>,
     /// Set when an event was dropped; the feed then pulls to the head.
     resync: std::sync::atomic::AtomicBool,
+    /// The room samples its low-priority messages (it is big here): history
+    /// replayed to one of its sessions is thinned the same way.
+    sampled: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
 }
 
@@ -101,6 +105,42 @@ impl Feed {
             self.resync
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Whether the room samples its low-priority messages now.
+    pub(crate) fn sampled(&self) -> bool {
+        self.sampled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hand contiguous `messages` (right after the last ones) to every
+    /// session: sampled when the room is big, in one frame encoded once.
+    fn deliver(
+        &self,
+        ctx: &Ctx,
+        sampler: &mut RoomSampler,
+        epoch: u64,
+        messages: Vec<RoomMessage>,
+    ) {
+        let active = sampler.set_members(self.members());
+        self.sampled
+            .store(active, std::sync::atomic::Ordering::Relaxed);
+        let covered = sampler.sample(epoch, messages);
+        ctx.metrics.sampled_out.inc_by(sampler.take_sampled_out());
+        if let Some(covered) = covered {
+            self.send_covered(ctx, covered);
+        }
+    }
+
+    fn send_covered(&self, ctx: &Ctx, covered: Covered) {
+        let batch = RoomBatch::covering(
+            &self.room,
+            covered.epoch,
+            covered.first_seq,
+            covered.last_seq,
+            covered.messages,
+        );
+        observe(ctx, &batch);
+        self.fanout(ctx, batch);
     }
 
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
@@ -222,6 +262,7 @@ fn spawn_feed(ctx: &Arc<Ctx>, room: Arc<str>) -> Arc<Feed> {
         ready,
         position: Mutex::new(Cursor::new(0, 0)),
         resync: std::sync::atomic::AtomicBool::new(false),
+        sampled: std::sync::atomic::AtomicBool::new(false),
         closed: CancellationToken::new(),
     });
     tokio::spawn(run_feed(ctx.clone(), feed.clone(), events_rx, ready_tx));
@@ -237,10 +278,31 @@ async fn run_feed(
     let coalesce = Duration::from_millis(ctx.cfg.coalesce_ms);
     // None until the push layer acknowledged the subscription.
     let mut cursor: Option<Cursor> = None;
+    let rule = SamplingRule {
+        above_members: ctx.cfg.sample_above_members,
+        low_per_sec: ctx.cfg.sample_low_per_sec,
+    };
+    let mut sampler = RoomSampler::new(rule, &ctx.limiter_clock);
+    // Since when coverage is held back (all of it sampled out).
+    let mut held_since: Option<tokio::time::Instant> = None;
     loop {
+        // At the top: every way through the last event (some `continue`)
+        // may have left coverage held, or sent it.
+        if sampler.holds() {
+            held_since.get_or_insert_with(tokio::time::Instant::now);
+        } else {
+            held_since = None;
+        }
+        let flush_at = held_since.map(|t| t + HELD_COVERAGE_MAX);
         let event = tokio::select! {
             event = events.recv() => event,
             _ = feed.closed.cancelled() => None,
+            () = sleep_until(flush_at) => {
+                if let Some(covered) = sampler.flush_held() {
+                    feed.send_covered(&ctx, covered);
+                }
+                continue;
+            }
         };
         let Some(event) = event else { break };
         match event {
@@ -252,7 +314,7 @@ async fn run_feed(
                 }
                 // A re-subscription (push stream re-established): catch up.
                 Some(c) if c.covers(epoch, head) => {}
-                Some(c) => catch_up(&ctx, &feed, c, epoch).await,
+                Some(c) => catch_up(&ctx, &feed, &mut sampler, c, epoch).await,
             },
             FeedEvent::Notify { epoch, seq, trace } => {
                 let Some(c) = &mut cursor else { continue };
@@ -263,7 +325,9 @@ async fn run_feed(
                 if !coalesce.is_zero() {
                     tokio::time::sleep(coalesce).await;
                 }
-                catch_up(&ctx, &feed, c, epoch).instrument(span).await;
+                catch_up(&ctx, &feed, &mut sampler, c, epoch)
+                    .instrument(span)
+                    .await;
             }
             FeedEvent::Broadcast {
                 epoch,
@@ -277,7 +341,7 @@ async fn run_feed(
                     Place::OtherEpoch | Place::Gap { .. }
                 ) {
                     // Epoch change or hole: pull what is missing first.
-                    catch_up(&ctx, &feed, c, epoch)
+                    catch_up(&ctx, &feed, &mut sampler, c, epoch)
                         .instrument(span.clone())
                         .await;
                 }
@@ -288,10 +352,9 @@ async fn run_feed(
                     // resync tries again).
                     Place::Covered | Place::Gap { .. } | Place::OtherEpoch => continue,
                 };
-                if let Some(batch) = span.in_scope(|| RoomBatch::new(&feed.room, epoch, fresh)) {
-                    c.advance(batch.last_seq);
-                    observe(&ctx, &batch);
-                    feed.fanout(&ctx, batch);
+                if let Some(last) = fresh.last().map(|m| m.seq) {
+                    c.advance(last);
+                    span.in_scope(|| feed.deliver(&ctx, &mut sampler, epoch, fresh));
                 }
             }
             FeedEvent::Ephemeral(frame) => feed.fanout_ephemeral(&ctx, frame),
@@ -302,14 +365,28 @@ async fn run_feed(
             && let Some(c) = &mut cursor
         {
             let epoch = c.epoch;
-            catch_up(&ctx, &feed, c, epoch).await;
+            catch_up(&ctx, &feed, &mut sampler, c, epoch).await;
         }
+    }
+}
+
+/// Sleep until `at`; never without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
 /// Pull everything after the cursor and fan it out. An announced new epoch
 /// restarts the cursor at 0 (sessions see the epoch change and reset).
-async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Cursor, announced_epoch: u64) {
+async fn catch_up(
+    ctx: &Ctx,
+    feed: &Feed,
+    sampler: &mut RoomSampler,
+    cursor: &mut Cursor,
+    announced_epoch: u64,
+) {
     cursor.follow_epoch(announced_epoch);
     let timeout = Duration::from_millis(ctx.cfg.request_timeout_ms);
     for attempt in 0..3u32 {
@@ -352,10 +429,9 @@ async fn catch_up(ctx: &Ctx, feed: &Feed, cursor: &mut Cursor, announced_epoch: 
         for page in
             proto::paging::split_pages(range.messages, usize::MAX, proto::paging::PAGE_BYTES)
         {
-            if let Some(batch) = RoomBatch::new(&feed.room, cursor.epoch, page) {
-                cursor.advance(batch.last_seq);
-                observe(ctx, &batch);
-                feed.fanout(ctx, batch);
+            if let Some(last) = page.last().map(|m| m.seq) {
+                cursor.advance(last);
+                feed.deliver(ctx, sampler, cursor.epoch, page);
             }
         }
         return;

@@ -15,6 +15,8 @@
 //! - `registry`: sessions by user (capped per user).
 //! - `revocations`: token revocations this node was told of.
 //! - `feeds`: the local room index and the per-room feed task.
+//! - `sampling`: which low-priority messages a big room's frames carry, and
+//!   the seq range each frame covers (pure).
 //! - `commands`: what the upstream actor is told (`UpstreamCmd`).
 //! - `upstream`: Attach streams to the push nodes.
 //! - `pull`: reading a room's stream from its push node.
@@ -41,6 +43,7 @@ mod pull;
 mod quic;
 mod registry;
 mod revocations;
+mod sampling;
 mod session;
 mod upstream;
 mod ws;

@@ -13,6 +13,7 @@ pub(crate) struct Metrics {
     pub(crate) frames_out: IntCounter,
     pub(crate) flushes: IntCounter,
     pub(crate) deliveries: IntCounter,
+    pub(crate) sampled_out: IntCounter,
     pub(crate) drops: IntCounter,
     pub(crate) lagged: IntCounter,
     pub(crate) slow_disconnects: IntCounter,
@@ -59,7 +60,11 @@ impl Metrics {
             ),
             deliveries: counter(
                 "roomcast_conn_deliveries_total",
-                "Room messages written to clients",
+                "Room messages covered by the frames written to clients (carried or sampled out)",
+            ),
+            sampled_out: counter(
+                "roomcast_conn_sampled_out_total",
+                "Low-priority messages a sampled room's frames cover without carrying (once per room on this node)",
             ),
             drops: counter(
                 "roomcast_conn_drops_total",
@@ -105,6 +110,7 @@ impl Metrics {
             &m.frames_out,
             &m.flushes,
             &m.deliveries,
+            &m.sampled_out,
             &m.drops,
             &m.lagged,
             &m.slow_disconnects,

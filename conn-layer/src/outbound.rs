@@ -46,16 +46,17 @@ pub(crate) struct RoomBatch {
 }
 
 impl RoomBatch {
-    /// `messages` must be non-empty and contiguous.
-    pub(crate) fn new(
+    /// A frame covering `first_seq..=last_seq` that carries `messages` (the
+    /// rest of the range was sampled out; possibly none carried).
+    pub(crate) fn covering(
         room: &Arc<str>,
         epoch: u64,
+        first_seq: u64,
+        last_seq: u64,
         messages: Vec<RoomMessage>,
-    ) -> Option<Arc<Self>> {
-        let first_seq = messages.first()?.seq;
-        let last_seq = messages.last()?.seq;
+    ) -> Arc<Self> {
         let frame = delivery_frame(room, epoch, first_seq, last_seq, messages);
-        Some(Arc::new(Self {
+        Arc::new(Self {
             room: room.clone(),
             epoch,
             first_seq,
@@ -66,7 +67,7 @@ impl RoomBatch {
             } else {
                 tracing::Span::none()
             },
-        }))
+        })
     }
 
     pub(crate) fn messages(&self) -> &[RoomMessage] {

@@ -36,6 +36,7 @@ use crate::handle::{SessionHandle, Wake};
 use crate::outbound::{Outbound, Removal, RoomBatch, delivery_frame};
 use crate::pull::pull_range;
 use crate::registry::TooMany;
+use crate::sampling::ReplayThinner;
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 mod close {
@@ -741,6 +742,14 @@ impl<S: Outgoing> Session<S> {
         epoch: u64,
         messages: Vec<RoomMessage>,
     ) -> Result<(), ()> {
+        // Replay to a session of a sampling room is thinned like its live
+        // frames; each page still covers its whole range.
+        let mut thinner = self
+            .ctx
+            .feeds
+            .get(room)
+            .filter(|feed| feed.sampled())
+            .map(|_| ReplayThinner::new(self.ctx.cfg.sample_low_per_sec));
         // Pages bounded by bytes too: a history of large messages must not
         // become one frame larger than a client can decode.
         for chunk in proto::paging::split_pages(messages, REPLAY_CHUNK, proto::paging::PAGE_BYTES) {
@@ -749,6 +758,10 @@ impl<S: Outgoing> Session<S> {
                 _ => break,
             };
             let n = chunk.len() as u64;
+            let chunk = match &mut thinner {
+                Some(thinner) => thinner.thin(chunk),
+                None => chunk,
+            };
             self.write_own(&delivery_frame(room, epoch, first, last, chunk))
                 .await?;
             self.ctx.metrics.deliveries.inc_by(n);

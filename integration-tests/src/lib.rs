@@ -118,13 +118,24 @@ impl Cluster {
 
     /// Publish a durable message with an arbitrary body; returns its seq.
     pub async fn publish_body(&self, room: &str, body: Vec<u8>) -> anyhow::Result<u64> {
+        self.publish_as(room, body, proto::client::v1::Priority::Normal)
+            .await
+    }
+
+    /// Publish a durable message of `priority`; returns its seq.
+    pub async fn publish_as(
+        &self,
+        room: &str,
+        body: Vec<u8>,
+        priority: proto::client::v1::Priority,
+    ) -> anyhow::Result<u64> {
         let mut owner = self.push.owner(room)?;
         let request = PushRoomRequest {
             room: room.to_string(),
             kind: "test".into(),
             body: body.into(),
             sender: "tester".into(),
-            priority: 0,
+            priority: priority as i32,
             durable: true,
         };
         Ok(owner.client.push_room(request).await?.into_inner().seq)

@@ -137,12 +137,12 @@ impl Biz for BizService {
             return Err(Status::invalid_argument("room and uid are required"));
         }
         let rooms = &self.shared.backends.rooms;
-        let members = rooms
+        let left = rooms
             .store
-            .member_left(&notice.room, &notice.uid, &notice.session_id)
+            .member_session_left(&notice.room, &notice.uid, &notice.session_id)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        rooms.left(&notice.room, Some(&notice.uid), members).await;
+        rooms.session_left(&notice.room, &notice.uid, left).await;
         Ok(Response::new(LeaveAck {}))
     }
 

@@ -88,12 +88,16 @@ pub(crate) async fn authorize(
         .await?;
     // The read was taken just before the join: count the joiner in.
     let role = viewer.stage.role;
-    if !viewer.stage.member && role.on_stage() {
+    let already_member = viewer.stage.member;
+    if !already_member && role.on_stage() {
         read.stage_present += 1;
     }
     viewer.stage.member = true;
     read.members = members;
-    if entry == Entry::Join {
+    // Presence is per distinct member: a uid's 2nd..Nth session (another
+    // tab, a reconnect that overlaps the old socket) joins nobody new, and
+    // announcing each to every session would cost O(sessions²) frames.
+    if entry == Entry::Join && !already_member {
         rooms.joined(room, uid, role, members);
     }
     Ok(JoinGrant {

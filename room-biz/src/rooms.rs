@@ -26,7 +26,7 @@ use room_store::domain::room::{Role, Room, RoomState, UserStage};
 use room_store::domain::rules::{self, Plan, Refusal};
 use room_store::domain::state::{RoomRead, user_json};
 use room_store::domain::transition::Applied;
-use room_store::{AudienceSet, RoomStore};
+use room_store::{AudienceSet, RoomStore, SessionLeft};
 use serde_json::{Value, json};
 
 use self::counters::Aggregator;
@@ -746,6 +746,22 @@ impl Rooms {
             uid: uid.map(str::to_owned),
             members,
         });
+        self.maybe_auto_end(room, members).await;
+    }
+
+    /// A session of `uid` left (the store has counted it): announced only
+    /// when it was the uid's last one, since presence is per distinct member
+    /// (a uid's N sessions leaving would otherwise cost O(N²) frames).
+    pub(crate) async fn session_left(&self, room: &str, uid: &str, left: SessionLeft) {
+        if left.member_gone {
+            self.left(room, Some(uid), left.members).await;
+        } else {
+            self.maybe_auto_end(room, left.members).await;
+        }
+    }
+
+    /// An empty live room with an auto-end delay ends after it.
+    async fn maybe_auto_end(&self, room: &str, members: u32) {
         if members > 0 {
             return;
         }

@@ -279,6 +279,14 @@ impl RoomStore for FlakyStore {
     ) -> Result<u32, StoreError> {
         self.inner.member_left(room, uid, session_id).await
     }
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<room_store::SessionLeft, StoreError> {
+        self.inner.member_session_left(room, uid, session_id).await
+    }
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
         self.inner.member_count(room).await
     }

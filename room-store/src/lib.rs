@@ -25,5 +25,5 @@ pub use crate::error::StoreError;
 pub use crate::store::{
     AudienceSet, CounterBatch, DEFAULT_KEY_PREFIX, Ledger, LoggedEvent, MemberEntry, MemberFilter,
     MemoryLedger, MemoryRoomStore, Metered, NewRoom, Once, ROOM_TTL, RedisRoomStore, Role, Room,
-    RoomLists, RoomState, RoomStore, counter,
+    RoomLists, RoomState, RoomStore, SessionLeft, counter,
 };

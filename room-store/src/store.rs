@@ -31,7 +31,7 @@ pub mod conformance;
 
 pub use self::engine::{
     AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists,
-    RoomState, RoomStore, counter,
+    RoomState, RoomStore, SessionLeft, counter,
 };
 pub use self::ledger::{Ledger, LoggedEvent, Once};
 pub use self::memory::MemoryRoomStore;

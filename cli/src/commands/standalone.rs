@@ -55,6 +55,22 @@ pub struct StandaloneArgs {
         default_value_t = StandaloneConfig::default().broadcast_threshold
     )]
     pub broadcast_threshold: u32,
+    /// Sessions of a room on the conn node at which its low-priority
+    /// messages (plain comments) are sampled per connection.
+    #[arg(
+        long,
+        env = "ROOMCAST_SAMPLE_ABOVE_MEMBERS",
+        default_value_t = conn_layer::config::DEFAULT_SAMPLE_ABOVE_MEMBERS
+    )]
+    pub sample_above_members: u32,
+    /// Low-priority messages per second a sampled room's connections get at
+    /// most (0: no sampling).
+    #[arg(
+        long,
+        env = "ROOMCAST_SAMPLE_LOW_PER_SEC",
+        default_value_t = conn_layer::config::DEFAULT_SAMPLE_LOW_PER_SEC
+    )]
+    pub sample_low_per_sec: u32,
     /// Origin allowed to call the router and room API from a browser
     /// (repeatable; `scheme://host[:port]` or `*`). Standalone's own origin,
     /// which serves the demo page, is always allowed.
@@ -127,6 +143,8 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         ..StandaloneConfig::default()
     };
     args.apply_token_rules(&mut cfg);
+    cfg.conn.sample_above_members = args.sample_above_members;
+    cfg.conn.sample_low_per_sec = args.sample_low_per_sec;
     let shutdown = common::shutdown::signal_token();
     let standalone = Standalone::start(cfg, shutdown)
         .await

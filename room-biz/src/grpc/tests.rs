@@ -138,6 +138,90 @@ async fn joins_return_a_snapshot_and_leaves_are_counted() {
 }
 
 #[tokio::test]
+async fn a_uid_with_many_sessions_is_announced_once() {
+    let pusher = RecordingPusher::new();
+    let shared = shared(Config::default(), pusher.clone());
+    let room = new_room(&shared, Some("alice")).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+    let background = shared.clone();
+    let background = tokio::spawn(async move { background.backends.rooms.run().await });
+    let joined_uids = |pusher: &RecordingPusher| -> Vec<String> {
+        pusher
+            .ephemerals(&room)
+            .into_iter()
+            .filter(|(kind, _)| kind == "member_joined")
+            .filter_map(|(_, body)| body["uid"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // bob opens five tabs: five sessions, one member.
+    for n in 1..=5 {
+        let decision = client
+            .authorize_join(join(&room, "bob", &format!("s{n}")))
+            .await
+            .expect("join")
+            .into_inner();
+        assert_eq!(decision.code, Code::Ok as i32);
+        assert_eq!(decision.snapshot.expect("snapshot").members, 1);
+    }
+    // Notices leave in order: once carol is announced, every announcement
+    // of bob's sessions would be out too.
+    client
+        .authorize_join(join(&room, "carol", "c1"))
+        .await
+        .expect("join");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !joined_uids(&pusher).contains(&"carol".to_owned()) {
+        assert!(tokio::time::Instant::now() < deadline, "carol announced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        joined_uids(&pusher),
+        vec!["bob".to_owned(), "carol".to_owned()],
+        "one member_joined per distinct member, not per session"
+    );
+
+    // bob closes his tabs: only the last one is a member leaving.
+    let left_uids = |pusher: &RecordingPusher| -> Vec<String> {
+        pusher
+            .ephemerals(&room)
+            .into_iter()
+            .filter(|(kind, _)| kind == "member_left")
+            .filter_map(|(_, body)| body["uid"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (uid, session) in [
+        ("bob", "s1"),
+        ("bob", "s2"),
+        ("bob", "s3"),
+        ("bob", "s4"),
+        ("bob", "s5"),
+        ("bob", "s5"),
+        ("carol", "c1"),
+    ] {
+        let leave = LeaveNotice {
+            uid: uid.into(),
+            room: room.clone(),
+            session_id: session.into(),
+        };
+        client.member_left(leave).await.expect("leave");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !left_uids(&pusher).contains(&"carol".to_owned()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol's leave announced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        left_uids(&pusher),
+        vec!["bob".to_owned(), "carol".to_owned()],
+        "one member_left per distinct member: the last session, and not the repeated leave"
+    );
+    background.abort();
+}
+
+#[tokio::test]
 async fn a_resync_rereads_the_snapshot_without_a_join() {
     let pusher = RecordingPusher::new();
     let shared = shared(Config::default(), pusher.clone());

@@ -12,13 +12,14 @@ use futures::future::join_all;
 mod ledger;
 mod state;
 
-use super::engine::{NewRoom, Room, RoomState, RoomStore};
+use super::engine::{NewRoom, Room, RoomState, RoomStore, SessionLeft};
 use crate::error::StoreError;
 
 /// Run every check against `store`, in order.
 pub async fn run_all(store: &dyn RoomStore) {
     created_rooms_are_live_and_readable(store).await;
     members_are_distinct_uids_across_sessions(store).await;
+    a_member_leaves_with_its_last_session(store).await;
     unknown_rooms_cannot_be_joined_but_can_be_left(store).await;
     ending_a_room_is_idempotent(store).await;
     deleting_a_room_forgets_it_and_only_it(store).await;
@@ -106,6 +107,42 @@ pub(crate) async fn members_are_distinct_uids_across_sessions(store: &dyn RoomSt
     // A session without a node is an ordinary member.
     assert_eq!(join(store, &id, "erin", "s5", "").await, 1);
     assert_eq!(leave(store, &id, "erin", "s5").await, 0);
+}
+
+/// A leave says whether it was the uid's last session: presence announces a
+/// member leaving once, not once per session.
+pub(crate) async fn a_member_leaves_with_its_last_session(store: &dyn RoomStore) {
+    let id = room(store, Some("alice")).await.id;
+    join(store, &id, "bob", "s1", "conn-a").await;
+    join(store, &id, "bob", "s2", "conn-b").await;
+    join(store, &id, "carol", "s3", "conn-a").await;
+    let left = |uid: &'static str, session: &'static str| {
+        let id = id.clone();
+        async move {
+            store
+                .member_session_left(&id, uid, session)
+                .await
+                .unwrap_or_else(|e| panic!("leave {uid}/{session}: {e}"))
+        }
+    };
+    let still = |members| SessionLeft {
+        members,
+        member_gone: false,
+    };
+    let gone = |members| SessionLeft {
+        members,
+        member_gone: true,
+    };
+    assert_eq!(left("bob", "s1").await, still(2), "bob is still on s2");
+    assert_eq!(left("bob", "s2").await, gone(1), "bob's last session");
+    assert_eq!(left("bob", "s2").await, still(1), "leaving twice");
+    assert_eq!(left("nobody", "s9").await, still(1), "never joined");
+    assert_eq!(left("carol", "s3").await, gone(0));
+    let unknown = store
+        .member_session_left("no-such-room", "bob", "s1")
+        .await
+        .expect("leaving an unknown room");
+    assert!(!unknown.member_gone);
 }
 
 /// Unknown rooms refuse joins (typed error), and leaving or counting them is fine.

@@ -84,6 +84,16 @@ pub struct RoomLists {
 /// Member counts are of distinct uids: a uid joined from two sessions (two
 /// devices) counts once, and stops counting when its last session leaves. A
 /// session is identified by `(uid, session_id)` and held by one conn node.
+/// What [`RoomStore::member_session_left`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLeft {
+    /// Distinct members of the room now.
+    pub members: u32,
+    /// The session was the uid's last in the room: the uid is no longer a
+    /// member (presence is per distinct member, not per session).
+    pub member_gone: bool,
+}
+
 #[async_trait::async_trait]
 pub trait RoomStore: Send + Sync + 'static {
     /// Create a room with a fresh id: live, or scheduled when
@@ -124,6 +134,21 @@ pub trait RoomStore: Send + Sync + 'static {
     /// The last member leaving a live room marks it empty since now.
     async fn member_left(&self, room: &str, uid: &str, session_id: &str)
     -> Result<u32, StoreError>;
+    /// [`Self::member_left`], also saying whether that session was the uid's
+    /// last in the room. Leaving twice, or a session never joined, is no
+    /// member gone. An engine that cannot tell says every leave is.
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
+        let members = self.member_left(room, uid, session_id).await?;
+        Ok(SessionLeft {
+            members,
+            member_gone: true,
+        })
+    }
     /// Distinct members of `room` (0 for an unknown room).
     async fn member_count(&self, room: &str) -> Result<u32, StoreError>;
     /// Drop every session held by conn node `node_id` (it died or left), as if

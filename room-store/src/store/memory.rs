@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::engine::{
     AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
-    RoomStore, counter,
+    RoomStore, SessionLeft, counter,
 };
 use super::ledger::Ledger;
 use super::memory_ledger::MemoryLedger;
@@ -356,17 +356,36 @@ impl RoomStore for MemoryRoomStore {
         uid: &str,
         session_id: &str,
     ) -> Result<u32, StoreError> {
+        Ok(self
+            .member_session_left(room, uid, session_id)
+            .await?
+            .members)
+    }
+
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
         let now = common::time::now_ms();
         Ok(self
             .with_room(room, |e| {
-                if e.members
-                    .drop_sessions(uid, |session, _| session == session_id)
-                {
+                let dropped = e
+                    .members
+                    .drop_sessions(uid, |session, _| session == session_id);
+                if dropped {
                     e.mark_if_empty(now);
                 }
-                e.members.count32()
+                SessionLeft {
+                    members: e.members.count32(),
+                    member_gone: dropped && !e.members.by_uid.contains_key(uid),
+                }
             })
-            .unwrap_or(0))
+            .unwrap_or(SessionLeft {
+                members: 0,
+                member_gone: false,
+            }))
     }
 
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {

@@ -8,6 +8,7 @@ use prometheus::IntCounterVec;
 
 use super::engine::{
     AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore,
+    SessionLeft,
 };
 use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
@@ -74,6 +75,16 @@ impl RoomStore for Metered {
     ) -> Result<u32, StoreError> {
         self.count("member_left");
         self.inner.member_left(room, uid, session_id).await
+    }
+
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
+        self.count("member_left");
+        self.inner.member_session_left(room, uid, session_id).await
     }
 
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {

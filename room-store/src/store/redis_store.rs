@@ -66,7 +66,7 @@ use self::scripts::{
 };
 use super::engine::{
     AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
-    RoomStore, counter,
+    RoomStore, SessionLeft, counter,
 };
 use super::ledger::Ledger;
 use super::meta_cache::{self, MetaCache};
@@ -282,13 +282,14 @@ impl RedisRoomStore {
     }
 
     /// Run the leave script for `sessions` (session field, uid) of `room`;
-    /// returns (member count, sessions dropped, node of the last dropped).
+    /// returns (member count, sessions dropped, node of the last dropped,
+    /// uids whose last session was dropped).
     async fn leave(
         &self,
         room: &str,
         only_node: &str,
         sessions: &[(String, String)],
-    ) -> Result<(u32, u64, String), StoreError> {
+    ) -> Result<(u32, u64, String, u64), StoreError> {
         let keys = self.room_keys(room);
         let mut invocation = LEAVE.key(keys.all());
         invocation
@@ -298,11 +299,11 @@ impl RedisRoomStore {
         for (field, uid) in sessions {
             invocation.arg(field).arg(uid);
         }
-        let (count, removed, node): (i64, u64, String) = invocation
+        let (count, removed, node, gone): (i64, u64, String, u64) = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| store_error("member_left", e))?;
-        Ok((saturating_u32(count), removed, node))
+        Ok((saturating_u32(count), removed, node, gone))
     }
 
     async fn apply_once(&self, room: &str, t: &Transition) -> Result<Option<Applied>, StoreError> {
@@ -764,9 +765,21 @@ impl RoomStore for RedisRoomStore {
         uid: &str,
         session_id: &str,
     ) -> Result<u32, StoreError> {
+        Ok(self
+            .member_session_left(room, uid, session_id)
+            .await?
+            .members)
+    }
+
+    async fn member_session_left(
+        &self,
+        room: &str,
+        uid: &str,
+        session_id: &str,
+    ) -> Result<SessionLeft, StoreError> {
         let field = session_field(uid, session_id);
         let sessions = [(field, uid.to_owned())];
-        let (count, removed, node) = self.leave(room, "", &sessions).await?;
+        let (count, removed, node, gone) = self.leave(room, "", &sessions).await?;
         if removed > 0 && !node.is_empty() {
             let [(field, _)] = &sessions;
             let dropped = redis::cmd("SREM")
@@ -780,7 +793,10 @@ impl RoomStore for RedisRoomStore {
                 tracing::debug!(%error, room, node, "Cannot drop a node index entry.");
             }
         }
-        Ok(count)
+        Ok(SessionLeft {
+            members: count,
+            member_gone: gone > 0,
+        })
     }
 
     async fn member_count(&self, room: &str) -> Result<u32, StoreError> {
@@ -828,7 +844,7 @@ impl RoomStore for RedisRoomStore {
             // Room by room: each room is one slot, so one script each.
             let mut cleaned = futures::stream::iter(by_room)
                 .map(|(room, sessions)| async move {
-                    let (count, removed, _) = self.leave(&room, node_id, &sessions).await?;
+                    let (count, removed, _, _) = self.leave(&room, node_id, &sessions).await?;
                     Ok::<_, StoreError>((room, count, removed))
                 })
                 .buffer_unordered(NODE_CLEANUP_CONCURRENCY);

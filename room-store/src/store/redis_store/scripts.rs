@@ -138,11 +138,12 @@ return count
 
 /// Drop sessions. ARGV: the node a session must be held by to be dropped
 /// ('' = any), ttl, now, then session field / uid pairs. Returns {member
-/// count, sessions dropped, node of the last dropped}.
+/// count, sessions dropped, node of the last dropped, uids whose last
+/// session was dropped}.
 pub(super) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local want, removed, node = ARGV[1], 0, ''
+local want, removed, node, gone = ARGV[1], 0, '', 0
 for i = 4, #ARGV, 2 do
   local field, uid = ARGV[i], ARGV[i + 1]
   local held = redis.call('HGET', K.sessions, field)
@@ -151,6 +152,7 @@ for i = 4, #ARGV, 2 do
     if redis.call('HINCRBY', K.refs, uid, -1) <= 0 then
       redis.call('HDEL', K.refs, uid)
       redis.call('ZREM', K.members, uid)
+      gone = gone + 1
     end
     removed = removed + 1
     node = held
@@ -162,7 +164,7 @@ if removed > 0 then
     redis.call('EXPIRE', key, room_ttl(ARGV[2]))
   end
 end
-return {redis.call('ZCARD', K.members), removed, node}
+return {redis.call('ZCARD', K.members), removed, node, gone}
 ",
     )
 });

@@ -28,6 +28,34 @@ describe("cursor (same rules as client/src/cursor.rs)", () => {
     expect(c.lastSeq).toBe(10);
   });
 
+  it("never takes a sampling server's frames for a gap", () => {
+    // Deterministic pseudo-random streams: seqs left out at random, frames of
+    // random length, some carrying nothing; ranges contiguous as the server
+    // sends them (docs/protocol.md, "Sampling and coverage").
+    let seed = 12345;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    for (let run = 0; run < 200; run++) {
+      const n = 1 + Math.floor(rand() * 200);
+      const kept = Array.from({ length: n }, () => rand() < 0.3);
+      const c: Cursor = joinedCursor(undefined, "9", 0, false);
+      const surfaced: number[] = [];
+      for (let first = 1; first <= n; ) {
+        const last = Math.min(n, first + Math.floor(rand() * 12));
+        const carried: number[] = [];
+        for (let s = first; s <= last; s++) if (kept[s - 1]) carried.push(s);
+        surfaced.push(...seqs(accept(c, delivery("9", first, last, carried))));
+        first = last + 1;
+      }
+      const want: number[] = [];
+      for (let s = 1; s <= n; s++) if (kept[s - 1]) want.push(s);
+      expect(surfaced).toEqual(want);
+      expect(c.lastSeq).toBe(n);
+    }
+  });
+
   it("drops duplicates and overlaps", () => {
     const c: Cursor = { epoch: "1", lastSeq: 5 };
     expect(seqs(accept(c, delivery("1", 3, 5, [3, 4, 5])))).toEqual([]);
