@@ -38,6 +38,7 @@ use crate::cursor::{Accept, RoomCursor};
 use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
+use crate::http::HttpClient;
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
 use crate::polling::{self, PollError, PollReply};
@@ -45,6 +46,7 @@ use crate::read_state;
 use crate::room_types::Snapshot;
 use crate::route::{self, Route};
 use crate::stats::{StatsHandle, StatsUpdate};
+use crate::tls::TlsTrust;
 use crate::transport::Transport;
 use crate::transport_memory::TransportMemory;
 
@@ -174,7 +176,8 @@ enum AttemptResult {
 /// failure that reaches the fallback threshold is the last one tried. Borrows nothing
 /// from the actor, so it can run beside the polling loop.
 async fn try_long(
-    http: reqwest::Client,
+    http: HttpClient,
+    trust: TlsTrust,
     opts: Arc<ConnectOptions>,
     token: String,
     budget: Option<u32>,
@@ -218,7 +221,7 @@ async fn try_long(
         debug!(%transport, %url, node_id = %route.node_id, "Connecting.");
         let started = Instant::now();
         let connect = async {
-            let link = Link::open(transport, &url, pin.as_deref()).await?;
+            let link = Link::open(transport, &url, pin.as_deref(), &trust).await?;
             handshake(link, &opts, &token).await
         };
         let result = time::timeout(opts.connect_timeout, connect)
@@ -426,7 +429,9 @@ type Attempting = Pin<Box<dyn Future<Output = LongAttempt> + Send>>;
 /// The connection task.
 pub(crate) struct Actor {
     opts: Arc<ConnectOptions>,
-    http: reqwest::Client,
+    http: HttpClient,
+    /// Whom TLS connections (WSS, QUIC) trust.
+    trust: TlsTrust,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     rtt: watch::Sender<Option<Duration>>,
@@ -462,7 +467,8 @@ pub(crate) struct Channels {
 impl Actor {
     pub(crate) fn new(
         opts: Arc<ConnectOptions>,
-        http: reqwest::Client,
+        http: HttpClient,
+        trust: TlsTrust,
         channels: Channels,
         stats: Option<StatsHandle>,
     ) -> Self {
@@ -474,6 +480,7 @@ impl Actor {
             self_commands: channels.self_commands,
             opts,
             http,
+            trust,
             commands: channels.commands,
             events: channels.events,
             rtt: channels.rtt,
@@ -499,6 +506,7 @@ impl Actor {
             let budget = self.fallback.failures_left();
             let attempt = try_long(
                 self.http.clone(),
+                self.trust.clone(),
                 self.opts.clone(),
                 self.token.clone(),
                 budget,
@@ -1279,6 +1287,7 @@ impl Actor {
             let budget = self.fallback.failures_left();
             let connecting = try_long(
                 self.http.clone(),
+                self.trust.clone(),
                 self.opts.clone(),
                 self.token.clone(),
                 budget,
@@ -1408,6 +1417,7 @@ impl Actor {
                     // No budget: failures while polling only feed the stats.
                     attempt = Some(Box::pin(try_long(
                         self.http.clone(),
+                        self.trust.clone(),
                         self.opts.clone(),
                         self.token.clone(),
                         None,

@@ -78,6 +78,12 @@ pub struct Args {
     /// [config: node.internal_token].
     #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
+    /// Certificate files of the client HTTP listener (`https://`).
+    #[command(flatten)]
+    pub tls: common::process::TlsArgs,
+    /// Polling base URL advertised to clients [config: node.public_http_url].
+    #[arg(long)]
+    pub public_http_url: Option<String>,
 }
 
 /// Load the configuration, connect the engines, serve until `shutdown`.
@@ -99,6 +105,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     if let Some(token) = &args.internal_token {
         node.insert("internal_token".into(), token.clone().into());
     }
+    if let Some(url) = &args.public_http_url {
+        node.insert("public_http_url".into(), url.clone().into());
+    }
+    args.tls.overlay(&mut node);
     if !node.is_empty() {
         overlay.insert("node".into(), node.into());
     }
@@ -128,9 +138,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
     let live_config = common::process::connect_live_config(&cfg.discovery).await?;
-    let store = crate::RedisRoomStore::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
-        .await
-        .map_err(|e| StartError::Unavailable(e.to_string()))?;
+    let store =
+        crate::RedisRoomStore::connect_with(&cfg.redis.urls, &cfg.redis.key_prefix, &cfg.redis.tls)
+            .await
+            .map_err(|e| StartError::Unavailable(e.to_string()))?;
     let deps = crate::Deps {
         discovery,
         registry: prometheus::Registry::new(),

@@ -9,14 +9,17 @@
 //! - [`redis`]: standalone [`RedisServer`] and [`RedisCluster`].
 //! - [`etcd`]: one [`Etcd`] member.
 //! - `process`: spawning, free ports, readiness polling.
+//! - [`tls`]: a throwaway CA and the certificates it signs.
 
 pub mod etcd;
 mod process;
 pub mod redis;
+pub mod tls;
 
 pub use etcd::Etcd;
 pub use process::free_port;
 pub use redis::{RedisCluster, RedisServer};
+pub use tls::{IssuedCert, TestCa};
 
 /// Why a test server could not be started.
 #[derive(Debug, thiserror::Error)]
