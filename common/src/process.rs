@@ -432,7 +432,15 @@ mod tests {
             urls: vec!["rediss://roomcast:redis-hunter2@cache:6380".into()],
             ..RedisConfig::default()
         };
-        let text = to_toml(&serde_json::json!({ "discovery": discovery, "redis": redis }));
+        #[derive(Serialize)]
+        struct Both {
+            discovery: DiscoveryConfig,
+            redis: RedisConfig,
+        }
+        let text = to_toml(&Both {
+            discovery: discovery.clone(),
+            redis,
+        });
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("/etc/roomcast/etcd/ca.crt"), "{text}");
         assert!(text.contains("roomcast"), "{text}");
