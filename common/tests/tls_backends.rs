@@ -32,7 +32,7 @@ async fn redis_over_tls_with_a_password_works_with_the_ca_file_and_not_without()
         ca_file: Some(ca.ca_path().display().to_string()),
         ..RedisTls::default()
     };
-    let mut conn = connect_with(&[url.clone()], &tls, &timings()).await?;
+    let mut conn = connect_with(std::slice::from_ref(&url), &tls, &timings()).await?;
     redis::cmd("SET")
         .arg("tls-key")
         .arg("over tls")
@@ -45,7 +45,7 @@ async fn redis_over_tls_with_a_password_works_with_the_ca_file_and_not_without()
     assert_eq!(value, "over tls");
 
     // The system roots do not know the test CA.
-    let Err(error) = connect(&[url.clone()], &timings()).await else {
+    let Err(error) = connect(std::slice::from_ref(&url), &timings()).await else {
         return Err("an unknown CA was trusted".into());
     };
     assert!(
