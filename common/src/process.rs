@@ -423,6 +423,23 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_become_the_node_tls_settings() {
+        let mut node = serde_json::Map::new();
+        TlsArgs::default().overlay(&mut node);
+        assert!(node.is_empty(), "no flags, no settings");
+        let args = TlsArgs {
+            tls_cert: Some("/tls/tls.crt".into()),
+            tls_key: Some("/tls/tls.key".into()),
+        };
+        args.overlay(&mut node);
+        let files: crate::tls::TlsFiles =
+            serde_json::from_value(node["tls"].clone()).expect("tls settings");
+        assert_eq!(files.cert.as_deref(), Some("/tls/tls.crt"));
+        assert_eq!(files.key.as_deref(), Some("/tls/tls.key"));
+        assert_eq!(files.reload_interval_ms, crate::tls::DEFAULT_RELOAD_INTERVAL_MS);
+    }
+
+    #[test]
     fn etcd_and_redis_credentials_are_redacted_in_print_config() {
         let mut discovery = DiscoveryConfig::default();
         discovery.etcd.username = Some("roomcast".into());
