@@ -436,7 +436,10 @@ mod tests {
             serde_json::from_value(node["tls"].clone()).expect("tls settings");
         assert_eq!(files.cert.as_deref(), Some("/tls/tls.crt"));
         assert_eq!(files.key.as_deref(), Some("/tls/tls.key"));
-        assert_eq!(files.reload_interval_ms, crate::tls::DEFAULT_RELOAD_INTERVAL_MS);
+        assert_eq!(
+            files.reload_interval_ms,
+            crate::tls::DEFAULT_RELOAD_INTERVAL_MS
+        );
     }
 
     #[test]

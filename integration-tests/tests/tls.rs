@@ -178,10 +178,23 @@ async fn renewed_certificate_files_are_served_without_a_restart() -> anyhow::Res
     let ca = TestCa::new()?;
     let first = ca.issue("edge", &["localhost", "127.0.0.1"])?;
     let files = files_of(&first);
-    let cluster = Cluster::start_with(|cfg| serve_tls(cfg, &files)).await?;
+    let cluster = Cluster::start_with(|cfg| {
+        serve_tls(cfg, &files);
+        cfg.biz.backend_tls = true;
+    })
+    .await?;
     let ws = host_port(&cluster.sys.ws_url);
     let router = host_port(&cluster.sys.router_url);
-    assert_eq!(served_certificate(&ws, &ca).await?, first.cert_der);
+    let polling = host_port(&cluster.sys.biz_url);
+    assert!(cluster.sys.backend_url.starts_with("https://"));
+    let backend = host_port(&cluster.sys.backend_url);
+    for addr in [&ws, &router, &polling, &backend] {
+        assert_eq!(
+            served_certificate(addr, &ca).await?,
+            first.cert_der,
+            "{addr}"
+        );
+    }
 
     // A session opened before the renewal keeps working across it.
     let trust = TlsTrust::from_ca_file(ca.ca_path())?;
@@ -191,7 +204,7 @@ async fn renewed_certificate_files_are_served_without_a_restart() -> anyhow::Res
     let renewed = ca.issue("edge", &["localhost", "127.0.0.1"])?;
     assert_ne!(renewed.cert_der, first.cert_der);
     let deadline = Instant::now() + PATIENCE;
-    for addr in [&ws, &router] {
+    for addr in [&ws, &router, &polling, &backend] {
         while served_certificate(addr, &ca).await? != renewed.cert_der {
             if Instant::now() > deadline {
                 bail!("{addr} still serves the old certificate");
