@@ -44,7 +44,7 @@ pub enum Action {
         /// One emoji.
         emoji: String,
     },
-    /// `gift {gift_id, count, value}`.
+    /// `gift {gift_id, count, value, request_id}`.
     Gift {
         /// The app's gift id.
         gift_id: String,
@@ -52,6 +52,9 @@ pub enum Action {
         count: u32,
         /// Value per gift, omitted when `None`.
         value: Option<u64>,
+        /// The client's id for this sending (1–128 printable ASCII): a retry
+        /// with the same id is sent and counted once. Omitted when `None`.
+        request_id: Option<String>,
     },
     /// `raise_hand {}`.
     RaiseHand,
@@ -197,10 +200,17 @@ impl Action {
                 gift_id,
                 count,
                 value,
-            } => match value {
-                Some(value) => json!({ "gift_id": gift_id, "count": count, "value": value }),
-                None => json!({ "gift_id": gift_id, "count": count }),
-            },
+                request_id,
+            } => {
+                let mut payload = json!({ "gift_id": gift_id, "count": count });
+                if let Some(value) = value {
+                    payload["value"] = json!(value);
+                }
+                if let Some(request_id) = request_id {
+                    payload["request_id"] = json!(request_id);
+                }
+                payload
+            }
             Self::LowerHand { uid } | Self::Mute { uid } | Self::Unmute { uid } => uid_or_self(uid),
             Self::InviteSpeaker { uid }
             | Self::MoveToAudience { uid }
@@ -438,6 +448,26 @@ impl Room {
             gift_id: gift_id.into(),
             count,
             value,
+            request_id: None,
+        })
+        .await
+    }
+
+    /// Send `count` gifts of `gift_id` safely retried: pick `request_id` once
+    /// per sending (a UUID, say) and pass the same one on every retry; the
+    /// server sends and counts the gift once and answers a retry with the
+    /// first reply.
+    pub async fn gift_once(
+        &self,
+        gift_id: impl Into<String>,
+        count: u32,
+        request_id: impl Into<String>,
+    ) -> Result<SeqReply, Error> {
+        self.act(&Action::Gift {
+            gift_id: gift_id.into(),
+            count,
+            value: None,
+            request_id: Some(request_id.into()),
         })
         .await
     }
@@ -632,6 +662,7 @@ mod tests {
                     gift_id: "rose".into(),
                     count: 2,
                     value: Some(5),
+                    request_id: None,
                 },
                 "gift",
                 json!({"gift_id": "rose", "count": 2, "value": 5}),
@@ -641,6 +672,17 @@ mod tests {
                     gift_id: "rose".into(),
                     count: 1,
                     value: None,
+                    request_id: Some("tap-7".into()),
+                },
+                "gift",
+                json!({"gift_id": "rose", "count": 1, "request_id": "tap-7"}),
+            ),
+            (
+                Action::Gift {
+                    gift_id: "rose".into(),
+                    count: 1,
+                    value: None,
+                    request_id: None,
                 },
                 "gift",
                 json!({"gift_id": "rose", "count": 1}),

@@ -39,6 +39,7 @@ use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
 use crate::http::HttpClient;
+use crate::inbox::{self, Inbox};
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
 use crate::polling::{self, PollError, PollReply};
@@ -86,6 +87,11 @@ pub(crate) enum Command {
     ReadState {
         room: String,
         reply: Reply<Snapshot>,
+    },
+    /// `GET /v1/me/inbox` with the client's token.
+    ReadInbox {
+        after_ms: u64,
+        reply: Reply<Inbox>,
     },
 }
 
@@ -1163,6 +1169,10 @@ impl Actor {
                 self.read_state(room, reply);
                 return None;
             }
+            Command::ReadInbox { after_ms, reply } => {
+                self.read_inbox(after_ms, reply);
+                return None;
+            }
         };
         match sent {
             Ok(()) => None,
@@ -1357,6 +1367,10 @@ impl Actor {
             // The state is read over HTTP: no session needed.
             Some(Command::ReadState { room, reply }) => {
                 self.read_state(room, reply);
+                None
+            }
+            Some(Command::ReadInbox { after_ms, reply }) => {
+                self.read_inbox(after_ms, reply);
                 None
             }
             // Used from the next hello on; the server judges it then.
@@ -1597,6 +1611,7 @@ impl Actor {
             }
             Command::Close { reply } => return Some(Next::closed(Some(reply))),
             Command::ReadState { room, reply } => self.read_state(room, reply),
+            Command::ReadInbox { after_ms, reply } => self.read_inbox(after_ms, reply),
         }
         None
     }
@@ -1616,6 +1631,25 @@ impl Actor {
         );
         tokio::spawn(async move {
             let result = read_state::fetch(&http, &base, &room, &token, timeout).await;
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Read the user's inbox over HTTP beside the task.
+    fn read_inbox(&self, after_ms: u64, reply: Reply<Inbox>) {
+        let Some(base) = self.polling_url.clone() else {
+            let _ = reply.send(Err(Error::Route(
+                "the router gave no polling URL to read the inbox from".into(),
+            )));
+            return;
+        };
+        let (http, token, timeout) = (
+            self.http.clone(),
+            self.opts.token.clone(),
+            self.opts.request_timeout,
+        );
+        tokio::spawn(async move {
+            let result = inbox::fetch(&http, &base, &token, after_ms, timeout).await;
             let _ = reply.send(result);
         });
     }

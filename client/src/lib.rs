@@ -98,6 +98,7 @@ pub mod error;
 pub mod event;
 pub mod fallback;
 mod http;
+pub mod inbox;
 mod link;
 pub mod options;
 mod polling;
@@ -127,6 +128,7 @@ pub use cursor::{Accept, RoomCursor};
 pub use error::Error;
 pub use event::{Event, Events, JoinedRoom, ReplyInfo};
 pub use fallback::Fallback;
+pub use inbox::{Inbox, InboxItem};
 pub use options::{ConnectOptions, TokenFuture, TokenProvider};
 pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};
 pub use raw::{RawConnection, RawEvent, RawQuicConnection};
@@ -254,6 +256,15 @@ impl Client {
     pub async fn read_state(&self, room: impl Into<String>) -> Result<Snapshot, Error> {
         let room = room.into();
         self.request(|reply| Command::ReadState { room, reply })
+            .await
+    }
+
+    /// Read this user's inbox (`GET /v1/me/inbox` beside the polling URL, with the
+    /// client's token): notices kept while the user was not connected, such as
+    /// `room_started` of rooms they were invited to or interested in, newest first.
+    /// Pass the newest `at_ms` seen as `after_ms` to get only newer items (0: all).
+    pub async fn inbox(&self, after_ms: u64) -> Result<Inbox, Error> {
+        self.request(|reply| Command::ReadInbox { after_ms, reply })
             .await
     }
 

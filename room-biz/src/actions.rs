@@ -192,7 +192,11 @@ impl ActionTable {
             ),
             (
                 Action::Gift,
-                Box::new(gift::Gift::new(actions.clone(), catalog)),
+                Box::new(gift::Gift::new(
+                    actions.clone(),
+                    catalog,
+                    std::time::Duration::from_secs(cfg.idempotency_window_secs),
+                )),
             ),
             (
                 Action::RemoveComment,

@@ -239,6 +239,12 @@ pub struct Config {
     /// Polling base URL advertised to clients instead of the listener's own
     /// (`https://lb.example/biz-1` behind a TLS-terminating load balancer).
     pub public_http_url: Option<String>,
+    /// Scheduled rooms that start themselves, reminders and user inboxes.
+    pub schedules: ScheduleConfig,
+    /// See [`DEFAULT_IDEMPOTENCY_WINDOW_SECS`].
+    pub idempotency_window_secs: u64,
+    /// Events to the app backend: the event log and webhook deliveries.
+    pub webhooks: WebhookConfig,
 }
 
 /// Secrets (the token secret) are redacted, like in `--print-config`.
@@ -306,6 +312,9 @@ impl Default for Config {
             tls: common::tls::TlsFiles::default(),
             backend_tls: false,
             public_http_url: None,
+            schedules: ScheduleConfig::default(),
+            idempotency_window_secs: DEFAULT_IDEMPOTENCY_WINDOW_SECS,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -348,6 +357,11 @@ impl Config {
                 self.http.header_read_timeout_ms,
             ),
             ("http.max_connections", self.http.max_connections as u64),
+            ("schedules.poll_ms", self.schedules.poll_ms),
+            ("schedules.claim_lease_ms", self.schedules.claim_lease_ms),
+            ("schedules.inbox_max", self.schedules.inbox_max as u64),
+            ("schedules.inbox_ttl_secs", self.schedules.inbox_ttl_secs),
+            ("idempotency_window_secs", self.idempotency_window_secs),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(Error::Config(format!("{name} must be greater than 0")));
@@ -373,6 +387,183 @@ impl Config {
         if let Some(url) = &self.public_http_url {
             common::advertise::check_public_url("public_http_url", url, &["http", "https"])
                 .map_err(Error::Config)?;
+        }
+        self.webhooks.validate()?;
+        Ok(())
+    }
+}
+
+/// How often each biz node looks for scheduled rooms due to start.
+pub const DEFAULT_SCHEDULE_POLL_MS: u64 = 1000;
+/// How long a node that claimed a due start has to do it before another
+/// node may (a node that died mid-start loses nothing but this delay).
+pub const DEFAULT_SCHEDULE_CLAIM_LEASE_MS: u64 = 30_000;
+/// How long before a scheduled start interested and invited users get a
+/// `room_reminder`; 0: no reminders.
+pub const DEFAULT_REMINDER_LEAD_MS: u64 = 5 * 60 * 1000;
+/// Items kept per user inbox (newest first).
+pub const DEFAULT_INBOX_MAX: usize = 50;
+/// A user inbox expires this long after its last item (72 h).
+pub const DEFAULT_INBOX_TTL_SECS: u64 = 72 * 3600;
+/// How long an `Idempotency-Key` (push API) or a gift's `gift_id` is
+/// remembered: a retry within it gets the first reply and counts nothing.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 3600;
+
+/// Scheduled rooms: the due-start poll, reminders, user inboxes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// See [`DEFAULT_SCHEDULE_POLL_MS`].
+    pub poll_ms: u64,
+    /// See [`DEFAULT_SCHEDULE_CLAIM_LEASE_MS`].
+    pub claim_lease_ms: u64,
+    /// See [`DEFAULT_REMINDER_LEAD_MS`].
+    pub reminder_lead_ms: u64,
+    /// See [`DEFAULT_INBOX_MAX`].
+    pub inbox_max: usize,
+    /// See [`DEFAULT_INBOX_TTL_SECS`].
+    pub inbox_ttl_secs: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: DEFAULT_SCHEDULE_POLL_MS,
+            claim_lease_ms: DEFAULT_SCHEDULE_CLAIM_LEASE_MS,
+            reminder_lead_ms: DEFAULT_REMINDER_LEAD_MS,
+            inbox_max: DEFAULT_INBOX_MAX,
+            inbox_ttl_secs: DEFAULT_INBOX_TTL_SECS,
+        }
+    }
+}
+
+/// Events room-biz queues for the event log before dropping new ones (the
+/// live path never waits for the log).
+pub const DEFAULT_WEBHOOK_QUEUE: usize = 10_000;
+/// Events kept in the event log (about; older ones are trimmed).
+pub const DEFAULT_WEBHOOK_LOG_MAX_LEN: usize = 1_000_000;
+/// Events a deliverer claims at once.
+pub const DEFAULT_WEBHOOK_BATCH: usize = 100;
+/// How often an idle deliverer looks for new events.
+pub const DEFAULT_WEBHOOK_POLL_MS: u64 = 200;
+/// How long one webhook POST may take.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 5_000;
+/// First wait before retrying a failed delivery; doubles per attempt.
+pub const DEFAULT_WEBHOOK_RETRY_INITIAL_MS: u64 = 500;
+/// Longest wait between delivery attempts.
+pub const DEFAULT_WEBHOOK_RETRY_MAX_MS: u64 = 60_000;
+/// An event still undelivered after this long is given up (it stays in the
+/// event log for `GET /v1/events`).
+pub const DEFAULT_WEBHOOK_GIVE_UP_SECS: u64 = 24 * 3600;
+/// Events claimed by a biz node that has not touched them for this long
+/// (it died) are delivered by another node.
+pub const DEFAULT_WEBHOOK_STALE_MS: u64 = 60_000;
+/// Shortest webhook secret accepted, in bytes.
+pub const WEBHOOK_SECRET_MIN_BYTES: usize = 16;
+
+/// Events to the app backend (docs/room-api.md, "Webhooks and the event log").
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Record events in the event log (`GET /v1/events`) and deliver them to
+    /// `urls`. Off by default.
+    pub enabled: bool,
+    /// Where events are POSTed (`http://…`); each URL gets every event.
+    pub urls: Vec<String>,
+    /// Signing secrets, newest first: deliveries are signed with the first;
+    /// receivers verify against any they still accept (rotation).
+    pub secrets: Vec<String>,
+    /// Also send `member.joined` / `member.left` (busy rooms make many).
+    pub member_events: bool,
+    /// See [`DEFAULT_WEBHOOK_QUEUE`].
+    pub queue: usize,
+    /// See [`DEFAULT_WEBHOOK_LOG_MAX_LEN`].
+    pub log_max_len: usize,
+    /// See [`DEFAULT_WEBHOOK_BATCH`].
+    pub batch: usize,
+    /// See [`DEFAULT_WEBHOOK_POLL_MS`].
+    pub poll_ms: u64,
+    /// See [`DEFAULT_WEBHOOK_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+    /// See [`DEFAULT_WEBHOOK_RETRY_INITIAL_MS`].
+    pub retry_initial_ms: u64,
+    /// See [`DEFAULT_WEBHOOK_RETRY_MAX_MS`].
+    pub retry_max_ms: u64,
+    /// See [`DEFAULT_WEBHOOK_GIVE_UP_SECS`].
+    pub give_up_secs: u64,
+    /// See [`DEFAULT_WEBHOOK_STALE_MS`].
+    pub stale_ms: u64,
+}
+
+/// The secrets are redacted, like in `--print-config`.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        common::redact::fmt_config(self, "WebhookConfig", f)
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            urls: Vec::new(),
+            secrets: Vec::new(),
+            member_events: false,
+            queue: DEFAULT_WEBHOOK_QUEUE,
+            log_max_len: DEFAULT_WEBHOOK_LOG_MAX_LEN,
+            batch: DEFAULT_WEBHOOK_BATCH,
+            poll_ms: DEFAULT_WEBHOOK_POLL_MS,
+            timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
+            retry_initial_ms: DEFAULT_WEBHOOK_RETRY_INITIAL_MS,
+            retry_max_ms: DEFAULT_WEBHOOK_RETRY_MAX_MS,
+            give_up_secs: DEFAULT_WEBHOOK_GIVE_UP_SECS,
+            stale_ms: DEFAULT_WEBHOOK_STALE_MS,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Reject settings deliveries cannot run with.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::Config(format!("webhooks.{what}")));
+        let positive = [
+            ("queue", self.queue as u64),
+            ("log_max_len", self.log_max_len as u64),
+            ("batch", self.batch as u64),
+            ("poll_ms", self.poll_ms),
+            ("timeout_ms", self.timeout_ms),
+            ("retry_initial_ms", self.retry_initial_ms),
+            ("retry_max_ms", self.retry_max_ms),
+            ("give_up_secs", self.give_up_secs),
+            ("stale_ms", self.stale_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return bad(format!("{name} must be greater than 0"));
+        }
+        for url in &self.urls {
+            // No TLS client is built in: https endpoints go through a proxy
+            // or a TLS-terminating sidecar (docs/operations.md).
+            if !url.starts_with("http://") || url.len() <= "http://".len() {
+                return bad(format!(
+                    "urls: {url:?} is not an http:// URL (https needs a TLS-terminating proxy)"
+                ));
+            }
+        }
+        if self.stale_ms <= self.timeout_ms {
+            // A delivery in flight would look abandoned to other nodes.
+            return bad("stale_ms must be greater than timeout_ms".into());
+        }
+        if !self.urls.is_empty() && self.secrets.is_empty() {
+            return bad("secrets must not be empty when urls are set".into());
+        }
+        if self
+            .secrets
+            .iter()
+            .any(|s| s.len() < WEBHOOK_SECRET_MIN_BYTES)
+        {
+            return bad(format!(
+                "secrets must each be at least {WEBHOOK_SECRET_MIN_BYTES} bytes"
+            ));
         }
         Ok(())
     }
@@ -422,5 +613,75 @@ mod tests {
             ..Config::default()
         };
         assert!(junk.validate().is_err());
+
+        let hooks = |webhooks: WebhookConfig| {
+            Config {
+                webhooks,
+                ..Config::default()
+            }
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        let secret = "whsec-0123456789abcdef".to_owned();
+        assert!(
+            hooks(WebhookConfig {
+                enabled: true,
+                urls: vec!["http://app:8080/hooks".into()],
+                secrets: vec![secret.clone()],
+                ..WebhookConfig::default()
+            })
+            .is_ok()
+        );
+        for (bad, named) in [
+            (
+                WebhookConfig {
+                    urls: vec!["https://app/hooks".into()],
+                    secrets: vec![secret.clone()],
+                    ..WebhookConfig::default()
+                },
+                "http://",
+            ),
+            (
+                WebhookConfig {
+                    urls: vec!["http://app/hooks".into()],
+                    ..WebhookConfig::default()
+                },
+                "secrets must not be empty",
+            ),
+            (
+                WebhookConfig {
+                    secrets: vec!["short".into()],
+                    ..WebhookConfig::default()
+                },
+                "at least 16 bytes",
+            ),
+            (
+                WebhookConfig {
+                    stale_ms: 1_000,
+                    timeout_ms: 5_000,
+                    ..WebhookConfig::default()
+                },
+                "stale_ms",
+            ),
+            (
+                WebhookConfig {
+                    queue: 0,
+                    ..WebhookConfig::default()
+                },
+                "webhooks.queue",
+            ),
+        ] {
+            let error = hooks(bad).expect_err(named);
+            assert!(error.contains(named), "{error}");
+        }
+        let zero_poll = Config {
+            schedules: ScheduleConfig {
+                poll_ms: 0,
+                ..ScheduleConfig::default()
+            },
+            ..Config::default()
+        };
+        let error = zero_poll.validate().expect_err("zero poll");
+        assert!(error.to_string().contains("schedules.poll_ms"), "{error}");
     }
 }

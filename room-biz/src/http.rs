@@ -16,12 +16,18 @@
 //! - `longpoll`: `GET /v1/rooms/{id}/messages`, over the node's long-poll
 //!   cache (`crate::longpoll`, which knows nothing of HTTP).
 //! - `actions`: `POST /v1/rooms/{id}/actions`.
+//! - `inbox`: `GET /v1/me/inbox` (client): notices kept for users who were
+//!   offline, such as `room_started`.
 //! - `users`: `POST /v1/users/{uid}/revoke` (app backend).
+//! - `events`: `GET /v1/events` (app backend): the event log webhooks are
+//!   delivered from.
 
 mod actions;
 mod auth;
 mod caller;
 mod error;
+mod events;
+mod inbox;
 mod longpoll;
 mod messages;
 mod rooms;
@@ -59,8 +65,10 @@ pub(crate) fn backend_app(shared: Arc<Shared>) -> Router {
     let messages_write =
         Router::new().route("/v1/rooms/{id}/messages", post(messages::post_message));
     let users_write = Router::new().route("/v1/users/{uid}/revoke", post(users::revoke));
+    let events_read = Router::new().route("/v1/events", get(events::events));
     Router::new()
         .merge(scoped(Scope::RoomsRead, reads()))
+        .merge(scoped(Scope::RoomsRead, events_read))
         .merge(scoped(Scope::RoomsWrite, rooms_write))
         .merge(scoped(Scope::MessagesWrite, messages_write))
         .merge(scoped(Scope::UsersWrite, users_write))
@@ -80,6 +88,7 @@ pub(crate) fn client_app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/rooms/{id}/messages", get(longpoll::messages))
         .route("/v1/rooms/{id}/actions", post(actions::action))
+        .route("/v1/me/inbox", get(inbox::inbox))
         .merge(reads)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(common::cors::layer(&shared.cfg.cors_origins))
@@ -100,6 +109,8 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod security_tests;
 #[cfg(test)]

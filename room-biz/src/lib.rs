@@ -20,6 +20,8 @@
 //! - `healing`: drops the room sessions of conn and biz nodes that left
 //!   discovery.
 //! - `shared`: the state every handler shares, and the one path of actions.
+//! - `schedules`: scheduled rooms start themselves (a due index in the
+//!   store, polled by every node) and remind their audience.
 //! - `longpoll`: the per-node long-poll cache of polled rooms and reply
 //!   coverage; no HTTP.
 //! - `join`: join authorization and the snapshot a member starts from.
@@ -31,6 +33,9 @@
 //! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
+//! - `idempotency`: idempotency keys (push API, gifts) over the store's ledger.
+//! - `webhooks`: events for the app backend: the event log and signed,
+//!   retried webhook deliveries.
 //! - `key_quota`: backend writes per API key.
 //! - `metrics`: the crate's series.
 //! - [`config`]: [`Config`] and its `DEFAULT_*` values.
@@ -44,6 +49,7 @@ mod actions;
 mod grpc;
 mod healing;
 mod http;
+mod idempotency;
 mod join;
 mod key_quota;
 mod longpoll;
@@ -51,9 +57,11 @@ mod metrics;
 mod pusher;
 mod revoke;
 mod rooms;
+mod schedules;
 mod shared;
 #[cfg(test)]
 mod test_util;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -243,6 +251,8 @@ pub async fn run(
         () = shutdown.cancelled() => None,
         () = housekeeping(&shared) => None,
         () = shared.backends.rooms.run() => None,
+        () = shared.schedules.run(&shared.backends.rooms) => None,
+        () = shared.backends.rooms.webhooks.run(shared.backends.store.ledger(), &cfg.node_id) => None,
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
     };

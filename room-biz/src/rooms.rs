@@ -36,6 +36,7 @@ use self::views::{View, Views};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
+use crate::webhooks::{Webhooks, kinds};
 
 /// uids per `PushUsers` request.
 const USER_PUSH_BATCH: usize = 500;
@@ -59,6 +60,10 @@ pub(crate) struct Settings {
     pub(crate) reaction_kinds_max: usize,
     /// Pace of live poll tallies.
     pub(crate) poll_tally: Duration,
+    /// Items kept per user inbox.
+    pub(crate) inbox_max: usize,
+    /// How long a user inbox lives after its last item.
+    pub(crate) inbox_ttl: Duration,
 }
 
 /// A change that went through.
@@ -83,6 +88,8 @@ pub(crate) struct Rooms {
     pub(crate) counters: Aggregator,
     pub(crate) timers: Timers,
     pub(crate) presence: PresenceQueue,
+    /// Events for the app backend (event log, webhooks).
+    pub(crate) webhooks: Webhooks,
     /// (room, poll) with votes not yet pushed as a tally.
     tallies: Mutex<HashSet<(String, String)>>,
     events_metric: IntCounterVec,
@@ -108,6 +115,8 @@ impl Rooms {
                 polls_open_max: cfg.polls_open_max,
                 reaction_kinds_max: cfg.reaction_kinds_max,
                 poll_tally: Duration::from_millis(cfg.poll_tally_ms),
+                inbox_max: cfg.schedules.inbox_max,
+                inbox_ttl: Duration::from_secs(cfg.schedules.inbox_ttl_secs),
             },
             views: Views::new(store.clone(), Duration::from_millis(cfg.room_view_ms)),
             counters: Aggregator::new(
@@ -125,6 +134,7 @@ impl Rooms {
                 cfg.presence_aggregate_members,
                 Duration::from_millis(cfg.presence_window_ms),
             ),
+            webhooks: Webhooks::new(&cfg.webhooks),
             tallies: Mutex::default(),
             events_metric: metrics.events.clone(),
             ended_metric: metrics.rooms_ended.clone(),
@@ -157,12 +167,33 @@ impl Rooms {
     /// kicks and the invite list again, atomically, as the action's first
     /// guards, so a change made through another node is not missed.
     pub(crate) async fn gate(&self, room: &str, uid: &str) -> Result<Arc<View>, Refusal> {
-        let view = self
+        let mut view = self
             .views
             .get(room)
             .await
             .map_err(Refusal::from)?
             .ok_or_else(|| not_found(room))?;
+        if view.room.state == RoomState::Scheduled
+            && view
+                .room
+                .scheduled_at_ms
+                .is_some_and(|at| at <= common::time::now_ms())
+        {
+            // Past its time and not started: the due index should have done
+            // it (schedules), unless it was lost with a Redis that restarted
+            // empty. Start it now; the store's guard makes this a no-op if
+            // another node just did.
+            if self.start(room, None).await.is_ok() {
+                tracing::info!(room, "Started an overdue scheduled room on first use.");
+            }
+            self.views.invalidate(room);
+            view = self
+                .views
+                .get(room)
+                .await
+                .map_err(Refusal::from)?
+                .ok_or_else(|| not_found(room))?;
+        }
         if view.room.empty_expired(common::time::now_ms()) && self.auto_end(room).await {
             return Err(Barred::Ended.into());
         }
@@ -345,11 +376,66 @@ impl Rooms {
         let seq = self
             .event(room, events::ROOM_STARTED, &body, actor.unwrap_or(""))
             .await;
-        let note = json!({"room": room, "title": started.title, "host": started.owner});
+        self.webhooks.emit(
+            kinds::ROOM_STARTED,
+            room,
+            json!({
+                "title": started.title,
+                "owner": started.owner,
+                "scheduled_at_ms": started.scheduled_at_ms,
+                "started_at_ms": started.started_at_ms,
+                "by": actor,
+            }),
+        );
+        let note = json!({
+            "room": room,
+            "title": started.title,
+            "host": started.owner,
+            "started_at_ms": started.started_at_ms,
+        });
         let audience = self.audience(room).await;
+        // Kept for those who connect later, then pushed to those online now.
+        let item = json!({"kind": events::USER_ROOM_STARTED, "at_ms": now, "body": note});
+        if let Err(error) = self
+            .store
+            .ledger()
+            .inbox_push(
+                &audience,
+                &item.to_string(),
+                self.settings.inbox_max,
+                self.settings.inbox_ttl,
+            )
+            .await
+        {
+            tracing::warn!(room, %error, "Cannot keep room_started in user inboxes.");
+        }
         self.notify_users(&audience, events::USER_ROOM_STARTED, &note)
             .await;
         Ok((started, seq))
+    }
+
+    /// Remind interested and invited users that `room` starts soon, if it is
+    /// still scheduled; how many were online.
+    pub(crate) async fn remind(&self, room: &str) -> Result<u32, Refusal> {
+        let found = self
+            .store
+            .get_room(room)
+            .await
+            .map_err(Refusal::from)?
+            .ok_or_else(|| not_found(room))?;
+        if found.state != RoomState::Scheduled {
+            return Ok(0);
+        }
+        let note = json!({
+            "room": room,
+            "title": found.title,
+            "host": found.owner,
+            "scheduled_at_ms": found.scheduled_at_ms,
+        });
+        let audience = self.audience(room).await;
+        Ok(self
+            .notify_users(&audience, events::USER_ROOM_REMINDER, &note)
+            .await)
     }
 
     /// Everyone invited or interested (invited first), without repeats.
@@ -437,6 +523,7 @@ impl Rooms {
         });
         self.event(room, events::ROOM_ENDED, &body, by.unwrap_or(""))
             .await;
+        self.webhooks.emit(kinds::ROOM_ENDED, room, body);
         tracing::info!(room, reason, "Room ended.");
         summary
     }
@@ -538,6 +625,7 @@ impl Rooms {
         let view = self.poll(room, poll).await?;
         let seq = if done.changed {
             let body = json!({"poll": view, "reason": reason, "by": actor, "v": done.version});
+            self.webhooks.emit(kinds::POLL_CLOSED, room, body.clone());
             self.event(room, events::POLL_CLOSED, &body, actor.unwrap_or(""))
                 .await
         } else {
@@ -617,6 +705,11 @@ impl Rooms {
 
     /// A member joined (the store has counted them).
     pub(crate) fn joined(&self, room: &str, uid: &str, role: Role, members: u32) {
+        self.webhooks.emit_member(
+            kinds::MEMBER_JOINED,
+            room,
+            json!({"uid": uid, "role": role.as_str(), "members": members}),
+        );
         self.presence.notice(Notice::Joined {
             room: room.to_owned(),
             uid: uid.to_owned(),
@@ -627,6 +720,11 @@ impl Rooms {
 
     /// A member left (the store has counted it); an empty room may end later.
     pub(crate) async fn left(&self, room: &str, uid: Option<&str>, members: u32) {
+        self.webhooks.emit_member(
+            kinds::MEMBER_LEFT,
+            room,
+            json!({"uid": uid, "members": members}),
+        );
         self.presence.notice(Notice::Left {
             room: room.to_owned(),
             uid: uid.map(str::to_owned),

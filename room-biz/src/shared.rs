@@ -19,6 +19,7 @@ use crate::key_quota::KeyQuota;
 use crate::longpoll::{LongPollCache, UidSlots};
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
+use crate::schedules::Schedules;
 
 /// Configuration, backends, the action table and metrics, behind one `Arc`.
 pub(crate) struct Shared {
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) key_quota: KeyQuota,
     /// Long polls waiting per uid (`max_long_polls_per_uid`).
     pub(crate) poll_slots: UidSlots,
+    /// Scheduled rooms: the due-start index and its poller.
+    pub(crate) schedules: Schedules,
 }
 
 impl Shared {
@@ -71,8 +74,11 @@ impl Shared {
         // Every store operation is counted, so a workload's cost in round
         // trips is visible (and benchmarks can report store ops per second).
         let store: Arc<dyn RoomStore> = Arc::new(Metered::new(store, metrics.store_ops.clone()));
+        let schedules = Schedules::new(cfg.schedules.clone(), store.ledger(), registry);
         let backends = Backends::new(&cfg, store, pusher, &metrics);
+        backends.rooms.webhooks.register(registry);
         Ok(Self {
+            schedules,
             actions: ActionTable::new(&cfg)?,
             longpoll: LongPollCache::new(&cfg, &backends, &metrics),
             poll_slots: UidSlots::new(cfg.max_long_polls_per_uid),

@@ -214,3 +214,190 @@ fn unspecified_addresses_are_advertised_with_the_configured_host() {
     let local: SocketAddr = "127.0.0.1:9000".parse().expect("addr");
     assert_eq!(advertised(local, "10.0.0.5"), "127.0.0.1:9000");
 }
+
+/// A receiver of webhooks: the event types it got, in order.
+async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = bind().await;
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<
+                    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+                >,
+                 axum::Json(event): axum::Json<serde_json::Value>| async move {
+                    got.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+                },
+            ),
+        )
+        .with_state(got.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test]
+async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() {
+    let redis = test_servers::RedisServer::start().expect("start redis-server");
+    let discovery = Arc::new(MemoryDiscovery::new());
+    let live = Arc::new(common::live_config::MemoryLiveConfig::default());
+    let key = "rck_test0002_0123456789abcdefghijABCDEFGHIJ";
+    let mut ring = Keyring::default();
+    ring.insert(key, "test backend", &[], 1).expect("key");
+    live.put(keys::API_KEYS, &ring.to_stored())
+        .await
+        .expect("stored");
+    let (hook_url, hooks) = webhook_receiver().await;
+    let cfg = |node: &str| Config {
+        node_id: node.into(),
+        schedules: crate::config::ScheduleConfig {
+            poll_ms: 20,
+            ..Default::default()
+        },
+        webhooks: crate::config::WebhookConfig {
+            enabled: true,
+            urls: vec![hook_url.clone()],
+            secrets: vec!["whsec-0123456789abcdef".into()],
+            poll_ms: 20,
+            timeout_ms: 250,
+            stale_ms: 300,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let start = |node: &'static str| {
+        let (discovery, live, url) = (discovery.clone(), live.clone(), redis.url());
+        let cfg = cfg(node);
+        async move {
+            let store = RedisRoomStore::connect(&[url], "run:")
+                .await
+                .expect("redis");
+            let deps = Deps {
+                discovery,
+                registry: prometheus::Registry::new(),
+                store: Arc::new(store),
+                live_config: live,
+            };
+            let listeners = Listeners {
+                http: bind().await,
+                backend: bind().await,
+                grpc: bind().await,
+                ops: None,
+            };
+            let backend = format!("http://{}", listeners.backend.local_addr().expect("addr"));
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(run(cfg, deps, listeners, shutdown.clone()));
+            (backend, shutdown, task)
+        }
+    };
+    let http = reqwest::Client::new();
+    let create = |backend: &str, at: u64| {
+        http.post(format!("{backend}/v1/rooms"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({"title": "Later", "owner": "alice", "scheduled_at_ms": at}))
+            .send()
+    };
+
+    // Node a refuses a past schedule and takes a near one, then stops.
+    let (backend_a, shutdown_a, task_a) = start("biz-a").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let past = loop {
+        // Serving once the listener answers (the keyring loads with run).
+        match create(&backend_a, common::time::now_ms() - 1000).await {
+            Ok(res) if res.status().as_u16() != 401 => break res,
+            _ => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node a never served"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(past.status().as_u16(), 400);
+    let at = common::time::now_ms() + 1_000;
+    let created = create(&backend_a, at).await.expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    let room: serde_json::Value = created.json().await.expect("json");
+    let room = room["room_id"].as_str().expect("room_id").to_owned();
+    shutdown_a.cancel();
+    tokio::time::timeout(PATIENCE, task_a)
+        .await
+        .expect("a stops")
+        .expect("task")
+        .expect("clean stop");
+
+    // Nothing runs at the due time; node b, started later, starts the room.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (backend_b, shutdown_b, task_b) = start("biz-b").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let state = http
+            .get(format!("{backend_b}/v1/rooms/{room}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .ok();
+        let state = match state {
+            Some(res) if res.status().is_success() => res.json::<serde_json::Value>().await.ok(),
+            _ => None,
+        };
+        if state.as_ref().and_then(|s| s["state"].as_str()) == Some("live") {
+            let started = state.as_ref().and_then(|s| s["started_at_ms"].as_u64());
+            assert!(
+                started.is_some_and(|t| t >= at),
+                "started at its time, not before"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "room never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The app's receiver hears of the creation (logged by a) and the start
+    // (by b), and the event log reads them back.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let types = || {
+        let got = hooks.lock().unwrap_or_else(|p| p.into_inner());
+        got.iter()
+            .filter(|e| e["room"] == room.as_str())
+            .filter_map(|e| e["type"].as_str().map(str::to_owned))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    while types().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhooks: {:?}",
+            types()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        types().into_iter().collect::<Vec<_>>(),
+        vec!["room.created", "room.started"]
+    );
+    let log: serde_json::Value = http
+        .get(format!("{backend_b}/v1/events?limit=10"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    let logged: Vec<&str> = log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(logged, vec!["room.created", "room.started"], "{log}");
+    assert_eq!(log["next"], log["events"][1]["id"]);
+    shutdown_b.cancel();
+    tokio::time::timeout(PATIENCE, task_b)
+        .await
+        .expect("b stops")
+        .expect("task")
+        .expect("clean stop");
+}

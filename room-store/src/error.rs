@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The store was set up wrongly (no URL, a bad URL, a bad key prefix).
     #[error("invalid room store configuration: {0}")]
     InvalidConfig(String),
+    /// An argument is malformed (an event id that is not `<ms>-<n>`).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
 }
 
 impl StoreError {

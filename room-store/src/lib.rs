@@ -23,6 +23,7 @@ pub mod store;
 
 pub use crate::error::StoreError;
 pub use crate::store::{
-    AudienceSet, DEFAULT_KEY_PREFIX, MemberEntry, MemberFilter, MemoryRoomStore, Metered, NewRoom,
-    ROOM_TTL, RedisRoomStore, Role, Room, RoomLists, RoomState, RoomStore, counter,
+    AudienceSet, DEFAULT_KEY_PREFIX, Ledger, LoggedEvent, MemberEntry, MemberFilter, MemoryLedger,
+    MemoryRoomStore, Metered, NewRoom, Once, ROOM_TTL, RedisRoomStore, Role, Room, RoomLists,
+    RoomState, RoomStore, counter,
 };

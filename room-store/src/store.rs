@@ -19,7 +19,9 @@
 //! its clients are gone, and nobody else would ever send their leaves.
 
 mod engine;
+mod ledger;
 mod memory;
+mod memory_ledger;
 mod meta_cache;
 mod metered;
 mod redis_store;
@@ -31,6 +33,8 @@ pub use self::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists, RoomState, RoomStore,
     counter,
 };
+pub use self::ledger::{Ledger, LoggedEvent, Once};
 pub use self::memory::MemoryRoomStore;
+pub use self::memory_ledger::MemoryLedger;
 pub use self::metered::Metered;
 pub use self::redis_store::{DEFAULT_KEY_PREFIX, ROOM_TTL, RedisRoomStore};

@@ -160,8 +160,13 @@ impl Stage {
                     .await;
             }
             Action::Kick | Action::Block => {
-                let body =
-                    json!({"room": room, "by": actor, "blocked": self.action == Action::Block});
+                let blocked = self.action == Action::Block;
+                rooms.webhooks.emit(
+                    crate::webhooks::kinds::MEMBER_KICKED,
+                    room,
+                    json!({"uid": target, "by": actor, "blocked": blocked}),
+                );
+                let body = json!({"room": room, "by": actor, "blocked": blocked});
                 rooms
                     .notify_removed(target, room, events::USER_KICKED, &body)
                     .await;

@@ -159,7 +159,8 @@ async fn ok(
 /// in another room), and an open poll `pSetup`.
 async fn cast(b: &Backends, table: &ActionTable, scheduled: bool) -> String {
     let new = NewRoom {
-        scheduled_at_ms: scheduled.then_some(1),
+        // An hour ahead: a scheduled room past its time starts on first use.
+        scheduled_at_ms: scheduled.then(|| common::time::now_ms() + 3_600_000),
         ..NewRoom::titled("Matrix", Some("host"))
     };
     let room = b.store.create_room(new).await.expect("create").id;
@@ -1102,4 +1103,93 @@ async fn control_and_bidi_characters_are_refused_in_comments_and_polls() {
         json!({"question": "お茶?", "options": ["はい", "いいえ"]}),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_retried_gift_with_its_request_id_is_sent_and_counted_once() {
+    let pusher = RecordingPusher::new();
+    let b = backends(pusher.clone());
+    let table = ActionTable::new(&Config::default()).expect("table");
+    let room = b
+        .store
+        .create_room(NewRoom::titled("Gifts", Some("host")))
+        .await
+        .expect("create")
+        .id;
+    let gift = json!({"gift_id": "star", "count": 2, "request_id": "tap-1"});
+    let first = ok(&b, &table, &room, "carol", "gift", gift.clone()).await;
+    let retry = ok(&b, &table, &room, "carol", "gift", gift.clone()).await;
+    assert_eq!(first, retry, "the retry gets the first reply");
+    // The same request id from someone else, or another id, is another gift.
+    ok(&b, &table, &room, "dave", "gift", gift).await;
+    ok(
+        &b,
+        &table,
+        &room,
+        "carol",
+        "gift",
+        json!({"gift_id": "star", "count": 2, "request_id": "tap-2"}),
+    )
+    .await;
+    let gifts = pusher
+        .events(&room)
+        .into_iter()
+        .filter(|(kind, _)| kind == "gift")
+        .count();
+    assert_eq!(gifts, 3, "pushed once per request id");
+    let summary = b
+        .rooms
+        .read(&room, None)
+        .await
+        .expect("read")
+        .summary_json(0);
+    assert_eq!(
+        (summary["gifts"].as_u64(), summary["gift_value"].as_u64()),
+        (Some(6), Some(60)),
+        "counted once per request id"
+    );
+    let bad = act(
+        &b,
+        &table,
+        &room,
+        "carol",
+        "gift",
+        &json!({"gift_id": "star", "request_id": "two words"}),
+    )
+    .await;
+    assert_eq!(bad.map_err(|r| r.code).err(), Some(Code::BadRequest));
+
+    // A gift whose push failed gives its id up: the retry sends it.
+    let failing = backends_on(
+        b.store.clone(),
+        &Config::default(),
+        RecordingPusher::failing(),
+    );
+    let lost = act(
+        &failing,
+        &table,
+        &room,
+        "erin",
+        "gift",
+        &json!({"gift_id": "star", "request_id": "tap-9"}),
+    )
+    .await;
+    assert_eq!(lost.map_err(|r| r.code).err(), Some(Code::Unavailable));
+    ok(
+        &b,
+        &table,
+        &room,
+        "erin",
+        "gift",
+        json!({"gift_id": "star", "request_id": "tap-9"}),
+    )
+    .await;
+    assert_eq!(
+        pusher
+            .events(&room)
+            .iter()
+            .filter(|(k, _)| k == "gift")
+            .count(),
+        4
+    );
 }

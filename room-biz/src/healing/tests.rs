@@ -299,6 +299,9 @@ impl RoomStore for FlakyStore {
     async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
         self.inner.tokens_revoked_before(uid).await
     }
+    fn ledger(&self) -> Arc<dyn room_store::Ledger> {
+        self.inner.ledger()
+    }
     async fn remove_node(&self, node_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         let failing = self
             .failures

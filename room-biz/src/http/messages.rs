@@ -2,10 +2,12 @@
 //! publishes a system message), and message bodies as JSON.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -16,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use super::caller::Caller;
 use super::error::{ApiError, ApiJson};
 use crate::error::PushError;
+use crate::idempotency::{self, OnceError};
 use crate::shared::Shared;
 
 /// Longest message kind accepted, in characters.
@@ -65,16 +69,70 @@ pub(super) struct PostMessage {
 }
 
 #[derive(Serialize)]
-pub(super) struct Published {
+struct Published {
     seq: u64,
     epoch: u64,
 }
 
+/// The header of a retry-safe publish.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a reply that repeats an earlier request's (same idempotency key).
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// `POST /v1/rooms/{id}/messages`. With an `Idempotency-Key` header, a retry
+/// with the same key (same API key and room) within the window gets the
+/// first reply (`Idempotent-Replayed: true`) and appends nothing.
 pub(super) async fn post_message(
     State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(msg): ApiJson<PostMessage>,
-) -> Result<Json<Published>, ApiError> {
+) -> Result<Response, ApiError> {
+    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(Json(publish(&shared, &id, msg).await?).into_response());
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| idempotency::check_key(k).is_ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {} printable ASCII characters",
+                idempotency::KEY_MAX_BYTES
+            ))
+        })?;
+    let scoped = format!("msg:{}:{id}:{key}", caller.actor());
+    let window = Duration::from_secs(shared.cfg.idempotency_window_secs);
+    let ledger = shared.backends.store.ledger();
+    let replied = idempotency::once(&*ledger, &scoped, window, || async {
+        let published = publish(&shared, &id, msg).await?;
+        serde_json::to_string(&published)
+            .map_err(|e| ApiError::unavailable(format!("cannot encode the reply: {e}")))
+    })
+    .await
+    .map_err(|error| match error {
+        OnceError::Work(error) => error,
+        OnceError::InProgress => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still in progress; retry shortly",
+        )
+        .retry_after(PUBLISH_RETRY_AFTER_SECS),
+        OnceError::Store(error) => ApiError::from(error),
+    })?;
+    let mut response =
+        ([(header::CONTENT_TYPE, "application/json")], replied.reply).into_response();
+    if replied.repeat {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Check and publish `msg` to room `id`.
+async fn publish(shared: &Shared, id: &str, msg: PostMessage) -> Result<Published, ApiError> {
     if msg.kind.is_empty() || msg.kind.chars().count() > KIND_MAX_CHARS {
         return Err(ApiError::bad_request(format!(
             "kind must be 1 to {KIND_MAX_CHARS} characters"
@@ -93,9 +151,9 @@ pub(super) async fn post_message(
             message,
         ));
     }
-    let room = shared.backends.store.get_room(&id).await?;
+    let room = shared.backends.store.get_room(id).await?;
     match room {
-        None => return Err(ApiError::room_not_found(&id)),
+        None => return Err(ApiError::room_not_found(id)),
         Some(r) if r.state == RoomState::Ended => {
             let message = format!("room {id} has ended");
             return Err(ApiError::new(StatusCode::CONFLICT, "room_ended", message));
@@ -103,7 +161,7 @@ pub(super) async fn post_message(
         Some(_) => {}
     }
     let request = PushRoomRequest {
-        room: id.clone(),
+        room: id.to_owned(),
         kind: msg.kind,
         body: Bytes::from(body),
         // App-backend messages have no user behind them.
@@ -123,10 +181,10 @@ pub(super) async fn post_message(
             tracing::warn!(room = %id, %error, "Cannot push system message.");
             publish_error(&error)
         })?;
-    Ok(Json(Published {
+    Ok(Published {
         seq: reply.seq,
         epoch: reply.epoch,
-    }))
+    })
 }
 
 /// A publish that got no seq: always retryable (503 + `Retry-After`), and

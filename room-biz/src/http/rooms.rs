@@ -141,6 +141,14 @@ pub(super) async fn create_room(
             "scheduled_at_ms must be a Unix time in ms",
         ));
     }
+    if let Some(at) = body.scheduled_at_ms {
+        let now = common::time::now_ms();
+        if at <= now {
+            return Err(ApiError::bad_request(format!(
+                "scheduled_at_ms {at} is in the past (now {now}); create a live room instead"
+            )));
+        }
+    }
     let auto_end = body
         .auto_end_empty_secs
         .unwrap_or(shared.cfg.auto_end_empty_secs);
@@ -159,7 +167,21 @@ pub(super) async fn create_room(
         invited: invited.clone(),
     };
     let room = shared.backends.store.create_room(new).await?;
+    // Without its index entry the room would never start by itself: the
+    // create fails (retryable) rather than leave a silent room behind.
+    shared.schedules.scheduled(&room).await?;
     shared.metrics.rooms_created.inc();
+    shared.backends.rooms.webhooks.emit(
+        crate::webhooks::kinds::ROOM_CREATED,
+        &room.id,
+        serde_json::json!({
+            "title": room.title,
+            "owner": room.owner,
+            "state": room.state,
+            "scheduled_at_ms": room.scheduled_at_ms,
+            "private": room.private,
+        }),
+    );
     tracing::info!(room = %room.id, owner = ?room.owner, state = room.state.as_str(), by = %caller.actor(), "Room created.");
     // A live room nobody joins ends like one everybody left.
     shared.backends.rooms.watch_empty(&room);

@@ -401,3 +401,73 @@ async fn bad_lifecycle_requests_are_400() {
     let (status, body) = post(format!("{url}/v1/rooms/{id}/invite"), json!({"uids": []})).await;
     assert_eq!((status, error_of(&body).0), (400, "bad_request"));
 }
+
+#[tokio::test]
+async fn a_message_retried_with_its_idempotency_key_is_appended_once() {
+    let pusher = RecordingPusher::new();
+    let url = serve(pusher.clone()).await;
+    let (_, room) = create(&url, json!({"title": "Quiz"})).await;
+    let id = room["room_id"].as_str().expect("room_id");
+    let messages = format!("{url}/v1/rooms/{id}/messages");
+    let client = backend_client();
+    let request = json!({"kind": "score", "body": {"goal": 1}});
+    let keyed = |key: &str| {
+        client
+            .post(&messages)
+            .header("Idempotency-Key", key)
+            .json(&request)
+    };
+
+    let first = keyed("goal-1").send().await.expect("request");
+    assert_eq!(first.status().as_u16(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first, json!({"seq": 1, "epoch": TEST_EPOCH}));
+    let retry = keyed("goal-1").send().await.expect("request");
+    assert_eq!(retry.status().as_u16(), 200);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let retry: Value = retry.json().await.expect("json");
+    assert_eq!(retry, first, "the first reply again");
+    assert_eq!(pusher.sent().len(), 1, "appended once");
+
+    let (status, other) = send(keyed("goal-2")).await;
+    assert_eq!((status, other["seq"].as_u64()), (200, Some(2)));
+    let (status, unkeyed) = send(client.post(&messages).json(&request)).await;
+    assert_eq!((status, unkeyed["seq"].as_u64()), (200, Some(3)));
+    assert_eq!(pusher.sent().len(), 3);
+
+    for bad in ["", "two words", &"k".repeat(129)] {
+        let (status, body) = send(keyed(bad)).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert!(error_of(&body).1.contains("Idempotency-Key"), "{body}");
+    }
+    assert_eq!(pusher.sent().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failed_keyed_publish_can_be_retried_with_the_same_key() {
+    let url = serve(RecordingPusher::failing()).await;
+    let (_, room) = create(&url, json!({"title": "Quiz"})).await;
+    let id = room["room_id"].as_str().expect("room_id");
+    let messages = format!("{url}/v1/rooms/{id}/messages");
+    for _ in 0..2 {
+        let (status, body) = send(
+            backend_client()
+                .post(&messages)
+                .header("Idempotency-Key", "k1")
+                .json(&json!({"body": {}})),
+        )
+        .await;
+        assert_eq!(
+            (status, error_of(&body).0),
+            (503, "not_published"),
+            "a failure is not recorded as the key's reply"
+        );
+    }
+}

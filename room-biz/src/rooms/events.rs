@@ -11,7 +11,9 @@
 //!
 //! User events (`PushUsers`, ephemeral, `room` empty in the client frame; the
 //! body names the room): [`USER_ROOM_INVITE`], [`USER_ROOM_STARTED`],
-//! [`USER_SPEAK_INVITE`], [`USER_KICKED`].
+//! [`USER_ROOM_REMINDER`], [`USER_SPEAK_INVITE`], [`USER_KICKED`].
+//! [`USER_ROOM_STARTED`] is also kept in each such user's inbox, for users
+//! who connect later (`GET /v1/me/inbox`).
 //!
 //! Bodies are documented in docs/room-api.md. Every state event carries `v`,
 //! the room's state version after the change, and the subject's whole stage
@@ -60,6 +62,8 @@ pub(crate) const PRESENCE: &str = "presence";
 pub(crate) const USER_ROOM_INVITE: &str = "room_invite";
 /// To interested and invited users: the room started.
 pub(crate) const USER_ROOM_STARTED: &str = "room_started";
+/// To interested and invited users: the scheduled room starts soon.
+pub(crate) const USER_ROOM_REMINDER: &str = "room_reminder";
 /// To a listener: a moderator invites you to speak.
 pub(crate) const USER_SPEAK_INVITE: &str = "speak_invite";
 /// To a kicked user: you were removed.

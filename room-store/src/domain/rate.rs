@@ -16,6 +16,8 @@ pub const GIFT_MAX_COUNT: u32 = 10_000;
 pub const GIFT_MAX_VALUE: u64 = 1_000_000_000;
 /// Longest gift id, in characters.
 pub const GIFT_ID_MAX_CHARS: usize = 64;
+/// Longest client `request_id` of a gift.
+pub const GIFT_REQUEST_ID_MAX_CHARS: usize = 128;
 
 /// How long `uid` must still wait before commenting, in ms, under a slow mode
 /// of `secs`, given their last comment at `last_ms`; `None`: they may now.
@@ -80,6 +82,10 @@ pub struct Gift {
     /// How many, 1 to [`GIFT_MAX_COUNT`]; 1 when absent.
     #[serde(default = "one")]
     pub count: u32,
+    /// The client's id for this sending (1 to [`GIFT_REQUEST_ID_MAX_CHARS`]
+    /// printable ASCII): a retry with the same id is counted once.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 impl Gift {
@@ -93,6 +99,15 @@ impl Gift {
         }
         if !(1..=GIFT_MAX_COUNT).contains(&self.count) {
             return Err(format!("count must be 1 to {GIFT_MAX_COUNT}"));
+        }
+        if let Some(request_id) = &self.request_id
+            && (request_id.is_empty()
+                || request_id.len() > GIFT_REQUEST_ID_MAX_CHARS
+                || !request_id.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(format!(
+                "request_id must be 1 to {GIFT_REQUEST_ID_MAX_CHARS} printable ASCII characters"
+            ));
         }
         Ok(Self {
             gift_id: id.to_owned(),
@@ -185,6 +200,7 @@ mod tests {
         let gift = Gift {
             gift_id: " rose ".into(),
             count: 3,
+            request_id: Some("tap-17".into()),
         };
         let gift = gift.validate().expect("valid");
         assert_eq!((gift.gift_id.as_str(), gift.total_value(10)), ("rose", 30));
@@ -192,14 +208,32 @@ mod tests {
             Gift {
                 gift_id: "".into(),
                 count: 1,
+                request_id: None,
             },
             Gift {
                 gift_id: "g".into(),
                 count: 0,
+                request_id: None,
             },
             Gift {
                 gift_id: "g".into(),
                 count: GIFT_MAX_COUNT + 1,
+                request_id: None,
+            },
+            Gift {
+                gift_id: "g".into(),
+                count: 1,
+                request_id: Some(String::new()),
+            },
+            Gift {
+                gift_id: "g".into(),
+                count: 1,
+                request_id: Some("has space".into()),
+            },
+            Gift {
+                gift_id: "g".into(),
+                count: 1,
+                request_id: Some("x".repeat(GIFT_REQUEST_ID_MAX_CHARS + 1)),
             },
         ] {
             assert!(bad.validate().is_err());

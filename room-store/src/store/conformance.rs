@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
+mod ledger;
 mod state;
 
 use super::engine::{NewRoom, Room, RoomState, RoomStore};
@@ -25,6 +26,7 @@ pub async fn run_all(store: &dyn RoomStore) {
     concurrent_joins_and_leaves_leave_exact_counts(store).await;
     token_revocations_only_move_forward(store).await;
     state::run_all(store).await;
+    ledger::run_all(&*store.ledger()).await;
 }
 
 async fn room(store: &dyn RoomStore, owner: Option<&str>) -> Room {

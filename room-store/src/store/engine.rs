@@ -2,6 +2,9 @@
 //! of its methods.
 
 pub use crate::domain::room::{NewRoom, Role, Room, RoomState};
+use std::sync::Arc;
+
+use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;
@@ -184,4 +187,8 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Tokens of `uid` issued before this (Unix seconds) are revoked; `None`
     /// when there is no live revocation.
     async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The engine's [`Ledger`] (due jobs, inboxes, idempotency keys), on the
+    /// same backend as the rooms.
+    fn ledger(&self) -> Arc<dyn Ledger>;
 }

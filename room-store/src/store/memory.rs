@@ -5,28 +5,45 @@
 //! reference semantics of [`RoomDoc::apply`] are used as they are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
+use super::ledger::Ledger;
+use super::memory_ledger::MemoryLedger;
+use super::redis_store::ROOM_TTL;
 use crate::domain::rate;
 use crate::domain::state::{Counters, RoomRead, Viewer};
 use crate::domain::transition::{Applied, Membership, RoomDoc, Transition};
 use crate::error::StoreError;
 use crate::ids;
 
-/// Rooms in a process-local map. Nothing expires: fine for one process's lifetime.
-#[derive(Default)]
+/// Rooms in a process-local map. A room goes [`ROOM_TTL`] after its last
+/// write (a scheduled one never before that long after its start), like the
+/// Redis engine's keys: ended and abandoned rooms give their memory back.
 pub struct MemoryRoomStore {
     // Each operation is a short map update with no await inside, so a std
     // mutex is cheaper than an async one and cannot be held across an await.
     state: Mutex<State>,
+    ttl_ms: u64,
+    /// How often a call sweeps expired rooms (a scan of every room).
+    sweep_every_ms: u64,
+    ledger: Arc<MemoryLedger>,
+}
+
+impl Default for MemoryRoomStore {
+    fn default() -> Self {
+        Self::with_ttl(ROOM_TTL)
+    }
 }
 
 #[derive(Default)]
 struct State {
     rooms: HashMap<String, Entry>,
+    /// When expired rooms were last swept, Unix ms.
+    last_sweep_ms: u64,
     /// host → uids they blocked.
     blocks: HashMap<String, BTreeSet<String>>,
     /// uid → (tokens issued before this are revoked, Unix s; the mark
@@ -43,6 +60,8 @@ struct Entry {
     seen: HashSet<String>,
     /// uid → last comment (slow mode).
     last_comment: HashMap<String, u64>,
+    /// The last write to the room, Unix ms: it expires `ttl` after this.
+    last_write_ms: u64,
 }
 
 /// uid → sessions, with a join-time index for pages.
@@ -110,6 +129,17 @@ impl Entry {
             counters: BTreeMap::new(),
             seen: HashSet::new(),
             last_comment: HashMap::new(),
+            last_write_ms: common::time::now_ms(),
+        }
+    }
+
+    /// Unix ms from which the room is gone: `ttl` after its last write, and
+    /// a scheduled room lives at least `ttl` past its start.
+    fn expires_at_ms(&self, ttl_ms: u64) -> u64 {
+        let written = self.last_write_ms.saturating_add(ttl_ms);
+        match (self.room.state, self.room.scheduled_at_ms) {
+            (RoomState::Scheduled, Some(start)) => written.max(start.saturating_add(ttl_ms)),
+            _ => written,
         }
     }
 
@@ -190,9 +220,27 @@ impl Entry {
 }
 
 impl MemoryRoomStore {
-    /// An empty store.
+    /// An empty store whose rooms expire [`ROOM_TTL`] after their last write.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose rooms expire `ttl` after their last write.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self {
+            state: Mutex::default(),
+            ttl_ms,
+            // A sweep is a scan of every room: once a minute at most, and
+            // often enough that a short test TTL is honoured.
+            sweep_every_ms: ttl_ms.min(60_000),
+            ledger: Arc::default(),
+        }
+    }
+
+    /// How many rooms the store holds (expired ones not yet swept included).
+    pub fn room_count(&self) -> usize {
+        self.with(|s| s.rooms.len())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -200,14 +248,24 @@ impl MemoryRoomStore {
         // small and a half-applied one only affects that room), so a poisoned
         // lock is still used rather than failing every later request.
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = common::time::now_ms();
+        if now.saturating_sub(state.last_sweep_ms) >= self.sweep_every_ms {
+            state.last_sweep_ms = now;
+            let ttl_ms = self.ttl_ms;
+            state.rooms.retain(|_, e| e.expires_at_ms(ttl_ms) > now);
+        }
         f(&mut state)
     }
 
+    /// `f` on the room as a write: its expiry moves on.
     fn with_room<T>(&self, room: &str, f: impl FnOnce(&mut Entry) -> T) -> Result<T, StoreError> {
         self.with(|s| {
             s.rooms
                 .get_mut(room)
-                .map(f)
+                .map(|e| {
+                    e.last_write_ms = common::time::now_ms();
+                    f(e)
+                })
                 .ok_or_else(|| StoreError::RoomNotFound(room.to_owned()))
         })
     }
@@ -240,6 +298,7 @@ impl RoomStore for MemoryRoomStore {
         let now = common::time::now_ms();
         Ok(self.with(|s| {
             s.rooms.get_mut(id).map(|e| {
+                e.last_write_ms = now;
                 if e.room.state != RoomState::Ended {
                     e.room.state = RoomState::Ended;
                     e.room.ended_at_ms = Some(now);
@@ -322,6 +381,7 @@ impl RoomStore for MemoryRoomStore {
                     dropped |= entry.members.drop_sessions(&uid, |_, node| node == node_id);
                 }
                 if dropped {
+                    entry.last_write_ms = now;
                     entry.mark_if_empty(now);
                     changed.push((id.clone(), entry.members.count32()));
                 }
@@ -350,6 +410,7 @@ impl RoomStore for MemoryRoomStore {
     ) -> Result<Option<Counters>, StoreError> {
         Ok(self.with(|s| {
             s.rooms.get_mut(room).map(|e| {
+                e.last_write_ms = common::time::now_ms();
                 for (name, delta) in deltas {
                     let value = e.counters.entry(name.clone()).or_insert(0);
                     *value = value.saturating_add(*delta);
@@ -511,6 +572,10 @@ impl RoomStore for MemoryRoomStore {
                 .map(|(before, _)| *before)
         }))
     }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
 }
 
 #[cfg(test)]
@@ -521,5 +586,89 @@ mod tests {
     #[tokio::test]
     async fn passes_the_store_conformance_suite() {
         conformance::run_all(&MemoryRoomStore::new()).await;
+    }
+
+    fn new_room(scheduled_at_ms: Option<u64>) -> NewRoom {
+        NewRoom {
+            title: "t".into(),
+            owner: Some("alice".into()),
+            scheduled_at_ms,
+            ..NewRoom::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn ended_and_idle_rooms_give_their_memory_back_after_the_ttl() {
+        let store = MemoryRoomStore::with_ttl(Duration::from_millis(100));
+        let ended = store.create_room(new_room(None)).await.expect("create");
+        store.end_room(&ended.id).await.expect("end");
+        let idle = store.create_room(new_room(None)).await.expect("create");
+        let in_an_hour = common::time::now_ms() + 3_600_000;
+        let scheduled = store
+            .create_room(new_room(Some(in_an_hour)))
+            .await
+            .expect("create");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.get_room(&ended.id).await.expect("get").is_some()
+            || store.get_room(&idle.id).await.expect("get").is_some()
+        {
+            assert!(std::time::Instant::now() < deadline, "rooms never expired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A room scheduled ahead lives until the TTL after its start.
+        assert!(store.get_room(&scheduled.id).await.expect("get").is_some());
+        assert_eq!(store.room_count(), 1);
+        // Gone means gone for every operation, as a room that never existed.
+        assert!(matches!(
+            store.member_joined(&ended.id, "bob", "s1", "n1").await,
+            Err(StoreError::RoomNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_write_moves_the_expiry_on() {
+        let ttl_ms = 3_600_000;
+        let store = MemoryRoomStore::with_ttl(Duration::from_millis(ttl_ms));
+        let room = store.create_room(new_room(None)).await.expect("create");
+        let last_write = |store: &MemoryRoomStore| {
+            store.with(|s| s.rooms.get(&room.id).map(|e| e.last_write_ms))
+        };
+        let age = |store: &MemoryRoomStore| {
+            store.with(|s| {
+                if let Some(e) = s.rooms.get_mut(&room.id) {
+                    e.last_write_ms = 1;
+                }
+            })
+        };
+        age(&store);
+        store
+            .member_joined(&room.id, "bob", "s1", "n1")
+            .await
+            .expect("join");
+        assert!(last_write(&store) > Some(1), "a join is a write");
+        age(&store);
+        store
+            .add_counters(&room.id, &[(counter::LIKES.to_owned(), 1)])
+            .await
+            .expect("counters");
+        assert!(last_write(&store) > Some(1), "a counter is a write");
+        age(&store);
+        store.remove_node("n1").await.expect("remove node");
+        assert!(last_write(&store) > Some(1), "a dropped session is a write");
+        age(&store);
+        store.end_room(&room.id).await.expect("end");
+        assert!(last_write(&store) > Some(1), "the end is a write");
+        age(&store);
+        store.get_room(&room.id).await.expect("get");
+        assert_eq!(last_write(&store), Some(1), "a read is not a write");
+    }
+
+    #[test]
+    fn a_scheduled_room_outlives_its_start_by_the_ttl() {
+        let mut entry = Entry::new(new_room(Some(50_000)).into_room("r".into(), 1_000));
+        entry.last_write_ms = 1_000;
+        assert_eq!(entry.expires_at_ms(10), 50_010);
+        entry.room.state = RoomState::Live;
+        assert_eq!(entry.expires_at_ms(10), 1_010);
     }
 }

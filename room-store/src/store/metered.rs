@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use super::engine::{AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore};
+use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
 use crate::domain::transition::{Applied, Transition};
 use crate::error::StoreError;
@@ -168,5 +169,9 @@ impl RoomStore for Metered {
     async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
         self.count("tokens_revoked_before");
         self.inner.tokens_revoked_before(uid).await
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.inner.ledger()
     }
 }

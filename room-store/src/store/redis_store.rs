@@ -34,7 +34,9 @@
 //! A session field is `<uid byte length>:<uid><session id>`: unambiguous
 //! whatever the ids contain, so two uids can never share a session entry.
 //!
-//! Every room key has a [`ROOM_TTL`] refreshed on each write to the room; the
+//! Every room key has a [`ROOM_TTL`] refreshed on each write to the room (a
+//! room still scheduled keeps its keys until [`ROOM_TTL`] after its scheduled
+//! start, so rooms scheduled days ahead do not expire before they start); the
 //! node index too, refreshed on each join through the node. The node index is
 //! not room-tagged (it spans rooms), so it is written beside the room scripts,
 //! not inside them; a stale entry in it is harmless because
@@ -46,9 +48,11 @@
 //! lost a room's keys (restarted empty, failover to a lagging replica) but the
 //! cache has it, the metadata is written back and the room carries on.
 
+mod ledger;
 mod scripts;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis_conn::{self, RedisConn as Conn, RedisConnectError, RedisTimings, RedisTls};
@@ -56,12 +60,14 @@ use futures::StreamExt as _;
 use redis::{ErrorKind, RedisError, Value};
 use serde::Deserialize;
 
+use self::ledger::RedisLedger;
 use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
     AudienceSet, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState, RoomStore, counter,
 };
+use super::ledger::Ledger;
 use super::meta_cache::{self, MetaCache};
 use crate::domain::poll::{PollDef, PollView};
 use crate::domain::room::{Mute, Role, StageRole, UserStage};
@@ -105,6 +111,7 @@ pub struct RedisRoomStore {
     conn: Conn,
     prefix: String,
     cache: MetaCache,
+    ledger: Arc<RedisLedger>,
 }
 
 /// Names of a room's keys, in the order every script expects.
@@ -174,6 +181,7 @@ impl RedisRoomStore {
                 | RedisConnectError::Tls(_) => StoreError::InvalidConfig(e.to_string()),
             })?;
         Ok(Self {
+            ledger: Arc::new(RedisLedger::new(conn.clone(), key_prefix)),
             conn,
             prefix: key_prefix.to_owned(),
             cache: MetaCache::new(meta_cache::DEFAULT_CAPACITY, ROOM_TTL),
@@ -1050,6 +1058,10 @@ impl RoomStore for RedisRoomStore {
                 })
             })
             .transpose()
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
     }
 }
 

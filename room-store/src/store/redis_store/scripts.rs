@@ -17,7 +17,18 @@ local K = {meta = KEYS[1], members = KEYS[2], sessions = KEYS[3], refs = KEYS[4]
   roles = KEYS[5], hands = KEYS[6], invites = KEYS[7], muted = KEYS[8], kicked = KEYS[9],
   allowed = KEYS[10], interest = KEYS[11], polls = KEYS[12], votes = KEYS[13],
   tally = KEYS[14], counters = KEYS[15], seen = KEYS[16], slow = KEYS[17]}
+local function room_ttl(ttl)
+  ttl = tonumber(ttl)
+  if redis.call('HGET', K.meta, 'state') == 'scheduled' then
+    local at = tonumber(redis.call('HGET', K.meta, 'scheduled_at_ms') or '0')
+    local now = redis.call('TIME')
+    local ahead = math.ceil(at / 1000 - tonumber(now[1]))
+    if ahead > 0 then ttl = ttl + ahead end
+  end
+  return ttl
+end
 local function expire_all(ttl)
+  ttl = room_ttl(ttl)
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 end
 local function map(flat)
@@ -76,7 +87,7 @@ pub(super) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('EXISTS', K.meta) == 0 then
   redis.call('HSET', K.meta, unpack(ARGV, 2))
 end
-redis.call('EXPIRE', K.meta, ARGV[1])
+redis.call('EXPIRE', K.meta, room_ttl(ARGV[1]))
 return redis.call('HGETALL', K.meta)
 ",
     )
@@ -148,7 +159,7 @@ end
 if removed > 0 then
   mark_empty(ARGV[3])
   for _, key in ipairs({K.meta, K.members, K.sessions, K.refs}) do
-    redis.call('EXPIRE', key, ARGV[2])
+    redis.call('EXPIRE', key, room_ttl(ARGV[2]))
   end
 end
 return {redis.call('ZCARD', K.members), removed, node}
@@ -360,7 +371,7 @@ pub(super) static COUNT: LazyLock<Script> = LazyLock::new(|| {
         r"
 if redis.call('EXISTS', K.meta) == 0 then return '' end
 for i = 2, #ARGV, 2 do redis.call('HINCRBY', K.counters, ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', K.counters, ARGV[1])
+redis.call('EXPIRE', K.counters, room_ttl(ARGV[1]))
 return cjson.encode(map(redis.call('HGETALL', K.counters)))
 ",
     )
@@ -379,7 +390,7 @@ if period > 0 and last then
   if since < period then return tostring(period - since) end
 end
 redis.call('HSET', K.slow, ARGV[1], ARGV[3])
-redis.call('EXPIRE', K.slow, ARGV[4])
+redis.call('EXPIRE', K.slow, room_ttl(ARGV[4]))
 return ''
 ",
     )

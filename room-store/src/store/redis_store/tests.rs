@@ -326,3 +326,69 @@ async fn an_outage_fails_requests_fast_and_heals() {
     redis.restart_empty().expect("restart");
     assert_eq!(get_room_eventually(&store, &room.id).await, Some(room));
 }
+
+/// The TTL of `key` in seconds.
+async fn ttl_of(raw: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("TTL")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .expect("ttl")
+}
+
+#[tokio::test]
+async fn a_room_scheduled_days_ahead_keeps_its_keys_until_after_its_start() {
+    let redis = redis_server();
+    let store = store_on(&redis).await;
+    let mut raw = raw(&redis).await;
+    let five_days = Duration::from_secs(5 * 24 * 3600);
+    let at = common::time::now_ms() + five_days.as_millis() as u64;
+    let room = store
+        .create_room(NewRoom {
+            scheduled_at_ms: Some(at),
+            ..NewRoom::titled("Next week", Some("alice"))
+        })
+        .await
+        .expect("create");
+    assert_eq!(room.state, RoomState::Scheduled);
+    // Whole seconds, rounded up: the keys outlive the start by at least 72 h.
+    let covered = (five_days + ROOM_TTL).as_secs() as i64;
+    let meta = format!("test:{{room:{}}}:meta", room.id);
+    let ttl = ttl_of(&mut raw, &meta).await;
+    assert!(
+        covered - 60 < ttl && ttl <= covered + 1,
+        "created: ttl {ttl}, want ~{covered}"
+    );
+
+    // Every later write keeps it covering the start.
+    let interested = store
+        .apply(
+            &room.id,
+            &crate::domain::rules::interest("bob").transition(),
+        )
+        .await
+        .expect("interest");
+    assert!(matches!(interested, Applied::Done { changed: true, .. }));
+    for name in ["meta", "interest", "counters"] {
+        let key = format!("test:{{room:{}}}:{name}", room.id);
+        let ttl = ttl_of(&mut raw, &key).await;
+        assert!(
+            covered - 60 < ttl && ttl <= covered + 1,
+            "{name}: ttl {ttl}"
+        );
+    }
+
+    // Once started, the usual 72 h after the last write.
+    let now = common::time::now_ms();
+    let started = store
+        .apply(
+            &room.id,
+            &crate::domain::rules::start_room(None, now).transition(),
+        )
+        .await
+        .expect("start");
+    assert!(matches!(started, Applied::Done { changed: true, .. }));
+    let ttl = ttl_of(&mut raw, &meta).await;
+    let max = ROOM_TTL.as_secs() as i64;
+    assert!(max - 60 < ttl && ttl <= max, "started: ttl {ttl}");
+}
