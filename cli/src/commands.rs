@@ -60,6 +60,10 @@ pub struct Global {
         hide_env_values = true
     )]
     pub secret: String,
+    /// PEM file of the CA certificates `listen` and `say` trust on `https://`,
+    /// `wss://` and QUIC (a private CA); default: the webpki (Mozilla) roots.
+    #[arg(long, global = true, env = "ROOMCAST_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Log line format on stderr.
     #[arg(
         long,
@@ -148,6 +152,7 @@ pub async fn connect(global: &Global, uid: &str) -> anyhow::Result<(Client, Even
         device_id: format!("roomcast-cli-{uid}"),
         app_version: env!("CARGO_PKG_VERSION").to_owned(),
         token_provider: Some(provider),
+        ca_file: global.ca_file.clone(),
         ..ConnectOptions::new(global.router_url.clone(), token)
     };
     Client::connect(opts)

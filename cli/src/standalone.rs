@@ -188,8 +188,14 @@ fn random_token() -> String {
 }
 
 fn http_url(host: &str, listener: &TcpListener) -> anyhow::Result<String> {
+    url_of(false, host, listener)
+}
+
+/// `https://host:port` when `tls`, else `http://host:port`.
+fn url_of(tls: bool, host: &str, listener: &TcpListener) -> anyhow::Result<String> {
     Ok(format!(
-        "http://{}",
+        "{}://{}",
+        if tls { "https" } else { "http" },
         advertised(listener.local_addr()?, host)
     ))
 }
@@ -222,13 +228,15 @@ impl Standalone {
             _ => host,
         }
         .to_string();
-        let router_url = http_url(&advertise, &router_listener)?;
-        let biz_url = http_url(&advertise, &biz_listener)?;
-        let backend_url = http_url(&advertise, &backend_listener)?;
+        // A service given certificate files serves TLS: its URL says so.
+        let router_url = url_of(cfg.router.tls.enabled(), &advertise, &router_listener)?;
+        let biz_url = url_of(cfg.biz.tls.enabled(), &advertise, &biz_listener)?;
+        let backend_url = url_of(cfg.biz.backend_tls, &advertise, &backend_listener)?;
         let metrics_url = http_url(&advertise, &metrics_listener)?;
         let admin_url = http_url(&advertise, &admin_listener)?;
         let ws_url = format!(
-            "ws://{}{}",
+            "{}://{}{}",
+            if cfg.conn.tls.enabled() { "wss" } else { "ws" },
             advertised(ws_listener.local_addr()?, &advertise),
             conn_layer::WS_PATH
         );

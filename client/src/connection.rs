@@ -39,6 +39,7 @@ use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
 use crate::fallback::{Fallback, Outcome};
 use crate::history::{self, HistoryPage, PageRequest};
+use crate::http::HttpClient;
 use crate::inbox::{self, Inbox};
 use crate::link::{Inbound, Link};
 use crate::options::{ConnectOptions, FALLBACK_PING_INTERVAL};
@@ -47,6 +48,7 @@ use crate::read_state;
 use crate::room_types::Snapshot;
 use crate::route::{self, Route};
 use crate::stats::{StatsHandle, StatsUpdate};
+use crate::tls::TlsTrust;
 use crate::transport::Transport;
 use crate::transport_memory::TransportMemory;
 
@@ -187,7 +189,8 @@ enum AttemptResult {
 /// failure that reaches the fallback threshold is the last one tried. Borrows nothing
 /// from the actor, so it can run beside the polling loop.
 async fn try_long(
-    http: reqwest::Client,
+    http: HttpClient,
+    trust: TlsTrust,
     opts: Arc<ConnectOptions>,
     token: String,
     budget: Option<u32>,
@@ -231,7 +234,7 @@ async fn try_long(
         debug!(%transport, %url, node_id = %route.node_id, "Connecting.");
         let started = Instant::now();
         let connect = async {
-            let link = Link::open(transport, &url, pin.as_deref()).await?;
+            let link = Link::open(transport, &url, pin.as_deref(), &trust).await?;
             handshake(link, &opts, &token).await
         };
         let result = time::timeout(opts.connect_timeout, connect)
@@ -439,7 +442,9 @@ type Attempting = Pin<Box<dyn Future<Output = LongAttempt> + Send>>;
 /// The connection task.
 pub(crate) struct Actor {
     opts: Arc<ConnectOptions>,
-    http: reqwest::Client,
+    http: HttpClient,
+    /// Whom TLS connections (WSS, QUIC) trust.
+    trust: TlsTrust,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     rtt: watch::Sender<Option<Duration>>,
@@ -475,7 +480,8 @@ pub(crate) struct Channels {
 impl Actor {
     pub(crate) fn new(
         opts: Arc<ConnectOptions>,
-        http: reqwest::Client,
+        http: HttpClient,
+        trust: TlsTrust,
         channels: Channels,
         stats: Option<StatsHandle>,
     ) -> Self {
@@ -487,6 +493,7 @@ impl Actor {
             self_commands: channels.self_commands,
             opts,
             http,
+            trust,
             commands: channels.commands,
             events: channels.events,
             rtt: channels.rtt,
@@ -512,6 +519,7 @@ impl Actor {
             let budget = self.fallback.failures_left();
             let attempt = try_long(
                 self.http.clone(),
+                self.trust.clone(),
                 self.opts.clone(),
                 self.token.clone(),
                 budget,
@@ -1304,6 +1312,7 @@ impl Actor {
             let budget = self.fallback.failures_left();
             let connecting = try_long(
                 self.http.clone(),
+                self.trust.clone(),
                 self.opts.clone(),
                 self.token.clone(),
                 budget,
@@ -1445,6 +1454,7 @@ impl Actor {
                     // No budget: failures while polling only feed the stats.
                     attempt = Some(Box::pin(try_long(
                         self.http.clone(),
+                        self.trust.clone(),
                         self.opts.clone(),
                         self.token.clone(),
                         None,

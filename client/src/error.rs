@@ -50,6 +50,9 @@ pub enum Error {
     /// A WebSocket-level failure (connect, handshake, I/O).
     #[error("websocket: {0}")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The TLS trust settings are unusable (an unreadable or empty CA file).
+    #[error("tls: {0}")]
+    Tls(String),
     /// A QUIC-level failure (bad endpoint or pin, TLS, connect, stream I/O).
     #[error("quic: {0}")]
     Quic(String),

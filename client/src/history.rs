@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::http::HttpClient;
 use crate::polling::{HttpError, http_error, room_url};
-use crate::route::chain;
 
 /// Which page to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,11 +68,7 @@ pub struct HistoryPage {
 }
 
 /// The URL of `request` for `room` under the polling URL `base`.
-pub(crate) fn page_url(
-    base: &str,
-    room: &str,
-    request: PageRequest,
-) -> Result<reqwest::Url, String> {
+pub(crate) fn page_url(base: &str, room: &str, request: PageRequest) -> Result<url::Url, String> {
     let (leaf, pairs) = match request {
         PageRequest::History {
             before_seq,
@@ -106,7 +102,7 @@ pub(crate) fn page_url(
 
 /// Read one page as the token's uid.
 pub(crate) async fn fetch(
-    http: &reqwest::Client,
+    http: &HttpClient,
     base: &str,
     room: &str,
     request: PageRequest,
@@ -115,17 +111,10 @@ pub(crate) async fn fetch(
 ) -> Result<HistoryPage, Error> {
     let url = page_url(base, room, request).map_err(Error::Protocol)?;
     let response = http
-        .get(url)
-        .bearer_auth(token)
-        .timeout(timeout)
-        .send()
+        .get(&url, Some(token), timeout)
         .await
-        .map_err(|e| Error::Route(format!("history read failed: {}", chain(e.without_url()))))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| Error::Route(format!("history reply: {}", chain(e))))?;
+        .map_err(|e| Error::Route(format!("history read failed: {e}")))?;
+    let (status, body) = (response.status, response.body);
     if !status.is_success() {
         return Err(match http_error(status, &String::from_utf8_lossy(&body)) {
             HttpError::Refused { code, message } => Error::Refused { code, message },

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::http::HttpClient;
 use crate::polling::{HttpError, http_error};
-use crate::route::chain;
 
 /// The user's inbox.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -31,8 +31,8 @@ pub struct InboxItem {
 }
 
 /// The inbox URL beside the polling URL (`…/v1/rooms` → `…/v1/me/inbox`).
-fn inbox_url(polling_base: &str, after_ms: u64) -> Result<reqwest::Url, String> {
-    let mut url = reqwest::Url::parse(polling_base)
+fn inbox_url(polling_base: &str, after_ms: u64) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(polling_base)
         .map_err(|e| format!("bad polling URL {polling_base:?}: {e}"))?;
     {
         let mut path = url
@@ -47,7 +47,7 @@ fn inbox_url(polling_base: &str, after_ms: u64) -> Result<reqwest::Url, String> 
 
 /// Read the inbox items newer than `after_ms` as the token's uid.
 pub(crate) async fn fetch(
-    http: &reqwest::Client,
+    http: &HttpClient,
     polling_base: &str,
     token: &str,
     after_ms: u64,
@@ -55,17 +55,10 @@ pub(crate) async fn fetch(
 ) -> Result<Inbox, Error> {
     let url = inbox_url(polling_base, after_ms).map_err(Error::Protocol)?;
     let response = http
-        .get(url)
-        .bearer_auth(token)
-        .timeout(timeout)
-        .send()
+        .get(&url, Some(token), timeout)
         .await
-        .map_err(|e| Error::Route(format!("inbox read failed: {}", chain(e.without_url()))))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| Error::Route(format!("inbox reply: {}", chain(e))))?;
+        .map_err(|e| Error::Route(format!("inbox read failed: {e}")))?;
+    let (status, body) = (response.status, response.body);
     if !status.is_success() {
         return Err(match http_error(status, &String::from_utf8_lossy(&body)) {
             HttpError::Refused { code, message } => Error::Refused { code, message },

@@ -42,9 +42,11 @@
 //! failed): it fails only when the token is refused, the router cannot be reached, or
 //! there is neither a long connection nor a polling URL.
 //!
-//! QUIC server certificates are checked against a pin, the hex SHA-256 of the DER
-//! certificate ([`ConnectOptions::quic_cert_sha256`], else the router's
-//! `quic_cert_sha256`), or else the webpki roots.
+//! TLS (`https://` router and polling URLs, `wss://` and QUIC endpoints) trusts the
+//! webpki (Mozilla) roots, or only the CA certificates of [`ConnectOptions::ca_file`]
+//! ([`tls`]). QUIC server certificates are also accepted by a pin, the hex SHA-256 of the
+//! DER certificate ([`ConnectOptions::quic_cert_sha256`], else the router's
+//! `quic_cert_sha256`, advertised only by development nodes).
 //!
 //! With [`ConnectOptions::stats`] (default on) the client reports connect time, failed
 //! attempts per transport and the last RTT to the router (`POST /v1/client-stats`) after
@@ -96,6 +98,7 @@ pub mod error;
 pub mod event;
 pub mod fallback;
 pub mod history;
+mod http;
 pub mod inbox;
 mod link;
 pub mod options;
@@ -108,6 +111,7 @@ pub mod room_state;
 pub mod room_types;
 pub mod route;
 mod stats;
+pub mod tls;
 pub mod transport;
 pub mod transport_memory;
 mod ws;
@@ -133,6 +137,7 @@ pub use raw::{RawConnection, RawEvent, RawQuicConnection};
 pub use room_event::{RoomEvent, RoomUpdate, TypedEvent, UserPush};
 pub use room_state::{RoomStore, RoomWatcher};
 pub use room_types::Snapshot;
+pub use tls::TlsTrust;
 pub use transport::Transport;
 
 use connection::{Actor, Channels, Command};
@@ -162,9 +167,8 @@ impl Client {
     /// [`Event::TransportChanged`].
     pub async fn connect(opts: ConnectOptions) -> Result<(Self, Events), Error> {
         let opts = Arc::new(opts);
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| Error::Route(format!("cannot build the HTTP client: {e}")))?;
+        let trust = TlsTrust::new(opts.ca_file.as_deref())?;
+        let http = http::HttpClient::new(&trust);
 
         // mpsc::channel panics on 0: treat 0 as "as small as possible".
         let (commands_tx, commands_rx) = mpsc::channel(opts.command_capacity.max(1));
@@ -183,7 +187,7 @@ impl Client {
             rtt: rtt_tx,
             transport: transport_tx,
         };
-        let mut actor = Actor::new(opts, http, channels, stats);
+        let mut actor = Actor::new(opts, http, trust, channels, stats);
         // The first connect runs here, before any handle or event reader exists, so the
         // app awaits it and it emits nothing.
         let start = actor.start().instrument(span.clone()).await?;

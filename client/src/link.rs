@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::Error;
 use crate::quic::{QuicRead, QuicStream};
+use crate::tls::TlsTrust;
 use crate::transport::Transport;
 use crate::ws::{self, WsStream};
 
@@ -42,13 +43,16 @@ impl Link {
         transport: Transport,
         url: &str,
         pin: Option<&str>,
+        trust: &TlsTrust,
     ) -> Result<Self, Error> {
         match transport {
             Transport::Ws => {
-                let (ws, _) = ws::open(url, Some(proto::PROTOBUF_SUBPROTOCOL)).await?;
+                let (ws, _) = ws::open(url, Some(proto::PROTOBUF_SUBPROTOCOL), trust).await?;
                 Ok(Self::Ws(Box::new(ws)))
             }
-            Transport::Quic => Ok(Self::Quic(Box::new(QuicStream::connect(url, pin).await?))),
+            Transport::Quic => Ok(Self::Quic(Box::new(
+                QuicStream::connect(url, pin, trust).await?,
+            ))),
             Transport::Polling => Err(Error::Protocol("polling is not a long connection".into())),
         }
     }

@@ -1,6 +1,7 @@
 //! Connection settings.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,10 @@ pub struct ConnectOptions {
     /// router's `quic_cert_sha256`. Without either, the certificate must chain to the
     /// webpki (Mozilla) roots.
     pub quic_cert_sha256: Option<String>,
+    /// PEM file of the CA certificates to trust for `https://`, `wss://` and QUIC (a
+    /// private CA); `None`: the webpki (Mozilla) roots. A server whose certificate does not
+    /// chain to them fails with a certificate error.
+    pub ca_file: Option<PathBuf>,
     /// Switch to HTTP polling after this many consecutive failed long-connection attempts
     /// (each endpoint tried counts as one). 0 never switches on failures; the router
     /// answering `mode: short` always switches.
@@ -151,6 +156,7 @@ impl Default for ConnectOptions {
             ping_interval: None,
             transports: vec![Transport::Quic, Transport::Ws],
             quic_cert_sha256: None,
+            ca_file: None,
             fallback_after_failures: DEFAULT_FALLBACK_AFTER_FAILURES,
             long_retry_interval: DEFAULT_LONG_RETRY_INTERVAL,
             remember_failed_transport: DEFAULT_REMEMBER_FAILED_TRANSPORT,
@@ -192,6 +198,13 @@ impl ConnectOptions {
     /// Restrict the long-connection transports (builder style), e.g. `[Transport::Ws]`.
     pub fn transports(mut self, transports: impl Into<Vec<Transport>>) -> Self {
         self.transports = transports.into();
+        self
+    }
+
+    /// Trust the CA certificates of the PEM file at `path` instead of the webpki roots
+    /// (builder style).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use http::StatusCode;
 use proto::client::v1::{Code, Delivery, Priority, RoomMessage, RoomSnapshot};
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,7 +21,7 @@ use tracing::{debug, warn};
 use crate::cursor::{Accept, RoomCursor};
 use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::event::{Event, JoinedRoom, ReplyInfo};
-use crate::route::chain;
+use crate::http::{HttpClient, HttpFailure};
 
 /// One poll reply.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -255,9 +256,8 @@ pub(crate) enum PollError {
 }
 
 /// `{polling_url}/{room}/{leaf}`, the room as one escaped path segment.
-pub(crate) fn room_url(base: &str, room: &str, leaf: &str) -> Result<reqwest::Url, String> {
-    let mut url =
-        reqwest::Url::parse(base).map_err(|e| format!("bad polling URL {base:?}: {e}"))?;
+pub(crate) fn room_url(base: &str, room: &str, leaf: &str) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(base).map_err(|e| format!("bad polling URL {base:?}: {e}"))?;
     url.path_segments_mut()
         .map_err(|()| format!("bad polling URL {base:?}: cannot have a path"))?
         .pop_if_empty()
@@ -269,7 +269,7 @@ pub(crate) fn room_url(base: &str, room: &str, leaf: &str) -> Result<reqwest::Ur
 /// One long poll. `cursor = None` asks for a fresh start (`after=0&epoch=0`: epochs are
 /// never 0, so the server answers `recovered: false` at the head).
 pub(crate) async fn poll(
-    http: &reqwest::Client,
+    http: &HttpClient,
     base: &str,
     room: &str,
     token: &str,
@@ -283,18 +283,14 @@ pub(crate) async fn poll(
         .append_pair("after", &after.to_string())
         .append_pair("epoch", &epoch.to_string())
         .append_pair("wait", &wait.as_secs().to_string());
+    // The server holds the request up to `wait`: the deadline comes on top.
     let response = http
-        .get(url)
-        .bearer_auth(token)
-        // The server holds the request up to `wait`: the deadline comes on top.
-        .timeout(wait + timeout)
-        .send()
+        .get(&url, Some(token), wait + timeout)
         .await
-        .map_err(|e| PollError::Retry(format!("poll failed: {}", chain(e.without_url()))))?;
-    let status = response.status();
+        .map_err(|e| PollError::Retry(format!("poll failed: {e}")))?;
+    let status = response.status;
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(match http_error(status, &body) {
+        return Err(match http_error(status, &response.text()) {
             HttpError::Refused { code, message }
                 if is_auth_code(code) && code != Code::Forbidden =>
             {
@@ -309,11 +305,7 @@ pub(crate) async fn poll(
             HttpError::Other(message) => PollError::Retry(message),
         });
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| PollError::Retry(format!("poll reply: {}", chain(e))))?;
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(&response.body)
         .map_err(|e| PollError::Retry(format!("unreadable poll reply: {e}")))
 }
 
@@ -332,7 +324,7 @@ struct ActionReply {
 /// success is [`ReplyInfo`], a refusal [`Error::Refused`]; a request that may not have
 /// arrived is [`Error::Disconnected`].
 pub(crate) async fn action(
-    http: &reqwest::Client,
+    http: &HttpClient,
     base: &str,
     room: &str,
     token: &str,
@@ -342,23 +334,18 @@ pub(crate) async fn action(
 ) -> Result<ReplyInfo, Error> {
     let url = room_url(base, room, "actions").map_err(Error::Protocol)?;
     let payload = payload_value(payload);
+    let request = serde_json::json!({ "action": action, "payload": payload });
     let response = http
-        .post(url)
-        .bearer_auth(token)
-        .timeout(timeout)
-        .json(&serde_json::json!({ "action": action, "payload": payload }))
-        .send()
+        .post_json(&url, Some(token), &request, timeout)
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout
-            } else {
-                debug!(error = %chain(e.without_url()), "Action request failed.");
+        .map_err(|e| match e {
+            HttpFailure::Timeout => Error::Timeout,
+            HttpFailure::Failed(error) => {
+                debug!(%error, "Action request failed.");
                 Error::Disconnected
             }
         })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|_| Error::Disconnected)?;
+    let (status, body) = (response.status, response.body);
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         return Err(match http_error(status, &text) {
@@ -403,7 +390,7 @@ pub(crate) enum HttpError {
     Other(String),
 }
 
-pub(crate) fn http_error(status: reqwest::StatusCode, body: &str) -> HttpError {
+pub(crate) fn http_error(status: StatusCode, body: &str) -> HttpError {
     let error = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").cloned());
@@ -436,7 +423,7 @@ pub(crate) fn http_error(status: reqwest::StatusCode, body: &str) -> HttpError {
     }
 }
 
-fn code_for_status(status: reqwest::StatusCode) -> Code {
+fn code_for_status(status: StatusCode) -> Code {
     match status.as_u16() {
         400 => Code::BadRequest,
         401 => Code::Unauthenticated,
@@ -688,7 +675,7 @@ mod tests {
 
     #[test]
     fn http_errors_map_to_codes() {
-        let status = |n| reqwest::StatusCode::from_u16(n).expect("status");
+        let status = |n| StatusCode::from_u16(n).expect("status");
         let refused = |e: HttpError| match e {
             HttpError::Refused { code, message } => (code, message),
             HttpError::Other(m) => panic!("expected a refusal, got {m}"),

@@ -10,7 +10,7 @@
 //! [`ConnectOptions::quic_cert_sha256`]: crate::ConnectOptions::quic_cert_sha256
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 use tokio::time;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -28,6 +28,7 @@ use tracing::debug;
 
 use crate::close::{ABNORMAL_CLOSE, NORMAL_CLOSE};
 use crate::error::Error;
+use crate::tls::TlsTrust;
 
 /// How long a graceful close (or reading the close reason after the stream ended) waits.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -66,9 +67,14 @@ pub struct PinnedCertVerifier {
 impl PinnedCertVerifier {
     /// A verifier for `pin` (hex, see [`parse_pin`]), falling back to the webpki roots.
     pub fn new(pin: Option<&str>) -> Result<Self, Error> {
+        Self::with_trust(pin, &TlsTrust::webpki())
+    }
+
+    /// A verifier for `pin`, falling back to the roots of `trust`.
+    pub fn with_trust(pin: Option<&str>, trust: &TlsTrust) -> Result<Self, Error> {
         let pin = pin.map(parse_pin).transpose()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = WebPkiServerVerifier::builder_with_provider(webpki_roots(), provider.clone())
+        let provider = crate::tls::provider();
+        let roots = WebPkiServerVerifier::builder_with_provider(trust.roots(), provider.clone())
             .build()
             // Only fails with an empty root store; then only the pin can succeed.
             .inspect_err(|e| debug!(error = %e, "No webpki roots; only pins can verify."))
@@ -79,20 +85,6 @@ impl PinnedCertVerifier {
             algorithms: provider.signature_verification_algorithms,
         })
     }
-}
-
-/// Mozilla's roots, parsed once per process.
-fn webpki_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut store = RootCertStore::empty();
-            store.add_parsable_certificates(
-                webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
-            );
-            Arc::new(store)
-        })
-        .clone()
 }
 
 impl ServerCertVerifier for PinnedCertVerifier {
@@ -149,9 +141,9 @@ impl ServerCertVerifier for PinnedCertVerifier {
 }
 
 /// The quinn client configuration: TLS 1.3 with ring, our verifier, ALPN `roomcast/1`.
-fn client_config(pin: Option<&str>) -> Result<quinn::ClientConfig, Error> {
-    let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCertVerifier::new(pin)?);
+fn client_config(pin: Option<&str>, trust: &TlsTrust) -> Result<quinn::ClientConfig, Error> {
+    let provider: Arc<CryptoProvider> = crate::tls::provider();
+    let verifier = Arc::new(PinnedCertVerifier::with_trust(pin, trust)?);
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Quic(format!("TLS setup: {e}")))?
@@ -180,7 +172,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, u16), Error> {
     } else {
         format!("quic://{url}")
     };
-    let parsed = reqwest::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+    let parsed = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
     if parsed.scheme() != proto::transport::QUIC {
         return Err(bad("the scheme must be quic://"));
     }
@@ -218,9 +210,13 @@ pub(crate) struct QuicStream {
 impl QuicStream {
     /// Connect to `url` (`quic://host:port`) and open the stream. No frame is sent yet;
     /// the server sees the stream with the first frame (the hello).
-    pub(crate) async fn connect(url: &str, pin: Option<&str>) -> Result<Self, Error> {
+    pub(crate) async fn connect(
+        url: &str,
+        pin: Option<&str>,
+        trust: &TlsTrust,
+    ) -> Result<Self, Error> {
         let (host, port) = parse_url(url)?;
-        let config = client_config(pin)?;
+        let config = client_config(pin, trust)?;
         let addr = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| Error::Quic(format!("cannot resolve {host}: {e}")))?

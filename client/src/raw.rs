@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::close::ABNORMAL_CLOSE;
 use crate::error::{Error, code_from_wire, is_auth_code};
 use crate::quic::{QuicRead, QuicStream};
+use crate::tls::TlsTrust;
 use crate::ws::{self, WsStream};
 
 /// What [`RawConnection::next_frame`] or [`RawQuicConnection::next_frame`] saw.
@@ -45,9 +46,19 @@ pub struct RawConnection {
 }
 
 impl RawConnection {
-    /// Open a WebSocket to `url`, offering `subprotocol` when given.
+    /// Open a WebSocket to `url`, offering `subprotocol` when given (`wss://` trusts
+    /// the webpki roots).
     pub async fn connect(url: &str, subprotocol: Option<&str>) -> Result<Self, Error> {
-        let (ws, subprotocol) = ws::open(url, subprotocol).await?;
+        Self::connect_with(url, subprotocol, &TlsTrust::webpki()).await
+    }
+
+    /// [`RawConnection::connect`], trusting `trust` on `wss://`.
+    pub async fn connect_with(
+        url: &str,
+        subprotocol: Option<&str>,
+        trust: &TlsTrust,
+    ) -> Result<Self, Error> {
+        let (ws, subprotocol) = ws::open(url, subprotocol, trust).await?;
         Ok(Self { ws, subprotocol })
     }
 
@@ -159,8 +170,17 @@ impl RawQuicConnection {
     /// Connect to `url` (`quic://host:port`) and open the stream. The server certificate
     /// must match `cert_sha256` (hex SHA-256 of its DER) or chain to the webpki roots.
     pub async fn connect(url: &str, cert_sha256: Option<&str>) -> Result<Self, Error> {
+        Self::connect_with(url, cert_sha256, &TlsTrust::webpki()).await
+    }
+
+    /// [`RawQuicConnection::connect`], falling back to the roots of `trust`.
+    pub async fn connect_with(
+        url: &str,
+        cert_sha256: Option<&str>,
+        trust: &TlsTrust,
+    ) -> Result<Self, Error> {
         Ok(Self {
-            stream: QuicStream::connect(url, cert_sha256).await?,
+            stream: QuicStream::connect(url, cert_sha256, trust).await?,
         })
     }
 

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::http::HttpClient;
 use crate::polling::{HttpError, http_error, room_url};
 use crate::room_types::Snapshot;
-use crate::route::chain;
 
 /// Read a room's state as the token's uid (what a join answers).
 pub(crate) async fn fetch(
-    http: &reqwest::Client,
+    http: &HttpClient,
     base: &str,
     room: &str,
     token: &str,
@@ -18,17 +18,10 @@ pub(crate) async fn fetch(
 ) -> Result<Snapshot, Error> {
     let url = room_url(base, room, "state").map_err(Error::Protocol)?;
     let response = http
-        .get(url)
-        .bearer_auth(token)
-        .timeout(timeout)
-        .send()
+        .get(&url, Some(token), timeout)
         .await
-        .map_err(|e| Error::Route(format!("state read failed: {}", chain(e.without_url()))))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| Error::Route(format!("state reply: {}", chain(e))))?;
+        .map_err(|e| Error::Route(format!("state read failed: {e}")))?;
+    let (status, body) = (response.status, response.body);
     if !status.is_success() {
         return Err(match http_error(status, &String::from_utf8_lossy(&body)) {
             HttpError::Refused { code, message } => Error::Refused { code, message },

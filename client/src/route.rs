@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::http::HttpClient;
 use crate::options::ConnectOptions;
 use crate::transport::Transport;
 
@@ -37,7 +38,7 @@ pub struct Route {
 pub struct Endpoint {
     /// `quic` or `ws`.
     pub transport: String,
-    /// `quic://host:port`, or `ws://host:port/v1/ws`.
+    /// `quic://host:port`, or `ws://host:port/v1/ws` (`wss://` when TLS).
     pub url: String,
 }
 
@@ -53,7 +54,7 @@ impl Route {
             .filter_map(|e| {
                 let transport = Transport::from_endpoint(&e.transport)?;
                 let usable = match transport {
-                    Transport::Ws => e.url.starts_with("ws://"),
+                    Transport::Ws => e.url.starts_with("ws://") || e.url.starts_with("wss://"),
                     // `quic://host:port`; older routers sent a bare `host:port`.
                     Transport::Quic => e.url.starts_with("quic://") || !e.url.contains("://"),
                     Transport::Polling => false,
@@ -70,15 +71,18 @@ impl Route {
         }
         self.endpoints
             .iter()
-            .find(|e| e.transport == proto::transport::WS && e.url.starts_with("ws://"))
+            .find(|e| {
+                e.transport == proto::transport::WS
+                    && (e.url.starts_with("ws://") || e.url.starts_with("wss://"))
+            })
             .map(|e| e.url.as_str())
     }
 }
 
 /// `GET {router_url}/v1/route?uid=..&device_id=..&app_version=..&platform=..`.
-pub async fn fetch(http: &reqwest::Client, opts: &ConnectOptions) -> Result<Route, Error> {
+pub(crate) async fn fetch(http: &HttpClient, opts: &ConnectOptions) -> Result<Route, Error> {
     let base = opts.router_url.trim_end_matches('/');
-    let url = reqwest::Url::parse_with_params(
+    let url = url::Url::parse_with_params(
         &format!("{base}/v1/route"),
         [
             ("uid", opts.uid.as_str()),
@@ -89,35 +93,18 @@ pub async fn fetch(http: &reqwest::Client, opts: &ConnectOptions) -> Result<Rout
     )
     .map_err(|e| Error::Route(format!("bad router URL {base:?}: {e}")))?;
     let response = http
-        .get(url)
-        .timeout(opts.request_timeout)
-        .send()
+        .get(&url, None, opts.request_timeout)
         .await
-        .map_err(|e| Error::Route(format!("cannot reach {base}: {}", chain(e.without_url()))))?;
-    let status = response.status();
+        .map_err(|e| Error::Route(format!("cannot reach {base}: {e}")))?;
+    let status = response.status;
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
         return Err(Error::Route(format!(
             "{base} answered {status}: {}",
-            body.trim()
+            response.text().trim()
         )));
     }
-    response
-        .json::<Route>()
-        .await
-        .map_err(|e| Error::Route(format!("{base} sent an unreadable route: {}", chain(e))))
-}
-
-/// An error and its causes on one line (reqwest's own message leaves out the cause).
-pub(crate) fn chain(error: impl std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    serde_json::from_slice::<Route>(&response.body)
+        .map_err(|e| Error::Route(format!("{base} sent an unreadable route: {e}")))
 }
 
 #[cfg(test)]

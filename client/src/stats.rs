@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{self, MissedTickBehavior};
 use tracing::{Instrument as _, debug};
 
+use crate::http::HttpClient;
 use crate::options::ConnectOptions;
 use crate::transport::Transport;
 
@@ -52,7 +53,7 @@ impl StatsHandle {
 /// Start the reporter task; it ends after the last handle is dropped (with a final report
 /// of failures not yet sent).
 pub(crate) fn spawn(
-    http: reqwest::Client,
+    http: HttpClient,
     opts: Arc<ConnectOptions>,
     rtt: watch::Receiver<Option<Duration>>,
 ) -> StatsHandle {
@@ -104,7 +105,7 @@ struct Failures {
 }
 
 struct Reporter {
-    http: reqwest::Client,
+    http: HttpClient,
     url: String,
     opts: Arc<ConnectOptions>,
     rtt: watch::Receiver<Option<Duration>>,
@@ -182,16 +183,21 @@ impl Reporter {
             return;
         };
         let sent = self.pending.clone();
+        let Ok(url) = url::Url::parse(&self.url) else {
+            debug!(url = %self.url, "Client stats not sent: bad router URL.");
+            return;
+        };
         let result = self
             .http
-            .post(&self.url)
-            .bearer_auth(&self.opts.token)
-            .timeout(self.opts.request_timeout)
-            .json(&self.body(transport))
-            .send()
+            .post_json(
+                &url,
+                Some(&self.opts.token),
+                &self.body(transport),
+                self.opts.request_timeout,
+            )
             .await;
         match result {
-            Ok(response) if response.status().is_success() => {
+            Ok(response) if response.status.is_success() => {
                 // Updates that arrived during the post are queued, not in `pending` yet,
                 // so subtracting what was sent is exact.
                 self.pending.quic_failures -= sent.quic_failures;
@@ -200,7 +206,7 @@ impl Reporter {
                     self.pending.connect_ms = None;
                 }
             }
-            Ok(response) => debug!(status = %response.status(), "Client stats refused."),
+            Ok(response) => debug!(status = %response.status, "Client stats refused."),
             Err(e) => debug!(error = %e, "Client stats not delivered."),
         }
     }
@@ -213,7 +219,7 @@ mod tests {
     fn reporter() -> Reporter {
         let (_tx, rtt) = watch::channel(Some(Duration::from_millis(12)));
         Reporter {
-            http: reqwest::Client::new(),
+            http: HttpClient::new(&crate::tls::TlsTrust::webpki()),
             url: String::new(),
             opts: Arc::new(ConnectOptions::new("http://r", "t").uid("alice")),
             rtt,

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::Error;
+use crate::tls::TlsTrust;
 
 /// How long a graceful close waits for the server's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -21,10 +22,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A client WebSocket, plain or TLS.
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Open a WebSocket, offering `subprotocol`; returns the one the server selected.
+/// Open a WebSocket (`ws://`, or `wss://` verified against `trust`), offering
+/// `subprotocol`; returns the one the server selected.
 pub(crate) async fn open(
     url: &str,
     subprotocol: Option<&str>,
+    trust: &TlsTrust,
 ) -> Result<(WsStream, Option<String>), Error> {
     let mut request = url.into_client_request()?;
     if let Some(protocol) = subprotocol {
@@ -35,7 +38,10 @@ pub(crate) async fn open(
             .insert("Sec-WebSocket-Protocol", value);
     }
     // Frames are small and latency matters: no Nagle delay.
-    let (ws, response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+    let connector = tokio_tungstenite::Connector::Rustls(trust.config());
+    let (ws, response) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
+            .await?;
     let selected = response
         .headers()
         .get("Sec-WebSocket-Protocol")

@@ -15,13 +15,18 @@
 //!   (a client that is really there sends its head within a round trip); if
 //!   every open connection is in a request, the new one is closed at once.
 //!
+//! - **TLS handshakes.** On a TLS listener ([`serve_http_tls`]) the
+//!   handshake happens inside the connection's slot (evictable like a
+//!   connection that sent no head) and must end within the same head
+//!   deadline; a plain-HTTP request to it fails the handshake and is closed.
+//!
 //! HTTP/1.1 only (with upgrades): nothing Roomcast serves needs HTTP/2, and
 //! HTTP/2 has no deadline for a silent peer.
 //!
 //! # Metrics
 //! `roomcast_http_connections{listener}` (open now) and
 //! `roomcast_http_connections_dropped_total{listener, reason}` with reason
-//! `header_timeout`, `evicted` or `refused`.
+//! `header_timeout`, `evicted`, `refused` or `tls_handshake`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -40,6 +45,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
+
+use crate::tls::ServerTls;
 
 /// Default deadline for a request head (and idle keep-alive).
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -107,9 +114,22 @@ pub fn serve_http(
     registry: &Registry,
     shutdown: CancellationToken,
 ) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
+    serve_http_tls(listener, app, name, limits, None, registry, shutdown)
+}
+
+/// [`serve_http`], speaking TLS (`https://`, `wss://`) when `tls` is given.
+pub fn serve_http_tls(
+    listener: TcpListener,
+    app: Router,
+    name: &'static str,
+    limits: &HttpLimits,
+    tls: Option<ServerTls>,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
     let metrics = Metrics::new(registry, name);
     let limits = limits.clone();
-    run(listener, app, name, limits, metrics, shutdown)
+    run(listener, app, name, limits, tls, metrics, shutdown)
 }
 
 async fn run(
@@ -117,13 +137,15 @@ async fn run(
     app: Router,
     name: &'static str,
     limits: HttpLimits,
+    tls: Option<ServerTls>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let head_deadline = Duration::from_millis(limits.header_read_timeout_ms.max(1));
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms.max(1)))
+        .header_read_timeout(head_deadline)
         .keep_alive(true);
     let max = limits.max_connections.max(1);
     let open = Arc::new(AtomicUsize::new(0));
@@ -157,18 +179,25 @@ async fn run(
         let slot = Arc::new(Slot::default());
         remember_waiting(&waiting, &slot, max);
         let open_guard = OpenGuard::new(open.clone(), metrics.open.clone());
-        let conn_task = serve_connection(
-            http1.clone(),
-            stream,
+        let conn = Connection {
+            http1: http1.clone(),
             peer,
-            app.clone(),
+            app: app.clone(),
             slot,
-            metrics.clone(),
-            shutdown.clone(),
-        );
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let tls = tls.clone();
         tracker.spawn(async move {
             let _open = open_guard;
-            conn_task.await;
+            match tls {
+                None => conn.serve(stream).await,
+                Some(tls) => {
+                    if let Some(stream) = conn.handshake(&tls, stream, head_deadline).await {
+                        conn.serve(stream).await;
+                    }
+                }
+            }
         });
     }
     drop(listener);
@@ -177,51 +206,99 @@ async fn run(
     Ok(())
 }
 
-/// One connection: serve it until it ends, is evicted, or `shutdown`.
-async fn serve_connection(
+/// One accepted connection and what serving it needs.
+struct Connection {
     http1: hyper::server::conn::http1::Builder,
-    stream: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
     slot: Arc<Slot>,
     metrics: Metrics,
     shutdown: CancellationToken,
-) {
-    let evicted = slot.evict.clone();
-    let state = slot.clone();
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        slot.mark_active();
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let mut app = app.clone();
-        async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
-    });
-    let conn = http1
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = evicted.cancelled() => {
-            metrics.evicted.inc();
-            tracing::debug!(%peer, "Connection evicted: no request head and the listener is full.");
-            return;
+}
+
+impl Connection {
+    /// The TLS handshake, inside the connection's slot: evicted like a
+    /// connection that sent no head, bounded by the head deadline.
+    async fn handshake(
+        &self,
+        tls: &ServerTls,
+        stream: tokio::net::TcpStream,
+        deadline: Duration,
+    ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        let peer = self.peer;
+        let handshake = tokio::time::timeout(deadline, tls.acceptor().accept(stream));
+        tokio::select! {
+            result = handshake => match result {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(error)) => {
+                    self.metrics.tls_handshake.inc();
+                    tracing::debug!(%peer, %error, "TLS handshake failed.");
+                    None
+                }
+                Err(_) => {
+                    self.metrics.tls_handshake.inc();
+                    tracing::debug!(%peer, "TLS handshake not finished in time.");
+                    None
+                }
+            },
+            () = self.slot.evict.cancelled() => {
+                self.metrics.evicted.inc();
+                tracing::debug!(%peer, "Connection evicted in its TLS handshake: the listener is full.");
+                None
+            }
+            () = self.shutdown.cancelled() => None,
         }
-        () = shutdown.cancelled() => {
-            // Nothing asked yet, nothing to finish: close now rather than
-            // wait out the head deadline.
-            if state.is_waiting() {
+    }
+
+    /// Serve HTTP on `stream` until it ends, is evicted, or `shutdown`.
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let Self {
+            http1,
+            peer,
+            app,
+            slot,
+            metrics,
+            shutdown,
+        } = self;
+        let evicted = slot.evict.clone();
+        let state = slot.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            slot.mark_active();
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
+        });
+        let conn = http1
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = evicted.cancelled() => {
+                metrics.evicted.inc();
+                tracing::debug!(%peer, "Connection evicted: no request head and the listener is full.");
                 return;
             }
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = result {
-        if error.is_timeout() {
-            metrics.header_timeout.inc();
-            tracing::debug!(%peer, "Connection closed: no request head in time.");
-        } else {
-            tracing::debug!(%peer, %error, "Connection ended with an error.");
+            () = shutdown.cancelled() => {
+                // Nothing asked yet, nothing to finish: close now rather than
+                // wait out the head deadline.
+                if state.is_waiting() {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = result {
+            if error.is_timeout() {
+                metrics.header_timeout.inc();
+                tracing::debug!(%peer, "Connection closed: no request head in time.");
+            } else {
+                tracing::debug!(%peer, %error, "Connection ended with an error.");
+            }
         }
     }
 }
@@ -330,6 +407,7 @@ struct Metrics {
     header_timeout: prometheus::IntCounter,
     evicted: prometheus::IntCounter,
     refused: prometheus::IntCounter,
+    tls_handshake: prometheus::IntCounter,
 }
 
 /// One set of collectors per process: services sharing a registry (or a
@@ -353,7 +431,7 @@ fn collectors() -> &'static Collectors {
         dropped: IntCounterVec::new(
             Opts::new(
                 "roomcast_http_connections_dropped_total",
-                "HTTP connections closed by the server: header_timeout, evicted (listener full, no request head yet), refused (listener full).",
+                "HTTP connections closed by the server: header_timeout, evicted (listener full, no request head yet), refused (listener full), tls_handshake (failed or too slow).",
             ),
             &["listener", "reason"],
         )
@@ -371,6 +449,7 @@ impl Metrics {
             header_timeout: all.dropped.with_label_values(&[listener, "header_timeout"]),
             evicted: all.dropped.with_label_values(&[listener, "evicted"]),
             refused: all.dropped.with_label_values(&[listener, "refused"]),
+            tls_handshake: all.dropped.with_label_values(&[listener, "tls_handshake"]),
         }
     }
 }

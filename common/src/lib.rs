@@ -12,12 +12,14 @@
 //! - [`shutdown`]: SIGINT/SIGTERM → one `CancellationToken`.
 //! - [`http`]: serving HTTP on a listener with request-head deadlines and a
 //!   connection cap (every HTTP listener of every service).
+//! - [`tls`]: certificate files served to TLS clients, reloaded on change.
 //! - [`cors`]: the CORS allow-list layer of browser-facing HTTP routes.
 //! - [`ops`]: `/metrics`, `/livez`, `/readyz` for every service.
 //! - [`discovery`]: the node registry trait, its in-process and etcd engines.
 //! - [`live_config`]: live documents (rollout policy, drain requests) with
 //!   watches, in process or in etcd.
-//! - `etcd_call`: how the etcd engines connect and bound every call.
+//! - `etcd_call`: how the etcd engines connect (TLS, credentials) and bound
+//!   every call.
 //! - [`backoff`]: the one retry delay (etcd engines, conn → push links).
 //! - [`push_directory`]: which push node owns a room or user.
 //! - [`auth`]: JWT verification (HS256, EdDSA) and dev-token minting.
@@ -49,4 +51,5 @@ pub mod redis_keys;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod trace;

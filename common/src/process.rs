@@ -79,6 +79,34 @@ impl CommonArgs {
     }
 }
 
+/// TLS flags of a service with public listeners (the `node.tls` settings).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain of the public listeners; with --tls-key they
+    /// speak TLS, reloaded when the files change [config: node.tls.cert].
+    #[arg(long, env = "ROOMCAST_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [config: node.tls.key].
+    #[arg(long, env = "ROOMCAST_TLS_KEY")]
+    pub tls_key: Option<String>,
+}
+
+impl TlsArgs {
+    /// Put the given flags into the `node` overlay (as `tls.cert`, `tls.key`).
+    pub fn overlay(&self, node: &mut serde_json::Map<String, serde_json::Value>) {
+        let mut tls = serde_json::Map::new();
+        if let Some(cert) = &self.tls_cert {
+            tls.insert("cert".into(), cert.clone().into());
+        }
+        if let Some(key) = &self.tls_key {
+            tls.insert("key".into(), key.clone().into());
+        }
+        if !tls.is_empty() {
+            node.insert("tls".into(), tls.into());
+        }
+    }
+}
+
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -168,6 +196,8 @@ pub struct DiscoveryConfig {
     pub prefix: String,
     /// Registration lease TTL: a dead node disappears after about this long.
     pub lease_ttl_secs: i64,
+    /// TLS (CA, client certificate) and user/password of the etcd connections.
+    pub etcd: crate::discovery::etcd::EtcdSecurity,
 }
 
 impl Default for DiscoveryConfig {
@@ -176,6 +206,7 @@ impl Default for DiscoveryConfig {
             etcd_endpoints: vec!["127.0.0.1:2379".into()],
             prefix: "/roomcast/".into(),
             lease_ttl_secs: 10,
+            etcd: crate::discovery::etcd::EtcdSecurity::default(),
         }
     }
 }
@@ -188,6 +219,9 @@ pub struct RedisConfig {
     pub urls: Vec<String>,
     /// Prefix of every key, so installations can share a server.
     pub key_prefix: String,
+    /// CA and client certificate files of `rediss://` URLs (credentials go
+    /// in the URLs: `rediss://user:password@host:6380`).
+    pub tls: crate::redis_conn::RedisTls,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -201,6 +235,7 @@ impl Default for RedisConfig {
         Self {
             urls: vec!["redis://127.0.0.1:6379".into()],
             key_prefix: "rc:".into(),
+            tls: crate::redis_conn::RedisTls::default(),
         }
     }
 }
@@ -213,6 +248,7 @@ pub async fn connect_discovery(
         endpoints: cfg.etcd_endpoints.clone(),
         prefix: cfg.prefix.clone(),
         lease_ttl_secs: cfg.lease_ttl_secs,
+        security: cfg.etcd.clone(),
         ..Default::default()
     };
     crate::discovery::etcd::EtcdDiscovery::connect(etcd)
@@ -225,10 +261,14 @@ pub async fn connect_discovery(
 pub async fn connect_live_config(
     cfg: &DiscoveryConfig,
 ) -> Result<Arc<dyn crate::live_config::LiveConfig>, StartError> {
-    crate::live_config::etcd::EtcdLiveConfig::connect(cfg.etcd_endpoints.clone(), &cfg.prefix)
-        .await
-        .map(|live| Arc::new(live) as Arc<dyn crate::live_config::LiveConfig>)
-        .map_err(|e| StartError::Unavailable(e.to_string()))
+    crate::live_config::etcd::EtcdLiveConfig::connect_with(
+        cfg.etcd_endpoints.clone(),
+        &cfg.prefix,
+        &cfg.etcd,
+    )
+    .await
+    .map(|live| Arc::new(live) as Arc<dyn crate::live_config::LiveConfig>)
+    .map_err(|e| StartError::Unavailable(e.to_string()))
 }
 
 /// Bind `addr`, naming what it is for in the error.
@@ -380,5 +420,50 @@ mod tests {
         assert!(error.to_string().contains("shorter than 16"), "{error}");
         assert_eq!(error.exit_code(), EX_USAGE);
         require_strong("node.admin_token", "0123456789abcdef", 16).expect("long enough");
+    }
+
+    #[test]
+    fn tls_flags_become_the_node_tls_settings() {
+        let mut node = serde_json::Map::new();
+        TlsArgs::default().overlay(&mut node);
+        assert!(node.is_empty(), "no flags, no settings");
+        let args = TlsArgs {
+            tls_cert: Some("/tls/tls.crt".into()),
+            tls_key: Some("/tls/tls.key".into()),
+        };
+        args.overlay(&mut node);
+        let files: crate::tls::TlsFiles =
+            serde_json::from_value(node["tls"].clone()).expect("tls settings");
+        assert_eq!(files.cert.as_deref(), Some("/tls/tls.crt"));
+        assert_eq!(files.key.as_deref(), Some("/tls/tls.key"));
+        assert_eq!(
+            files.reload_interval_ms,
+            crate::tls::DEFAULT_RELOAD_INTERVAL_MS
+        );
+    }
+
+    #[test]
+    fn etcd_and_redis_credentials_are_redacted_in_print_config() {
+        let mut discovery = DiscoveryConfig::default();
+        discovery.etcd.username = Some("roomcast".into());
+        discovery.etcd.password = Some("etcd-hunter2".into());
+        discovery.etcd.ca_file = Some("/etc/roomcast/etcd/ca.crt".into());
+        let redis = RedisConfig {
+            urls: vec!["rediss://roomcast:redis-hunter2@cache:6380".into()],
+            ..RedisConfig::default()
+        };
+        #[derive(Serialize)]
+        struct Both {
+            discovery: DiscoveryConfig,
+            redis: RedisConfig,
+        }
+        let text = to_toml(&Both {
+            discovery: discovery.clone(),
+            redis,
+        });
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("/etc/roomcast/etcd/ca.crt"), "{text}");
+        assert!(text.contains("roomcast"), "{text}");
+        assert!(!format!("{discovery:?}").contains("hunter2"));
     }
 }

@@ -6,6 +6,11 @@
 //! [`ClusterConnection`] (a multiplexed connection per node that follows slot
 //! moves). Clones share the connection and concurrent requests are pipelined
 //! on it: no pool, no lock. Each engine passes its own [`RedisTimings`].
+//!
+//! TLS: `rediss://` URLs, verified against the system roots or the CA file
+//! of [`RedisTls`], with an optional client certificate (mutual TLS).
+//! Credentials go in the URL (`rediss://user:password@host:6380`; Redis ACL
+//! users), redacted in logs and `--print-config`.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -36,6 +41,51 @@ pub struct RedisTimings {
     pub cluster_retry_wait: Option<(Duration, Duration)>,
 }
 
+/// TLS files of the Redis connections (`rediss://` URLs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisTls {
+    /// PEM CA certificate(s) the server's certificate must chain to; unset:
+    /// the system roots.
+    pub ca_file: Option<String>,
+    /// PEM client certificate, for servers that require one (with `key_file`).
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<String>,
+}
+
+impl RedisTls {
+    /// Whether any file is set.
+    pub fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+
+    /// The files as the redis client takes them.
+    fn certificates(&self) -> Result<redis::TlsCertificates, RedisConnectError> {
+        let read = |path: &String| {
+            std::fs::read(path)
+                .map_err(|e| RedisConnectError::Tls(format!("cannot read {path}: {e}")))
+        };
+        let client_tls = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(RedisConnectError::Tls(
+                    "set both redis.tls.cert_file and redis.tls.key_file, or neither".into(),
+                ));
+            }
+        };
+        let root_cert = self.ca_file.as_ref().map(read).transpose()?;
+        Ok(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
 /// Why a Redis connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisConnectError {
@@ -50,6 +100,9 @@ pub enum RedisConnectError {
         /// What is wrong.
         reason: String,
     },
+    /// The TLS files are unusable, or given for non-`rediss://` URLs.
+    #[error("Redis TLS: {0}")]
+    Tls(String),
     /// Redis did not answer.
     #[error("cannot reach Redis at {target}: {reason}")]
     Unreachable {
@@ -116,10 +169,34 @@ pub async fn connect(
     urls: &[String],
     timings: &RedisTimings,
 ) -> Result<RedisConn, RedisConnectError> {
+    connect_with(urls, &RedisTls::default(), timings).await
+}
+
+/// [`connect`] with the TLS files of `rediss://` URLs.
+pub async fn connect_with(
+    urls: &[String],
+    tls: &RedisTls,
+    timings: &RedisTimings,
+) -> Result<RedisConn, RedisConnectError> {
+    let certs = if tls.is_set() {
+        if let Some(plain) = urls.iter().find(|u| !u.starts_with("rediss://")) {
+            return Err(RedisConnectError::Tls(format!(
+                "TLS files are set but {} is not a rediss:// URL",
+                redact(plain)
+            )));
+        }
+        Some(tls.certificates()?)
+    } else {
+        None
+    };
+    if urls.iter().any(|u| u.starts_with("rediss://")) {
+        // The redis client builds its rustls config from the process default.
+        crate::tls::install_default_provider();
+    }
     match urls {
         [] => Err(RedisConnectError::NoUrl),
-        [url] => connect_single(url, timings).await,
-        seeds => connect_cluster(seeds, timings).await,
+        [url] => connect_single(url, certs, timings).await,
+        seeds => connect_cluster(seeds, certs, timings).await,
     }
 }
 
@@ -129,7 +206,11 @@ fn tcp_settings() -> TcpSettings {
     TcpSettings::default().set_nodelay(true)
 }
 
-async fn connect_single(url: &str, t: &RedisTimings) -> Result<RedisConn, RedisConnectError> {
+async fn connect_single(
+    url: &str,
+    certs: Option<redis::TlsCertificates>,
+    t: &RedisTimings,
+) -> Result<RedisConn, RedisConnectError> {
     let unreachable = |e: &dyn Display| RedisConnectError::Unreachable {
         target: redact(url),
         reason: e.to_string(),
@@ -137,7 +218,10 @@ async fn connect_single(url: &str, t: &RedisTimings) -> Result<RedisConn, RedisC
     let client = url
         .into_connection_info()
         .map(|info| info.set_tcp_settings(tcp_settings()))
-        .and_then(Client::open)
+        .and_then(|info| match certs {
+            Some(certs) => Client::build_with_tls(info, certs),
+            None => Client::open(info),
+        })
         .map_err(|e| RedisConnectError::InvalidUrl {
             target: redact(url),
             reason: e.to_string(),
@@ -170,6 +254,7 @@ async fn connect_single(url: &str, t: &RedisTimings) -> Result<RedisConn, RedisC
 
 async fn connect_cluster(
     seeds: &[String],
+    certs: Option<redis::TlsCertificates>,
     t: &RedisTimings,
 ) -> Result<RedisConn, RedisConnectError> {
     let target = seeds
@@ -182,6 +267,9 @@ async fn connect_cluster(
         .response_timeout(t.response_timeout)
         .retries(t.cluster_retries)
         .tcp_settings(tcp_settings());
+    if let Some(certs) = certs {
+        builder = builder.certs(certs);
+    }
     if let Some((min, max)) = t.cluster_retry_wait {
         builder = builder
             .min_retry_wait(min.as_millis().try_into().unwrap_or(u64::MAX))

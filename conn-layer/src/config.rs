@@ -12,6 +12,9 @@ pub const DEFAULT_OUTBOUND_QUEUE: usize = 256;
 pub const DEFAULT_MAX_SESSIONS_PER_UID: usize = 8;
 /// How long before its token expires a session is sent `TokenExpiring`.
 pub const DEFAULT_TOKEN_EXPIRY_WARNING_SECS: u64 = 60;
+/// QUIC handshakes in progress above which new clients must first answer a
+/// stateless Retry.
+pub const DEFAULT_QUIC_RETRY_ABOVE: usize = 256;
 /// Revocations a conn node remembers (newest kept; older ones are still
 /// enforced by room-biz at join).
 pub const DEFAULT_REVOCATIONS_MAX: usize = 100_000;
@@ -97,11 +100,19 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Messages per pull when catching up from history.
     pub pull_batch: u32,
-    /// PEM certificate chain for QUIC; with `quic_key_path`. Neither: a
-    /// self-signed development certificate is generated at start.
-    pub quic_cert_path: Option<String>,
-    /// PEM private key for QUIC.
-    pub quic_key_path: Option<String>,
+    /// Certificate files of the public listeners: set, the WebSocket
+    /// listener speaks `wss://` and QUIC serves this certificate (clients
+    /// verify it, no pin). Unset: plain `ws://`, and QUIC generates a
+    /// self-signed development certificate whose pin goes to discovery.
+    /// Reloaded when the files change.
+    pub tls: common::tls::TlsFiles,
+    /// WebSocket URL advertised to clients instead of the listener's own
+    /// (`wss://lb.example/v1/ws` behind a TLS-terminating load balancer).
+    pub public_ws_url: Option<String>,
+    /// QUIC handshakes in progress at or above which a new client is sent a
+    /// stateless Retry (address validation; a spoofed flood then costs one
+    /// packet each). 0: every client is validated first (one more round trip).
+    pub quic_retry_above: usize,
     /// A draining node exits at the latest this long after the drain began.
     pub drain_deadline_ms: u64,
     /// Sessions of one room on this node at which the room's low-priority
@@ -153,8 +164,9 @@ impl Default for Config {
             drain_window_ms: 2_000,
             request_timeout_ms: 10_000,
             pull_batch: 500,
-            quic_cert_path: None,
-            quic_key_path: None,
+            tls: common::tls::TlsFiles::default(),
+            public_ws_url: None,
+            quic_retry_above: DEFAULT_QUIC_RETRY_ABOVE,
             drain_deadline_ms: 30_000,
             sample_above_members: DEFAULT_SAMPLE_ABOVE_MEMBERS,
             sample_low_per_sec: DEFAULT_SAMPLE_LOW_PER_SEC,

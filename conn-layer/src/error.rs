@@ -12,8 +12,8 @@ pub enum Error {
     /// Token configuration is unusable.
     #[error(transparent)]
     Auth(#[from] common::auth::AuthError),
-    /// The QUIC certificate or key is unusable.
-    #[error("QUIC TLS: {0}")]
+    /// The certificate or key (WebSocket or QUIC) is unusable.
+    #[error("TLS: {0}")]
     Tls(String),
     /// The QUIC socket cannot be used.
     #[error("cannot use the QUIC socket: {0}")]

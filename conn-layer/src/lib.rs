@@ -150,17 +150,28 @@ pub async fn run(
     let internal_auth = common::grpc::InternalAuth::new(&cfg.internal_token)
         .map_err(|e| Error::Config(e.to_string()))?;
     let local = listeners.ws.local_addr().map_err(Error::Bind)?;
-    let ws_url = format!("ws://{}{WS_PATH}", advertised(local, &cfg.advertise_host));
+    if let Some(url) = &cfg.public_ws_url {
+        common::advertise::check_public_url("public_ws_url", url, &["ws", "wss"])
+            .map_err(Error::Config)?;
+    }
+    let tls = common::tls::ServerTls::start(&cfg.tls).map_err(|e| Error::Tls(e.to_string()))?;
+    let ws_url = common::advertise::listener_url(
+        cfg.public_ws_url.as_deref(),
+        common::advertise::scheme(tls.is_some(), "ws", "wss"),
+        local,
+        &cfg.advertise_host,
+        WS_PATH,
+    );
     let (upstream_tx, upstream_rx) = mpsc::channel(UPSTREAM_QUEUE);
     let timeout = Duration::from_millis(cfg.request_timeout_ms);
     let quic = match listeners.quic {
         Some(socket) => {
             quic::size_receive_buffer(&socket);
-            let tls = quic::tls(&cfg)?;
+            let quic_tls = quic::tls(&cfg, tls.as_ref())?;
             let quic_addr = socket.local_addr().map_err(Error::Quic)?;
             let endpoint = quinn::Endpoint::new(
                 quinn::EndpointConfig::default(),
-                Some(tls.server),
+                Some(quic_tls.server),
                 socket,
                 Arc::new(quinn::TokioRuntime),
             )
@@ -168,7 +179,7 @@ pub async fn run(
             Some((
                 endpoint,
                 format!("quic://{}", advertised(quic_addr, &cfg.advertise_host)),
-                tls.cert_sha256,
+                quic_tls.cert_sha256,
             ))
         }
         None => None,
@@ -214,10 +225,14 @@ pub async fn run(
     let listeners_stop = CancellationToken::new();
     let quic_task = match quic {
         Some((endpoint, url, fingerprint)) => {
-            tracing::info!(node_id = %ctx.cfg.node_id, quic_url = %url, cert_sha256 = %fingerprint, "QUIC serving.");
+            tracing::info!(node_id = %ctx.cfg.node_id, quic_url = %url, cert_sha256 = ?fingerprint, "QUIC serving.");
             node.endpoints.insert(transport::QUIC.into(), url);
-            node.endpoints
-                .insert(transport::QUIC_CERT_SHA256.into(), fingerprint);
+            // Only a development certificate is pinned; a configured one is
+            // verified by clients like any certificate.
+            if let Some(fingerprint) = fingerprint {
+                node.endpoints
+                    .insert(transport::QUIC_CERT_SHA256.into(), fingerprint);
+            }
             Some(tokio::spawn(quic::serve(
                 ctx.clone(),
                 endpoint,
@@ -249,11 +264,12 @@ pub async fn run(
     let app = Router::new()
         .route(WS_PATH, get(upgrade))
         .with_state(ctx.clone());
-    let server = tokio::spawn(common::http::serve_http(
+    let server = tokio::spawn(common::http::serve_http_tls(
         listeners.ws,
         app,
         "conn_ws",
         &ctx.cfg.http,
+        tls,
         &deps.registry,
         listeners_stop.clone(),
     ));

@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     pub(crate) drops: IntCounter,
     pub(crate) lagged: IntCounter,
     pub(crate) slow_disconnects: IntCounter,
+    pub(crate) quic_retries: IntCounter,
     pub(crate) bad_frames: IntCounterVec,
     pub(crate) queue_depth: Histogram,
     pub(crate) publish_to_deliver: Histogram,
@@ -78,6 +79,10 @@ impl Metrics {
                 "roomcast_conn_slow_disconnects_total",
                 "Clients disconnected because they stayed behind",
             ),
+            quic_retries: counter(
+                "roomcast_conn_quic_retries_total",
+                "QUIC handshakes answered with a stateless Retry (address validation under load)",
+            ),
             bad_frames: IntCounterVec::new(
                 Opts::new(
                     "roomcast_conn_bad_frames_total",
@@ -114,6 +119,7 @@ impl Metrics {
             &m.drops,
             &m.lagged,
             &m.slow_disconnects,
+            &m.quic_retries,
         ] {
             common::ops::register(registry, c);
         }

@@ -71,6 +71,13 @@ pub struct Args {
     /// [config: node.internal_token].
     #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
+    /// Certificate files of the public listeners (`wss://`, QUIC).
+    #[command(flatten)]
+    pub tls: common::process::TlsArgs,
+    /// WebSocket URL advertised to clients, e.g. `wss://lb.example/v1/ws`
+    /// behind a TLS-terminating load balancer [config: node.public_ws_url].
+    #[arg(long)]
+    pub public_ws_url: Option<String>,
 }
 
 /// Load the configuration, connect discovery, serve until `shutdown`.
@@ -85,6 +92,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     if let Some(token) = &args.internal_token {
         overlay.insert("internal_token".into(), token.clone().into());
     }
+    if let Some(url) = &args.public_ws_url {
+        overlay.insert("public_ws_url".into(), url.clone().into());
+    }
+    args.tls.overlay(&mut overlay);
     let mut root = serde_json::Map::new();
     root.insert("node".into(), overlay.into());
     if let Some(quic) = &args.quic_listen {
@@ -113,6 +124,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         common::process::MIN_SHARED_TOKEN_BYTES,
     )?;
 
+    if !cfg.quic_listen.is_empty() && !cfg.node.tls.enabled() {
+        tracing::warn!(
+            "QUIC serves a self-signed development certificate pinned through discovery: \
+             set node.tls.cert and node.tls.key (--tls-cert/--tls-key) for a real one."
+        );
+    }
     let ws = common::process::bind(&cfg.listen, "WebSocket endpoint").await?;
     let quic = if cfg.quic_listen.is_empty() {
         None
@@ -163,7 +180,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let _ = ops_task.await;
     result.map_err(|e| match e {
         crate::Error::Auth(a) => StartError::Config(a.to_string()),
-        crate::Error::Tls(t) => StartError::Config(format!("QUIC TLS: {t}")),
+        crate::Error::Tls(t) => StartError::Config(format!("TLS: {t}")),
         other => StartError::Unavailable(other.to_string()),
     })
 }

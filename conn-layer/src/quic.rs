@@ -1,13 +1,19 @@
 //! QUIC transport: the client protocol as length-delimited protobuf frames on
 //! one bidirectional stream per connection (ALPN `roomcast/1`, TLS 1.3 always).
 //!
-//! Certificates come from PEM files, or a self-signed one is generated at
-//! start for development; its SHA-256 fingerprint is advertised in discovery
+//! The certificate is the node's configured one (`tls`, the WebSocket
+//! listener's, reloaded with it), verified by clients like any other; or,
+//! without one (standalone, development), a self-signed one generated at
+//! start whose SHA-256 fingerprint is advertised in discovery
 //! (`endpoints["quic_cert_sha256"]`) so SDKs can pin it.
+//!
+//! Under a handshake flood (more than `quic_retry_above` in progress) new
+//! clients get a stateless Retry and must come back with its token.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,53 +36,28 @@ const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
 /// error frame reaches the client first.
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
-/// A TLS configuration for the QUIC listener and the fingerprint clients pin.
+/// A TLS configuration for the QUIC listener, and the fingerprint clients
+/// pin when the certificate is a development one.
 pub(crate) struct QuicTls {
     pub(crate) server: quinn::ServerConfig,
-    pub(crate) cert_sha256: String,
+    pub(crate) cert_sha256: Option<String>,
 }
 
-/// Load the configured certificate, or generate a self-signed one.
-pub(crate) fn tls(cfg: &Config) -> Result<QuicTls, Error> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let (certs, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) =
-        match (&cfg.quic_cert_path, &cfg.quic_key_path) {
-            (Some(cert), Some(key)) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| Error::Tls(format!("cannot read certificate {cert}: {e}")))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| Error::Tls(format!("cannot read private key {key}: {e}")))?;
-                (certs, key)
-            }
-            (None, None) => {
-                let mut names = vec!["localhost".to_string(), cfg.advertise_host.clone()];
-                names.dedup();
-                let generated = rcgen::generate_simple_self_signed(names).map_err(|e| {
-                    Error::Tls(format!("cannot generate a development certificate: {e}"))
-                })?;
-                let key = PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der());
-                (vec![generated.cert.der().clone()], key.into())
-            }
-            _ => {
-                return Err(Error::Tls(
-                    "set both quic_cert_path and quic_key_path, or neither".into(),
-                ));
-            }
-        };
-    let first = certs
-        .first()
-        .ok_or_else(|| Error::Tls("the certificate file holds no certificate".into()))?;
-    let cert_sha256 = hex::encode(Sha256::digest(first.as_ref()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| Error::Tls(e.to_string()))?;
-    crypto.alpn_protocols = vec![proto::QUIC_ALPN.to_vec()];
+/// Serve the node's configured certificate (`tls`, reloaded with the
+/// WebSocket listener's), or generate a self-signed development one.
+pub(crate) fn tls(cfg: &Config, tls: Option<&common::tls::ServerTls>) -> Result<QuicTls, Error> {
+    let alpn = vec![proto::QUIC_ALPN.to_vec()];
+    let (crypto, cert_sha256) = match tls {
+        Some(tls) => (
+            tls.rustls_config(alpn, true)
+                .map_err(|e| Error::Tls(e.to_string()))?,
+            None,
+        ),
+        None => {
+            let (crypto, fingerprint) = development_config(cfg, alpn)?;
+            (crypto, Some(fingerprint))
+        }
+    };
     let crypto = QuicServerConfig::try_from(crypto).map_err(|e| Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
@@ -93,6 +74,30 @@ pub(crate) fn tls(cfg: &Config) -> Result<QuicTls, Error> {
         server,
         cert_sha256,
     })
+}
+
+/// A self-signed certificate for `localhost` and the advertise host, made
+/// fresh at every start, and the hex SHA-256 clients pin it by.
+fn development_config(
+    cfg: &Config,
+    alpn: Vec<Vec<u8>>,
+) -> Result<(rustls::ServerConfig, String), Error> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    let mut names = vec!["localhost".to_string(), cfg.advertise_host.clone()];
+    names.dedup();
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| Error::Tls(format!("cannot generate a development certificate: {e}")))?;
+    let key = PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der());
+    let cert = generated.cert.der().clone();
+    let fingerprint = hex::encode(Sha256::digest(cert.as_ref()));
+    let mut crypto = rustls::ServerConfig::builder_with_provider(common::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key.into())
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    crypto.alpn_protocols = alpn;
+    Ok((crypto, fingerprint))
 }
 
 /// Receive buffer asked for the QUIC socket. The kernel default (~208 KiB)
@@ -121,6 +126,7 @@ pub(crate) fn size_receive_buffer(socket: &std::net::UdpSocket) {
 
 /// Accept QUIC connections until `stop`.
 pub(crate) async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, stop: CancellationToken) {
+    let handshakes = Arc::new(AtomicUsize::new(0));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -132,10 +138,24 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, stop: Cancel
             incoming.refuse();
             continue;
         }
+        // Under a handshake flood, make unvalidated clients prove their
+        // address first: a Retry costs one packet and no state, and a
+        // spoofed source never comes back with the token.
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && handshakes.load(Ordering::Acquire) >= ctx.cfg.quic_retry_above
+        {
+            ctx.metrics.quic_retries.inc();
+            if let Err(error) = incoming.retry() {
+                error.into_incoming().ignore();
+            }
+            continue;
+        }
+        let handshake = Handshake::new(handshakes.clone());
         let ctx2 = ctx.clone();
         ctx.tracker.spawn(async move {
             let peer = incoming.remote_address();
-            if let Err(error) = accept(ctx2, incoming, peer).await {
+            if let Err(error) = accept(ctx2, incoming, peer, handshake).await {
                 tracing::debug!(%peer, %error, "QUIC connection failed before its session started.");
             }
         });
@@ -143,12 +163,34 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint, stop: Cancel
     endpoint.close(1001u32.into(), b"going away");
 }
 
-async fn accept(ctx: Arc<Ctx>, incoming: quinn::Incoming, peer: SocketAddr) -> Result<(), String> {
+/// Counts a QUIC handshake in progress until dropped.
+struct Handshake(Arc<AtomicUsize>);
+
+impl Handshake {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn accept(
+    ctx: Arc<Ctx>,
+    incoming: quinn::Incoming,
+    peer: SocketAddr,
+    handshake: Handshake,
+) -> Result<(), String> {
     let hello_timeout = Duration::from_millis(ctx.cfg.hello_timeout_ms);
     let connection = tokio::time::timeout(hello_timeout, incoming)
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    drop(handshake);
     let (send, recv) = tokio::time::timeout(hello_timeout, connection.accept_bi())
         .await
         .map_err(|_| "no stream opened in time".to_string())?

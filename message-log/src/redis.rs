@@ -90,6 +90,8 @@ pub struct RedisLogConfig {
     pub history: HistoryLimits,
     /// TTL of every room key, refreshed on append (at least 1).
     pub key_ttl_secs: u64,
+    /// TLS files of `rediss://` URLs.
+    pub tls: common::redis_conn::RedisTls,
 }
 
 impl Default for RedisLogConfig {
@@ -99,6 +101,7 @@ impl Default for RedisLogConfig {
             key_prefix: "rc:".into(),
             history: HistoryLimits::default(),
             key_ttl_secs: 72 * 3600,
+            tls: common::redis_conn::RedisTls::default(),
         }
     }
 }
@@ -279,7 +282,7 @@ pub async fn connect(cfg: RedisLogConfig) -> Result<RedisLog, LogError> {
         read: Script::new(&format!("{PRELUDE}{READ}")),
         head: Script::new(&format!("{PRELUDE}{HEAD}")),
     };
-    let mut conn = redis_conn::connect(&cfg.urls, &TIMINGS)
+    let mut conn = redis_conn::connect_with(&cfg.urls, &cfg.tls, &TIMINGS)
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?;
     // Load the scripts now: checks they compile and saves a NOSCRIPT round trip.
@@ -519,6 +522,7 @@ mod tests {
             key_prefix: "rc-test:".into(),
             history: HistoryLimits { max_len, max_age },
             key_ttl_secs: 3600,
+            tls: common::redis_conn::RedisTls::default(),
         }
     }
 

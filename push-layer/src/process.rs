@@ -129,6 +129,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
             max_age: Duration::from_secs(cfg.history.max_age_secs),
         },
         key_ttl_secs: cfg.history.key_ttl_secs,
+        tls: cfg.redis.tls.clone(),
     })
     .await
     .map_err(|e| StartError::Unavailable(e.to_string()))?;

@@ -245,6 +245,14 @@ pub struct Config {
     /// polling, actions, state): `scheme://host[:port]`, or `*` for any.
     /// Empty (the default): none.
     pub cors_origins: Vec<String>,
+    /// Certificate files of the client HTTP listener: set, it speaks
+    /// `https://` (reloaded when the files change).
+    pub tls: common::tls::TlsFiles,
+    /// Serve the backend HTTP listener with the same certificate too.
+    pub backend_tls: bool,
+    /// Polling base URL advertised to clients instead of the listener's own
+    /// (`https://lb.example/biz-1` behind a TLS-terminating load balancer).
+    pub public_http_url: Option<String>,
     /// Scheduled rooms that start themselves, reminders and user inboxes.
     pub schedules: ScheduleConfig,
     /// See [`DEFAULT_IDEMPOTENCY_WINDOW_SECS`].
@@ -328,6 +336,9 @@ impl Default for Config {
                 ..common::http::HttpLimits::default()
             },
             cors_origins: Vec::new(),
+            tls: common::tls::TlsFiles::default(),
+            backend_tls: false,
+            public_http_url: None,
             schedules: ScheduleConfig::default(),
             idempotency_window_secs: DEFAULT_IDEMPOTENCY_WINDOW_SECS,
             webhooks: WebhookConfig::default(),
@@ -405,6 +416,18 @@ impl Config {
             .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
         GiftCatalog::new(&self.gifts).map_err(|e| Error::Config(format!("gifts: {e}")))?;
         ReactionSet::new(&self.reactions).map_err(|e| Error::Config(format!("reactions: {e}")))?;
+        if let Some(problem) = self.tls.problem() {
+            return Err(Error::Config(problem.into()));
+        }
+        if self.backend_tls && !self.tls.enabled() {
+            return Err(Error::Config(
+                "backend_tls needs tls.cert and tls.key".into(),
+            ));
+        }
+        if let Some(url) = &self.public_http_url {
+            common::advertise::check_public_url("public_http_url", url, &["http", "https"])
+                .map_err(Error::Config)?;
+        }
         self.webhooks.validate()?;
         Ok(())
     }

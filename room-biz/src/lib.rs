@@ -224,19 +224,24 @@ pub async fn run(
             common::grpc::incoming(listeners.grpc),
             drain.clone().cancelled_owned(),
         );
-    let http = common::http::serve_http(
+    let tls = common::tls::ServerTls::start(&cfg.tls).map_err(|e| Error::Config(e.to_string()))?;
+    let http_scheme = common::advertise::scheme(tls.is_some(), "http", "https");
+    let backend_tls = tls.clone().filter(|_| cfg.backend_tls);
+    let http = common::http::serve_http_tls(
         listeners.http,
         http::client_app(shared.clone()),
         "biz_http",
         &cfg.http,
+        tls,
         &deps.registry,
         drain.clone(),
     );
-    let backend = common::http::serve_http(
+    let backend = common::http::serve_http_tls(
         listeners.backend,
         http::backend_app(shared.clone()),
         "biz_backend_http",
         &cfg.http,
+        backend_tls,
         &deps.registry,
         drain.clone(),
     );
@@ -273,7 +278,13 @@ pub async fn run(
         grpc_addr: Some(advertised(grpc_addr, host)),
         endpoints: BTreeMap::from([(
             "http".to_owned(),
-            format!("http://{}", advertised(http_addr, host)),
+            common::advertise::listener_url(
+                cfg.public_http_url.as_deref(),
+                http_scheme,
+                http_addr,
+                host,
+                "",
+            ),
         )]),
         ..NodeInfo::default()
     };

@@ -78,6 +78,12 @@ pub struct Args {
     /// [config: node.internal_token].
     #[arg(long, env = "ROOMCAST_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
+    /// Certificate files of the client HTTP listener (`https://`).
+    #[command(flatten)]
+    pub tls: common::process::TlsArgs,
+    /// Polling base URL advertised to clients [config: node.public_http_url].
+    #[arg(long)]
+    pub public_http_url: Option<String>,
 }
 
 /// The archive at `node.archive_url` (schema migrated), the archive queue
@@ -87,14 +93,16 @@ async fn connect_archiving(cfg: &ProcessConfig) -> Result<crate::Archiving, Star
     let archive = archive::open(&cfg.node.archive_url)
         .await
         .map_err(|e| unavailable(&e))?;
-    let queue = crate::RedisQueue::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let queue =
+        crate::RedisQueue::connect_with(&cfg.redis.urls, &cfg.redis.key_prefix, &cfg.redis.tls)
+            .await
+            .map_err(|e| unavailable(&e))?;
     // Only read and deleted here: the history bounds and TTL of appends are
     // the push layer's.
     let log = message_log::redis::connect(message_log::redis::RedisLogConfig {
         urls: cfg.redis.urls.clone(),
         key_prefix: cfg.redis.key_prefix.clone(),
+        tls: cfg.redis.tls.clone(),
         ..message_log::redis::RedisLogConfig::default()
     })
     .await
@@ -125,6 +133,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     if let Some(token) = &args.internal_token {
         node.insert("internal_token".into(), token.clone().into());
     }
+    if let Some(url) = &args.public_http_url {
+        node.insert("public_http_url".into(), url.clone().into());
+    }
+    args.tls.overlay(&mut node);
     if !node.is_empty() {
         overlay.insert("node".into(), node.into());
     }
@@ -154,9 +166,10 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
     let live_config = common::process::connect_live_config(&cfg.discovery).await?;
-    let store = crate::RedisRoomStore::connect(&cfg.redis.urls, &cfg.redis.key_prefix)
-        .await
-        .map_err(|e| StartError::Unavailable(e.to_string()))?;
+    let store =
+        crate::RedisRoomStore::connect_with(&cfg.redis.urls, &cfg.redis.key_prefix, &cfg.redis.tls)
+            .await
+            .map_err(|e| StartError::Unavailable(e.to_string()))?;
     let archiving = if cfg.node.archive_url.is_empty() {
         tracing::warn!(
             "No archive_url: ended rooms are not archived; their keys expire after 72 h."

@@ -55,6 +55,12 @@ pub struct Config {
     /// `POST /v1/client-stats`) from a browser: `scheme://host[:port]`, or
     /// `*` for any. Empty (the default): none.
     pub cors_origins: Vec<String>,
+    /// Certificate files of the public listener: set, it speaks `https://`
+    /// (reloaded when the files change).
+    pub tls: common::tls::TlsFiles,
+    /// The router's URL as clients know it (put in discovery), e.g.
+    /// `https://route.example` behind a TLS-terminating load balancer.
+    pub public_url: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -87,6 +93,8 @@ impl Default for Config {
             http: common::http::HttpLimits::default(),
             cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),
+            tls: common::tls::TlsFiles::default(),
+            public_url: None,
         }
     }
 }
@@ -107,6 +115,13 @@ impl Config {
         }
         common::cors::validate(&self.cors_origins)
             .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
+        if let Some(problem) = self.tls.problem() {
+            return Err(Error::Config(problem.into()));
+        }
+        if let Some(url) = &self.public_url {
+            common::advertise::check_public_url("public_url", url, &["http", "https"])
+                .map_err(Error::Config)?;
+        }
         for (name, limits) in [("http", &self.http), ("admin_http", &self.admin_http)] {
             if let Some(problem) = limits.problem() {
                 return Err(Error::Config(format!("{name}: {problem}")));

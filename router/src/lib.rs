@@ -38,7 +38,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::advertise::advertised;
 use common::auth::TokenVerifier;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::{LiveConfig, keys};
@@ -151,11 +150,14 @@ pub async fn run(
         Some(pages) => app.merge(pages),
         None => app,
     };
-    let public = common::http::serve_http(
+    let tls = common::tls::ServerTls::start(&cfg.tls).map_err(|e| Error::Config(e.to_string()))?;
+    let scheme = common::advertise::scheme(tls.is_some(), "http", "https");
+    let public = common::http::serve_http_tls(
         listeners.http,
         app,
         "router_http",
         &cfg.http,
+        tls,
         &deps.registry,
         drain.clone(),
     );
@@ -196,7 +198,13 @@ pub async fn run(
     // Any server failing stops the router; all stop on `drain`.
     let mut serving = pin!(async { tokio::try_join!(public, admin, ops).map(|_| ()) });
 
-    let url = format!("http://{}", advertised(addr, &cfg.advertise_host));
+    let url = common::advertise::listener_url(
+        cfg.public_url.as_deref(),
+        scheme,
+        addr,
+        &cfg.advertise_host,
+        "",
+    );
     let node = NodeInfo {
         id: cfg.node_id.clone(),
         endpoints: BTreeMap::from([("http".to_owned(), url)]),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use common::discovery::Discovery;
 use common::live_config::LiveConfig;
-use common::live_config::etcd::EtcdLiveConfig;
 use common::process::{CommonArgs, DiscoveryConfig, StartError};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +73,12 @@ pub struct Args {
     /// [config: node.token_secret].
     #[arg(long, env = "ROOMCAST_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Certificate files of the public listener (`https://`).
+    #[command(flatten)]
+    pub tls: common::process::TlsArgs,
+    /// The router's URL as clients know it [config: node.public_url].
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 /// Load the configuration, connect etcd, serve until `shutdown`.
@@ -82,8 +87,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     if let Some(addr) = &args.admin_listen {
         overlay.insert("admin_listen".into(), addr.clone().into());
     }
+    let mut node = serde_json::Map::new();
     if let Some(secret) = &args.token_secret {
-        overlay.insert("node".into(), serde_json::json!({ "token_secret": secret }));
+        node.insert("token_secret".into(), secret.clone().into());
+    }
+    if let Some(url) = &args.public_url {
+        node.insert("public_url".into(), url.clone().into());
+    }
+    args.tls.overlay(&mut node);
+    if !node.is_empty() {
+        overlay.insert("node".into(), node.into());
     }
     let overlay = serde_json::Value::Object(overlay);
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
@@ -116,11 +129,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         Some(common::process::bind(&cfg.admin_listen, "router admin API").await?)
     };
     let discovery: Arc<dyn Discovery> = common::process::connect_discovery(&cfg.discovery).await?;
-    let live_config: Arc<dyn LiveConfig> = Arc::new(
-        EtcdLiveConfig::connect(cfg.discovery.etcd_endpoints.clone(), &cfg.discovery.prefix)
-            .await
-            .map_err(|e| StartError::Unavailable(e.to_string()))?,
-    );
+    let live_config: Arc<dyn LiveConfig> =
+        common::process::connect_live_config(&cfg.discovery).await?;
     let deps = crate::Deps {
         discovery,
         live_config,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::TestServerError;
-use crate::process::{exchange, free_port, kill, spawn, wait_ready};
+use crate::process::{accepts, exchange, free_port, kill, spawn, wait_ready};
+use crate::tls::TestCa;
 
 const BINARY: &str = "etcd";
 const PACKAGE: &str = "etcd-server";
@@ -19,11 +20,29 @@ pub struct Etcd {
     peer_port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Certificate, key and client CA of a member serving clients over TLS.
+    secure: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl Etcd {
     /// Start a fresh member.
     pub fn start() -> Result<Self, TestServerError> {
+        Self::start_with(None)
+    }
+
+    /// Start a member serving clients over TLS only (certificate from `ca` for
+    /// `localhost` and `127.0.0.1`) and requiring a client certificate `ca`
+    /// signed (`--client-cert-auth`).
+    pub fn start_tls(ca: &TestCa) -> Result<Self, TestServerError> {
+        let issued = ca.issue("etcd", &["localhost", "127.0.0.1"])?;
+        Self::start_with(Some((
+            issued.cert_path,
+            issued.key_path,
+            ca.ca_path().to_path_buf(),
+        )))
+    }
+
+    fn start_with(secure: Option<(PathBuf, PathBuf, PathBuf)>) -> Result<Self, TestServerError> {
         let mut last = None;
         for _ in 0..5 {
             let mut etcd = Self {
@@ -33,6 +52,7 @@ impl Etcd {
                     .prefix("roomcast-etcd-")
                     .tempdir()?,
                 child: None,
+                secure: secure.clone(),
             };
             match etcd.spawn() {
                 Ok(()) => return Ok(etcd),
@@ -52,9 +72,14 @@ impl Etcd {
     }
 
     fn spawn(&mut self) -> Result<(), TestServerError> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--name".into(),
             "test".into(),
             "--data-dir".into(),
@@ -72,10 +97,25 @@ impl Etcd {
             "--log-level".into(),
             "error".into(),
         ];
+        if let Some((cert, key, ca)) = &self.secure {
+            args.extend([
+                "--cert-file".into(),
+                cert.display().to_string(),
+                "--key-file".into(),
+                key.display().to_string(),
+                "--trusted-ca-file".into(),
+                ca.display().to_string(),
+                "--client-cert-auth".into(),
+            ]);
+        }
         let log = self.log();
         let mut child = spawn(BINARY, PACKAGE, &args, &log)?;
         let port = self.client_port;
+        let tls = self.secure.is_some();
         wait_ready(BINARY, port, &mut child, &log, START_TIMEOUT, || {
+            if tls {
+                return accepts(port);
+            }
             exchange(
                 port,
                 b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",

@@ -10,16 +10,19 @@
 //! - [`etcd`]: one [`Etcd`] member.
 //! - [`postgres`]: one [`Postgres`] server (initdb + pg_ctl).
 //! - `process`: spawning, free ports, readiness polling.
+//! - [`tls`]: a throwaway CA and the certificates it signs.
 
 pub mod etcd;
 pub mod postgres;
 mod process;
 pub mod redis;
+pub mod tls;
 
 pub use etcd::Etcd;
 pub use postgres::Postgres;
 pub use process::free_port;
 pub use redis::{RedisCluster, RedisServer};
+pub use tls::{IssuedCert, TestCa};
 
 /// Why a test server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -116,6 +116,12 @@ pub(crate) fn exchange(port: u16, request: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Whether something accepts TCP connections on 127.0.0.1:`port` (servers
+/// that speak only TLS, which [`exchange`] cannot talk to).
+pub(crate) fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
 /// Kill and reap.
 pub(crate) fn kill(child: &mut Child) {
     let _ = child.kill();

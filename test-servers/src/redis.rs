@@ -7,7 +7,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::TestServerError;
-use crate::process::{exchange, free_port, kill, spawn, wait_ready};
+use crate::process::{accepts, exchange, free_port, kill, spawn, wait_ready};
+use crate::tls::TestCa;
 
 const BINARY: &str = "redis-server";
 const PACKAGE: &str = "redis-server";
@@ -19,15 +20,41 @@ pub struct RedisServer {
     dir: TempDir,
     child: Option<Child>,
     cluster: bool,
+    secure: Option<Secure>,
+}
+
+/// What a TLS server was started with.
+#[derive(Clone)]
+struct Secure {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    password: String,
 }
 
 impl RedisServer {
     /// Start a standalone server.
     pub fn start() -> Result<Self, TestServerError> {
-        Self::start_mode(false)
+        Self::start_mode(false, None)
     }
 
-    fn start_mode(cluster: bool) -> Result<Self, TestServerError> {
+    /// Start a standalone server speaking only TLS (certificate from `ca`, for
+    /// `localhost` and `127.0.0.1`; clients need no certificate) and requiring
+    /// `password` (`AUTH`).
+    pub fn start_tls(ca: &TestCa, password: &str) -> Result<Self, TestServerError> {
+        let issued = ca.issue("redis", &["localhost", "127.0.0.1"])?;
+        Self::start_mode(
+            false,
+            Some(Secure {
+                cert: issued.cert_path,
+                key: issued.key_path,
+                ca: ca.ca_path().to_path_buf(),
+                password: password.to_owned(),
+            }),
+        )
+    }
+
+    fn start_mode(cluster: bool, secure: Option<Secure>) -> Result<Self, TestServerError> {
         let mut dir = tempfile::Builder::new()
             .prefix("roomcast-redis-")
             .tempdir()?;
@@ -38,6 +65,7 @@ impl RedisServer {
                 dir,
                 child: None,
                 cluster,
+                secure: secure.clone(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -87,19 +115,46 @@ impl RedisServer {
                 "nodes.conf".into(),
             ]);
         }
+        if let Some(secure) = &self.secure {
+            // Plain port off, TLS on the chosen one.
+            args[1] = "0".into();
+            args.extend([
+                "--tls-port".into(),
+                self.port.to_string(),
+                "--tls-cert-file".into(),
+                secure.cert.display().to_string(),
+                "--tls-key-file".into(),
+                secure.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                secure.ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+                "--requirepass".into(),
+                secure.password.clone(),
+            ]);
+        }
         let log = self.log();
         let mut child = spawn(BINARY, PACKAGE, &args, &log)?;
         let port = self.port;
+        let tls = self.secure.is_some();
         wait_ready(BINARY, port, &mut child, &log, START_TIMEOUT, || {
-            exchange(port, b"PING\r\n").is_some_and(|r| r.starts_with("+PONG"))
+            if tls {
+                accepts(port)
+            } else {
+                exchange(port, b"PING\r\n").is_some_and(|r| r.starts_with("+PONG"))
+            }
         })?;
         self.child = Some(child);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or for a TLS server
+    /// `rediss://:PASSWORD@localhost:PORT`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.secure {
+            Some(secure) => format!("rediss://:{}@localhost:{}", secure.password, self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The port.
@@ -136,7 +191,7 @@ impl RedisCluster {
     /// Start `masters` (at least 3) cluster-enabled servers and join them.
     pub fn start(masters: usize) -> Result<Self, TestServerError> {
         let nodes = (0..masters.max(3))
-            .map(|_| RedisServer::start_mode(true))
+            .map(|_| RedisServer::start_mode(true, None))
             .collect::<Result<Vec<_>, _>>()?;
         let mut args = vec!["--cluster".to_string(), "create".to_string()];
         args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));

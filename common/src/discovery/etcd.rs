@@ -38,6 +38,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{Discovery, DiscoveryError, NodeInfo, NodeSet, ServiceKind};
 use crate::backoff::Backoff;
+pub use crate::etcd_call::EtcdSecurity;
 use crate::etcd_call::{self, CallError, bounded};
 
 /// Where etcd is and how registrations live there.
@@ -53,6 +54,8 @@ pub struct EtcdConfig {
     pub lease_ttl_secs: i64,
     /// Bound on connecting and on each etcd request.
     pub connect_timeout_ms: u64,
+    /// TLS and credentials.
+    pub security: EtcdSecurity,
 }
 
 impl Default for EtcdConfig {
@@ -62,6 +65,7 @@ impl Default for EtcdConfig {
             prefix: "/roomcast/".into(),
             lease_ttl_secs: 10,
             connect_timeout_ms: 2000,
+            security: EtcdSecurity::default(),
         }
     }
 }
@@ -125,7 +129,7 @@ impl EtcdDiscovery {
             ));
         }
         let call_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
-        let client = etcd_call::connect(&cfg.endpoints, call_timeout)
+        let client = etcd_call::connect(&cfg.endpoints, &cfg.security, call_timeout)
             .await
             .map_err(|e| unreachable(&e))?;
         let ttl = cfg.lease_ttl_secs.max(1);
@@ -577,6 +581,7 @@ mod tests {
             prefix: "/test/".into(),
             lease_ttl_secs: ttl,
             connect_timeout_ms: 1000,
+            ..EtcdConfig::default()
         }
     }
 

@@ -41,7 +41,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{LiveConfig, LiveConfigError};
 use crate::backoff::Backoff;
-use crate::etcd_call::{self, CallError, bounded};
+use crate::etcd_call::{self, CallError, EtcdSecurity, bounded};
 
 /// Bound on connecting and on each etcd request: a channel with no reachable
 /// endpoint may otherwise wait forever.
@@ -82,6 +82,15 @@ impl EtcdLiveConfig {
         endpoints: Vec<String>,
         prefix: &str,
     ) -> Result<EtcdLiveConfig, LiveConfigError> {
+        Self::connect_with(endpoints, prefix, &EtcdSecurity::default()).await
+    }
+
+    /// [`Self::connect`] over TLS and/or with credentials.
+    pub async fn connect_with(
+        endpoints: Vec<String>,
+        prefix: &str,
+        security: &EtcdSecurity,
+    ) -> Result<EtcdLiveConfig, LiveConfigError> {
         let joined = endpoints.join(",");
         if endpoints.is_empty() {
             return Err(LiveConfigError::Unavailable(
@@ -92,7 +101,7 @@ impl EtcdLiveConfig {
             LiveConfigError::Unavailable(format!("cannot reach etcd at {joined}: {e}"))
         };
         let call_timeout = DEFAULT_CALL_TIMEOUT;
-        let client = etcd_call::connect(&endpoints, call_timeout)
+        let client = etcd_call::connect(&endpoints, security, call_timeout)
             .await
             .map_err(|e| unreachable(&e))?;
         let config_prefix = format!("{prefix}config/");

@@ -45,7 +45,16 @@ impl RedisQueue {
     /// Connect (one URL: standalone; several: Cluster seeds) and create the
     /// stream and its group if missing.
     pub async fn connect(urls: &[String], key_prefix: &str) -> Result<Self, QueueError> {
-        let conn = redis_conn::connect(urls, &TIMINGS)
+        Self::connect_with(urls, key_prefix, &redis_conn::RedisTls::default()).await
+    }
+
+    /// [`Self::connect`] with TLS settings for `rediss://` URLs.
+    pub async fn connect_with(
+        urls: &[String],
+        key_prefix: &str,
+        tls: &redis_conn::RedisTls,
+    ) -> Result<Self, QueueError> {
+        let conn = redis_conn::connect_with(urls, tls, &TIMINGS)
             .await
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         let queue = Self {

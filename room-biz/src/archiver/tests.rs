@@ -425,6 +425,7 @@ async fn ten_thousand_messages_are_archived_once_across_a_killed_worker() -> Tes
                 max_age: Duration::from_secs(3600),
             },
             key_ttl_secs: 3600,
+            tls: Default::default(),
         })
         .await?,
     );

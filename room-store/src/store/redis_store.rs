@@ -55,7 +55,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis_conn::{self, RedisConn as Conn, RedisConnectError, RedisTimings};
+use common::redis_conn::{self, RedisConn as Conn, RedisConnectError, RedisTimings, RedisTls};
 use futures::StreamExt as _;
 use redis::{ErrorKind, RedisError, Value};
 use serde::Deserialize;
@@ -157,6 +157,15 @@ impl RedisRoomStore {
     /// reached, so a misconfigured node does not start; later outages are
     /// retried per request.
     pub async fn connect(urls: &[String], key_prefix: &str) -> Result<Self, StoreError> {
+        Self::connect_with(urls, key_prefix, &RedisTls::default()).await
+    }
+
+    /// [`Self::connect`] with the TLS files of `rediss://` URLs.
+    pub async fn connect_with(
+        urls: &[String],
+        key_prefix: &str,
+        tls: &RedisTls,
+    ) -> Result<Self, StoreError> {
         // A brace in the prefix would become the hash tag and put every room
         // in one Cluster slot.
         if key_prefix.contains(['{', '}']) {
@@ -164,13 +173,13 @@ impl RedisRoomStore {
                 "key prefix {key_prefix:?} must not contain braces"
             )));
         }
-        let conn = redis_conn::connect(urls, &TIMINGS)
+        let conn = redis_conn::connect_with(urls, tls, &TIMINGS)
             .await
             .map_err(|e| match e {
                 RedisConnectError::Unreachable { .. } => StoreError::Unavailable(e.to_string()),
-                RedisConnectError::NoUrl | RedisConnectError::InvalidUrl { .. } => {
-                    StoreError::InvalidConfig(e.to_string())
-                }
+                RedisConnectError::NoUrl
+                | RedisConnectError::InvalidUrl { .. }
+                | RedisConnectError::Tls(_) => StoreError::InvalidConfig(e.to_string()),
             })?;
         Ok(Self {
             ledger: Arc::new(RedisLedger::new(conn.clone(), key_prefix)),
