@@ -168,7 +168,10 @@ async fn typed_actions_drive_a_room_model_that_converges_to_the_server_state() -
             let server = snapshot.state.context("the server sent no state")?;
             assert_eq!(server.state, Lifecycle::Ended);
         }
-        Err(Error::Refused { code, .. }) if code == Code::RoomNotFound => {
+        Err(Error::Refused {
+            code: Code::RoomNotFound,
+            ..
+        }) => {
             let page = bob.history(&room, None, None, None).await?;
             assert_eq!(page.source, "archive");
         }
