@@ -1644,61 +1644,61 @@ impl Actor {
         None
     }
 
-    /// Read a room's state over HTTP beside the task (a slow read never holds it up).
+    /// Read a room's state over HTTP beside the task.
     fn read_state(&self, room: String, reply: Reply<Snapshot>) {
-        let Some(base) = self.polling_url.clone() else {
-            let _ = reply.send(Err(Error::Route(
-                "the router gave no polling URL to read the room state from".into(),
-            )));
-            return;
-        };
-        let (http, token, timeout) = (
-            self.http.clone(),
-            self.opts.token.clone(),
-            self.opts.request_timeout,
+        self.read_beside(
+            "the room state",
+            reply,
+            |http, base, token, timeout| async move {
+                read_state::fetch(&http, &base, &room, &token, timeout).await
+            },
         );
-        tokio::spawn(async move {
-            let result = read_state::fetch(&http, &base, &room, &token, timeout).await;
-            let _ = reply.send(result);
-        });
     }
 
     /// Read the user's inbox over HTTP beside the task.
     fn read_inbox(&self, after_ms: u64, reply: Reply<Inbox>) {
-        let Some(base) = self.polling_url.clone() else {
-            let _ = reply.send(Err(Error::Route(
-                "the router gave no polling URL to read the inbox from".into(),
-            )));
-            return;
-        };
-        let (http, token, timeout) = (
-            self.http.clone(),
-            self.token.clone(),
-            self.opts.request_timeout,
+        self.read_beside(
+            "the inbox",
+            reply,
+            move |http, base, token, timeout| async move {
+                inbox::fetch(&http, &base, &token, after_ms, timeout).await
+            },
         );
-        tokio::spawn(async move {
-            let result = inbox::fetch(&http, &base, &token, after_ms, timeout).await;
-            let _ = reply.send(result);
-        });
     }
 
     /// Read a history or replay page over HTTP (no session needed).
     fn read_page(&self, room: String, request: PageRequest, reply: Reply<HistoryPage>) {
+        self.read_beside(
+            "history",
+            reply,
+            move |http, base, token, timeout| async move {
+                history::fetch(&http, &base, &room, request, &token, timeout).await
+            },
+        );
+    }
+
+    /// Run `read` beside the task (a slow read never holds it up) with the
+    /// polling URL and the current token (a refreshed one once `set_token`
+    /// replaced it), and send its result to `reply`.
+    fn read_beside<T, F, Fut>(&self, what: &str, reply: Reply<T>, read: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(HttpClient, String, String, Duration) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
         let Some(base) = self.polling_url.clone() else {
-            let _ = reply.send(Err(Error::Route(
-                "the router gave no polling URL to read history from".into(),
-            )));
+            let _ = reply.send(Err(Error::Route(format!(
+                "the router gave no polling URL to read {what} from"
+            ))));
             return;
         };
-        // The current token: a refreshed one once `set_token` replaced it.
         let (http, token, timeout) = (
             self.http.clone(),
             self.token.clone(),
             self.opts.request_timeout,
         );
         tokio::spawn(async move {
-            let result = history::fetch(&http, &base, &room, request, &token, timeout).await;
-            let _ = reply.send(result);
+            let _ = reply.send(read(http, base, token, timeout).await);
         });
     }
 }
