@@ -5,9 +5,10 @@
 use serde_json::json;
 
 use crate::model::{
-    ArchiveBatch, ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, Participation,
+    ArchiveBatch, ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, CounterMinute,
+    MemberSession, Participation, RoomAccess,
 };
-use crate::store::{ArchiveStore, HistoryQuery, MAX_PAGE};
+use crate::store::{ArchiveStore, HistoryQuery, MAX_PAGE, RoomStats};
 
 /// Every test, each on its own room ids (prefixed by `prefix`) so engines
 /// may share one database.
@@ -19,6 +20,7 @@ pub async fn run_all(store: &dyn ArchiveStore, prefix: &str) {
     room_rows_round_trip(store, &format!("{prefix}-room")).await;
     side_tables_upsert(store, &format!("{prefix}-side")).await;
     archived_rooms_are_listed_by_end(store, &format!("{prefix}-list")).await;
+    analytics_tables_upsert_and_add_up(store, &format!("{prefix}-analytics")).await;
 }
 
 /// A room starting at 1,000,000 ms.
@@ -33,6 +35,10 @@ pub fn room(id: &str) -> ArchivedRoom {
         ended_at_ms: Some(1_600_000),
         summary: json!({"comments": 3, "peak": 2, "reactions": {"👏": 4}}),
         archived_at_ms: None,
+        access: RoomAccess {
+            invited: vec!["guest".into(), "ゲスト".into()],
+            kicked: vec!["troll".into()],
+        },
     }
 }
 
@@ -216,10 +222,12 @@ pub async fn room_rows_round_trip(store: &dyn ArchiveStore, id: &str) {
     );
     r.summary = json!({"comments": 4});
     r.owner = None;
+    r.access.invited.push("late".into());
     store.put_room(&r).await.expect("put_room again");
     let got = store.room(id).await.expect("room").expect("present");
     assert_eq!(got.archived_at_ms, Some(2_000_000));
     assert_eq!(got.origin_ms(), 1_000_000);
+    assert_eq!(got.access, r.access, "the access lists are replaced");
     assert_eq!((got.summary, got.owner), (json!({"comments": 4}), None));
 }
 
@@ -295,4 +303,80 @@ pub async fn archived_rooms_are_listed_by_end(store: &dyn ArchiveStore, prefix: 
     let listed = store.rooms_ended_since(base + 10).await.expect("list");
     let ids: Vec<String> = listed.into_iter().map(|r| r.id).collect();
     assert_eq!(ids, [format!("{prefix}-2"), format!("{prefix}-1")]);
+}
+
+/// Session stays and per-minute counts are upserted by their keys and read
+/// back in order; `room_stats` adds up a room (duration, peak, unique
+/// listeners, sessions, messages).
+pub async fn analytics_tables_upsert_and_add_up(store: &dyn ArchiveStore, id: &str) {
+    assert_eq!(store.stats(id).await.expect("stats"), None);
+    store.put_room(&room(id)).await.expect("put_room");
+    let stay = |uid: &str, session: &str, joined: u64, left: u64| MemberSession {
+        uid: uid.into(),
+        session: session.into(),
+        joined_at_ms: joined,
+        left_at_ms: left,
+    };
+    let minute = |minute: i64, name: &str, value: u64| CounterMinute {
+        minute_ms: (1_000_000 + minute * 60_000) as u64,
+        minute,
+        name: name.into(),
+        value,
+    };
+    let first = ArchiveBatch {
+        room: id.into(),
+        messages: (1..=4).map(message).collect(),
+        counters: vec![("peak".into(), 3), ("unique_listeners".into(), 5)],
+        sessions: vec![
+            stay("b", "s1", 1_000_200, 1_100_000),
+            stay("a", "s1", 1_000_100, 1_600_000),
+            // The same uid and session again later: another stay.
+            stay("a", "s1", 1_200_000, 1_300_000),
+        ],
+        minutes: vec![
+            minute(0, "likes", 4),
+            minute(0, "r:👏", 1),
+            minute(2, "likes", 7),
+        ],
+        ..ArchiveBatch::default()
+    };
+    store.write_batch(&first).await.expect("write");
+    // A redelivered batch with a stay that since got a later leave.
+    let again = ArchiveBatch {
+        sessions: vec![stay("b", "s1", 1_000_200, 1_150_000)],
+        minutes: vec![minute(2, "likes", 8)],
+        messages: Vec::new(),
+        counters: Vec::new(),
+        ..first.clone()
+    };
+    store.write_batch(&again).await.expect("write again");
+
+    let counts = store.table_counts(id).await.expect("counts");
+    assert_eq!((counts.sessions, counts.minutes), (3, 3));
+    assert_eq!(
+        store.sessions(id).await.expect("sessions"),
+        [
+            stay("a", "s1", 1_000_100, 1_600_000),
+            stay("b", "s1", 1_000_200, 1_150_000),
+            stay("a", "s1", 1_200_000, 1_300_000),
+        ]
+    );
+    assert_eq!(
+        store.counter_minutes(id).await.expect("minutes"),
+        [
+            minute(0, "likes", 4),
+            minute(0, "r:👏", 1),
+            minute(2, "likes", 8)
+        ]
+    );
+    assert_eq!(
+        store.stats(id).await.expect("stats"),
+        Some(RoomStats {
+            duration_ms: Some(600_000),
+            peak_concurrency: Some(3),
+            unique_listeners: Some(5),
+            sessions: 3,
+            messages: 4,
+        })
+    );
 }

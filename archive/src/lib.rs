@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - [`model`]: the archived rows ([`ArchivedRoom`], [`ArchivedMessage`],
-//!   [`Participation`], [`ArchivedPoll`], [`ArchivedGift`]) and
+//!   [`Participation`], [`ArchivedPoll`], [`ArchivedGift`], and for
+//!   analytics [`MemberSession`] and [`CounterMinute`]) and
 //!   [`ArchiveBatch`], one write.
 //! - [`store`]: the [`ArchiveStore`] trait and its queries ([`HistoryQuery`]).
 //! - [`migrations`]: the numbered schema migrations of each engine and the
@@ -38,9 +39,10 @@ pub mod store;
 
 pub use crate::error::ArchiveError;
 pub use crate::model::{
-    ArchiveBatch, ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, Participation,
+    ArchiveBatch, ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, CounterMinute,
+    MemberSession, Participation, RoomAccess,
 };
 pub use crate::open::open;
 pub use crate::postgres::PostgresArchive;
 pub use crate::sqlite::SqliteArchive;
-pub use crate::store::{ArchiveStore, HistoryQuery, MAX_PAGE};
+pub use crate::store::{ArchiveStore, HistoryQuery, MAX_PAGE, RoomStats, TableCounts};

@@ -23,18 +23,42 @@ pub const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_mi
 )";
 
 /// PostgreSQL's migrations.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "archive_tables",
-    sql: include_str!("../migrations/postgres/0001_archive_tables.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "archive_tables",
+        sql: include_str!("../migrations/postgres/0001_archive_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "room_access",
+        sql: include_str!("../migrations/postgres/0002_room_access.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "analytics",
+        sql: include_str!("../migrations/postgres/0003_analytics.sql"),
+    },
+];
 
 /// SQLite's migrations (the same schema in SQLite's types).
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "archive_tables",
-    sql: include_str!("../migrations/sqlite/0001_archive_tables.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "archive_tables",
+        sql: include_str!("../migrations/sqlite/0001_archive_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "room_access",
+        sql: include_str!("../migrations/sqlite/0002_room_access.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "analytics",
+        sql: include_str!("../migrations/sqlite/0003_analytics.sql"),
+    },
+];
 
 /// The highest version in `migrations`.
 pub fn latest(migrations: &[Migration]) -> u32 {

@@ -26,6 +26,22 @@ pub struct ArchivedRoom {
     /// When the archive became complete ([`crate::ArchiveStore::mark_archived`]);
     /// `None` while archiving.
     pub archived_at_ms: Option<u64>,
+    /// The entry rule's lists at the end: who may read the archive.
+    #[serde(default)]
+    pub access: RoomAccess,
+}
+
+/// The lists of a room's entry rule, kept with its archive so that reading
+/// an archived private room admits whom the live room admitted (the owner
+/// and the invited, never the kicked).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomAccess {
+    /// The invite list (private rooms).
+    #[serde(default)]
+    pub invited: Vec<String>,
+    /// Kicked uids.
+    #[serde(default)]
+    pub kicked: Vec<String>,
 }
 
 impl ArchivedRoom {
@@ -103,6 +119,33 @@ pub struct ArchivedGift {
     pub sent_at_ms: u64,
 }
 
+/// One member session's stay (analytics).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSession {
+    /// Who.
+    pub uid: String,
+    /// Which of their sessions (devices, reconnects).
+    pub session: String,
+    /// Joined.
+    pub joined_at_ms: u64,
+    /// Left (the room's end for sessions still in).
+    pub left_at_ms: u64,
+}
+
+/// A counter's additions in one minute of the room (analytics: likes and
+/// reactions per minute).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterMinute {
+    /// The minute's start, Unix ms.
+    pub minute_ms: u64,
+    /// Its number from the room's start (negative before it).
+    pub minute: i64,
+    /// The counter (`likes`, `r:<emoji>`).
+    pub name: String,
+    /// Added during the minute.
+    pub value: u64,
+}
+
 /// One idempotent write to the archive of `room`: every part may be empty,
 /// and writing the same batch twice changes nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -119,4 +162,13 @@ pub struct ArchiveBatch {
     pub gifts: Vec<ArchivedGift>,
     /// Counter totals by name (`likes`, `comments`, `r:<emoji>`…), upserted.
     pub counters: Vec<(String, u64)>,
+    /// Session stays (upserted by uid, session and join time).
+    pub sessions: Vec<MemberSession>,
+    /// Per-minute counts (upserted by minute and name).
+    pub minutes: Vec<CounterMinute>,
+}
+
+/// A stored access column (JSON text) as [`RoomAccess`].
+pub(crate) fn access_of(text: &str) -> Result<RoomAccess, crate::ArchiveError> {
+    serde_json::from_str(text).map_err(|e| crate::ArchiveError::Corrupt(format!("access: {e}")))
 }

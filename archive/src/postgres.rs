@@ -10,8 +10,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::error::{ArchiveError, to_i64, to_u64};
 use crate::migrations::{self, CREATE_SCHEMA_MIGRATIONS, POSTGRES};
-use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom};
-use crate::store::{ArchiveStore, HistoryQuery, TableCounts};
+use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom, CounterMinute, MemberSession};
+use crate::store::{ArchiveStore, HistoryQuery, RoomStats, TableCounts};
 
 /// Connections kept at most: the archiver writes one batch at a time per
 /// job, and history reads are short.
@@ -158,7 +158,7 @@ fn redact(url: &str) -> String {
 }
 
 const ROOM_COLUMNS: &str = "id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
-    summary::text, archived_at_ms";
+    summary::text, archived_at_ms, access::text";
 
 fn room_of(row: &Row) -> Result<ArchivedRoom, ArchiveError> {
     let summary: String = row.try_get(7)?;
@@ -173,6 +173,7 @@ fn room_of(row: &Row) -> Result<ArchivedRoom, ArchiveError> {
         summary: serde_json::from_str(&summary)
             .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
         archived_at_ms: opt_u64(row.try_get(8)?, "archived_at_ms")?,
+        access: crate::model::access_of(&row.try_get::<_, String>(9)?)?,
     })
 }
 
@@ -208,12 +209,12 @@ impl ArchiveStore for PostgresArchive {
         client
             .execute(
                 "INSERT INTO rooms (id, title, owner, kind, created_at_ms, started_at_ms,
-                     ended_at_ms, summary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)
+                     ended_at_ms, summary, access)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9::text::jsonb)
                  ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, owner = EXCLUDED.owner,
                      kind = EXCLUDED.kind, created_at_ms = EXCLUDED.created_at_ms,
                      started_at_ms = EXCLUDED.started_at_ms, ended_at_ms = EXCLUDED.ended_at_ms,
-                     summary = EXCLUDED.summary",
+                     summary = EXCLUDED.summary, access = EXCLUDED.access",
                 &[
                     &room.id,
                     &room.title,
@@ -223,6 +224,7 @@ impl ArchiveStore for PostgresArchive {
                     &opt_i64(room.started_at_ms, "started_at_ms")?,
                     &opt_i64(room.ended_at_ms, "ended_at_ms")?,
                     &summary,
+                    &json_text(&room.access)?,
                 ],
             )
             .await?;
@@ -344,6 +346,42 @@ impl ArchiveStore for PostgresArchive {
             )
             .await?;
         }
+        if !batch.sessions.is_empty() {
+            let uids: Vec<&str> = batch.sessions.iter().map(|s| s.uid.as_str()).collect();
+            let ids: Vec<&str> = batch.sessions.iter().map(|s| s.session.as_str()).collect();
+            let mut joined = Vec::with_capacity(batch.sessions.len());
+            let mut left = Vec::with_capacity(batch.sessions.len());
+            for s in &batch.sessions {
+                joined.push(to_i64(s.joined_at_ms, "joined_at_ms")?);
+                left.push(to_i64(s.left_at_ms, "left_at_ms")?);
+            }
+            tx.execute(
+                "INSERT INTO sessions (room, uid, session, joined_at_ms, left_at_ms)
+                 SELECT $1, * FROM UNNEST($2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])
+                 ON CONFLICT (room, uid, session, joined_at_ms)
+                 DO UPDATE SET left_at_ms = EXCLUDED.left_at_ms",
+                &[&batch.room, &uids, &ids, &joined, &left],
+            )
+            .await?;
+        }
+        if !batch.minutes.is_empty() {
+            let mut starts = Vec::with_capacity(batch.minutes.len());
+            let mut values = Vec::with_capacity(batch.minutes.len());
+            for m in &batch.minutes {
+                starts.push(to_i64(m.minute_ms, "minute_ms")?);
+                values.push(to_i64(m.value, "value")?);
+            }
+            let minutes: Vec<i64> = batch.minutes.iter().map(|m| m.minute).collect();
+            let names: Vec<&str> = batch.minutes.iter().map(|m| m.name.as_str()).collect();
+            tx.execute(
+                "INSERT INTO counters_per_minute (room, minute_ms, minute, name, value)
+                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::BIGINT[])
+                 ON CONFLICT (room, minute_ms, name)
+                 DO UPDATE SET minute = EXCLUDED.minute, value = EXCLUDED.value",
+                &[&batch.room, &starts, &minutes, &names, &values],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(inserted)
     }
@@ -441,7 +479,9 @@ impl ArchiveStore for PostgresArchive {
                         (SELECT count(*) FROM participation WHERE room = $1),
                         (SELECT count(*) FROM polls WHERE room = $1),
                         (SELECT count(*) FROM gifts WHERE room = $1),
-                        (SELECT count(*) FROM counters WHERE room = $1)",
+                        (SELECT count(*) FROM counters WHERE room = $1),
+                        (SELECT count(*) FROM sessions WHERE room = $1),
+                        (SELECT count(*) FROM counters_per_minute WHERE room = $1)",
                 &[&room],
             )
             .await?;
@@ -451,7 +491,72 @@ impl ArchiveStore for PostgresArchive {
             polls: to_u64(row.try_get(2)?, "count")?,
             gifts: to_u64(row.try_get(3)?, "count")?,
             counters: to_u64(row.try_get(4)?, "count")?,
+            sessions: to_u64(row.try_get(5)?, "count")?,
+            minutes: to_u64(row.try_get(6)?, "count")?,
         })
+    }
+
+    async fn sessions(&self, room: &str) -> Result<Vec<MemberSession>, ArchiveError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT uid, session, joined_at_ms, left_at_ms FROM sessions WHERE room = $1
+                 ORDER BY joined_at_ms, uid, session",
+                &[&room],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| -> Result<MemberSession, ArchiveError> {
+                Ok(MemberSession {
+                    uid: r.try_get(0)?,
+                    session: r.try_get(1)?,
+                    joined_at_ms: to_u64(r.try_get(2)?, "joined_at_ms")?,
+                    left_at_ms: to_u64(r.try_get(3)?, "left_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counter_minutes(&self, room: &str) -> Result<Vec<CounterMinute>, ArchiveError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT minute_ms, minute, name, value FROM counters_per_minute WHERE room = $1
+                 ORDER BY minute_ms, name",
+                &[&room],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| -> Result<CounterMinute, ArchiveError> {
+                Ok(CounterMinute {
+                    minute_ms: to_u64(r.try_get(0)?, "minute_ms")?,
+                    minute: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    value: to_u64(r.try_get(3)?, "value")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self, room: &str) -> Result<Option<RoomStats>, ArchiveError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT duration_ms, peak_concurrency, unique_listeners, sessions, messages
+                 FROM room_stats WHERE room = $1",
+                &[&room],
+            )
+            .await?;
+        row.map(|r| -> Result<RoomStats, ArchiveError> {
+            Ok(RoomStats {
+                duration_ms: r.try_get(0)?,
+                peak_concurrency: opt_u64(r.try_get(1)?, "peak_concurrency")?,
+                unique_listeners: opt_u64(r.try_get(2)?, "unique_listeners")?,
+                sessions: to_u64(r.try_get(3)?, "sessions")?,
+                messages: to_u64(r.try_get(4)?, "messages")?,
+            })
+        })
+        .transpose()
     }
 }
 
@@ -480,12 +585,12 @@ mod tests {
             PostgresArchive::connect(&url)
         );
         let (a, _b) = (a?, b?);
-        assert_eq!(a.applied_migrations().await?, [1]);
+        assert_eq!(a.applied_migrations().await?, [1, 2, 3]);
         a.put_room(&conformance::room("r1")).await?;
         drop(a);
         pg.start_again()?;
         let again = PostgresArchive::connect(&url).await?;
-        assert_eq!(again.applied_migrations().await?, [1]);
+        assert_eq!(again.applied_migrations().await?, [1, 2, 3]);
         assert!(again.room("r1").await?.is_some(), "data survives a restart");
         Ok(())
     }

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use crate::error::{ArchiveError, to_i64, to_u64};
 use crate::migrations::{self, CREATE_SCHEMA_MIGRATIONS, SQLITE};
-use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom};
-use crate::store::{ArchiveStore, HistoryQuery, TableCounts};
+use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom, CounterMinute, MemberSession};
+use crate::store::{ArchiveStore, HistoryQuery, RoomStats, TableCounts};
 
 const MESSAGE_COLUMNS: &str = "seq, kind, priority, sender, payload, sent_at_ms, offset_ms";
 
@@ -147,7 +147,7 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, ArchiveError> {
 }
 
 const ROOM_COLUMNS: &str = "id, title, owner, kind, created_at_ms, started_at_ms, ended_at_ms,
-    summary, archived_at_ms";
+    summary, archived_at_ms, access";
 
 /// The raw columns of a room row.
 type RawRoom = (
@@ -160,6 +160,7 @@ type RawRoom = (
     Option<i64>,
     String,
     Option<i64>,
+    String,
 );
 
 fn raw_room(r: &Row<'_>) -> rusqlite::Result<RawRoom> {
@@ -173,11 +174,12 @@ fn raw_room(r: &Row<'_>) -> rusqlite::Result<RawRoom> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
 fn room_of(raw: RawRoom) -> Result<ArchivedRoom, ArchiveError> {
-    let (id, title, owner, kind, created, started, ended, summary, archived) = raw;
+    let (id, title, owner, kind, created, started, ended, summary, archived, access) = raw;
     Ok(ArchivedRoom {
         id,
         title,
@@ -189,6 +191,7 @@ fn room_of(raw: RawRoom) -> Result<ArchivedRoom, ArchiveError> {
         summary: serde_json::from_str(&summary)
             .map_err(|e| ArchiveError::Corrupt(format!("summary: {e}")))?,
         archived_at_ms: opt_u64(archived, "archived_at_ms")?,
+        access: crate::model::access_of(&access)?,
     })
 }
 
@@ -311,6 +314,36 @@ fn write_batch(conn: &mut Connection, batch: &ArchiveBatch) -> Result<u64, Archi
         for (name, value) in &batch.counters {
             counter.execute(params![batch.room, name, to_i64(*value, "counter")?])?;
         }
+        let mut session = tx.prepare_cached(
+            "INSERT INTO sessions (room, uid, session, joined_at_ms, left_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (room, uid, session, joined_at_ms)
+             DO UPDATE SET left_at_ms = excluded.left_at_ms",
+        )?;
+        for s in &batch.sessions {
+            session.execute(params![
+                batch.room,
+                s.uid,
+                s.session,
+                to_i64(s.joined_at_ms, "joined_at_ms")?,
+                to_i64(s.left_at_ms, "left_at_ms")?,
+            ])?;
+        }
+        let mut minute = tx.prepare_cached(
+            "INSERT INTO counters_per_minute (room, minute_ms, minute, name, value)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (room, minute_ms, name)
+             DO UPDATE SET minute = excluded.minute, value = excluded.value",
+        )?;
+        for m in &batch.minutes {
+            minute.execute(params![
+                batch.room,
+                to_i64(m.minute_ms, "minute_ms")?,
+                m.minute,
+                m.name,
+                to_i64(m.value, "value")?,
+            ])?;
+        }
     }
     tx.commit()?;
     Ok(inserted)
@@ -323,11 +356,11 @@ impl ArchiveStore for SqliteArchive {
         self.call(move |conn| {
             conn.execute(
                 "INSERT INTO rooms (id, title, owner, kind, created_at_ms, started_at_ms,
-                     ended_at_ms, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ended_at_ms, summary, access) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (id) DO UPDATE SET title = excluded.title, owner = excluded.owner,
                      kind = excluded.kind, created_at_ms = excluded.created_at_ms,
                      started_at_ms = excluded.started_at_ms, ended_at_ms = excluded.ended_at_ms,
-                     summary = excluded.summary",
+                     summary = excluded.summary, access = excluded.access",
                 params![
                     room.id,
                     room.title,
@@ -337,6 +370,7 @@ impl ArchiveStore for SqliteArchive {
                     opt_i64(room.started_at_ms, "started_at_ms")?,
                     opt_i64(room.ended_at_ms, "ended_at_ms")?,
                     json_text(&room.summary)?,
+                    json_text(&room.access)?,
                 ],
             )?;
             Ok(())
@@ -454,22 +488,131 @@ impl ArchiveStore for SqliteArchive {
     async fn table_counts(&self, room: &str) -> Result<TableCounts, ArchiveError> {
         let room = room.to_owned();
         self.call(move |conn| {
-            let counts: (i64, i64, i64, i64, i64) = conn.query_row(
+            let counts: [i64; 7] = conn.query_row(
                 "SELECT (SELECT count(*) FROM messages WHERE room = ?1),
                         (SELECT count(*) FROM participation WHERE room = ?1),
                         (SELECT count(*) FROM polls WHERE room = ?1),
                         (SELECT count(*) FROM gifts WHERE room = ?1),
-                        (SELECT count(*) FROM counters WHERE room = ?1)",
+                        (SELECT count(*) FROM counters WHERE room = ?1),
+                        (SELECT count(*) FROM sessions WHERE room = ?1),
+                        (SELECT count(*) FROM counters_per_minute WHERE room = ?1)",
                 params![room],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok([
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ])
+                },
             )?;
+            let [messages, members, polls, gifts, counters, sessions, minutes] =
+                counts.map(|n| to_u64(n, "count"));
             Ok(TableCounts {
-                messages: to_u64(counts.0, "count")?,
-                members: to_u64(counts.1, "count")?,
-                polls: to_u64(counts.2, "count")?,
-                gifts: to_u64(counts.3, "count")?,
-                counters: to_u64(counts.4, "count")?,
+                messages: messages?,
+                members: members?,
+                polls: polls?,
+                gifts: gifts?,
+                counters: counters?,
+                sessions: sessions?,
+                minutes: minutes?,
             })
+        })
+        .await
+    }
+
+    async fn sessions(&self, room: &str) -> Result<Vec<MemberSession>, ArchiveError> {
+        let room = room.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT uid, session, joined_at_ms, left_at_ms FROM sessions WHERE room = ?1
+                 ORDER BY joined_at_ms, uid, session",
+            )?;
+            let raws = stmt
+                .query_map(params![room], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter()
+                .map(
+                    |(uid, session, joined, left)| -> Result<MemberSession, ArchiveError> {
+                        Ok(MemberSession {
+                            uid,
+                            session,
+                            joined_at_ms: to_u64(joined, "joined_at_ms")?,
+                            left_at_ms: to_u64(left, "left_at_ms")?,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn counter_minutes(&self, room: &str) -> Result<Vec<CounterMinute>, ArchiveError> {
+        let room = room.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT minute_ms, minute, name, value FROM counters_per_minute WHERE room = ?1
+                 ORDER BY minute_ms, name",
+            )?;
+            let raws = stmt
+                .query_map(params![room], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter()
+                .map(
+                    |(minute_ms, minute, name, value)| -> Result<CounterMinute, ArchiveError> {
+                        Ok(CounterMinute {
+                            minute_ms: to_u64(minute_ms, "minute_ms")?,
+                            minute,
+                            name,
+                            value: to_u64(value, "value")?,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn stats(&self, room: &str) -> Result<Option<RoomStats>, ArchiveError> {
+        let room = room.to_owned();
+        self.call(move |conn| {
+            let raw: Option<(Option<i64>, Option<i64>, Option<i64>, i64, i64)> = conn
+                .query_row(
+                    "SELECT duration_ms, peak_concurrency, unique_listeners, sessions, messages
+                     FROM room_stats WHERE room = ?1",
+                    params![room],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            raw.map(
+                |(duration, peak, unique, sessions, messages)| -> Result<RoomStats, ArchiveError> {
+                    Ok(RoomStats {
+                        duration_ms: duration,
+                        peak_concurrency: opt_u64(peak, "peak_concurrency")?,
+                        unique_listeners: opt_u64(unique, "unique_listeners")?,
+                        sessions: to_u64(sessions, "sessions")?,
+                        messages: to_u64(messages, "messages")?,
+                    })
+                },
+            )
+            .transpose()
         })
         .await
     }
@@ -502,7 +645,7 @@ mod tests {
         archive.put_room(&conformance::room("r1")).await?;
         drop(archive);
         let archive = SqliteArchive::open(&path).await?;
-        assert_eq!(archive.applied_migrations().await?, [1]);
+        assert_eq!(archive.applied_migrations().await?, [1, 2, 3]);
         assert!(archive.room("r1").await?.is_some());
         Ok(())
     }
@@ -525,7 +668,7 @@ mod tests {
         match SqliteArchive::open(&path).await {
             Err(ArchiveError::SchemaTooNew {
                 found: 99,
-                known: 1,
+                known: 3,
             }) => Ok(()),
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }

@@ -1,7 +1,7 @@
 //! The [`ArchiveStore`] trait every engine implements.
 
 use crate::error::ArchiveError;
-use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom};
+use crate::model::{ArchiveBatch, ArchivedMessage, ArchivedRoom, CounterMinute, MemberSession};
 
 /// Most messages one read returns; larger limits are cut to it.
 pub const MAX_PAGE: usize = 1000;
@@ -64,6 +64,28 @@ pub trait ArchiveStore: Send + Sync + 'static {
     ) -> Result<Vec<ArchivedMessage>, ArchiveError>;
     /// Rows archived for `room`, per table.
     async fn table_counts(&self, room: &str) -> Result<TableCounts, ArchiveError>;
+    /// The session stays of `room`, by join time then uid and session.
+    async fn sessions(&self, room: &str) -> Result<Vec<MemberSession>, ArchiveError>;
+    /// The per-minute counts of `room`, by minute then name.
+    async fn counter_minutes(&self, room: &str) -> Result<Vec<CounterMinute>, ArchiveError>;
+    /// The `room_stats` row of `room` (duration, peak, unique listeners…),
+    /// or `None` for a room never archived.
+    async fn stats(&self, room: &str) -> Result<Option<RoomStats>, ArchiveError>;
+}
+
+/// One row of the `room_stats` view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoomStats {
+    /// From the start (else the creation) to the end; `None` before the end.
+    pub duration_ms: Option<i64>,
+    /// Most members at once (the `peak` counter).
+    pub peak_concurrency: Option<u64>,
+    /// Distinct uids that ever joined (the `unique_listeners` counter).
+    pub unique_listeners: Option<u64>,
+    /// Session stays archived.
+    pub sessions: u64,
+    /// Durable messages archived.
+    pub messages: u64,
 }
 
 /// Rows archived for one room, per table.
@@ -79,4 +101,8 @@ pub struct TableCounts {
     pub gifts: u64,
     /// Counter totals.
     pub counters: u64,
+    /// Session stays.
+    pub sessions: u64,
+    /// Per-minute counts.
+    pub minutes: u64,
 }

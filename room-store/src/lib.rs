@@ -23,7 +23,8 @@ pub mod store;
 
 pub use crate::error::StoreError;
 pub use crate::store::{
-    AudienceSet, CounterBatch, DEFAULT_KEY_PREFIX, Ledger, LoggedEvent, MemberEntry, MemberFilter,
-    MemoryLedger, MemoryRoomStore, Metered, NewRoom, Once, ROOM_TTL, RedisRoomStore, Role, Room,
-    RoomLists, RoomState, RoomStore, SessionLeft, counter,
+    AudienceSet, CounterBatch, DEFAULT_KEY_PREFIX, Ledger, LoggedEvent, MAX_STAYS, MemberEntry,
+    MemberFilter, MemoryLedger, MemoryRoomStore, Metered, MinuteCount, NewRoom, Once, ROOM_TTL,
+    RedisRoomStore, Role, Room, RoomAnalytics, RoomLists, RoomState, RoomStore, SessionLeft,
+    SessionStay, counter,
 };

@@ -30,8 +30,8 @@ mod redis_store;
 pub mod conformance;
 
 pub use self::engine::{
-    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Role, Room, RoomLists,
-    RoomState, RoomStore, SessionLeft, counter,
+    AudienceSet, CounterBatch, MAX_STAYS, MemberEntry, MemberFilter, MinuteCount, NewRoom, Role,
+    Room, RoomAnalytics, RoomLists, RoomState, RoomStore, SessionLeft, SessionStay, counter,
 };
 pub use self::ledger::{Ledger, LoggedEvent, Once};
 pub use self::memory::MemoryRoomStore;

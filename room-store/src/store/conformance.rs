@@ -12,7 +12,7 @@ use futures::future::join_all;
 mod ledger;
 mod state;
 
-use super::engine::{NewRoom, Room, RoomState, RoomStore, SessionLeft};
+use super::engine::{NewRoom, Room, RoomState, RoomStore, SessionLeft, counter};
 use crate::error::StoreError;
 
 /// Run every check against `store`, in order.
@@ -27,6 +27,7 @@ pub async fn run_all(store: &dyn RoomStore) {
     a_session_that_moved_node_survives_its_old_node(store).await;
     concurrent_joins_and_leaves_leave_exact_counts(store).await;
     token_revocations_only_move_forward(store).await;
+    sessions_and_minutes_are_kept_for_analytics(store).await;
     state::run_all(store).await;
     ledger::run_all(&*store.ledger()).await;
 }
@@ -364,5 +365,90 @@ pub(crate) async fn token_revocations_only_move_forward(store: &dyn RoomStore) {
     assert_eq!(
         store.tokens_revoked_before(&other).await.expect("read"),
         None
+    );
+}
+
+/// Every session's stay (join to leave, by session, through leaves and a
+/// dead node alike) and likes and reactions per minute are kept for the
+/// archive; other counters are not counted per minute; a deleted room has
+/// none.
+pub(crate) async fn sessions_and_minutes_are_kept_for_analytics(store: &dyn RoomStore) {
+    let before = common::time::now_ms();
+    let id = room(store, Some("alice")).await.id;
+    join(store, &id, "bob", "b1", "conn-an-1").await;
+    join(store, &id, "bob", "b2", "conn-an-2").await;
+    // Re-joining a session keeps its first join time.
+    join(store, &id, "bob", "b1", "conn-an-1").await;
+    join(store, &id, "carol\tx", "c1", "conn-an-2").await;
+    join(store, &id, "dave", "d1", "conn-an-1").await;
+    leave(store, &id, "bob", "b1").await;
+    leave(store, &id, "bob", "b1").await;
+    store.remove_node("conn-an-2").await.expect("remove node");
+    store
+        .add_counters(
+            &id,
+            &[
+                (counter::LIKES.into(), 5),
+                (counter::reaction("👏"), 2),
+                (counter::COMMENTS.into(), 9),
+            ],
+            None,
+        )
+        .await
+        .expect("count");
+    store
+        .add_counters(&id, &[(counter::LIKES.into(), 1)], None)
+        .await
+        .expect("count");
+    let after = common::time::now_ms();
+
+    let got = store.analytics(&id).await.expect("analytics");
+    let mut closed: Vec<(&str, &str)> = got
+        .stays
+        .iter()
+        .filter(|s| s.left_at_ms.is_some())
+        .map(|s| (s.uid.as_str(), s.session.as_str()))
+        .collect();
+    closed.sort_unstable();
+    assert_eq!(
+        closed,
+        [("bob", "b1"), ("bob", "b2"), ("carol\tx", "c1")],
+        "one stay per session that left, leaving twice once"
+    );
+    let open: Vec<(&str, &str)> = got
+        .stays
+        .iter()
+        .filter(|s| s.left_at_ms.is_none())
+        .map(|s| (s.uid.as_str(), s.session.as_str()))
+        .collect();
+    assert_eq!(open, [("dave", "d1")]);
+    for stay in &got.stays {
+        assert!(
+            before <= stay.joined_at_ms && stay.joined_at_ms <= after,
+            "{stay:?}"
+        );
+        if let Some(left) = stay.left_at_ms {
+            assert!(stay.joined_at_ms <= left && left <= after, "{stay:?}");
+        }
+    }
+    // Both additions fall in one or two minutes; their sums are exact.
+    let sum = |name: &str| -> u64 {
+        got.minutes
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.count)
+            .sum()
+    };
+    assert_eq!((sum("likes"), sum("r:👏"), sum("comments")), (6, 2, 0));
+    for m in &got.minutes {
+        assert_eq!(m.minute_ms % 60_000, 0, "{m:?}");
+        assert!(counter::minute_of(before) <= m.minute_ms && m.minute_ms <= after);
+    }
+
+    store.delete_room(&id).await.expect("delete");
+    assert_eq!(
+        store.analytics(&id).await.expect("analytics"),
+        Default::default(),
+        "gone with the room"
     );
 }

@@ -37,6 +37,54 @@ pub mod counter {
     pub fn reaction(emoji: &str) -> String {
         format!("{REACTION_PREFIX}{emoji}")
     }
+
+    /// Whether counter `name` is also counted per minute (likes and
+    /// reactions: the analytics' "reactions and likes per minute").
+    pub fn per_minute(name: &str) -> bool {
+        name == LIKES || name.starts_with(REACTION_PREFIX)
+    }
+
+    /// The start of the minute `at_ms` falls in (Unix ms).
+    pub fn minute_of(at_ms: u64) -> u64 {
+        at_ms - at_ms % 60_000
+    }
+}
+
+/// Session stays kept per room at most (the oldest go first): a room with
+/// more joins and leaves than this archives the newest.
+pub const MAX_STAYS: usize = 100_000;
+
+/// One session of a member in a room: from its join to its leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStay {
+    /// Who.
+    pub uid: String,
+    /// Which of their sessions.
+    pub session: String,
+    /// Joined, Unix ms.
+    pub joined_at_ms: u64,
+    /// Left, Unix ms; `None` while the session is in.
+    pub left_at_ms: Option<u64>,
+}
+
+/// A counter's additions in one minute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// The minute's start, Unix ms.
+    pub minute_ms: u64,
+    /// The counter (see [`counter::per_minute`]).
+    pub name: String,
+    /// Added during that minute.
+    pub count: u64,
+}
+
+/// What the archive's analytics need beyond the room's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomAnalytics {
+    /// Sessions that left (oldest first), then those still in.
+    pub stays: Vec<SessionStay>,
+    /// Likes and reactions per minute, by minute then name.
+    pub minutes: Vec<MinuteCount>,
 }
 
 /// Which members [`RoomStore::members_page`] lists.
@@ -184,6 +232,13 @@ pub trait RoomStore: Send + Sync + 'static {
         deltas: &[(String, u64)],
         batch: Option<CounterBatch<'_>>,
     ) -> Result<Option<Counters>, StoreError>;
+    /// The room's session stays and per-minute counts (for its archive);
+    /// empty for an unknown room. An engine that keeps none says so with
+    /// empty lists.
+    async fn analytics(&self, room: &str) -> Result<RoomAnalytics, StoreError> {
+        let _ = room;
+        Ok(RoomAnalytics::default())
+    }
     /// Slow mode: if `uid` last commented at least `secs` ago (or never),
     /// record a comment now and return `None`; else how many ms they must wait.
     async fn slow_comment(

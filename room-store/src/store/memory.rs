@@ -4,13 +4,13 @@
 //! inside, so transitions are atomic exactly as the Redis scripts are, and the
 //! reference semantics of [`RoomDoc::apply`] are used as they are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::engine::{
-    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
-    RoomStore, SessionLeft, counter,
+    AudienceSet, CounterBatch, MAX_STAYS, MemberEntry, MemberFilter, MinuteCount, NewRoom, Room,
+    RoomAnalytics, RoomLists, RoomState, RoomStore, SessionLeft, SessionStay, counter,
 };
 use super::ledger::Ledger;
 use super::memory_ledger::MemoryLedger;
@@ -65,6 +65,9 @@ struct Entry {
     last_write_ms: u64,
     /// Counter writer → the last batch applied from it.
     counter_batches: HashMap<String, u64>,
+    /// (minute start, Unix ms; counter) → added in that minute (see
+    /// [`counter::per_minute`]).
+    minutes: BTreeMap<(u64, String), u64>,
 }
 
 /// uid → sessions, with a join-time index for pages.
@@ -74,10 +77,17 @@ struct Members {
     by_uid: HashMap<String, (u64, HashMap<String, String>)>,
     /// (joined at, uid), for pages by join time.
     by_time: BTreeSet<(u64, String)>,
+    /// (uid, session) → when that session joined, while it is in.
+    opened: HashMap<(String, String), u64>,
+    /// Sessions that left, oldest first ([`MAX_STAYS`] at most).
+    stays: VecDeque<SessionStay>,
 }
 
 impl Members {
     fn join(&mut self, uid: &str, session_id: &str, node_id: &str, now_ms: u64) {
+        self.opened
+            .entry((uid.to_owned(), session_id.to_owned()))
+            .or_insert(now_ms);
         if let Some((_, sessions)) = self.by_uid.get_mut(uid) {
             sessions.insert(session_id.to_owned(), node_id.to_owned());
             return;
@@ -88,14 +98,38 @@ impl Members {
     }
 
     /// Drop the sessions of `uid` for which `drop(session, node)` holds;
-    /// whether any went.
+    /// whether any went. Each dropped session's stay is recorded.
     fn drop_sessions(&mut self, uid: &str, mut drop: impl FnMut(&str, &str) -> bool) -> bool {
-        let Some((joined, sessions)) = self.by_uid.get_mut(uid) else {
+        let Some((_, sessions)) = self.by_uid.get_mut(uid) else {
             return false;
         };
         let before = sessions.len();
-        sessions.retain(|session, node| !drop(session, node));
+        let mut left = Vec::new();
+        sessions.retain(|session, node| {
+            let keep = !drop(session, node);
+            if !keep {
+                left.push(session.clone());
+            }
+            keep
+        });
         let dropped = sessions.len() < before;
+        let now = common::time::now_ms();
+        for session in left {
+            if let Some(joined_at_ms) = self.opened.remove(&(uid.to_owned(), session.clone())) {
+                self.stays.push_back(SessionStay {
+                    uid: uid.to_owned(),
+                    session,
+                    joined_at_ms,
+                    left_at_ms: Some(now),
+                });
+                if self.stays.len() > MAX_STAYS {
+                    self.stays.pop_front();
+                }
+            }
+        }
+        let Some((joined, sessions)) = self.by_uid.get_mut(uid) else {
+            return dropped;
+        };
         if sessions.is_empty() {
             let joined = *joined;
             self.by_uid.remove(uid);
@@ -134,6 +168,7 @@ impl Entry {
             last_comment: HashMap::new(),
             last_write_ms: common::time::now_ms(),
             counter_batches: HashMap::new(),
+            minutes: BTreeMap::new(),
         }
     }
 
@@ -449,11 +484,49 @@ impl RoomStore for MemoryRoomStore {
                     }
                     *last = batch.seq;
                 }
+                let minute = counter::minute_of(e.last_write_ms);
                 for (name, delta) in deltas {
                     let value = e.counters.entry(name.clone()).or_insert(0);
                     *value = value.saturating_add(*delta);
+                    if counter::per_minute(name) {
+                        let value = e.minutes.entry((minute, name.clone())).or_insert(0);
+                        *value = value.saturating_add(*delta);
+                    }
                 }
                 e.counters()
+            })
+        }))
+    }
+
+    async fn analytics(&self, room: &str) -> Result<RoomAnalytics, StoreError> {
+        Ok(self.with(|s| {
+            s.rooms.get(room).map_or_else(RoomAnalytics::default, |e| {
+                let mut stays: Vec<SessionStay> = e.members.stays.iter().cloned().collect();
+                let mut open: Vec<SessionStay> = e
+                    .members
+                    .opened
+                    .iter()
+                    .map(|((uid, session), joined)| SessionStay {
+                        uid: uid.clone(),
+                        session: session.clone(),
+                        joined_at_ms: *joined,
+                        left_at_ms: None,
+                    })
+                    .collect();
+                open.sort_by(|a, b| (a.joined_at_ms, &a.uid).cmp(&(b.joined_at_ms, &b.uid)));
+                stays.extend(open);
+                RoomAnalytics {
+                    stays,
+                    minutes: e
+                        .minutes
+                        .iter()
+                        .map(|((minute_ms, name), count)| MinuteCount {
+                            minute_ms: *minute_ms,
+                            name: name.clone(),
+                            count: *count,
+                        })
+                        .collect(),
+                }
             })
         }))
     }

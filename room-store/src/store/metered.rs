@@ -7,8 +7,8 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use super::engine::{
-    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomStore,
-    SessionLeft,
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomAnalytics, RoomLists,
+    RoomStore, SessionLeft,
 };
 use super::ledger::Ledger;
 use crate::domain::state::{Counters, RoomRead};
@@ -120,6 +120,11 @@ impl RoomStore for Metered {
     ) -> Result<Option<Counters>, StoreError> {
         self.count("add_counters");
         self.inner.add_counters(room, deltas, batch).await
+    }
+
+    async fn analytics(&self, room: &str) -> Result<RoomAnalytics, StoreError> {
+        self.count("analytics");
+        self.inner.analytics(room).await
     }
 
     async fn slow_comment(

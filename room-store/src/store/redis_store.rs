@@ -65,8 +65,8 @@ use self::scripts::{
     APPLY, COUNT, CREATE, END, JOIN, LEAVE, LISTS, MEMBERS_PAGE, READ, RESTORE, REVOKE_TOKENS, SLOW,
 };
 use super::engine::{
-    AudienceSet, CounterBatch, MemberEntry, MemberFilter, NewRoom, Room, RoomLists, RoomState,
-    RoomStore, SessionLeft, counter,
+    AudienceSet, CounterBatch, MemberEntry, MemberFilter, MinuteCount, NewRoom, Room,
+    RoomAnalytics, RoomLists, RoomState, RoomStore, SessionLeft, SessionStay, counter,
 };
 use super::ledger::Ledger;
 use super::meta_cache::{self, MetaCache};
@@ -116,9 +116,10 @@ pub struct RedisRoomStore {
 }
 
 /// Names of a room's keys, in the order every script expects.
-const ROOM_KEY_NAMES: [&str; 17] = [
+const ROOM_KEY_NAMES: [&str; 20] = [
     "meta", "members", "sessions", "refs", "roles", "hands", "invites", "muted", "kicked",
-    "allowed", "interest", "polls", "votes", "tally", "counters", "seen", "slow",
+    "allowed", "interest", "polls", "votes", "tally", "counters", "seen", "slow", "opened",
+    "stays", "minutes",
 ];
 
 /// The keys of one room.
@@ -141,6 +142,21 @@ impl RoomKeys {
 
     fn allowed(&self) -> &str {
         &self.all[9]
+    }
+
+    /// Session field → join time of the sessions in (analytics).
+    fn opened(&self) -> &str {
+        &self.all[17]
+    }
+
+    /// Sessions that left: `field \t joined \t left` (analytics).
+    fn stays(&self) -> &str {
+        &self.all[18]
+    }
+
+    /// `minute|counter` → added in that minute (analytics).
+    fn minutes(&self) -> &str {
+        &self.all[19]
     }
 
     /// Every key, in script order.
@@ -652,6 +668,38 @@ fn uid_of_field(field: &str) -> Option<&str> {
     rest.get(..len.parse::<usize>().ok()?)
 }
 
+/// A session field split into (uid, session id), if well formed.
+fn split_field(field: &str) -> Option<(String, String)> {
+    let uid = uid_of_field(field)?;
+    let (_, rest) = field.split_once(':')?;
+    Some((uid.to_owned(), rest.get(uid.len()..)?.to_owned()))
+}
+
+/// A stored stay, `field \t joined \t left`; `None` if malformed.
+fn stay_of(entry: &str) -> Option<SessionStay> {
+    // Fields may hold tabs (uids are the app's); the times never do.
+    let mut parts = entry.rsplitn(3, '\t');
+    let left = parts.next()?.parse().ok()?;
+    let joined = parts.next()?.parse().ok()?;
+    let (uid, session) = split_field(parts.next()?)?;
+    Some(SessionStay {
+        uid,
+        session,
+        joined_at_ms: joined,
+        left_at_ms: Some(left),
+    })
+}
+
+/// A stored per-minute count, `minute|counter` → count; `None` if malformed.
+fn minute_of(field: &str, count: &str) -> Option<MinuteCount> {
+    let (minute, name) = field.split_once('|')?;
+    Some(MinuteCount {
+        minute_ms: minute.parse().ok()?,
+        name: name.to_owned(),
+        count: count.parse().ok()?,
+    })
+}
+
 /// The node index entry of a session of `room`. Room ids never hold a tab
 /// (they are minted by `create_room`), so the first tab splits it.
 fn node_entry(room: &str, field: &str) -> String {
@@ -941,6 +989,64 @@ impl RoomStore for RedisRoomStore {
             }
         }
         Ok(None)
+    }
+
+    async fn analytics(&self, room: &str) -> Result<RoomAnalytics, StoreError> {
+        let keys = self.room_keys(room);
+        let (opened, stays, minutes): (
+            HashMap<String, String>,
+            Vec<String>,
+            HashMap<String, String>,
+        ) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(keys.opened())
+            .cmd("LRANGE")
+            .arg(keys.stays())
+            .arg(0)
+            .arg(-1)
+            .cmd("HGETALL")
+            .arg(keys.minutes())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("analytics", e))?;
+        let mut malformed = 0usize;
+        let mut out = RoomAnalytics::default();
+        for entry in &stays {
+            match stay_of(entry) {
+                Some(stay) => out.stays.push(stay),
+                None => malformed += 1,
+            }
+        }
+        let mut open = Vec::with_capacity(opened.len());
+        for (field, joined) in &opened {
+            match (split_field(field), joined.parse()) {
+                (Some((uid, session)), Ok(joined_at_ms)) => open.push(SessionStay {
+                    uid,
+                    session,
+                    joined_at_ms,
+                    left_at_ms: None,
+                }),
+                _ => malformed += 1,
+            }
+        }
+        open.sort_by(|a, b| (a.joined_at_ms, &a.uid).cmp(&(b.joined_at_ms, &b.uid)));
+        out.stays.extend(open);
+        for (field, count) in &minutes {
+            match minute_of(field, count) {
+                Some(m) => out.minutes.push(m),
+                None => malformed += 1,
+            }
+        }
+        out.minutes
+            .sort_by(|a, b| (a.minute_ms, &a.name).cmp(&(b.minute_ms, &b.name)));
+        if malformed > 0 {
+            tracing::warn!(
+                room,
+                malformed,
+                "Skipped analytics entries this build cannot read."
+            );
+        }
+        Ok(out)
     }
 
     async fn slow_comment(

@@ -16,7 +16,9 @@ const PRELUDE: &str = r"
 local K = {meta = KEYS[1], members = KEYS[2], sessions = KEYS[3], refs = KEYS[4],
   roles = KEYS[5], hands = KEYS[6], invites = KEYS[7], muted = KEYS[8], kicked = KEYS[9],
   allowed = KEYS[10], interest = KEYS[11], polls = KEYS[12], votes = KEYS[13],
-  tally = KEYS[14], counters = KEYS[15], seen = KEYS[16], slow = KEYS[17]}
+  tally = KEYS[14], counters = KEYS[15], seen = KEYS[16], slow = KEYS[17], opened = KEYS[18],
+  stays = KEYS[19], minutes = KEYS[20]}
+local MAX_STAYS = 100000
 local function room_ttl(ttl)
   ttl = tonumber(ttl)
   if redis.call('HGET', K.meta, 'state') == 'scheduled' then
@@ -57,6 +59,13 @@ local function user(uid)
     tostring(redis.call('SISMEMBER', K.kicked, uid)), is_member(uid) and '1' or '0'}
 end
 ";
+
+#[cfg(test)]
+#[test]
+fn the_scripts_keep_as_many_stays_as_the_memory_engine() {
+    let line = format!("local MAX_STAYS = {}", crate::store::MAX_STAYS);
+    assert!(PRELUDE.contains(&line));
+}
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
@@ -124,6 +133,7 @@ if redis.call('HEXISTS', K.sessions, ARGV[2]) == 0 then
   redis.call('ZADD', K.members, 'NX', ARGV[4], uid)
 end
 redis.call('HSET', K.sessions, ARGV[2], ARGV[3])
+redis.call('HSETNX', K.opened, ARGV[2], ARGV[4])
 redis.call('SADD', K.seen, uid)
 redis.call('HDEL', K.meta, 'empty_since_ms')
 local count = redis.call('ZCARD', K.members)
@@ -149,6 +159,12 @@ for i = 4, #ARGV, 2 do
   local held = redis.call('HGET', K.sessions, field)
   if held and (want == '' or held == want) then
     redis.call('HDEL', K.sessions, field)
+    local joined = redis.call('HGET', K.opened, field)
+    if joined then
+      redis.call('HDEL', K.opened, field)
+      redis.call('RPUSH', K.stays, field .. '\t' .. joined .. '\t' .. ARGV[3])
+      redis.call('LTRIM', K.stays, -MAX_STAYS, -1)
+    end
     if redis.call('HINCRBY', K.refs, uid, -1) <= 0 then
       redis.call('HDEL', K.refs, uid)
       redis.call('ZREM', K.members, uid)
@@ -160,7 +176,7 @@ for i = 4, #ARGV, 2 do
 end
 if removed > 0 then
   mark_empty(ARGV[3])
-  for _, key in ipairs({K.meta, K.members, K.sessions, K.refs}) do
+  for _, key in ipairs({K.meta, K.members, K.sessions, K.refs, K.opened, K.stays}) do
     redis.call('EXPIRE', key, room_ttl(ARGV[2]))
   end
 end
@@ -381,7 +397,16 @@ if ARGV[2] ~= '' then
   if tonumber(ARGV[3]) <= last then fresh = false else redis.call('HSET', K.counters, field, ARGV[3]) end
 end
 if fresh then
-  for i = 4, #ARGV, 2 do redis.call('HINCRBY', K.counters, ARGV[i], ARGV[i + 1]) end
+  local now = redis.call('TIME')
+  local minute = tostring(math.floor(tonumber(now[1]) / 60) * 60000)
+  for i = 4, #ARGV, 2 do
+    local name = ARGV[i]
+    redis.call('HINCRBY', K.counters, name, ARGV[i + 1])
+    if name == 'likes' or string.sub(name, 1, 2) == 'r:' then
+      redis.call('HINCRBY', K.minutes, minute .. '|' .. name, ARGV[i + 1])
+    end
+  end
+  redis.call('EXPIRE', K.minutes, room_ttl(ARGV[1]))
 end
 redis.call('EXPIRE', K.counters, room_ttl(ARGV[1]))
 return cjson.encode(map(redis.call('HGETALL', K.counters)))
