@@ -12,8 +12,8 @@ mod redis_stream;
 
 pub use self::redis_stream::RedisQueue;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One room to archive.
@@ -55,6 +55,101 @@ pub trait ArchiveQueue: Send + Sync + 'static {
     async fn ack(&self, job: &ArchiveJob) -> Result<(), QueueError>;
     /// Jobs waiting or taken but not acknowledged.
     async fn backlog(&self) -> Result<u64, QueueError>;
+}
+
+/// First wait before queueing a room again after a failed enqueue.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest wait between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Ended rooms whose enqueue failed (the queue's Redis was down), queued
+/// again with backoff until it works, so that no ended room is left
+/// unarchived by a passing outage. One retry task runs while rooms wait;
+/// a room is queued again at most once per attempt.
+///
+/// The waiting rooms live in this process: a biz node that stops during an
+/// outage leaves its rooms' live keys to expire (the room-store TTL),
+/// unarchived.
+#[derive(Default)]
+pub(crate) struct EnqueueRetry {
+    inner: Arc<RetryState>,
+}
+
+#[derive(Default)]
+struct RetryState {
+    /// Rooms waiting, and whether a retry task runs.
+    waiting: Mutex<(BTreeSet<String>, bool)>,
+}
+
+impl RetryState {
+    fn with<T>(&self, f: impl FnOnce(&mut (BTreeSet<String>, bool)) -> T) -> T {
+        // A few set operations per call: a poisoned lock guards a consistent set.
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut waiting)
+    }
+}
+
+impl EnqueueRetry {
+    /// Queue `room` on `queue`; if that fails, keep trying in the
+    /// background (with backoff) until it works.
+    pub(crate) async fn enqueue(&self, queue: &Arc<dyn ArchiveQueue>, room: &str) {
+        let Err(error) = queue.enqueue(room).await else {
+            return;
+        };
+        tracing::warn!(room, %error, "Cannot queue the ended room for archiving; retrying in the background.");
+        let start = self.inner.with(|(rooms, running)| {
+            rooms.insert(room.to_owned());
+            !std::mem::replace(running, true)
+        });
+        if start {
+            tokio::spawn(retry(self.inner.clone(), queue.clone()));
+        }
+    }
+
+    /// Rooms waiting to be queued again.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner.with(|(rooms, _)| rooms.len())
+    }
+}
+
+/// Queue the waiting rooms until none is left, waiting longer after each
+/// round with a failure.
+async fn retry(state: Arc<RetryState>, queue: Arc<dyn ArchiveQueue>) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        tokio::time::sleep(wait).await;
+        let rooms: Vec<String> = state.with(|(rooms, _)| rooms.iter().cloned().collect());
+        let mut failed = false;
+        for room in rooms {
+            match queue.enqueue(&room).await {
+                Ok(()) => {
+                    tracing::info!(room, "Ended room queued for archiving after a retry.");
+                    state.with(|(rooms, _)| rooms.remove(&room));
+                }
+                Err(error) => {
+                    tracing::debug!(room, %error, "Still cannot queue the ended room for archiving.");
+                    failed = true;
+                    // The queue is down: the others would fail too.
+                    break;
+                }
+            }
+        }
+        wait = if failed {
+            (wait * 2).min(RETRY_MAX)
+        } else {
+            RETRY_FIRST
+        };
+        let done = state.with(|(rooms, running)| {
+            if rooms.is_empty() {
+                *running = false;
+            }
+            rooms.is_empty()
+        });
+        if done {
+            return;
+        }
+    }
 }
 
 /// The in-process queue of standalone mode; same semantics, gone with the

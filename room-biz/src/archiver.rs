@@ -1,17 +1,22 @@
 //! The archiver: moves an ended room from the live stores to the archive,
 //! then deletes its live keys.
 //!
-//! A job (see `archive_jobs`) names an ended room. For it the worker writes
-//! the room row and summary, then the room's durable messages from the
+//! A job (see `archive_jobs`) names a room. For a live room it is a
+//! checkpoint ([`live`]): the messages the archive lacks are copied and
+//! nothing is deleted, so a long room's live log can stay small and the end
+//! pass only copies the tail. For an ended room (the end pass) the worker
+//! writes the room row and summary, then the room's durable messages from the
 //! message log in batches (each batch one idempotent archive transaction,
 //! resuming after the highest seq the archive already holds), then
-//! participation, polls and counters; marks the room archived; deletes the
+//! participation, polls, counters and the analytics (session stays, likes
+//! and reactions per minute); marks the room archived; deletes the
 //! message log and the room-store keys; and only then acknowledges the job.
 //! A worker killed anywhere in between leaves the job unacknowledged: another
 //! worker claims it once it has been idle for the claim time and does the
 //! rest, and no message is written twice (`(room, seq)` is the archive's key).
 
 pub(crate) mod collect;
+pub(crate) mod live;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 use archive::{ArchiveBatch, ArchiveError, ArchiveStore};
 use message_log::{LogError, MessageLog, ReadLimit};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use room_store::domain::state::RoomRead;
 use room_store::{MemberFilter, RoomState, RoomStore, StoreError};
 
 use crate::archive_jobs::{ArchiveJob, ArchiveQueue, QueueError};
@@ -68,6 +74,8 @@ pub struct Archived {
     /// The log no longer reached back to the archive's last seq: messages
     /// in between were lost before archiving (history bounds, a lost log).
     pub gap: bool,
+    /// The room was live: a checkpoint, its live keys stay.
+    pub checkpoint: bool,
 }
 
 /// The archiver's series (`roomcast_biz_archive_*`).
@@ -85,7 +93,7 @@ impl ArchiveMetrics {
         let jobs = IntCounterVec::new(
             Opts::new(
                 "roomcast_biz_archive_jobs_total",
-                "Archive jobs by result (done, failed, gap: done with messages lost before archiving).",
+                "Archive jobs by result (done, checkpoint: a live room's messages so far, failed, gap: done with messages lost before archiving).",
             ),
             &["result"],
         )
@@ -185,7 +193,11 @@ impl Archiver {
             let started = Instant::now();
             match self.archive_room(&job).await {
                 Ok(done) => {
-                    let result = if done.gap { "gap" } else { "done" };
+                    let result = match (done.gap, done.checkpoint) {
+                        (true, _) => "gap",
+                        (false, true) => "checkpoint",
+                        (false, false) => "done",
+                    };
                     self.metrics.jobs.with_label_values(&[result]).inc();
                     tracing::info!(
                         room = %job.room,
@@ -204,8 +216,10 @@ impl Archiver {
         }
     }
 
-    /// Archive `job`'s room completely, delete its live keys and acknowledge
-    /// the job. Safe to run again at any point (see the module docs).
+    /// Archive `job`'s room: completely for an ended room (then delete its
+    /// live keys), the messages so far for a live one (a checkpoint, see
+    /// [`live`]); then acknowledge the job. Safe to run again at any point
+    /// (see the module docs).
     pub async fn archive_room(&self, job: &ArchiveJob) -> Result<Archived, ArchiverError> {
         let id = job.room.as_str();
         let Some(read) = self.store.read(id, None, HANDS).await? else {
@@ -217,12 +231,77 @@ impl Archiver {
             self.queue.ack(job).await?;
             return Ok(Archived::default());
         };
-        if read.room.state != RoomState::Ended {
-            tracing::warn!(room = %id, state = read.room.state.as_str(), "Archive job for a room that has not ended; dropping it.");
-            self.queue.ack(job).await?;
-            return Ok(Archived::default());
+        match read.room.state {
+            RoomState::Ended => {}
+            RoomState::Live => return self.checkpoint(job, &read).await,
+            RoomState::Scheduled => {
+                tracing::warn!(room = %id, "Archive job for a room that has not started; dropping it.");
+                self.queue.ack(job).await?;
+                return Ok(Archived::default());
+            }
         }
-        self.archive.put_room(&collect::room_row(&read)).await?;
+        let lists = self.store.room_lists(id).await?;
+        self.archive
+            .put_room(&collect::room_row(&read, &lists))
+            .await?;
+        let done = self.copy_messages(job, &read).await?;
+        let members = self.members(id).await?;
+        let analytics = self.store.analytics(id).await?;
+        let now = common::time::now_ms();
+        let side = ArchiveBatch {
+            room: id.to_owned(),
+            members: collect::participation(&read, &members),
+            polls: collect::polls(&read),
+            counters: collect::counters(&read),
+            sessions: collect::sessions(&read, &analytics, now),
+            minutes: collect::minutes(&read, &analytics),
+            ..ArchiveBatch::default()
+        };
+        self.archive.write_batch(&side).await?;
+        self.archive.mark_archived(id, now).await?;
+        // The archive holds everything: the live copies can go.
+        self.log.delete(id).await?;
+        self.store.delete_room(id).await?;
+        self.queue.ack(job).await?;
+        if let Some(ended) = read.room.ended_at_ms {
+            self.metrics
+                .lag
+                .observe(now.saturating_sub(ended) as f64 / 1000.0);
+        }
+        Ok(done)
+    }
+
+    /// A live room's checkpoint: its durable messages up to the head, the
+    /// room row if the archive has none yet (the end pass writes the final
+    /// one; a checkpoint never overwrites it). Deletes nothing.
+    async fn checkpoint(
+        &self,
+        job: &ArchiveJob,
+        read: &RoomRead,
+    ) -> Result<Archived, ArchiverError> {
+        let id = job.room.as_str();
+        if self.archive.room(id).await?.is_none() {
+            let lists = self.store.room_lists(id).await?;
+            self.archive
+                .put_room(&collect::room_row(read, &lists))
+                .await?;
+        }
+        let done = self.copy_messages(job, read).await?;
+        self.queue.ack(job).await?;
+        Ok(Archived {
+            checkpoint: true,
+            ..done
+        })
+    }
+
+    /// Copy the room's durable messages after the archive's last seq from
+    /// the message log, in batches (with their gifts).
+    async fn copy_messages(
+        &self,
+        job: &ArchiveJob,
+        read: &RoomRead,
+    ) -> Result<Archived, ArchiverError> {
+        let id = job.room.as_str();
         let origin = collect::origin_ms(&read.room);
         let mut done = Archived::default();
         let mut after = self.archive.last_seq(id).await?;
@@ -258,26 +337,6 @@ impl Archiver {
             if !page.more {
                 break;
             }
-        }
-        let members = self.members(id).await?;
-        let side = ArchiveBatch {
-            room: id.to_owned(),
-            members: collect::participation(&read, &members),
-            polls: collect::polls(&read),
-            counters: collect::counters(&read),
-            ..ArchiveBatch::default()
-        };
-        self.archive.write_batch(&side).await?;
-        let now = common::time::now_ms();
-        self.archive.mark_archived(id, now).await?;
-        // The archive holds everything: the live copies can go.
-        self.log.delete(id).await?;
-        self.store.delete_room(id).await?;
-        self.queue.ack(job).await?;
-        if let Some(ended) = read.room.ended_at_ms {
-            self.metrics
-                .lag
-                .observe(now.saturating_sub(ended) as f64 / 1000.0);
         }
         Ok(done)
     }

@@ -92,6 +92,14 @@ pub const DEFAULT_ARCHIVE_CLAIM_IDLE_MS: u64 = 30_000;
 /// How often an idle archive worker looks for jobs: the delay between a
 /// room's end and the start of its archiving, at most.
 pub const DEFAULT_ARCHIVE_POLL_MS: u64 = 1_000;
+/// A live room is checkpointed into the archive every this many durable
+/// messages (its live log keeps 1,000 by default: this must stay well below
+/// `history.max_len` of the push layer). 0: never by count.
+pub const DEFAULT_ARCHIVE_LIVE_EVERY: u64 = 200;
+/// A live room whose durable messages have waited this long is checkpointed
+/// (quiet rooms; must stay well below the live log's `history.max_age`,
+/// 1 h by default). 0: never by time.
+pub const DEFAULT_ARCHIVE_LIVE_INTERVAL_MS: u64 = 600_000;
 /// Replay pages of archived rooms kept in memory (hot replays of one
 /// recording by many viewers are served without the archive).
 pub const DEFAULT_REPLAY_CACHE_PAGES: usize = 256;
@@ -270,6 +278,10 @@ pub struct Config {
     pub archive_claim_idle_ms: u64,
     /// See [`DEFAULT_ARCHIVE_POLL_MS`].
     pub archive_poll_ms: u64,
+    /// See [`DEFAULT_ARCHIVE_LIVE_EVERY`].
+    pub archive_live_every: u64,
+    /// See [`DEFAULT_ARCHIVE_LIVE_INTERVAL_MS`].
+    pub archive_live_interval_ms: u64,
     /// See [`DEFAULT_REPLAY_CACHE_PAGES`].
     pub replay_cache_pages: usize,
 }
@@ -346,6 +358,8 @@ impl Default for Config {
             archive_batch: DEFAULT_ARCHIVE_BATCH,
             archive_claim_idle_ms: DEFAULT_ARCHIVE_CLAIM_IDLE_MS,
             archive_poll_ms: DEFAULT_ARCHIVE_POLL_MS,
+            archive_live_every: DEFAULT_ARCHIVE_LIVE_EVERY,
+            archive_live_interval_ms: DEFAULT_ARCHIVE_LIVE_INTERVAL_MS,
             replay_cache_pages: DEFAULT_REPLAY_CACHE_PAGES,
         }
     }

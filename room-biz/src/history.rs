@@ -1,5 +1,7 @@
 //! History and replay of a room: from the live log (through the room's push
-//! node) while the room has live keys, from the archive once it is archived,
+//! node) while the room has live keys, with what the live log no longer
+//! holds from the archive (a long room's checkpoints, see
+//! `archiver::live`); from the archive alone once it is archived,
 //! with a bounded in-memory cache of replay pages of archived rooms (they
 //! never change, so a cached page is never stale). No HTTP here.
 
@@ -122,7 +124,9 @@ impl History {
         }
     }
 
-    /// A page of history by seq (see [`HistoryQuery`]).
+    /// A page of history by seq (see [`HistoryQuery`]). A live room's
+    /// messages older than its live log come from the archive (where its
+    /// checkpoints put them), so a page across the boundary has no hole.
     pub(crate) async fn history(
         &self,
         pusher: &dyn RoomPusher,
@@ -135,11 +139,22 @@ impl History {
                 messages: Arc::new(archive.history(id, query).await?),
                 truncated: false,
             }),
-            _ => live_history(pusher, id, source.origin_ms(), query).await,
+            (Source::Live(_), Some(archive)) => {
+                let live = live_history(pusher, id, source.origin_ms(), query).await?;
+                if !live.page.truncated {
+                    return Ok(live.page);
+                }
+                fill_from_archive(&**archive, id, query, live).await
+            }
+            (_, None) => Ok(live_history(pusher, id, source.origin_ms(), query)
+                .await?
+                .page),
         }
     }
 
-    /// Up to `limit` messages from `from_ms` after the room's start on.
+    /// Up to `limit` messages from `from_ms` after the room's start on. A
+    /// live room's archived messages (its checkpoints) are read from the
+    /// archive, the rest from the live log.
     pub(crate) async fn replay(
         &self,
         pusher: &dyn RoomPusher,
@@ -149,8 +164,28 @@ impl History {
         limit: usize,
     ) -> Result<Page, HistoryError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let (Source::Archive(_), Some(archive)) = (source, self.archive.get()) else {
-            return live_replay(pusher, id, source.origin_ms(), from_ms, limit).await;
+        let archive = match (source, self.archive.get()) {
+            (Source::Archive(_), Some(archive)) => archive,
+            (Source::Live(_), Some(archive)) => {
+                let archived_to = archive.last_seq(id).await?;
+                let live = live_replay(pusher, id, source.origin_ms(), from_ms, limit, archived_to)
+                    .await?;
+                if archived_to == 0 {
+                    return Ok(live);
+                }
+                let mut out = archive.replay(id, from_ms, limit).await?;
+                out.extend(live.messages.iter().cloned());
+                out.sort_by_key(|m| (m.offset_ms, m.seq));
+                out.truncate(limit);
+                return Ok(Page {
+                    messages: Arc::new(out),
+                    // The live log reached back to the archive's last seq.
+                    truncated: live.truncated,
+                });
+            }
+            (_, None) => {
+                return live_replay(pusher, id, source.origin_ms(), from_ms, limit, 0).await;
+            }
         };
         let key = (id.to_owned(), from_ms, limit);
         if let Some(page) = self.cached(&key) {
@@ -202,6 +237,15 @@ async fn pull(
         .await
 }
 
+/// A page read from the live log, with the seq range it covers.
+struct LivePage {
+    page: Page,
+    /// The page is the messages in `(after, end)`…
+    after: u64,
+    /// …below this seq.
+    end: u64,
+}
+
 /// History from the live log: `after_seq` pages forward from it; otherwise
 /// the newest `limit` below `before_seq` (or the head).
 async fn live_history(
@@ -209,7 +253,7 @@ async fn live_history(
     room: &str,
     origin_ms: u64,
     query: HistoryQuery,
-) -> Result<Page, HistoryError> {
+) -> Result<LivePage, HistoryError> {
     let limit = query.page();
     let before = query.before_seq.unwrap_or(u64::MAX);
     let after = match query.after_seq {
@@ -227,27 +271,66 @@ async fn live_history(
         .filter(|m| m.seq < before)
         .map(|m| collect::message(m, origin_ms))
         .collect();
-    Ok(Page {
-        messages: Arc::new(messages),
-        truncated: reply.truncated,
+    Ok(LivePage {
+        page: Page {
+            messages: Arc::new(messages),
+            truncated: reply.truncated,
+        },
+        after,
+        end: before.min(reply.head_seq.saturating_add(1)),
     })
 }
 
-/// Replay from the live log: its messages at or after `from_ms` past the
-/// origin, oldest first.
+/// `live` did not reach back to its `after`: the messages between `after`
+/// and its first one come from the archive, then `live`'s, oldest first,
+/// `query.page()` at most. Still truncated if the archive lacks some of
+/// them (they left the live log before a checkpoint copied them).
+async fn fill_from_archive(
+    archive: &dyn ArchiveStore,
+    id: &str,
+    query: HistoryQuery,
+    live: LivePage,
+) -> Result<Page, HistoryError> {
+    let limit = query.page();
+    let first_live = live.page.messages.first().map_or(live.end, |m| m.seq);
+    let archived = archive
+        .history(
+            id,
+            HistoryQuery {
+                after_seq: Some(live.after),
+                before_seq: Some(first_live),
+                limit,
+            },
+        )
+        .await?;
+    let wanted = first_live.saturating_sub(live.after).saturating_sub(1);
+    let complete = archived.len() as u64 >= wanted.min(limit as u64);
+    let mut messages = archived;
+    messages.extend(live.page.messages.iter().cloned());
+    messages.truncate(limit);
+    Ok(Page {
+        messages: Arc::new(messages),
+        truncated: !complete,
+    })
+}
+
+/// Replay from the live log: its messages after seq `after_seq` (the
+/// archive has the others) at or after `from_ms` past the origin, oldest
+/// first.
 async fn live_replay(
     pusher: &dyn RoomPusher,
     room: &str,
     origin_ms: u64,
     from_ms: i64,
     limit: usize,
+    after_seq: u64,
 ) -> Result<Page, HistoryError> {
     let mut out = Vec::new();
-    let mut after = 0;
+    let mut after = after_seq;
     let mut truncated = false;
     for _ in 0..LIVE_REPLAY_PAGES {
         let reply = pull(pusher, room, after, MAX_PAGE).await?;
-        truncated |= after == 0 && reply.truncated;
+        truncated |= after == after_seq && reply.truncated;
         let Some(last) = reply.messages.last().map(|m| m.seq) else {
             break;
         };

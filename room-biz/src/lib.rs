@@ -93,10 +93,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::archive_jobs::{ArchiveQueue, MemoryQueue, RedisQueue};
+use crate::archiver::live::{LiveArchiveSettings, LiveArchiving};
 pub use crate::archiver::{Archiver, ArchiverSettings};
 pub use crate::config::Config;
 pub use crate::error::Error;
-use crate::pusher::DirectoryPusher;
+use crate::pusher::{DirectoryPusher, RoomPusher};
 use crate::shared::Shared;
 
 /// The sockets room-biz serves, bound by the caller (port 0 in tests).
@@ -184,12 +185,23 @@ pub async fn run(
         PushDirectory::new(&*deps.discovery, internal_auth.clone()),
         Duration::from_millis(cfg.push_timeout_ms),
     );
-    let shared = Arc::new(Shared::new(
-        cfg,
-        deps.store,
-        Arc::new(pusher),
-        &deps.registry,
-    )?);
+    let pusher: Arc<dyn RoomPusher> = Arc::new(pusher);
+    // With an archive, long rooms are checkpointed into it while live.
+    let live_archiving = deps.archiving.as_ref().map(|archiving| {
+        Arc::new(LiveArchiving::new(
+            pusher.clone(),
+            archiving.queue.clone(),
+            LiveArchiveSettings {
+                every: cfg.archive_live_every,
+                interval: Duration::from_millis(cfg.archive_live_interval_ms),
+            },
+        ))
+    });
+    let pusher = match &live_archiving {
+        Some(live) => live.clone() as Arc<dyn RoomPusher>,
+        None => pusher,
+    };
+    let shared = Arc::new(Shared::new(cfg, deps.store, pusher, &deps.registry)?);
     let cfg = &shared.cfg;
     let archiver = deps.archiving.map(|archiving| {
         shared.history.attach(archiving.archive.clone());
@@ -302,9 +314,11 @@ pub async fn run(
         () = healing::heal(&*deps.discovery, &shared) => None,
         () = follow_api_keys(&*deps.live_config, &shared) => None,
         () = async {
-            match &archiver {
-                Some(archiver) => archiver.run().await,
-                None => std::future::pending().await,
+            match (&archiver, &live_archiving) {
+                (Some(archiver), Some(live)) => {
+                    tokio::join!(archiver.run(), live.run());
+                }
+                _ => std::future::pending().await,
             }
         } => None,
     };

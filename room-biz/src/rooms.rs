@@ -33,7 +33,7 @@ use self::counters::Aggregator;
 use self::presence::{Notice, PresenceQueue};
 use self::timers::{Due, Timers};
 use self::views::{View, Views};
-use crate::archive_jobs::ArchiveQueue;
+use crate::archive_jobs::{ArchiveQueue, EnqueueRetry};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pusher::RoomPusher;
@@ -97,6 +97,8 @@ pub(crate) struct Rooms {
     ended_metric: IntCounterVec,
     /// Where ended rooms are queued for the archiver (unset: no archive).
     pub(crate) archive_queue: OnceLock<Arc<dyn ArchiveQueue>>,
+    /// Ended rooms queued again after a failed enqueue.
+    pub(crate) archive_retry: EnqueueRetry,
 }
 
 fn not_found(room: &str) -> Refusal {
@@ -142,6 +144,7 @@ impl Rooms {
             events_metric: metrics.events.clone(),
             ended_metric: metrics.rooms_ended.clone(),
             archive_queue: OnceLock::new(),
+            archive_retry: EnqueueRetry::default(),
             store,
             pusher,
         }
@@ -539,9 +542,7 @@ impl Rooms {
         let Some(queue) = self.archive_queue.get() else {
             return;
         };
-        if let Err(error) = queue.enqueue(room).await {
-            tracing::error!(room, %error, "Cannot queue the ended room for archiving; its live keys stay until they expire.");
-        }
+        self.archive_retry.enqueue(queue, room).await;
     }
 
     /// End `room` if it has been empty for its auto-end time; true if it did.

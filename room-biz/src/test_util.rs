@@ -366,6 +366,9 @@ impl RoomStore for FlakyStore {
     async fn tokens_revoked_before(&self, uid: &str) -> Result<Option<u64>, StoreError> {
         self.inner.tokens_revoked_before(uid).await
     }
+    async fn analytics(&self, room: &str) -> Result<room_store::RoomAnalytics, StoreError> {
+        self.inner.analytics(room).await
+    }
     fn ledger(&self) -> Arc<dyn room_store::Ledger> {
         self.inner.ledger()
     }

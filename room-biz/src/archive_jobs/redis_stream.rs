@@ -41,6 +41,34 @@ fn unavailable(e: redis::RedisError) -> QueueError {
     QueueError::Unavailable(e.to_string())
 }
 
+/// Why a read of the group failed: Redis refused it (the group may be
+/// missing), or its reply was not understood.
+enum ReadError {
+    Redis(redis::RedisError),
+    Queue(QueueError),
+}
+
+impl From<redis::RedisError> for ReadError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Redis(e)
+    }
+}
+
+impl From<QueueError> for ReadError {
+    fn from(e: QueueError) -> Self {
+        Self::Queue(e)
+    }
+}
+
+impl From<ReadError> for QueueError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Redis(e) => unavailable(e),
+            ReadError::Queue(e) => e,
+        }
+    }
+}
+
 impl RedisQueue {
     /// Connect (one URL: standalone; several: Cluster seeds) and create the
     /// stream and its group if missing.
@@ -61,21 +89,78 @@ impl RedisQueue {
             conn,
             key: format!("{key_prefix}{STREAM}"),
         };
+        queue.create_group().await?;
+        Ok(queue)
+    }
+
+    /// Create the stream and its group unless the group exists.
+    async fn create_group(&self) -> Result<(), QueueError> {
         let created: Result<Value, _> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&queue.key)
+            .arg(&self.key)
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut queue.conn.clone())
+            .query_async(&mut self.conn.clone())
             .await;
         match created {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             // Another node created it first.
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(unavailable(e)),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(unavailable(e)),
         }
-        Ok(queue)
+    }
+
+    async fn next_in_group(
+        &self,
+        consumer: &str,
+        claim_idle: Duration,
+    ) -> Result<Option<ArchiveJob>, ReadError> {
+        let idle_ms = u64::try_from(claim_idle.as_millis()).unwrap_or(u64::MAX);
+        // [next cursor, [entries], (deleted ids, Redis 7)]
+        let claimed: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if let Value::Array(parts) = &claimed
+            && let Some(entries) = parts.get(1)
+            && let Some(job) = jobs_of(entries)?.into_iter().next()
+        {
+            tracing::info!(room = %job.room, consumer, "Took over an idle archive job.");
+            return Ok(Some(job));
+        }
+        // [[stream, [entries]]], or nil when nothing is new.
+        let read: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let streams = match read {
+            Value::Array(streams) => streams,
+            Value::Nil => return Ok(None),
+            other => return Err(QueueError::Malformed(format!("XREADGROUP {other:?}")).into()),
+        };
+        for stream in &streams {
+            if let Value::Array(parts) = stream
+                && let Some(entries) = parts.get(1)
+                && let Some(job) = jobs_of(entries)?.into_iter().next()
+            {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
     }
 
     /// The stream's key.
@@ -144,53 +229,16 @@ impl ArchiveQueue for RedisQueue {
         consumer: &str,
         claim_idle: Duration,
     ) -> Result<Option<ArchiveJob>, QueueError> {
-        let idle_ms = u64::try_from(claim_idle.as_millis()).unwrap_or(u64::MAX);
-        // [next cursor, [entries], (deleted ids, Redis 7)]
-        let claimed: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.key)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(idle_ms)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        if let Value::Array(parts) = &claimed
-            && let Some(entries) = parts.get(1)
-            && let Some(job) = jobs_of(entries)?.into_iter().next()
-        {
-            tracing::info!(room = %job.room, consumer, "Took over an idle archive job.");
-            return Ok(Some(job));
-        }
-        // [[stream, [entries]]], or nil when nothing is new.
-        let read: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(1)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        let streams = match read {
-            Value::Array(streams) => streams,
-            Value::Nil => return Ok(None),
-            other => return Err(QueueError::Malformed(format!("XREADGROUP {other:?}"))),
-        };
-        for stream in &streams {
-            if let Value::Array(parts) = stream
-                && let Some(entries) = parts.get(1)
-                && let Some(job) = jobs_of(entries)?.into_iter().next()
-            {
-                return Ok(Some(job));
+        match self.next_in_group(consumer, claim_idle).await {
+            // The group is gone (a Redis that lost its data, or the stream
+            // deleted by hand): create it again; jobs queued since are read.
+            Err(ReadError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                tracing::warn!("The archive queue's consumer group is missing; creating it again.");
+                self.create_group().await?;
+                Ok(self.next_in_group(consumer, claim_idle).await?)
             }
+            other => Ok(other?),
         }
-        Ok(None)
     }
 
     async fn touch(&self, consumer: &str, job: &ArchiveJob) -> Result<(), QueueError> {

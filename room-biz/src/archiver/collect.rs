@@ -1,16 +1,19 @@
 //! What a room leaves to the archive, from its live state: pure conversions
 //! from the room store's and the message log's types to the archive's rows.
 
-use archive::{ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, Participation};
+use archive::{
+    ArchivedGift, ArchivedMessage, ArchivedPoll, ArchivedRoom, CounterMinute, MemberSession,
+    Participation, RoomAccess,
+};
 use proto::client::v1::RoomMessage;
 use room_store::domain::state::RoomRead;
-use room_store::{MemberEntry, Room};
+use room_store::{MemberEntry, Room, RoomAnalytics, RoomLists};
 use serde::Deserialize;
 
 use crate::rooms::events;
 
-/// The room row, with its final summary.
-pub(crate) fn room_row(read: &RoomRead) -> ArchivedRoom {
+/// The room row, with its final summary and the entry rule's `lists`.
+pub(crate) fn room_row(read: &RoomRead, lists: &RoomLists) -> ArchivedRoom {
     let room = &read.room;
     let end = room.ended_at_ms.unwrap_or(room.created_at_ms);
     ArchivedRoom {
@@ -23,7 +26,18 @@ pub(crate) fn room_row(read: &RoomRead) -> ArchivedRoom {
         ended_at_ms: room.ended_at_ms,
         summary: read.summary_json(end),
         archived_at_ms: None,
+        access: RoomAccess {
+            invited: sorted(&lists.invited),
+            kicked: sorted(&lists.kicked),
+        },
     }
+}
+
+fn sorted(uids: &[String]) -> Vec<String> {
+    let mut out = uids.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Where offsets count from: the start, else the creation.
@@ -89,6 +103,41 @@ pub(crate) fn participation(read: &RoomRead, members: &[MemberEntry]) -> Vec<Par
             .to_owned(),
             joined_at_ms: m.joined_at_ms,
             left_at_ms: read.room.ended_at_ms,
+        })
+        .collect()
+}
+
+/// Every session's stay; sessions still in leave with the room (its end,
+/// else `now_ms`).
+pub(crate) fn sessions(
+    read: &RoomRead,
+    analytics: &RoomAnalytics,
+    now_ms: u64,
+) -> Vec<MemberSession> {
+    let end = read.room.ended_at_ms.unwrap_or(now_ms);
+    analytics
+        .stays
+        .iter()
+        .map(|s| MemberSession {
+            uid: s.uid.clone(),
+            session: s.session.clone(),
+            joined_at_ms: s.joined_at_ms,
+            left_at_ms: s.left_at_ms.unwrap_or(end).max(s.joined_at_ms),
+        })
+        .collect()
+}
+
+/// Likes and reactions per minute, numbered from the room's start.
+pub(crate) fn minutes(read: &RoomRead, analytics: &RoomAnalytics) -> Vec<CounterMinute> {
+    let origin = origin_ms(&read.room);
+    analytics
+        .minutes
+        .iter()
+        .map(|m| CounterMinute {
+            minute_ms: m.minute_ms,
+            minute: offset(m.minute_ms, room_store::counter::minute_of(origin)) / 60_000,
+            name: m.name.clone(),
+            value: m.count,
         })
         .collect()
 }

@@ -325,6 +325,18 @@ impl ArchiveStore for StallingArchive {
     async fn table_counts(&self, room: &str) -> Result<archive::store::TableCounts, ArchiveError> {
         self.inner.table_counts(room).await
     }
+    async fn sessions(&self, room: &str) -> Result<Vec<archive::MemberSession>, ArchiveError> {
+        self.inner.sessions(room).await
+    }
+    async fn counter_minutes(
+        &self,
+        room: &str,
+    ) -> Result<Vec<archive::CounterMinute>, ArchiveError> {
+        self.inner.counter_minutes(room).await
+    }
+    async fn stats(&self, room: &str) -> Result<Option<archive::RoomStats>, ArchiveError> {
+        self.inner.stats(room).await
+    }
 }
 
 /// Messages in the test room.
@@ -546,6 +558,41 @@ async fn ten_thousand_messages_are_archived_once_across_a_killed_worker() -> Tes
     );
     assert_eq!(counts.gifts, MESSAGES / GIFT_EVERY);
     assert_eq!((counts.polls, counts.members), (1, 6));
+    // Analytics: six sessions, in at the end, leave with the room; likes and
+    // reactions per minute add up to the totals; room_stats adds up.
+    assert_eq!(counts.sessions, 6);
+    let archived_room = postgres.room(&id).await?.ok_or("room row")?;
+    let ended = archived_room.ended_at_ms.ok_or("ended")?;
+    for s in postgres.sessions(&id).await? {
+        assert_eq!(s.left_at_ms, ended, "{s:?}");
+        assert!(s.joined_at_ms <= ended);
+    }
+    let minutes = postgres.counter_minutes(&id).await?;
+    let total = |name: &str| -> u64 {
+        minutes
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.value)
+            .sum()
+    };
+    assert_eq!(
+        (total("likes"), total("r:👏"), total("gifts")),
+        (400, 70, 0)
+    );
+    assert!(
+        minutes.iter().all(|m| (0..=1).contains(&m.minute)),
+        "{minutes:?}"
+    );
+    let stats = postgres.stats(&id).await?.ok_or("stats")?;
+    assert_eq!(
+        (
+            stats.peak_concurrency,
+            stats.unique_listeners,
+            stats.sessions,
+            stats.messages
+        ),
+        (Some(6), Some(6), 6, MESSAGES)
+    );
     let archived = postgres.room(&id).await?.ok_or("room row")?;
     assert_eq!(archived.summary["likes"], 400);
     assert_eq!(archived.summary["reactions"]["by_emoji"]["👏"], 70);
@@ -674,15 +721,344 @@ async fn clients_read_history_under_the_read_rule_before_and_after_the_archive()
         .ok_or("no job")?;
     archiver.archive_room(&job).await?;
 
-    // Archived: the owner and the app backend only.
-    for (uid, want) in [("alice", 200), ("bob", 403), ("carol", 403)] {
-        let (status, body) = call(as_user(uid, &path)).await;
-        assert_eq!(status, want, "{uid}: {body}");
-        if want == 200 {
-            assert_eq!(body["source"], "archive");
+    // Archived: the same rule over the lists archived with the room (the
+    // live keys are gone): the owner and the invited read, a stranger and
+    // someone the owner blocked are refused, history and replay alike.
+    assert_eq!(shared.backends.store.get_room(&id).await?, None);
+    shared
+        .backends
+        .store
+        .set_blocked("alice", "bob", false)
+        .await?;
+    let replay = format!("/v1/rooms/{id}/replay?from_ms=0");
+    for (uid, want) in [("alice", 200), ("bob", 200), ("carol", 403)] {
+        for path in [&path, &replay] {
+            let (status, body) = call(as_user(uid, path)).await;
+            assert_eq!(status, want, "{uid} {path}: {body}");
+            if want == 200 {
+                assert_eq!(body["source"], "archive");
+                assert_eq!(body["messages"][0]["body"]["hello"], 1, "{body}");
+            } else {
+                let message = body["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("not invited"), "{body}");
+            }
         }
     }
+    shared
+        .backends
+        .store
+        .set_blocked("alice", "bob", true)
+        .await?;
+    let (status, body) = call(as_user("bob", &path)).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(status == 403 && message.contains("blocked"), "{body}");
     let (status, body) = call(api.get(format!("{backend_url}{path}"))).await;
     assert_eq!((status, body["source"].as_str()), (200, Some("archive")));
+    Ok(())
+}
+
+/// Every message of `id` through the history API, paging forward from the
+/// start `limit` at a time; each page must be complete (not truncated).
+async fn history_forward(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    limit: usize,
+) -> Result<(Vec<u64>, Vec<&'static str>), Box<dyn std::error::Error>> {
+    let mut all = Vec::new();
+    let mut sources = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = call(client.get(format!(
+            "{url}/v1/rooms/{id}/history?after_seq={after}&limit={limit}"
+        )))
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["truncated"], false, "after {after}: {page}");
+        let got = seqs(&page);
+        let Some(&last) = got.last() else { break };
+        sources.push(if page["source"] == "live" {
+            "live"
+        } else {
+            "archive"
+        });
+        all.extend(got);
+        after = last;
+    }
+    Ok((all, sources))
+}
+
+/// Every message of `id`, paging backward from the newest.
+async fn history_backward(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+    let mut all = Vec::new();
+    let mut before = None::<u64>;
+    loop {
+        let query = match before {
+            Some(b) => format!("before_seq={b}&limit={limit}"),
+            None => format!("limit={limit}"),
+        };
+        let (status, page) = call(client.get(format!("{url}/v1/rooms/{id}/history?{query}"))).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["truncated"], false, "{query}: {page}");
+        let got = seqs(&page);
+        let Some(&first) = got.first() else { break };
+        all.splice(0..0, got);
+        before = Some(first);
+    }
+    Ok(all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_live_room_is_archived_while_live_and_reads_across_the_boundary() -> TestResult {
+    // The live log keeps 100 messages; the room gets 500 while live.
+    const LOG_KEEPS: usize = 100;
+    const EVERY: u64 = 25;
+    const LIVE_MESSAGES: u64 = 500;
+    let redis = test_servers::RedisServer::start()?;
+    let pg = test_servers::Postgres::start()?;
+    let urls = vec![redis.url()];
+    let prefix = "rc:";
+    let store: Arc<dyn RoomStore> = Arc::new(RedisRoomStore::connect(&urls, prefix).await?);
+    let log: Arc<dyn MessageLog> = Arc::new(
+        message_log::redis::connect(RedisLogConfig {
+            urls: urls.clone(),
+            key_prefix: prefix.into(),
+            history: HistoryLimits {
+                max_len: LOG_KEEPS,
+                max_age: Duration::from_secs(3600),
+            },
+            key_ttl_secs: 3600,
+            tls: Default::default(),
+        })
+        .await?,
+    );
+    let archive: Arc<dyn ArchiveStore> = Arc::new(PostgresArchive::connect(&pg.url()).await?);
+    let queue: Arc<dyn ArchiveQueue> = Arc::new(RedisQueue::connect(&urls, prefix).await?);
+    let live = Arc::new(super::live::LiveArchiving::new(
+        Arc::new(LogPusher { log: log.clone() }),
+        queue.clone(),
+        super::live::LiveArchiveSettings {
+            every: EVERY,
+            interval: Duration::ZERO,
+        },
+    ));
+    let shared = shared_on(store.clone(), crate::Config::default(), live);
+    install_test_key(&shared);
+    shared.history.attach(archive.clone());
+    let _ = shared.backends.rooms.archive_queue.set(queue.clone());
+    let listener = bind().await;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = crate::http::backend_app(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = backend_client();
+    let registry = prometheus::Registry::new();
+    let archiver = Arc::new(Archiver::new(
+        store.clone(),
+        log.clone(),
+        archive.clone(),
+        queue.clone(),
+        settings("biz-1", Duration::from_secs(30)),
+        &registry,
+    ));
+    let worker = tokio::spawn({
+        let archiver = archiver.clone();
+        async move { archiver.run().await }
+    });
+
+    let (status, room) = call(
+        client
+            .post(format!("{url}/v1/rooms"))
+            .json(&json!({"title": "All night long", "owner": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["room_id"].as_str().unwrap_or_default().to_owned();
+    for i in 1..=LIVE_MESSAGES {
+        let (status, body) = call(
+            client
+                .post(format!("{url}/v1/rooms/{id}/messages"))
+                .json(&json!({"kind": "note", "body": {"i": i}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if i.is_multiple_of(EVERY) {
+            // The checkpoint of message i copies it before the log (which
+            // keeps 100) lets it go.
+            eventually("the checkpoint to catch up", || {
+                let archive = archive.clone();
+                let id = id.clone();
+                async move { archive.last_seq(&id).await.unwrap_or(0) >= i }
+            })
+            .await;
+        }
+    }
+    let head = log.head(&id).await?.last_seq;
+    assert_eq!(head, LIVE_MESSAGES);
+    let from_start = log.read_after(&id, 0, ReadLimit::messages(10)).await?;
+    assert!(from_start.truncated, "the live log kept only its window");
+    let row = archive.room(&id).await?.ok_or("a room row while live")?;
+    assert_eq!((row.ended_at_ms, row.archived_at_ms), (None, None));
+    assert_eq!(archive.last_seq(&id).await?, LIVE_MESSAGES);
+
+    // Eight more, not yet checkpointed: the tail only the live log has.
+    for i in LIVE_MESSAGES + 1..=LIVE_MESSAGES + 8 {
+        let (status, _) = call(
+            client
+                .post(format!("{url}/v1/rooms/{id}/messages"))
+                .json(&json!({"kind": "note", "body": {"i": i}})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let head = LIVE_MESSAGES + 8;
+
+    // History of the live room: complete and in order, across the
+    // archive/live boundary, forward and backward, with page sizes that
+    // straddle it.
+    let everything: Vec<u64> = (1..=head).collect();
+    for limit in [7, 40, 1000] {
+        let (forward, sources) = history_forward(&client, &url, &id, limit).await?;
+        assert_eq!(forward, everything, "forward by {limit}");
+        assert!(sources.iter().all(|s| *s == "live"), "{sources:?}");
+        assert_eq!(
+            history_backward(&client, &url, &id, limit).await?,
+            everything,
+            "backward by {limit}"
+        );
+    }
+    let (_, page) =
+        call(client.get(format!("{url}/v1/rooms/{id}/history?after_seq=0&limit=3"))).await;
+    assert_eq!(page["messages"][0]["body"], json!({"i": 1}), "{page}");
+    let (_, page) =
+        call(client.get(format!("{url}/v1/rooms/{id}/replay?from_ms=0&limit=1000"))).await;
+    assert_eq!(seqs(&page), everything, "replay of the live room");
+    assert_eq!(page["truncated"], false);
+
+    // The end: the end pass copies only what the checkpoints did not.
+    eventually("the checkpoint jobs to drain", || {
+        let queue = queue.clone();
+        async move { queue.backlog().await.unwrap_or(1) == 0 }
+    })
+    .await;
+    worker.abort();
+    let _ = worker.await;
+    let archived_before_end = archive.last_seq(&id).await?;
+    assert_eq!(archived_before_end, LIVE_MESSAGES);
+    let (status, _) = call(
+        client
+            .post(format!("{url}/v1/rooms/{id}/end"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head = head + 1; // room_ended
+    let mut end_pass_new = 0;
+    while let Some(job) = queue.next("biz-1", Duration::from_secs(30)).await? {
+        let done = archiver.archive_room(&job).await?;
+        assert!(!done.checkpoint && !done.gap, "{done:?}");
+        end_pass_new += done.new_messages;
+    }
+    assert_eq!(end_pass_new, head - archived_before_end, "only the tail");
+    assert_eq!(archive.table_counts(&id).await?.messages, head, "each once");
+    assert!(
+        archive
+            .room(&id)
+            .await?
+            .is_some_and(|r| r.archived_at_ms.is_some())
+    );
+    assert_eq!(store.get_room(&id).await?, None);
+    let (forward, sources) = history_forward(&client, &url, &id, 64).await?;
+    assert_eq!(forward, (1..=head).collect::<Vec<_>>());
+    assert!(sources.iter().all(|s| *s == "archive"), "{sources:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_room_is_queued_again_once_redis_is_back() -> TestResult {
+    let mut redis = test_servers::RedisServer::start()?;
+    let store: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new());
+    let log: Arc<dyn MessageLog> = Arc::new(MemoryLog::new(HistoryLimits::default()));
+    let pusher = Arc::new(LogPusher { log: log.clone() });
+    let archive: Arc<dyn ArchiveStore> = Arc::new(SqliteArchive::in_memory().await?);
+    let queue: Arc<dyn ArchiveQueue> = Arc::new(RedisQueue::connect(&[redis.url()], "rc:").await?);
+    let shared = shared_on(store.clone(), crate::Config::default(), pusher);
+    install_test_key(&shared);
+    shared.history.attach(archive.clone());
+    let _ = shared.backends.rooms.archive_queue.set(queue.clone());
+    let listener = bind().await;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = crate::http::backend_app(shared.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = backend_client();
+    let (status, room) = call(
+        client
+            .post(format!("{url}/v1/rooms"))
+            .json(&json!({"title": "Outage", "owner": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{room}");
+    let id = room["room_id"].as_str().unwrap_or_default().to_owned();
+    call(
+        client
+            .post(format!("{url}/v1/rooms/{id}/messages"))
+            .json(&json!({"body": {"hello": 1}})),
+    )
+    .await;
+
+    // The queue's Redis is down when the room ends: the end still works,
+    // and the room waits to be queued.
+    redis.kill();
+    let (status, body) = call(
+        client
+            .post(format!("{url}/v1/rooms/{id}/end"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(shared.backends.rooms.archive_retry.waiting(), 1);
+    assert!(queue.backlog().await.is_err(), "Redis is down");
+
+    // Redis comes back (empty: the stream and its group are gone too); the
+    // retry queues the room and a worker archives it.
+    redis.restart_empty()?;
+    let archiver = Arc::new(Archiver::new(
+        store.clone(),
+        log,
+        archive.clone(),
+        queue.clone(),
+        settings("biz-1", Duration::from_secs(30)),
+        &prometheus::Registry::new(),
+    ));
+    let worker = tokio::spawn({
+        let archiver = archiver.clone();
+        async move { archiver.run().await }
+    });
+    eventually("the ended room to be archived", || {
+        let archive = archive.clone();
+        let id = id.clone();
+        async move {
+            archive
+                .room(&id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.archived_at_ms.is_some())
+        }
+    })
+    .await;
+    worker.abort();
+    assert_eq!(shared.backends.rooms.archive_retry.waiting(), 0);
+    assert_eq!(
+        archive.table_counts(&id).await?.messages,
+        2,
+        "hello and room_ended"
+    );
+    assert_eq!(store.get_room(&id).await?, None);
+    assert_eq!(queue.backlog().await?, 0);
     Ok(())
 }

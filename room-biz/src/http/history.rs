@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use archive::{ArchivedMessage, HistoryQuery, MAX_PAGE};
+use archive::{ArchivedMessage, ArchivedRoom, HistoryQuery, MAX_PAGE};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, State};
 use proto::client::v1::Priority;
-use room_store::domain::entry::{self, Barred};
+use room_store::RoomState;
+use room_store::domain::entry::{self, Standing};
 use serde::{Deserialize, Serialize};
 
 use super::caller::Caller;
@@ -151,9 +152,10 @@ pub(super) async fn replay(
 }
 
 /// Where `room` is read from, if `caller` may read it: the read rule
-/// ([`entry::check_read`]) while the room has live state; once only the
-/// archive has it, a private room answers its owner only (its invite list
-/// went with the live state). The app backend reads every room.
+/// ([`entry::check_read`]) while the room has live state, and the same rule
+/// over the lists archived with it once only the archive has it (the owner
+/// and the invited of a private room, never the kicked nor those the owner
+/// blocked). The app backend reads every room.
 async fn locate(shared: &Shared, room: &str, caller: &Caller) -> Result<Source, ApiError> {
     let view = shared.backends.rooms.views.get(room).await?;
     if let (Some(view), Some(uid)) = (&view, caller.reader()) {
@@ -166,13 +168,27 @@ async fn locate(shared: &Shared, room: &str, caller: &Caller) -> Result<Source, 
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()).retry_after(1))?
         .ok_or_else(|| ApiError::room_not_found(room))?;
-    if let (Source::Archive(archived), Some(uid)) = (&source, caller.reader())
-        && archived.kind == "private"
-        && archived.owner.as_deref() != Some(uid)
-    {
-        return Err(refusal_error(Barred::NotInvited.into()));
+    if let (Source::Archive(archived), Some(uid)) = (&source, caller.reader()) {
+        let blocked = match archived.owner.as_deref() {
+            Some(owner) => shared.backends.store.is_blocked(owner, uid).await?,
+            None => false,
+        };
+        entry::check_read(RoomState::Ended, archived_standing(archived, uid, blocked))
+            .map_err(|barred| refusal_error(barred.into()))?;
     }
     Ok(source)
+}
+
+/// `uid`'s standing in an archived room, from the lists archived with it
+/// (as `Views::standing` has it from the live lists).
+fn archived_standing(archived: &ArchivedRoom, uid: &str, blocked: bool) -> Standing {
+    Standing {
+        kicked: archived.access.kicked.iter().any(|k| k == uid),
+        blocked,
+        may_enter: archived.kind != "private"
+            || archived.owner.as_deref() == Some(uid)
+            || archived.access.invited.iter().any(|i| i == uid),
+    }
 }
 
 #[cfg(test)]
