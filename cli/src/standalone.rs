@@ -126,6 +126,14 @@ impl Default for StandaloneConfig {
     }
 }
 
+/// The embedded archive's file in a `--data-dir`.
+pub const ARCHIVE_FILE: &str = "archive.db";
+
+/// The archive URL of the SQLite file in data folder `dir`.
+pub fn archive_url_in(dir: &std::path::Path) -> String {
+    format!("sqlite:{}", dir.join(ARCHIVE_FILE).display())
+}
+
 /// The origins of standalone's own pages: the router's URL, and its
 /// `localhost` twin when bound to loopback (browsers send the host as typed).
 fn own_origins(router_url: &str, listener: &TcpListener) -> anyhow::Result<Vec<String>> {

@@ -18,8 +18,9 @@ pub struct ArchiveArgs {
 /// The archive commands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ArchiveCommand {
-    /// Write `rooms.parquet` and `messages.parquet` for the rooms archived
-    /// and ended since a time.
+    /// Write `rooms.parquet`, `messages.parquet` and the analytics tables
+    /// (`sessions.parquet`, `counters_per_minute.parquet`,
+    /// `room_stats.parquet`) for the rooms archived and ended since a time.
     Export(ExportArgs),
 }
 
@@ -68,10 +69,15 @@ async fn run_export(args: ExportArgs, now_ms: u64) -> anyhow::Result<()> {
         serde_json::json!({
             "rooms": counts.rooms,
             "messages": counts.messages,
+            "sessions": counts.sessions,
+            "counters_per_minute": counts.minutes,
             "since_ms": since_ms,
             "files": [
                 args.out.join(archive::export::ROOMS_FILE),
                 args.out.join(archive::export::MESSAGES_FILE),
+                args.out.join(archive::export::SESSIONS_FILE),
+                args.out.join(archive::export::MINUTES_FILE),
+                args.out.join(archive::export::STATS_FILE),
             ],
         })
     );
@@ -157,6 +163,7 @@ mod tests {
         };
         assert_eq!(rows(archive::export::ROOMS_FILE)?, 1);
         assert_eq!(rows(archive::export::MESSAGES_FILE)?, 42);
+        assert_eq!(rows(archive::export::STATS_FILE)?, 1);
         Ok(())
     }
 }

@@ -96,6 +96,11 @@ pub struct StandaloneArgs {
         default_value_t = common::auth::DEFAULT_TOKEN_MAX_LIFETIME_SECS
     )]
     pub token_max_lifetime_secs: u64,
+    /// Keep the archive of ended rooms (an SQLite file, `archive.db`) in
+    /// this folder, so it survives restarts (unset: in memory, like the
+    /// rest of standalone's state).
+    #[arg(long, env = "ROOMCAST_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl StandaloneArgs {
@@ -143,6 +148,9 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         ..StandaloneConfig::default()
     };
     args.apply_token_rules(&mut cfg);
+    if let Some(dir) = &args.data_dir {
+        cfg.biz.archive_url = crate::standalone::archive_url_in(dir);
+    }
     cfg.conn.sample_above_members = args.sample_above_members;
     cfg.conn.sample_low_per_sec = args.sample_low_per_sec;
     let shutdown = common::shutdown::signal_token();
