@@ -5,6 +5,7 @@
 import { Emitter } from "./emitter.js";
 import { Backoff, Fallback, type Step } from "./policy.js";
 import { pollRoom, postAction, fetchState, type PollReply } from "./polling.js";
+import { fetchInbox, fetchPage, historyUrl, inboxUrl, replayUrl, type HistoryPage, type HistoryQuery, type Inbox } from "./reads.js";
 import {
   Code, RoomcastError, SUBPROTOCOL, codeName, helloFrame, joinFrame, leaveFrame, parseServerFrame,
   pingFrame, publishFrame, refreshFrame, type Resume, type ServerFrame, type WireMessage, type WireSnapshot,
@@ -231,6 +232,34 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       room.store.dispose();
       throw error;
     }
+  }
+
+  /**
+   * A page of a room's durable messages by seq (`GET /v1/rooms/{id}/history`
+   * with the client's token, under the read rule): for late joiners and ended
+   * rooms, from the live log and the archive. Needs no joined room.
+   */
+  async history(roomId: string, query: HistoryQuery = {}): Promise<HistoryPage> {
+    const base = await this.httpBase();
+    return fetchPage(this.fetchFn(), historyUrl(base, roomId, query), await this.currentToken(), this.opts.requestTimeoutMs);
+  }
+
+  /**
+   * Replay a room from `fromMs` after its start (`GET /v1/rooms/{id}/replay`):
+   * its messages with their offset from the start, for danmaku over a recording.
+   */
+  async replay(roomId: string, fromMs = 0, limit?: number): Promise<HistoryPage> {
+    const base = await this.httpBase();
+    return fetchPage(this.fetchFn(), replayUrl(base, roomId, fromMs, limit), await this.currentToken(), this.opts.requestTimeoutMs);
+  }
+
+  /**
+   * The user's inbox (`GET /v1/me/inbox`): notices kept for users who were not
+   * connected (`room_started`), newest first, those after `afterMs` only.
+   */
+  async inbox(afterMs = 0): Promise<Inbox> {
+    const base = await this.httpBase();
+    return fetchInbox(this.fetchFn(), inboxUrl(base, afterMs), await this.currentToken(), this.opts.requestTimeoutMs);
   }
 
   /** Stop: close the socket and polls, fail what is in flight. */
@@ -638,6 +667,17 @@ export class RoomcastClient extends Emitter<ClientEvents> implements RoomLink {
       }
       if (reply.pollAfterMs > 0) await this.sleep(reply.pollAfterMs);
     }
+  }
+
+  /** The client HTTP routes' base (`…/v1/rooms`): the router's polling URL, asked for if not known yet. */
+  private async httpBase(): Promise<string> {
+    if (this.closed) throw new RoomcastError("UNAVAILABLE", "client closed");
+    if (!this.pollingBase) {
+      const route = await this.route();
+      if (route.polling_url) this.pollingBase = route.polling_url.replace(/\/+$/, "");
+    }
+    if (!this.pollingBase) throw new RoomcastError("UNAVAILABLE", "the router gave no polling URL");
+    return this.pollingBase;
   }
 
   private roomUrl(roomId: string, leaf: string): string {

@@ -11,5 +11,6 @@ export { Code, RoomcastError, SUBPROTOCOL, codeName } from "./protocol.js";
 export type { CodeName, Resume } from "./protocol.js";
 export { accept, joinedCursor } from "./cursor.js";
 export type { Cursor } from "./cursor.js";
+export type { HistoryMessage, HistoryPage, HistoryQuery, Inbox, InboxItem } from "./reads.js";
 export { Backoff, Fallback } from "./policy.js";
 export type * from "./types.js";

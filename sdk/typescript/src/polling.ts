@@ -99,7 +99,7 @@ export async function fetchState(fetchFn: typeof fetch, url: string, token: stri
 }
 
 /** The JSON of a 2xx, or the API's error as a RoomcastError. */
-async function readJson(response: Response): Promise<unknown> {
+export async function readJson(response: Response): Promise<unknown> {
   const text = await response.text();
   let value: unknown;
   try {

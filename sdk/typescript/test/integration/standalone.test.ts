@@ -160,4 +160,36 @@ describe("@roomcast/client against standalone", () => {
     expect(c.state).toMatchObject({ status: "connected", nodeId: node });
     await expect(room.comment("after the refusal")).resolves.toMatchObject({ seq: expect.any(Number) });
   });
+  it("reads history and replay of a room without joining it, and the inbox", async () => {
+    const roomId = await sa.createRoom("hana");
+    const host = await connect("hana").join(roomId);
+    const seqs: number[] = [];
+    for (const text of ["one", "two", "three"]) seqs.push((await host.comment(text)).seq);
+    const reader = connect("rita");
+
+    const page = await reader.history(roomId, { afterSeq: 0, limit: 100 });
+    expect(page.room).toBe(roomId);
+    expect(page.source).toBe("live");
+    expect(page.truncated).toBe(false);
+    const comments = page.messages.filter((m) => m.kind === "comment");
+    expect(comments.map((m) => m.seq)).toEqual(seqs);
+    expect(comments.map((m) => (m.body as { text: string }).text)).toEqual(["one", "two", "three"]);
+    expect(comments.every((m) => m.sender === "hana" && m.priority === "low")).toBe(true);
+
+    const back = await reader.history(roomId, { beforeSeq: seqs[2], limit: 1 });
+    expect(back.messages.map((m) => m.seq)).toEqual([seqs[1]]);
+
+    const replay = await reader.replay(roomId, 0, 100);
+    const offsets = replay.messages.map((m) => m.offsetMs);
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    expect(replay.messages.filter((m) => m.kind === "comment").map((m) => m.seq)).toEqual(seqs);
+    expect(replay.startedAtMs).toBeGreaterThan(0);
+
+    const inbox = await reader.inbox();
+    expect(inbox.uid).toBe("rita");
+    expect(Array.isArray(inbox.items)).toBe(true);
+
+    await expect(reader.history("rNoSuchRoom")).rejects.toMatchObject({ code: "ROOM_NOT_FOUND" });
+    await expect(reader.history(roomId, { limit: 5000 })).rejects.toMatchObject({ code: "BAD_REQUEST" });
+  });
 });
