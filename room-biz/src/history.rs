@@ -176,6 +176,9 @@ impl History {
                 let mut out = archive.replay(id, from_ms, limit).await?;
                 out.extend(live.messages.iter().cloned());
                 out.sort_by_key(|m| (m.offset_ms, m.seq));
+                // A checkpoint may have copied some of the live part since
+                // `archived_to` was read: the same message twice, adjacent.
+                out.dedup_by_key(|m| m.seq);
                 out.truncate(limit);
                 return Ok(Page {
                     messages: Arc::new(out),
