@@ -58,6 +58,8 @@ pub struct Config {
     /// Certificate files of the public listener: set, it speaks `https://`
     /// (reloaded when the files change).
     pub tls: common::tls::TlsFiles,
+    /// Serve the admin listener with the same certificate too (`https://`).
+    pub admin_tls: bool,
     /// The router's URL as clients know it (put in discovery), e.g.
     /// `https://route.example` behind a TLS-terminating load balancer.
     pub public_url: Option<String>,
@@ -94,6 +96,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),
             tls: common::tls::TlsFiles::default(),
+            admin_tls: false,
             public_url: None,
         }
     }
@@ -117,6 +120,9 @@ impl Config {
             .map_err(|e| Error::Config(format!("cors_origins: {e}")))?;
         if let Some(problem) = self.tls.problem() {
             return Err(Error::Config(problem.into()));
+        }
+        if self.admin_tls && !self.tls.enabled() {
+            return Err(Error::Config("admin_tls needs tls.cert and tls.key".into()));
         }
         if let Some(url) = &self.public_url {
             common::advertise::check_public_url("public_url", url, &["http", "https"])
