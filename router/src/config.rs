@@ -136,3 +136,31 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_tls_needs_the_certificate_files() {
+        let bare = Config {
+            admin_tls: true,
+            ..Config::default()
+        };
+        let error = bare.validate().expect_err("no certificate");
+        assert!(
+            error.to_string().contains("admin_tls needs tls.cert"),
+            "{error}"
+        );
+        let served = Config {
+            admin_tls: true,
+            tls: common::tls::TlsFiles {
+                cert: Some("/etc/roomcast/tls/tls.crt".into()),
+                key: Some("/etc/roomcast/tls/tls.key".into()),
+                ..common::tls::TlsFiles::default()
+            },
+            ..Config::default()
+        };
+        served.validate().expect("admin_tls with certificate files");
+    }
+}
