@@ -121,6 +121,10 @@ refuse "an etcd endpoint with a scheme" "etcd.endpoints.0: Does not match patter
 refuse "two Redis URLs in standalone mode" "redis.mode standalone takes one URL" \
   --set 'redis.urls={redis://a:6379,redis://b:6379}'
 refuse "hostPorts with podIP advertised" "set conn.advertise: hostIP" --set conn.hostPorts=true
+refuse "Redis TLS files with a redis:// URL" "every redis.urls entry must be a rediss:// URL" \
+  --set redis.tls.secretName=redis-client
+refuse "an etcd password without a user" "secrets.etcdPassword is set without etcd.username" \
+  --set secrets.etcdPassword=hunter2
 
 echo "==> service binaries accept the configuration the chart gives them"
 # A no-op after scripts/test.sh's build.

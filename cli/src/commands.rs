@@ -1,5 +1,6 @@
 //! The command line: global flags, subcommands, and what they share.
 
+mod api_client;
 pub mod archive;
 pub mod ctl;
 pub mod listen;
@@ -60,8 +61,10 @@ pub struct Global {
         hide_env_values = true
     )]
     pub secret: String,
-    /// PEM file of the CA certificates `listen` and `say` trust on `https://`,
-    /// `wss://` and QUIC (a private CA); default: the webpki (Mozilla) roots.
+    /// PEM file of the CA certificates every client command (`room`, `ctl`,
+    /// `listen`, `say`) trusts on `https://`, `wss://` and QUIC (a private CA);
+    /// default: the webpki (Mozilla) roots. `standalone`'s demo page trusts it
+    /// too when calling its own TLS backend API.
     #[arg(long, global = true, env = "ROOMCAST_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
     /// Log line format on stderr.
@@ -111,7 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ctl(args) => {
             init_cli_logging(cli.global.log_format);
-            ctl::run(args).await
+            ctl::run(&cli.global, args).await
         }
         Command::Archive(args) => {
             init_cli_logging(cli.global.log_format);

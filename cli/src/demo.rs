@@ -8,7 +8,8 @@
 //!   backend authenticates its users before issuing tokens.
 //! - `POST /demo/api/rooms {"title","owner"}` → the room (the backend API's
 //!   `POST /v1/rooms`, called with standalone's API key): the owner is the
-//!   room's host.
+//!   room's host. Over `https://` when standalone serves TLS (the SDK's HTTP
+//!   client, with standalone's trust: `--ca-file` or the webpki roots).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use roomcast_client::http::{Auth, HttpClient, Method, Url};
 use serde::Deserialize;
 
 const INDEX_HTML: &[u8] = include_bytes!("../../sdk/typescript/demo/dist/index.html");
@@ -28,22 +30,25 @@ const APP_CSS: &[u8] = include_bytes!("../../sdk/typescript/demo/dist/app.css");
 const TOKEN_TTL_SECS: i64 = 3600;
 /// Longest uid the page may ask a token for.
 const UID_MAX_CHARS: usize = 64;
+/// Bound on the backend API call of a room creation.
+const BACKEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Demo {
     secret: String,
     backend_url: String,
     api_key: String,
-    http: reqwest::Client,
+    http: HttpClient,
 }
 
 /// The demo routes for a standalone whose backend API is at `backend_url`
-/// (reached with `api_key`) and whose tokens are signed with `secret`.
-pub fn routes(secret: String, backend_url: String, api_key: String) -> Router {
+/// (reached with `api_key` through `http`) and whose tokens are signed with
+/// `secret`.
+pub fn routes(secret: String, backend_url: String, api_key: String, http: HttpClient) -> Router {
     let demo = Arc::new(Demo {
         secret,
         backend_url: backend_url.trim_end_matches('/').to_owned(),
         api_key,
-        http: reqwest::Client::new(),
+        http,
     });
     Router::new()
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
@@ -130,20 +135,27 @@ async fn create_room(
         );
     };
     let room = serde_json::json!({ "title": body["title"], "owner": body["owner"] });
+    let url = match Url::parse(&format!("{}/v1/rooms", demo.backend_url)) {
+        Ok(url) => url,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
     let answer = demo
         .http
-        .post(format!("{}/v1/rooms", demo.backend_url))
-        .header("x-api-key", &demo.api_key)
-        .json(&room)
-        .send()
+        .request(
+            Method::POST,
+            &url,
+            Auth::ApiKey(&demo.api_key),
+            Some(&room),
+            BACKEND_TIMEOUT,
+        )
         .await;
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()),
-    };
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match answer.bytes().await {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+    match answer {
+        Ok(answer) => (
+            answer.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer.body,
+        )
+            .into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()),
     }
 }

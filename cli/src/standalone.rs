@@ -96,6 +96,9 @@ pub struct StandaloneConfig {
     pub cors_origins: Vec<String>,
     /// Serve the live-room demo page at `/demo/` on the router port.
     pub demo: bool,
+    /// CA certificates (PEM) the demo page trusts when it calls the backend
+    /// API over `https://` ([`Self::serve_tls`]); unset: the webpki roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StandaloneConfig {
@@ -122,6 +125,7 @@ impl Default for StandaloneConfig {
             metrics_http: common::http::HttpLimits::ops(),
             cors_origins: Vec::new(),
             demo: true,
+            ca_file: None,
         }
     }
 }
@@ -134,22 +138,37 @@ pub fn archive_url_in(dir: &std::path::Path) -> String {
     format!("sqlite:{}", dir.join(ARCHIVE_FILE).display())
 }
 
+impl StandaloneConfig {
+    /// Serve `files` (certificate chain and key) on every listener clients
+    /// and tools reach: `wss://` and QUIC on the conn node, `https://` on the
+    /// router, its admin API, room-biz's client routes and backend API. The
+    /// metrics endpoint stays plain (loopback scrapes).
+    pub fn serve_tls(&mut self, files: &common::tls::TlsFiles) {
+        self.conn.tls = files.clone();
+        self.router.tls = files.clone();
+        self.router.admin_tls = true;
+        self.biz.tls = files.clone();
+        self.biz.backend_tls = true;
+    }
+}
+
 /// The origins of standalone's own pages: the router's URL, and its
 /// `localhost` twin when bound to loopback (browsers send the host as typed).
 fn own_origins(router_url: &str, listener: &TcpListener) -> anyhow::Result<Vec<String>> {
     let addr = listener.local_addr()?;
     let mut origins = vec![router_url.to_owned()];
     if addr.ip().is_loopback() || addr.ip().is_unspecified() {
-        origins.push(format!("http://localhost:{}", addr.port()));
+        let scheme = router_url.split("://").next().unwrap_or("http");
+        origins.push(format!("{scheme}://localhost:{}", addr.port()));
     }
     Ok(origins)
 }
 
 /// A running standalone system.
 pub struct Standalone {
-    /// `http://host:port` of the router.
+    /// `http://host:port` of the router (`https://` with TLS, likewise below).
     pub router_url: String,
-    /// `ws://host:port/v1/ws` of the conn node.
+    /// `ws://host:port/v1/ws` (or `wss://`) of the conn node.
     pub ws_url: String,
     /// `http://host:port` of room-biz's client routes.
     pub biz_url: String,
@@ -161,7 +180,7 @@ pub struct Standalone {
     pub internal_token: String,
     /// `http://host:port` of the metrics endpoint.
     pub metrics_url: String,
-    /// `http://host:port` of the router's admin API.
+    /// `http://host:port` (or `https://`) of the router's admin API.
     pub admin_url: String,
     /// `quic://host:port` of the conn node, when QUIC is on.
     pub quic_url: Option<String>,
@@ -241,7 +260,7 @@ impl Standalone {
         let biz_url = url_of(cfg.biz.tls.enabled(), &advertise, &biz_listener)?;
         let backend_url = url_of(cfg.biz.backend_tls, &advertise, &backend_listener)?;
         let metrics_url = http_url(&advertise, &metrics_listener)?;
-        let admin_url = http_url(&advertise, &admin_listener)?;
+        let admin_url = url_of(cfg.router.admin_tls, &advertise, &admin_listener)?;
         let ws_url = format!(
             "{}://{}{}",
             if cfg.conn.tls.enabled() { "wss" } else { "ws" },
@@ -359,9 +378,18 @@ impl Standalone {
             discovery: discovery.clone(),
             live_config: live_config.clone(),
             registry: registry.clone(),
-            pages: cfg.demo.then(|| {
-                crate::demo::routes(cfg.secret.clone(), backend_url.clone(), cfg.api_key.clone())
-            }),
+            pages: if cfg.demo {
+                let trust = roomcast_client::TlsTrust::new(cfg.ca_file.as_deref())
+                    .context("the demo page's --ca-file")?;
+                Some(crate::demo::routes(
+                    cfg.secret.clone(),
+                    backend_url.clone(),
+                    cfg.api_key.clone(),
+                    roomcast_client::HttpClient::new(&trust),
+                ))
+            } else {
+                None
+            },
         };
         let listeners = router::Listeners {
             http: router_listener,

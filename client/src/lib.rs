@@ -77,6 +77,8 @@
 //! - `read_state` — `GET /v1/rooms/{id}/state` for the model's refetch.
 //! - [`transport_memory`] — skipping a transport that failed lately.
 //! - [`route`] — the router call.
+//! - [`http`] — [`HttpClient`], the HTTP/1.1 client over `http://` and `https://` (public
+//!   for tools calling Roomcast's HTTP APIs with the SDK's trust).
 //! - [`raw`] — [`RawConnection`] and [`RawQuicConnection`], bare frame-level connections
 //!   for tests and tools (a leaf over `ws` and [`quic`]).
 //!
@@ -98,7 +100,7 @@ pub mod error;
 pub mod event;
 pub mod fallback;
 pub mod history;
-mod http;
+pub mod http;
 pub mod inbox;
 mod link;
 pub mod options;
@@ -130,6 +132,7 @@ pub use error::Error;
 pub use event::{Event, Events, JoinedRoom, ReplyInfo};
 pub use fallback::Fallback;
 pub use history::{HistoryMessage, HistoryPage, PageRequest};
+pub use http::{Auth, HttpClient, HttpFailure, HttpResponse};
 pub use inbox::{Inbox, InboxItem};
 pub use options::{ConnectOptions, TokenFuture, TokenProvider};
 pub use proto::client::v1::{Code, RoomMessage, RoomSnapshot};

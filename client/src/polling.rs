@@ -340,7 +340,7 @@ pub(crate) async fn action(
         .await
         .map_err(|e| match e {
             HttpFailure::Timeout => Error::Timeout,
-            HttpFailure::Failed(error) => {
+            error => {
                 debug!(%error, "Action request failed.");
                 Error::Disconnected
             }

@@ -522,8 +522,12 @@ pub struct WebhookConfig {
     /// Record events in the event log (`GET /v1/events`) and deliver them to
     /// `urls`. Off by default.
     pub enabled: bool,
-    /// Where events are POSTed (`http://…`); each URL gets every event.
+    /// Where events are POSTed (`https://…` or `http://…`); each URL gets
+    /// every event.
     pub urls: Vec<String>,
+    /// PEM CA certificate(s) an `https://` receiver's certificate may chain
+    /// to, besides the webpki (Mozilla) roots: a receiver with a private CA.
+    pub ca_file: Option<String>,
     /// Signing secrets, newest first: deliveries are signed with the first;
     /// receivers verify against any they still accept (rotation).
     pub secrets: Vec<String>,
@@ -561,6 +565,7 @@ impl Default for WebhookConfig {
         Self {
             enabled: false,
             urls: Vec::new(),
+            ca_file: None,
             secrets: Vec::new(),
             member_events: false,
             queue: DEFAULT_WEBHOOK_QUEUE,
@@ -595,13 +600,16 @@ impl WebhookConfig {
             return bad(format!("{name} must be greater than 0"));
         }
         for url in &self.urls {
-            // No TLS client is built in: https endpoints go through a proxy
-            // or a TLS-terminating sidecar (docs/operations.md).
-            if !url.starts_with("http://") || url.len() <= "http://".len() {
-                return bad(format!(
-                    "urls: {url:?} is not an http:// URL (https needs a TLS-terminating proxy)"
-                ));
+            let host = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if host.is_none_or(str::is_empty) || url.parse::<http::Uri>().is_err() {
+                return bad(format!("urls: {url:?} is not an https:// or http:// URL"));
             }
+        }
+        if let Some(ca_file) = &self.ca_file {
+            crate::webhooks::check_ca_file(std::path::Path::new(ca_file))
+                .map_err(|e| Error::Config(e.to_string()))?;
         }
         if self.stale_ms <= self.timeout_ms {
             // A delivery in flight would look abandoned to other nodes.
@@ -686,14 +694,40 @@ mod tests {
             })
             .is_ok()
         );
+        assert!(
+            hooks(WebhookConfig {
+                enabled: true,
+                urls: vec!["https://app.example/hooks".into()],
+                secrets: vec![secret.clone()],
+                ..WebhookConfig::default()
+            })
+            .is_ok()
+        );
         for (bad, named) in [
             (
                 WebhookConfig {
-                    urls: vec!["https://app/hooks".into()],
+                    urls: vec!["ftp://app/hooks".into()],
                     secrets: vec![secret.clone()],
                     ..WebhookConfig::default()
                 },
-                "http://",
+                "is not an https:// or http:// URL",
+            ),
+            (
+                WebhookConfig {
+                    urls: vec!["https://".into()],
+                    secrets: vec![secret.clone()],
+                    ..WebhookConfig::default()
+                },
+                "is not an https:// or http:// URL",
+            ),
+            (
+                WebhookConfig {
+                    urls: vec!["https://app.example/hooks".into()],
+                    secrets: vec![secret.clone()],
+                    ca_file: Some("/nonexistent/webhook-ca.pem".into()),
+                    ..WebhookConfig::default()
+                },
+                "webhooks.ca_file /nonexistent/webhook-ca.pem",
             ),
             (
                 WebhookConfig {

@@ -16,9 +16,14 @@
 //!
 //! - `signature`: `Roomcast-Signature` (HMAC-SHA256, rotating secrets).
 //! - `delivery`: one URL's deliverer.
+//! - `client`: the HTTP client of deliveries (`http://` and `https://`,
+//!   webpki roots plus `webhooks.ca_file`).
 
+mod client;
 mod delivery;
 pub(crate) mod signature;
+
+pub(crate) use client::check_ca_file;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -154,11 +159,26 @@ impl Webhooks {
                 tokio::time::sleep(APPEND_RETRY).await;
             }
         }
-        let deliverers = self.cfg.urls.iter().map(|url| {
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        let ca_file = self.cfg.ca_file.as_deref().map(std::path::Path::new);
+        let client = match client::WebhookClient::new(ca_file, timeout) {
+            Ok(client) => Some(client),
+            Err(error) => {
+                // Checked at start: only a CA file changed since gets here.
+                // Events are still logged, for `GET /v1/events` and a restart.
+                tracing::error!(%error, "Cannot build the webhook client; no deliveries.");
+                None
+            }
+        };
+        let deliverers = client
+            .iter()
+            .flat_map(|client| self.cfg.urls.iter().map(move |url| (url, client.clone())));
+        let deliverers = deliverers.map(|(url, client)| {
             let deliverer = delivery::Deliverer::new(
                 url,
                 node_id,
                 ledger.clone(),
+                client,
                 &self.cfg,
                 self.metrics.deliveries.clone(),
                 self.logged.clone(),

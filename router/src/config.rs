@@ -58,6 +58,8 @@ pub struct Config {
     /// Certificate files of the public listener: set, it speaks `https://`
     /// (reloaded when the files change).
     pub tls: common::tls::TlsFiles,
+    /// Serve the admin listener with the same certificate too (`https://`).
+    pub admin_tls: bool,
     /// The router's URL as clients know it (put in discovery), e.g.
     /// `https://route.example` behind a TLS-terminating load balancer.
     pub public_url: Option<String>,
@@ -94,6 +96,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             admin_http: common::http::HttpLimits::ops(),
             tls: common::tls::TlsFiles::default(),
+            admin_tls: false,
             public_url: None,
         }
     }
@@ -118,6 +121,9 @@ impl Config {
         if let Some(problem) = self.tls.problem() {
             return Err(Error::Config(problem.into()));
         }
+        if self.admin_tls && !self.tls.enabled() {
+            return Err(Error::Config("admin_tls needs tls.cert and tls.key".into()));
+        }
         if let Some(url) = &self.public_url {
             common::advertise::check_public_url("public_url", url, &["http", "https"])
                 .map_err(Error::Config)?;
@@ -128,5 +134,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_tls_needs_the_certificate_files() {
+        let bare = Config {
+            admin_tls: true,
+            ..Config::default()
+        };
+        let error = bare.validate().expect_err("no certificate");
+        assert!(
+            error.to_string().contains("admin_tls needs tls.cert"),
+            "{error}"
+        );
+        let served = Config {
+            admin_tls: true,
+            tls: common::tls::TlsFiles {
+                cert: Some("/etc/roomcast/tls/tls.crt".into()),
+                key: Some("/etc/roomcast/tls/tls.key".into()),
+                ..common::tls::TlsFiles::default()
+            },
+            ..Config::default()
+        };
+        served.validate().expect("admin_tls with certificate files");
     }
 }

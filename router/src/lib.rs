@@ -152,6 +152,7 @@ pub async fn run(
     };
     let tls = common::tls::ServerTls::start(&cfg.tls).map_err(|e| Error::Config(e.to_string()))?;
     let scheme = common::advertise::scheme(tls.is_some(), "http", "https");
+    let admin_tls = tls.clone().filter(|_| cfg.admin_tls);
     let public = common::http::serve_http_tls(
         listeners.http,
         app,
@@ -164,11 +165,12 @@ pub async fn run(
     let admin = async {
         match admin {
             Some((listener, app)) => {
-                common::http::serve_http(
+                common::http::serve_http_tls(
                     listener,
                     app,
                     "router_admin",
                     &cfg.admin_http,
+                    admin_tls,
                     &deps.registry,
                     drain.clone(),
                 )

@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`CtlArgs`], [`CtlCommand`], [`RolloutCommand`], [`ListCommand`]: clap.
-//! - `AdminClient`: one method per admin route; errors are one line
-//!   (a refused token is "admin token refused").
+//! - `AdminClient`: one method per admin route over `http://` or `https://`
+//!   (the SDK's HTTP client; `--ca-file` for a private CA); errors are one
+//!   line (a refused token is "admin token refused").
 //! - `edit`: the pure policy edits of `set`, `allow` and `deny`.
 //!
 //! `set`, `allow` and `deny` read the policy in force, change it, and write
@@ -11,21 +12,21 @@
 //! operators editing at the same instant: the last write wins).
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use common::discovery::NodeInfo;
-use reqwest::StatusCode;
+use roomcast_client::http::{Auth, HttpClient, Method, StatusCode, Url};
 use router::policy::{Policy, Rules};
 use serde::Deserialize;
+
+use super::Global;
+use super::api_client::{self, REQUEST_TIMEOUT};
 
 // The defaults point at `roomcast standalone` (its dev token: production
 // routers are given their own).
 use crate::standalone::{DEFAULT_ADMIN_URL, DEFAULT_DEV_ADMIN_TOKEN};
-
-/// Bound on each admin request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `roomcast ctl`.
 #[derive(Debug, Args)]
@@ -147,15 +148,16 @@ pub struct Entry {
 }
 
 /// Run a ctl command, printing its result on stdout.
-pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let output = execute(&args).await?;
+pub async fn run(global: &Global, args: CtlArgs) -> anyhow::Result<()> {
+    let output = execute(&args, global.ca_file.as_deref()).await?;
     print!("{output}");
     Ok(())
 }
 
-/// Run a ctl command and return what it prints.
-pub async fn execute(args: &CtlArgs) -> anyhow::Result<String> {
-    let admin = AdminClient::new(&args.admin_url, &args.admin_token)?;
+/// Run a ctl command and return what it prints; `https://` admin URLs are
+/// verified against `ca_file` when given, else the webpki roots.
+pub async fn execute(args: &CtlArgs, ca_file: Option<&Path>) -> anyhow::Result<String> {
+    let admin = AdminClient::new(&args.admin_url, &args.admin_token, ca_file)?;
     match &args.command {
         CtlCommand::Rollout(RolloutCommand::Show) => {
             let current = admin.rollout().await?;
@@ -182,8 +184,8 @@ pub async fn execute(args: &CtlArgs) -> anyhow::Result<String> {
         }
         CtlCommand::ApiKey(ApiKeyCommand::Create { name, scopes }) => {
             let body = serde_json::json!({ "name": name, "scopes": scopes });
-            let request = admin.http.post(admin.url("/v1/admin/api-keys")).json(&body);
-            let made: serde_json::Value = admin.send(request).await?;
+            let url = admin.url("/v1/admin/api-keys", &[])?;
+            let made: serde_json::Value = admin.send(Method::POST, url, Some(&body)).await?;
             let key = made["key"].as_str().unwrap_or_default();
             let id = made["id"].as_str().unwrap_or_default();
             Ok(format!(
@@ -192,18 +194,13 @@ pub async fn execute(args: &CtlArgs) -> anyhow::Result<String> {
             ))
         }
         CtlCommand::ApiKey(ApiKeyCommand::List) => {
-            let listed: serde_json::Value = admin
-                .send(admin.http.get(admin.url("/v1/admin/api-keys")))
-                .await?;
+            let url = admin.url("/v1/admin/api-keys", &[])?;
+            let listed: serde_json::Value = admin.send(Method::GET, url, None).await?;
             Ok(pretty(&listed))
         }
         CtlCommand::ApiKey(ApiKeyCommand::Revoke { id }) => {
-            let mut url = reqwest::Url::parse(&admin.url("/v1/admin/api-keys"))
-                .with_context(|| format!("bad admin URL {:?}", admin.base))?;
-            url.path_segments_mut()
-                .map_err(|()| anyhow::anyhow!("bad admin URL {:?}", admin.base))?
-                .push(id);
-            let _: serde_json::Value = admin.send(admin.http.delete(url)).await?;
+            let url = admin.url("/v1/admin/api-keys", &[id])?;
+            let _: serde_json::Value = admin.send(Method::DELETE, url, None).await?;
             Ok(format!("API key {id} revoked\n"))
         }
         CtlCommand::Undrain { node_id } => {
@@ -352,20 +349,17 @@ struct UndrainAnswer {
 }
 
 struct AdminClient {
-    http: reqwest::Client,
+    http: HttpClient,
     base: String,
     token: String,
 }
 
 impl AdminClient {
-    fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+    fn new(base: &str, token: &str, ca_file: Option<&Path>) -> anyhow::Result<Self> {
         if token.is_empty() {
             bail!("no admin token: pass --admin-token or set ROOMCAST_ADMIN_TOKEN");
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build an HTTP client")?;
+        let http = api_client::client(ca_file)?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -374,9 +368,8 @@ impl AdminClient {
     }
 
     async fn rollout(&self) -> anyhow::Result<Current> {
-        let raw: serde_json::Value = self
-            .send(self.http.get(self.url("/v1/admin/rollout")))
-            .await?;
+        let url = self.url("/v1/admin/rollout", &[])?;
+        let raw: serde_json::Value = self.send(Method::GET, url, None).await?;
         let answer: RolloutAnswer = serde_json::from_value(raw.clone())
             .context("the router sent a rollout policy this CLI cannot read")?;
         Ok(Current {
@@ -391,62 +384,57 @@ impl AdminClient {
         policy
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
-        let request = self.http.put(self.url("/v1/admin/rollout")).json(policy);
-        let answer: serde_json::Value = self.send(request).await?;
+        let url = self.url("/v1/admin/rollout", &[])?;
+        let body = serde_json::to_value(policy).context("cannot encode the policy")?;
+        let answer: serde_json::Value = self.send(Method::PUT, url, Some(&body)).await?;
         Ok(pretty(&answer))
     }
 
     async fn nodes(&self) -> anyhow::Result<Vec<NodeRow>> {
-        let answer: NodesAnswer = self
-            .send(self.http.get(self.url("/v1/admin/nodes")))
-            .await?;
+        let url = self.url("/v1/admin/nodes", &[])?;
+        let answer: NodesAnswer = self.send(Method::GET, url, None).await?;
         Ok(answer.nodes)
     }
 
     async fn drain(&self, node_id: &str) -> anyhow::Result<u64> {
-        let url = self.drain_url(node_id)?;
-        let answer: DrainAnswer = self.send(self.http.post(url)).await?;
+        let url = self.url("/v1/admin/nodes", &[node_id, "drain"])?;
+        let answer: DrainAnswer = self.send(Method::POST, url, None).await?;
         Ok(answer.requested_at_ms)
     }
 
     async fn undrain(&self, node_id: &str) -> anyhow::Result<UndrainAnswer> {
-        let url = self.drain_url(node_id)?;
-        self.send(self.http.delete(url)).await
+        let url = self.url("/v1/admin/nodes", &[node_id, "drain"])?;
+        self.send(Method::DELETE, url, None).await
     }
 
-    /// `/v1/admin/nodes/{id}/drain`, the id escaped as one path segment.
-    fn drain_url(&self, node_id: &str) -> anyhow::Result<reqwest::Url> {
-        let mut url = reqwest::Url::parse(&self.url("/v1/admin/nodes"))
-            .with_context(|| format!("bad admin URL {:?}", self.base))?;
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("bad admin URL {:?}", self.base))?
-            .push(node_id)
-            .push("drain");
-        Ok(url)
+    /// `{base}{path}`, then each of `segments` escaped as one path segment
+    /// (`/v1/admin/nodes/{id}/drain`).
+    fn url(&self, path: &str, segments: &[&str]) -> anyhow::Result<Url> {
+        api_client::url(&self.base, path, segments).context("bad --admin-url")
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Send with the token; a non-2xx answer becomes one clear line.
+    /// Send with the token (and `body` as JSON); a non-2xx answer becomes
+    /// one clear line.
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
-        request: reqwest::RequestBuilder,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
     ) -> anyhow::Result<T> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-            let e = e.without_url();
-            anyhow::anyhow!(
-                "cannot reach the router admin API at {}: {}",
-                self.base,
-                chain(&e)
+        let response = self
+            .http
+            .request(
+                method,
+                &url,
+                Auth::Bearer(&self.token),
+                body,
+                REQUEST_TIMEOUT,
             )
-        })?;
-        let status = response.status();
-        let body = response
-            .text()
             .await
-            .with_context(|| format!("reading the answer of {}", self.base))?;
+            .map_err(|failure| {
+                api_client::unreachable("the router admin API", &self.base, &failure)
+            })?;
+        let (status, body) = (response.status, response.text());
         if status == StatusCode::UNAUTHORIZED {
             bail!("admin token refused by {}", self.base);
         }
@@ -472,16 +460,6 @@ fn refusal(status: StatusCode, body: &str) -> String {
         StatusCode::SERVICE_UNAVAILABLE => format!("router cannot store it now: {message}"),
         _ => format!("router answered {status}: {message}"),
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 fn pretty(value: &serde_json::Value) -> String {
@@ -522,6 +500,7 @@ fn nodes_table(rows: &[NodeRow]) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use clap::Parser as _;
     use common::discovery::{Discovery as _, MemoryDiscovery, ServiceKind};
@@ -665,7 +644,7 @@ mod tests {
     async fn ctl(r: &Router, args: &[&str]) -> anyhow::Result<String> {
         let mut full = vec!["--admin-url", r.url.as_str(), "--admin-token", TOKEN];
         full.extend_from_slice(args);
-        execute(&parse(&full)).await
+        execute(&parse(&full), None).await
     }
 
     async fn stored(r: &Router) -> serde_json::Value {
@@ -808,10 +787,10 @@ mod tests {
         assert!(out.contains("no drain request for conn-a"), "{out}");
 
         let wrong = parse(&["--admin-url", &r.url, "--admin-token", "wrong", "nodes"]);
-        let e = execute(&wrong).await.expect_err("refused");
+        let e = execute(&wrong, None).await.expect_err("refused");
         assert!(e.to_string().starts_with("admin token refused"), "{e}");
         let closed = parse(&["--admin-url", "http://127.0.0.1:1", "nodes"]);
-        let e = execute(&closed).await.expect_err("unreachable");
+        let e = execute(&closed, None).await.expect_err("unreachable");
         assert!(
             e.to_string().contains("cannot reach the router admin API"),
             "{e}"

@@ -1,16 +1,24 @@
-//! `roomcast room ...`: the room-biz HTTP API.
+//! `roomcast room ...`: the room-biz backend API (API key), over `http://` or
+//! `https://` (`--ca-file` for a private CA).
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use roomcast_client::http::{Auth, HttpClient, HttpResponse, Method};
 use serde::{Deserialize, Serialize};
 
 use super::Global;
+use super::api_client::{self, REQUEST_TIMEOUT};
 
 /// Room commands.
 #[derive(Debug, Subcommand)]
 pub enum RoomCommand {
     /// Create a room and print its id alone on stdout.
     Create(CreateArgs),
+    /// End a room and print its final summary (JSON).
+    End {
+        /// The room id (`roomcast room create` printed it).
+        room_id: String,
+    },
 }
 
 /// `roomcast room create`.
@@ -38,50 +46,92 @@ struct Created {
 
 /// Run a room command.
 pub async fn run(global: &Global, command: RoomCommand) -> anyhow::Result<()> {
+    let api = BackendApi::new(global)?;
     match command {
         RoomCommand::Create(args) => {
-            let room_id = create(
-                &global.backend_url,
-                &global.api_key,
-                &args.title,
-                args.owner.as_deref(),
-            )
-            .await?;
+            let room_id = api.create(&args.title, args.owner.as_deref()).await?;
             println!("{room_id}");
-            Ok(())
+        }
+        RoomCommand::End { room_id } => {
+            let ended = api.end(&room_id).await?;
+            let text = serde_json::to_string_pretty(&ended).unwrap_or_else(|_| ended.to_string());
+            println!("{text}");
         }
     }
+    Ok(())
 }
 
-/// `POST {backend_url}/v1/rooms` with `api_key` → the new room id.
-pub async fn create(
-    backend_url: &str,
-    api_key: &str,
-    title: &str,
-    owner: Option<&str>,
-) -> anyhow::Result<String> {
-    let url = format!("{}/v1/rooms", backend_url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(api_key)
-        .json(&CreateRoom { title, owner })
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the room-biz backend API at {backend_url}"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if !status.is_success() {
-        bail!(
-            "room-biz refused to create the room ({status}): {}",
-            api_error_message(&body)
-        );
+/// The room-biz backend API at one base URL, with one API key.
+struct BackendApi {
+    http: HttpClient,
+    base: String,
+    api_key: String,
+}
+
+impl BackendApi {
+    fn new(global: &Global) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: api_client::client(global.ca_file.as_deref())?,
+            base: global.backend_url.clone(),
+            api_key: global.api_key.clone(),
+        })
     }
-    let created: Created = serde_json::from_str(&body)
-        .with_context(|| format!("room-biz answered without a room_id: {body}"))?;
-    Ok(created.room_id)
+
+    /// `POST /v1/rooms` → the new room id.
+    async fn create(&self, title: &str, owner: Option<&str>) -> anyhow::Result<String> {
+        let body = CreateRoom { title, owner };
+        let answer = self
+            .send(Method::POST, "/v1/rooms", &[], Some(&body))
+            .await?;
+        if !answer.status.is_success() {
+            bail!(
+                "room-biz refused to create the room ({}): {}",
+                answer.status,
+                api_error_message(&answer.text())
+            );
+        }
+        let created: Created = serde_json::from_slice(&answer.body)
+            .with_context(|| format!("room-biz answered without a room_id: {}", answer.text()))?;
+        Ok(created.room_id)
+    }
+
+    /// `POST /v1/rooms/{id}/end` → the answer (`room_id`, `state`, `summary`).
+    async fn end(&self, room_id: &str) -> anyhow::Result<serde_json::Value> {
+        let answer = self
+            .send::<()>(Method::POST, "/v1/rooms", &[room_id, "end"], None)
+            .await?;
+        if !answer.status.is_success() {
+            bail!(
+                "room-biz refused to end room {room_id} ({}): {}",
+                answer.status,
+                api_error_message(&answer.text())
+            );
+        }
+        serde_json::from_slice(&answer.body)
+            .with_context(|| format!("room-biz sent an unreadable answer: {}", answer.text()))
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> anyhow::Result<HttpResponse> {
+        let url = api_client::url(&self.base, path, segments).context("bad --backend-url")?;
+        self.http
+            .request(
+                method,
+                &url,
+                Auth::Bearer(&self.api_key),
+                body,
+                REQUEST_TIMEOUT,
+            )
+            .await
+            .map_err(|failure| {
+                api_client::unreachable("the room-biz backend API", &self.base, &failure)
+            })
+    }
 }
 
 /// The message of a room-biz error body (`{"error":{"code":..,"message":..}}`), else the

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use clap::Args;
+use common::tls::TlsFiles;
 
 use super::Global;
 use crate::standalone::{
@@ -101,9 +102,33 @@ pub struct StandaloneArgs {
     /// rest of standalone's state).
     #[arg(long, env = "ROOMCAST_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// PEM certificate chain (leaf first): with --tls-key, the WebSocket,
+    /// router, admin, client and backend API listeners speak wss/https and
+    /// QUIC serves it (no pin); reloaded when the files change.
+    #[arg(long, env = "ROOMCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ROOMCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl StandaloneArgs {
+    /// The certificate files to serve, checked now so a bad file is one clear
+    /// error before anything starts; `None` without --tls-cert/--tls-key.
+    fn tls_files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => return Ok(None),
+            _ => anyhow::bail!("give both --tls-cert and --tls-key, or neither"),
+        };
+        common::tls::load_certified_key(cert, key).context("bad --tls-cert/--tls-key")?;
+        Ok(Some(TlsFiles {
+            cert: Some(cert.display().to_string()),
+            key: Some(key.display().to_string()),
+            ..TlsFiles::default()
+        }))
+    }
+
     /// Put the token rules into the conn node's and room-biz's settings.
     fn apply_token_rules(&self, cfg: &mut StandaloneConfig) {
         for (audience, issuer, lifetime) in [
@@ -130,6 +155,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
     // Traces too when OTEL_* asks for it: one service, `roomcast`.
     let telemetry = common::telemetry::init_service("roomcast", "info", global.log_format);
     warn_if_exposed(&args, global);
+    let tls = args.tls_files()?;
     let mut cfg = StandaloneConfig {
         bind_host: args.bind.clone(),
         router_port: args.router_port,
@@ -145,8 +171,12 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         broadcast_threshold: args.broadcast_threshold,
         cors_origins: args.cors_origins.clone(),
         demo: !args.no_demo,
+        ca_file: global.ca_file.clone(),
         ..StandaloneConfig::default()
     };
+    if let Some(files) = &tls {
+        cfg.serve_tls(files);
+    }
     args.apply_token_rules(&mut cfg);
     if let Some(dir) = &args.data_dir {
         cfg.biz.archive_url = crate::standalone::archive_url_in(dir);
@@ -167,6 +197,7 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
         quic: standalone.quic_url.as_deref(),
         quic_cert_sha256: standalone.quic_cert_sha256.as_deref(),
         demo: !args.no_demo,
+        ca_file: global.ca_file.as_deref(),
     };
     // A reader that went away (a closed pipe) must not take the servers down.
     {
@@ -233,6 +264,8 @@ struct Urls<'a> {
     quic: Option<&'a str>,
     quic_cert_sha256: Option<&'a str>,
     demo: bool,
+    /// The CA file the other commands need to trust these URLs, if given.
+    ca_file: Option<&'a std::path::Path>,
 }
 
 /// What a newcomer needs: the URLs, the secret, and a next command that works.
@@ -282,6 +315,9 @@ fn banner(urls: &Urls<'_>, secret: &str, api_key: &str) -> String {
     if urls.backend != DEFAULT_BACKEND_URL {
         let _ = write!(flags, " --backend-url {}", urls.backend);
     }
+    if let Some(ca_file) = urls.ca_file {
+        let _ = write!(flags, " --ca-file {}", ca_file.display());
+    }
     if api_key != DEFAULT_DEV_API_KEY {
         flags.push_str(" --api-key \"$ROOMCAST_API_KEY\"");
     }
@@ -316,6 +352,7 @@ mod tests {
             quic: Some("quic://127.0.0.1:8604"),
             quic_cert_sha256: Some("ab12"),
             demo: true,
+            ca_file: None,
         }
     }
 
@@ -344,5 +381,58 @@ mod tests {
             plain.contains(DEFAULT_DEV_API_KEY),
             "the dev key is printed: {plain}"
         );
+    }
+
+    #[test]
+    fn a_tls_banner_prints_the_tls_urls_and_the_flags_to_reach_them() {
+        let ca = std::path::Path::new("/etc/roomcast/ca.pem");
+        let urls = Urls {
+            ws: "wss://127.0.0.1:8601/v1/ws",
+            biz: "https://127.0.0.1:8602",
+            backend: "https://127.0.0.1:8605",
+            admin: "https://127.0.0.1:8603",
+            quic_cert_sha256: None,
+            ca_file: Some(ca),
+            ..running("https://127.0.0.1:8600")
+        };
+        let text = banner(&urls, DEFAULT_DEV_SECRET, DEFAULT_DEV_API_KEY);
+        assert!(text.contains("websocket  wss://"), "{text}");
+        assert!(!text.contains("pin it"), "{text}");
+        assert!(
+            text.contains(
+                "roomcast --router-url https://127.0.0.1:8600 --backend-url \
+                 https://127.0.0.1:8605 --ca-file /etc/roomcast/ca.pem room create"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_certificate_pair_is_checked_before_anything_starts() {
+        let args = |cert: Option<&str>, key: Option<&str>| StandaloneArgs {
+            tls_cert: cert.map(Into::into),
+            tls_key: key.map(Into::into),
+            ..parse_args(&[])
+        };
+        assert!(args(None, None).tls_files().expect("no TLS").is_none());
+        let error = args(Some("/nonexistent/c.pem"), None)
+            .tls_files()
+            .expect_err("half a pair");
+        assert!(error.to_string().contains("both --tls-cert and --tls-key"));
+        let error = args(Some("/nonexistent/c.pem"), Some("/nonexistent/k.pem"))
+            .tls_files()
+            .expect_err("unreadable");
+        let text = format!("{error:#}");
+        assert!(text.contains("/nonexistent/c.pem"), "{text}");
+    }
+
+    fn parse_args(extra: &[&str]) -> StandaloneArgs {
+        use clap::Parser as _;
+        let mut argv = vec!["roomcast", "standalone"];
+        argv.extend_from_slice(extra);
+        match crate::commands::Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(crate::commands::Command::Standalone(args)) => args,
+            other => panic!("parsed as {other:?}"),
+        }
     }
 }

@@ -79,6 +79,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.postgresql.enabled (not .Values.postgresql.url) -}}
 {{- fail "postgresql.url is required when postgresql.enabled" -}}
 {{- end -}}
+{{- if .Values.redis.tls.secretName -}}
+{{- range .Values.redis.urls -}}
+{{- if not (hasPrefix "rediss://" .) -}}
+{{- fail "redis.tls.secretName is set: every redis.urls entry must be a rediss:// URL" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.secrets.etcdPassword (not .Values.etcd.username) -}}
+{{- fail "secrets.etcdPassword is set without etcd.username" -}}
 {{- end -}}
 {{- if and .Values.conn.hostPorts (eq .Values.conn.advertise "podIP") -}}
 {{- fail "conn.hostPorts: true serves clients on the node's IP: set conn.advertise: hostIP" -}}
@@ -148,9 +158,17 @@ podAntiAffinity:
 {{- end -}}
 {{- end -}}
 
-{{/* Settings shared by every service's TOML. */}}
+{{/* Settings shared by every service's TOML: discovery, with the etcd TLS
+files and user when set (the password comes from the Secret as env). */}}
 {{- define "roomcast.discoveryConfig" -}}
-{{- dict "etcd_endpoints" .Values.etcd.endpoints "prefix" .Values.etcd.prefix "lease_ttl_secs" .Values.etcd.leaseTtlSecs | toJson -}}
+{{- $discovery := dict "etcd_endpoints" .Values.etcd.endpoints "prefix" .Values.etcd.prefix "lease_ttl_secs" .Values.etcd.leaseTtlSecs -}}
+{{- $etcd := dict -}}
+{{- if .Values.etcd.tls.secretName -}}
+{{- $etcd = include "roomcast.clientTlsFiles" (dict "tls" .Values.etcd.tls "dir" "/etc/roomcast/etcd-tls") | fromJson -}}
+{{- end -}}
+{{- with .Values.etcd.username }}{{ $_ := set $etcd "username" . }}{{ end -}}
+{{- if $etcd }}{{ $_ := set $discovery "etcd" $etcd }}{{ end -}}
+{{- $discovery | toJson -}}
 {{- end -}}
 
 {{/*
@@ -301,21 +319,67 @@ spec:
       {{- end }}
 {{- end -}}
 
-{{/* The TLS Secret volume and mount of a service, when configured: (dict "root" $ "component" "conn"). */}}
+{{/*
+The TLS Secret volumes and mounts of a service: its own certificate
+(tls.<component>.secretName), the etcd client TLS files (every service), the
+Redis client TLS files (push and biz). Arguments: (dict "root" $ "component" "conn").
+*/}}
 {{- define "roomcast.tlsVolumes" -}}
-{{- $tls := index .root.Values.tls .component -}}
-{{- if $tls.secretName -}}
+{{- $secret := dig .component "secretName" "" .root.Values.tls -}}
+{{- if $secret }}
 - name: tls
   secret:
-    secretName: {{ $tls.secretName }}
-{{- end -}}
+    secretName: {{ $secret }}
+{{- end }}
+{{- with .root.Values.etcd.tls.secretName }}
+- name: etcd-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- if include "roomcast.usesRedisTls" . }}
+- name: redis-tls
+  secret:
+    secretName: {{ .root.Values.redis.tls.secretName }}
+{{- end }}
 {{- end -}}
 
 {{- define "roomcast.tlsMounts" -}}
-{{- $tls := index .root.Values.tls .component -}}
-{{- if $tls.secretName -}}
+{{- $secret := dig .component "secretName" "" .root.Values.tls -}}
+{{- if $secret }}
 - name: tls
   mountPath: /etc/roomcast/tls/{{ .component }}
   readOnly: true
+{{- end }}
+{{- if .root.Values.etcd.tls.secretName }}
+- name: etcd-tls
+  mountPath: /etc/roomcast/etcd-tls
+  readOnly: true
+{{- end }}
+{{- if include "roomcast.usesRedisTls" . }}
+- name: redis-tls
+  mountPath: /etc/roomcast/redis-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Non-empty when the component talks to Redis and Redis TLS files are set. */}}
+{{- define "roomcast.usesRedisTls" -}}
+{{- if and (has .component (list "push" "biz")) .root.Values.redis.tls.secretName -}}yes{{- end -}}
+{{- end -}}
+
+{{/* The TLS files of a client connection mounted from (dict "tls" VALUES "dir" DIR): ca_file, and cert_file/key_file with clientCert. */}}
+{{- define "roomcast.clientTlsFiles" -}}
+{{- $files := dict "ca_file" (printf "%s/ca.crt" .dir) -}}
+{{- if .tls.clientCert -}}
+{{- $_ := set $files "cert_file" (printf "%s/tls.crt" .dir) -}}
+{{- $_ := set $files "key_file" (printf "%s/tls.key" .dir) -}}
+{{- end -}}
+{{- $files | toJson -}}
+{{- end -}}
+
+{{/* The etcd password env of a service, when etcd.username is set: (dict "root" $ "prefix" "ROOMCAST_CONN"). */}}
+{{- define "roomcast.etcdPasswordEnv" -}}
+{{- if .root.Values.etcd.username -}}
+{{ include "roomcast.secretEnv" (dict "root" .root "name" (printf "%s_DISCOVERY__ETCD__PASSWORD" .prefix) "key" "etcd-password" "optional" true) }}
 {{- end -}}
 {{- end -}}

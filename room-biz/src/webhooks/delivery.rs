@@ -6,27 +6,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderName;
 use prometheus::IntCounterVec;
 use room_store::{Ledger, LoggedEvent};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use super::client::{PostError, WebhookClient};
 use super::{public_event, signature};
 use crate::config::WebhookConfig;
 
 /// Header naming the event (also its idempotency key).
-const EVENT_ID: &str = "roomcast-event-id";
+const EVENT_ID: HeaderName = HeaderName::from_static("roomcast-event-id");
 /// The idempotency key, under its common name.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// Why a POST did not count as delivered.
-#[derive(Debug, thiserror::Error)]
-enum PostError {
-    #[error("receiver answered {0}")]
-    Status(reqwest::StatusCode),
-    #[error("cannot reach the receiver: {0}")]
-    Transport(#[from] reqwest::Error),
-}
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 pub(super) struct Deliverer {
     url: String,
@@ -34,7 +27,7 @@ pub(super) struct Deliverer {
     group: String,
     consumer: String,
     ledger: Arc<dyn Ledger>,
-    client: reqwest::Client,
+    client: WebhookClient,
     secret: String,
     cfg: WebhookConfig,
     deliveries: IntCounterVec,
@@ -53,17 +46,11 @@ impl Deliverer {
         url: &str,
         node_id: &str,
         ledger: Arc<dyn Ledger>,
+        client: WebhookClient,
         cfg: &WebhookConfig,
         deliveries: IntCounterVec,
         logged: Arc<Notify>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .build()
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "Cannot configure the webhook client; using defaults.");
-                reqwest::Client::new()
-            });
         Self {
             url: url.to_owned(),
             group: group_of(url),
@@ -188,23 +175,16 @@ impl Deliverer {
 
     async fn post(&self, id: &str, body: &str) -> Result<(), PostError> {
         let now_secs = common::time::now_ms() / 1000;
-        let response = self
-            .client
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(EVENT_ID, id)
-            .header(IDEMPOTENCY_KEY, id)
-            .header(
-                signature::HEADER,
+        let headers = [
+            (EVENT_ID, id.to_owned()),
+            (IDEMPOTENCY_KEY, id.to_owned()),
+            (
+                HeaderName::from_static(signature::HEADER),
                 signature::sign(&self.secret, now_secs, body.as_bytes()),
-            )
-            .body(body.to_owned())
-            .send()
-            .await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(PostError::Status(response.status()))
-        }
+            ),
+        ];
+        self.client
+            .post_json(&self.url, &headers, body.to_owned())
+            .await
     }
 }

@@ -2,7 +2,8 @@
 //! then fails with 500s, then recovers: it gets every event, repeats only
 //! under the same idempotency key, and every signature verifies. On the
 //! memory ledger with one node and on a real Redis with two nodes sharing
-//! the log.
+//! the log. Over HTTPS to a receiver with a test CA's certificate: refused
+//! without `webhooks.ca_file`, delivered and signed with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,8 +15,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use room_store::{Ledger, MemoryLedger, RedisRoomStore, RoomStore};
 use serde_json::{Value, json};
-use test_servers::RedisServer;
+use test_servers::{RedisServer, TestCa};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::test_util::bind;
@@ -58,6 +60,35 @@ fn recover(listener: TcpListener, failures: u32) -> Arc<Received> {
         .route("/hook", axum::routing::post(receive))
         .with_state(seen.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    seen
+}
+
+/// The receiver of [`recover`] serving HTTPS with a certificate for
+/// `localhost` from `ca`, answering at once (no failures); stops with `stop`.
+fn receive_https(ca: &TestCa, listener: TcpListener, stop: &CancellationToken) -> Arc<Received> {
+    let issued = ca
+        .issue("hooks", &["localhost", "127.0.0.1"])
+        .expect("issue a certificate");
+    let files = common::tls::TlsFiles {
+        cert: Some(issued.cert_path.display().to_string()),
+        key: Some(issued.key_path.display().to_string()),
+        ..common::tls::TlsFiles::default()
+    };
+    let tls = common::tls::ServerTls::start(&files).expect("load the certificate");
+    let seen = Arc::new(Received::default());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(seen.clone());
+    let serving = common::http::serve_http_tls(
+        listener,
+        app,
+        "hooks",
+        &common::http::HttpLimits::default(),
+        tls,
+        &prometheus::Registry::new(),
+        stop.clone(),
+    );
+    tokio::spawn(serving);
     seen
 }
 
@@ -193,6 +224,76 @@ async fn every_event_reaches_a_receiver_that_was_down_then_failing() {
     assert_eq!(first["room"], "r0");
     assert_eq!(first["data"], json!({"n": 0}));
     task.abort();
+}
+
+#[tokio::test]
+async fn https_receivers_get_signed_events_when_their_ca_is_trusted() {
+    let ca = TestCa::new().expect("test CA");
+    let listener = bind().await;
+    let port = listener.local_addr().expect("addr").port();
+    let url = format!("https://localhost:{port}/hook");
+    let stop = CancellationToken::new();
+    let seen = receive_https(&ca, listener, &stop);
+
+    // The webpki roots alone: the private CA's certificate is refused, every
+    // attempt fails, and the receiver's handler never runs.
+    let refusing = config(&url);
+    refusing.validate().expect("an https:// URL is valid");
+    let (hooks, task) = start_node(&refusing, Arc::new(MemoryLedger::default()), "biz-a");
+    emit_events(&[&hooks], 2);
+    let deadline = Instant::now() + PATIENCE;
+    while hooks
+        .metrics
+        .deliveries
+        .with_label_values(&["failed"])
+        .get()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no failed delivery counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(
+        seen.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty(),
+        "nothing reached the receiver through an untrusted certificate"
+    );
+
+    // With `webhooks.ca_file`: every event arrives, signed.
+    let trusting = WebhookConfig {
+        ca_file: Some(ca.ca_path().display().to_string()),
+        ..config(&url)
+    };
+    trusting.validate().expect("a readable CA file");
+    let (hooks, task) = start_node(&trusting, Arc::new(MemoryLedger::default()), "biz-a");
+    let rooms = emit_events(&[&hooks], 9);
+    wait_all_accepted(&seen, &rooms).await;
+    assert_eq!(check_requests(&seen), 9, "one id per event");
+    task.abort();
+    stop.cancel();
+}
+
+#[test]
+fn an_unusable_webhook_ca_file_is_a_clear_error() {
+    let dir = tempfile_dir();
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").expect("write");
+    let error = client::check_ca_file(&junk).expect_err("no certificate");
+    let text = error.to_string();
+    assert!(
+        text.contains("webhooks.ca_file") && text.contains("junk.pem") && text.contains("no PEM"),
+        "{text}"
+    );
+    let error = client::check_ca_file(&dir.join("missing.pem")).expect_err("missing");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("roomcast-webhook-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 /// A node's own connection to the Redis ledger.
