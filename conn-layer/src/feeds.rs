@@ -17,6 +17,7 @@ use crate::codec::SharedFrame;
 use crate::commands::UpstreamCmd;
 use crate::cursor::{Cursor, History, Place};
 use crate::handle::SessionHandle;
+use crate::intake::{NotifyAction, on_notify};
 use crate::outbound::{Outbound, RoomBatch};
 use crate::pull::pull_range;
 use crate::sampling::{Covered, HELD_COVERAGE_MAX, RoomSampler, SamplingRule};
@@ -34,6 +35,9 @@ pub(crate) enum FeedEvent {
     Notify {
         epoch: u64,
         seq: u64,
+        /// The appended messages up to `seq` when the push node inlined them
+        /// (empty: pull them).
+        messages: Vec<RoomMessage>,
         /// `traceparent` of the message at `seq` (empty: not traced).
         trace: String,
     },
@@ -314,20 +318,41 @@ async fn run_feed(
                 }
                 // A re-subscription (push stream re-established): catch up.
                 Some(c) if c.covers(epoch, head) => {}
-                Some(c) => catch_up(&ctx, &feed, &mut sampler, c, epoch).await,
+                Some(c) => {
+                    pulled(&ctx, "resubscribed");
+                    catch_up(&ctx, &feed, &mut sampler, c, epoch).await;
+                }
             },
-            FeedEvent::Notify { epoch, seq, trace } => {
+            FeedEvent::Notify {
+                epoch,
+                seq,
+                messages,
+                trace,
+            } => {
                 let Some(c) = &mut cursor else { continue };
-                if c.covers(epoch, seq) {
-                    continue;
+                match on_notify(c, epoch, seq, messages) {
+                    NotifyAction::Covered => {}
+                    NotifyAction::Apply(fresh) => {
+                        let span = fanout_span("conn.notify", &feed.room, &trace);
+                        if let Some(last) = fresh.last().map(|m| m.seq) {
+                            ctx.metrics.intake.inline_applied.inc_by(fresh.len() as u64);
+                            c.advance(last);
+                            span.in_scope(|| feed.deliver(&ctx, &mut sampler, epoch, fresh));
+                        }
+                    }
+                    NotifyAction::Pull(reason) => {
+                        let span = fanout_span("conn.notify", &feed.room, &trace);
+                        // Wait a little so the notifies behind this one
+                        // are read by the same pull.
+                        if !coalesce.is_zero() {
+                            tokio::time::sleep(coalesce).await;
+                        }
+                        pulled(&ctx, reason.label());
+                        catch_up(&ctx, &feed, &mut sampler, c, epoch)
+                            .instrument(span)
+                            .await;
+                    }
                 }
-                let span = fanout_span("conn.notify", &feed.room, &trace);
-                if !coalesce.is_zero() {
-                    tokio::time::sleep(coalesce).await;
-                }
-                catch_up(&ctx, &feed, &mut sampler, c, epoch)
-                    .instrument(span)
-                    .await;
             }
             FeedEvent::Broadcast {
                 epoch,
@@ -341,6 +366,7 @@ async fn run_feed(
                     Place::OtherEpoch | Place::Gap { .. }
                 ) {
                     // Epoch change or hole: pull what is missing first.
+                    pulled(&ctx, "broadcast_gap");
                     catch_up(&ctx, &feed, &mut sampler, c, epoch)
                         .instrument(span.clone())
                         .await;
@@ -365,9 +391,19 @@ async fn run_feed(
             && let Some(c) = &mut cursor
         {
             let epoch = c.epoch;
+            pulled(&ctx, "resync");
             catch_up(&ctx, &feed, &mut sampler, c, epoch).await;
         }
     }
+}
+
+/// Count one catch-up read of a feed, by why it was needed.
+fn pulled(ctx: &Ctx, reason: &str) {
+    ctx.metrics
+        .intake
+        .feed_pulls
+        .with_label_values(&[reason])
+        .inc();
 }
 
 /// Sleep until `at`; never without one.

@@ -37,6 +37,7 @@ mod commands;
 mod cursor;
 mod feeds;
 mod handle;
+mod intake;
 mod metrics;
 mod outbound;
 mod pull;

@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     pub(crate) bad_frames: IntCounterVec,
     pub(crate) queue_depth: Histogram,
     pub(crate) publish_to_deliver: Histogram,
+    /// Notify/pull intake of the room feeds.
+    pub(crate) intake: crate::intake::IntakeMetrics,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -109,6 +111,7 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("static buckets")),
             )
             .expect("static metric"),
+            intake: crate::intake::IntakeMetrics::new(registry),
         };
         for c in [
             &m.connections_total,

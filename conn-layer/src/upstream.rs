@@ -344,6 +344,7 @@ async fn run_link(
         let hello = ConnToPush {
             msg: Some(conn_to_push::Msg::Hello(AttachHello {
                 node_id: ctx.cfg.node_id.clone(),
+                accepts_batches: true,
             })),
         };
         let _ = tx.try_send(hello);
@@ -377,7 +378,7 @@ async fn run_link(
                         _ = cancel.cancelled() => break,
                     };
                     match next {
-                        Ok(Some(msg)) => dispatch(&ctx, msg),
+                        Ok(Some(msg)) => read_frame(&ctx, msg),
                         Ok(None) => break,
                         Err(status) => {
                             tracing::debug!(push_node = %node, %status, "Push stream failed.");
@@ -407,14 +408,40 @@ async fn run_link(
     }
 }
 
+/// One frame of a push stream: a batch is its entries in order.
+fn read_frame(ctx: &Ctx, frame: PushToConn) {
+    ctx.metrics.intake.push_frames.inc();
+    match frame.msg {
+        Some(push_to_conn::Msg::Batch(batch)) => {
+            ctx.metrics
+                .intake
+                .push_entries
+                .inc_by(batch.frames.len() as u64);
+            for entry in batch.frames {
+                dispatch(ctx, entry);
+            }
+        }
+        msg => {
+            ctx.metrics.intake.push_entries.inc();
+            dispatch(ctx, PushToConn { msg });
+        }
+    }
+}
+
+/// Hand one entry to its room feed or its users' sessions.
 fn dispatch(ctx: &Ctx, msg: PushToConn) {
     let Some(msg) = msg.msg else { return };
     match msg {
+        push_to_conn::Msg::Batch(_) => {
+            // Push nodes never nest batches; a nested one is not read.
+            tracing::debug!("Ignoring a batch nested in a batch.");
+        }
         push_to_conn::Msg::Notify(n) => {
             if let Some(feed) = ctx.feeds.get(&n.room) {
                 feed.push_event(FeedEvent::Notify {
                     epoch: n.epoch,
                     seq: n.seq,
+                    messages: n.messages,
                     trace: n.traceparent,
                 });
             }

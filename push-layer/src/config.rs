@@ -10,6 +10,8 @@ pub const DEFAULT_BROADCAST_THRESHOLD: u32 = 500;
 pub const DEFAULT_BROADCAST_EXIT_THRESHOLD: u32 = 250;
 /// How long broadcast messages are gathered into one batch.
 pub const DEFAULT_BROADCAST_WINDOW_MS: u64 = 5;
+/// Largest appended batch (encoded message bytes) a notify carries inline.
+pub const DEFAULT_NOTIFY_INLINE_MAX_BYTES: usize = 16 * 1024;
 
 /// Push node configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,6 +34,10 @@ pub struct Config {
     pub broadcast_exit_threshold: u32,
     /// Broadcast batching window in milliseconds (0 sends each append at once).
     pub broadcast_window_ms: u64,
+    /// A notify-mode room's appended batch whose encoded messages add up to
+    /// at most this many bytes travels inside the notify, so a conn node that
+    /// is continuous applies it without a pull (0: never inline, always pull).
+    pub notify_inline_max_bytes: usize,
     /// Publishes appended to the log in one call at most.
     pub publish_batch_max: usize,
     /// Pending publishes per room before callers are refused.
@@ -60,6 +66,7 @@ impl Default for Config {
             broadcast_threshold: DEFAULT_BROADCAST_THRESHOLD,
             broadcast_exit_threshold: DEFAULT_BROADCAST_EXIT_THRESHOLD,
             broadcast_window_ms: DEFAULT_BROADCAST_WINDOW_MS,
+            notify_inline_max_bytes: DEFAULT_NOTIFY_INLINE_MAX_BYTES,
             publish_batch_max: 256,
             room_queue_capacity: 4096,
             conn_queue_capacity: 16_384,

@@ -226,10 +226,10 @@ impl Push for PushService {
             return Err(Error::ShuttingDown.into());
         }
         let mut inbound = request.into_inner();
-        let node_id: Arc<str> = match inbound.message().await? {
+        let (node_id, accepts_batches): (Arc<str>, bool) = match inbound.message().await? {
             Some(ConnToPush {
                 msg: Some(conn_to_push::Msg::Hello(hello)),
-            }) if !hello.node_id.is_empty() => Arc::from(hello.node_id),
+            }) if !hello.node_id.is_empty() => (Arc::from(hello.node_id), hello.accepts_batches),
             _ => {
                 return Err(Status::invalid_argument(
                     "the first message of Attach must be a hello with a node id",
@@ -269,9 +269,14 @@ impl Push for PushService {
             reader_handle.kill.cancel();
             hub.detach(&node_id, reader_handle.generation);
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .take_until(handle.kill.cancelled_owned())
-            .map(Ok);
+        let stream = crate::conn_nodes::downstream(
+            rx,
+            accepts_batches,
+            self.hub.cfg.pull_bytes_max,
+            self.hub.metrics.clone(),
+        )
+        .take_until(handle.kill.cancelled_owned())
+        .map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -53,6 +53,8 @@ impl Hub {
             batch_max: cfg.publish_batch_max.max(1),
             window: Duration::from_millis(cfg.broadcast_window_ms),
             frame_bytes: cfg.pull_bytes_max,
+            // One notify must stay decodable like one broadcast frame.
+            notify_inline_max_bytes: cfg.notify_inline_max_bytes.min(cfg.pull_bytes_max),
         });
         Arc::new(Self {
             cfg,

@@ -7,6 +7,12 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub(crate) struct Metrics {
     pub(crate) published: IntCounterVec,
     pub(crate) notifies: IntCounter,
+    /// Notify frames that carried their messages (no pull needed).
+    pub(crate) notifies_inline: IntCounter,
+    /// Frames written on conn node streams (a batch of entries counts once).
+    pub(crate) conn_frames: IntCounter,
+    /// Entries sent inside those frames (notifies, broadcasts, acks, …).
+    pub(crate) conn_frame_entries: IntCounter,
     pub(crate) broadcast_batches: IntCounter,
     pub(crate) pulls: IntCounterVec,
     pub(crate) rooms: IntGauge,
@@ -33,6 +39,21 @@ impl Metrics {
             notifies: IntCounter::new(
                 "roomcast_push_notifies_total",
                 "Notify frames sent to conn nodes",
+            )
+            .expect("static metric"),
+            notifies_inline: IntCounter::new(
+                "roomcast_push_notifies_inline_total",
+                "Notify frames that carried the appended messages inline",
+            )
+            .expect("static metric"),
+            conn_frames: IntCounter::new(
+                "roomcast_push_conn_frames_total",
+                "Frames written on conn node streams (one batch of entries counts once)",
+            )
+            .expect("static metric"),
+            conn_frame_entries: IntCounter::new(
+                "roomcast_push_conn_frame_entries_total",
+                "Entries (notify, broadcast, ack, ephemeral, user delivery) sent to conn nodes",
             )
             .expect("static metric"),
             broadcast_batches: IntCounter::new(
@@ -79,6 +100,9 @@ impl Metrics {
         };
         common::ops::register(registry, &m.published);
         common::ops::register(registry, &m.notifies);
+        common::ops::register(registry, &m.notifies_inline);
+        common::ops::register(registry, &m.conn_frames);
+        common::ops::register(registry, &m.conn_frame_entries);
         common::ops::register(registry, &m.broadcast_batches);
         common::ops::register(registry, &m.pulls);
         common::ops::register(registry, &m.rooms);

@@ -117,6 +117,8 @@ pub(crate) struct Publishing {
     pub(crate) window: Duration,
     /// Encoded bytes one broadcast frame carries at most (one message always).
     pub(crate) frame_bytes: usize,
+    /// Encoded bytes of an appended batch a notify carries inline at most.
+    pub(crate) notify_inline_max_bytes: usize,
 }
 
 /// The publisher task of one room: drain queued publishes into one log append,
@@ -166,17 +168,22 @@ pub(crate) async fn run_publisher(
             .unwrap_or_default();
         match mode {
             Mode::Notify => {
-                let seq = appended.last().map(|m| m.seq).unwrap_or_default();
+                let notify = notify_frame(
+                    &room.id,
+                    epoch,
+                    appended,
+                    trace,
+                    out.notify_inline_max_bytes,
+                );
+                let inline = !notify.messages.is_empty();
                 let frame = PushToConn {
-                    msg: Some(push_to_conn::Msg::Notify(Notify {
-                        room: room.id.to_string(),
-                        epoch,
-                        seq,
-                        traceparent: trace,
-                    })),
+                    msg: Some(push_to_conn::Msg::Notify(notify)),
                 };
                 out.conns.send_to_nodes(&targets, &frame);
                 out.metrics.notifies.inc_by(targets.len() as u64);
+                if inline {
+                    out.metrics.notifies_inline.inc_by(targets.len() as u64);
+                }
             }
             Mode::Broadcast => {
                 if pending_epoch != epoch && !pending.is_empty() {
@@ -197,6 +204,32 @@ pub(crate) async fn run_publisher(
         drop(spans);
     }
     flush_broadcast(&out, &room, pending_epoch, &mut pending, &mut pending_trace);
+}
+
+/// The notify of an appended batch (contiguous, newest last): it carries the
+/// messages themselves when their encoded size is at most `inline_max_bytes`,
+/// so a conn node right before them needs no pull; otherwise only the head.
+fn notify_frame(
+    room: &str,
+    epoch: u64,
+    appended: Vec<RoomMessage>,
+    traceparent: String,
+    inline_max_bytes: usize,
+) -> Notify {
+    let seq = appended.last().map(|m| m.seq).unwrap_or_default();
+    let bytes: usize = appended.iter().map(prost::Message::encoded_len).sum();
+    let messages = if bytes <= inline_max_bytes {
+        appended
+    } else {
+        Vec::new()
+    };
+    Notify {
+        room: room.to_string(),
+        epoch,
+        seq,
+        traceparent,
+        messages,
+    }
 }
 
 /// A `push.append` span for each publish of `batch` that is traced; an
@@ -305,6 +338,45 @@ fn flush_broadcast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn messages(seqs: std::ops::RangeInclusive<u64>, body: usize) -> Vec<RoomMessage> {
+        seqs.map(|seq| RoomMessage {
+            seq,
+            body: vec![b'x'; body].into(),
+            ..Default::default()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_small_batch_rides_inside_the_notify() {
+        let batch = messages(4..=6, 100);
+        let notify = notify_frame("r", 3, batch.clone(), String::new(), 16 * 1024);
+        assert_eq!(
+            (notify.room.as_str(), notify.epoch, notify.seq),
+            ("r", 3, 6)
+        );
+        assert_eq!(notify.messages, batch);
+    }
+
+    #[test]
+    fn a_batch_over_the_limit_leaves_only_the_head() {
+        let batch = messages(4..=6, 100);
+        let bytes: usize = batch.iter().map(prost::Message::encoded_len).sum();
+        let notify = notify_frame("r", 3, batch.clone(), String::new(), bytes - 1);
+        assert_eq!(notify.seq, 6);
+        assert!(notify.messages.is_empty(), "too big: the conn node pulls");
+        // Exactly at the limit still rides along.
+        let notify = notify_frame("r", 3, batch.clone(), String::new(), bytes);
+        assert_eq!(notify.messages, batch);
+    }
+
+    #[test]
+    fn a_zero_limit_never_inlines() {
+        let notify = notify_frame("r", 1, messages(1..=1, 1), String::new(), 0);
+        assert_eq!(notify.seq, 1);
+        assert!(notify.messages.is_empty());
+    }
 
     #[test]
     fn mode_switches_with_hysteresis() {
