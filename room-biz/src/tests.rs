@@ -138,7 +138,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         action: "comment".into(),
         payload: bytes::Bytes::from_static(br#"{"text":"hi"}"#),
         session_id: "s1".into(),
-        traceparent: String::new(),
+        ..ActionRequest::default()
     };
     let mut replies = biz
         .actions(futures::stream::iter([comment]))
