@@ -1,7 +1,8 @@
 //! `roomcast standalone`: every service in one process on embedded defaults:
 //! in-memory message log and room store, in-process discovery. The services
-//! still talk gRPC to each other over loopback, so this is the distributed
-//! code path with the engines swapped.
+//! still talk gRPC to each other, over in-memory pipes instead of loopback
+//! sockets (`common::grpc::InProcessListener`), so this is the distributed
+//! code path with the engines and the transport swapped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,9 +246,10 @@ impl Standalone {
         let backend_listener = bind(host, cfg.backend_port, "room backend API").await?;
         let metrics_listener = bind(host, cfg.metrics_port, "metrics endpoint").await?;
         let admin_listener = bind(host, cfg.admin_port, "router admin API").await?;
-        // Internal gRPC stays on loopback, on ports the OS picks.
-        let push_grpc = bind("127.0.0.1", 0, "push gRPC").await?;
-        let biz_grpc = bind("127.0.0.1", 0, "room-biz gRPC").await?;
+        // Internal gRPC stays in the process: no port, nothing to reach
+        // from outside, no kernel TCP path per internal message.
+        let push_grpc = common::grpc::InProcessListener::bind();
+        let biz_grpc = common::grpc::InProcessListener::bind();
 
         let advertise = match host.parse::<std::net::IpAddr>() {
             Ok(ip) if ip.is_unspecified() && ip.is_ipv6() => "::1",
@@ -354,7 +356,7 @@ impl Standalone {
         let listeners = room_biz::Listeners {
             http: biz_listener,
             backend: backend_listener,
-            grpc: biz_grpc,
+            grpc: biz_grpc.into(),
             ops: None,
         };
         back.spawn(run_named(

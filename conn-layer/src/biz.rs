@@ -11,7 +11,9 @@ use common::grpc::{InternalAuth, InternalChannel};
 use common::hashing::rendezvous_owner;
 use proto::client::v1::{Code, RoomSnapshot};
 use proto::internal::v1::biz_client::BizClient;
-use proto::internal::v1::{ActionReply, ActionRequest, JoinPurpose, JoinRequest, LeaveNotice};
+use proto::internal::v1::{
+    ActionReply, ActionRequest, JoinDecision, JoinPurpose, JoinRequest, LeaveNotice,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +76,10 @@ pub(crate) struct BizLink {
     /// unbounded RPC each held ~8 KB of HTTP/2 buffers per notice and starved
     /// the joins of the clients coming back.
     leaves_in_flight: tokio::sync::Semaphore,
+    /// Biz nodes that answered a join on the action stream without a
+    /// decision (a version from before joins rode the stream): they get
+    /// unary calls.
+    unary_only: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Concurrent leave notices per conn node.
@@ -95,6 +101,7 @@ impl BizLink {
             node_id,
             timeout,
             leaves_in_flight: tokio::sync::Semaphore::new(LEAVES_IN_FLIGHT),
+            unary_only: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -145,6 +152,8 @@ impl BizLink {
 
     /// May `uid` enter `room` (`purpose`: a client's join, or a re-read of
     /// the snapshot after the room's stream reset), and the snapshot it gets.
+    /// Asked on the multiplexed action stream (a flash crowd of joins costs
+    /// stream messages, not a unary call each), unary for an older biz node.
     pub(crate) async fn authorize(
         &self,
         uid: &str,
@@ -153,7 +162,6 @@ impl BizLink {
         purpose: JoinPurpose,
         token_iat: u64,
     ) -> Result<RoomSnapshot, Refusal> {
-        let (_, mut client) = self.client(room).await?;
         let request = JoinRequest {
             uid: uid.to_string(),
             room: room.to_string(),
@@ -162,13 +170,30 @@ impl BizLink {
             purpose: purpose as i32,
             token_iat,
         };
-        let decision = tokio::time::timeout(
-            self.timeout,
-            client.authorize_join(common::trace::request(request)),
-        )
-        .await
-        .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
-        .into_inner();
+        let decision = match self.stream(room).await {
+            Ok((node, stream)) if !self.is_unary_only(&node) => {
+                let reply = self
+                    .call(
+                        &stream,
+                        ActionRequest {
+                            room: room.to_string(),
+                            uid: uid.to_string(),
+                            join: Some(request.clone()),
+                            traceparent: common::trace::traceparent(&tracing::Span::current()),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                match reply.decision {
+                    Some(decision) => decision,
+                    None => {
+                        self.mark_unary_only(node);
+                        self.authorize_unary(request).await?
+                    }
+                }
+            }
+            _ => self.authorize_unary(request).await?,
+        };
         match Code::try_from(decision.code) {
             Ok(Code::Ok) => Ok(decision.snapshot.unwrap_or_default()),
             Ok(code) => Err(Refusal {
@@ -182,6 +207,32 @@ impl BizLink {
         }
     }
 
+    async fn authorize_unary(&self, request: JoinRequest) -> Result<JoinDecision, Refusal> {
+        let (_, mut client) = self.client(&request.room).await?;
+        Ok(tokio::time::timeout(
+            self.timeout,
+            client.authorize_join(common::trace::request(request)),
+        )
+        .await
+        .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
+        .into_inner())
+    }
+
+    fn is_unary_only(&self, node: &str) -> bool {
+        self.unary_only
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(node)
+    }
+
+    fn mark_unary_only(&self, node: String) {
+        tracing::info!(%node, "Room-biz node answers joins on the action stream without a decision (an older version): unary calls from now on.");
+        self.unary_only
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node);
+    }
+
     pub(crate) async fn member_left(&self, uid: &str, room: &str, session_id: &str) {
         // A notice that cannot even start in time is dropped like one that
         // times out: room-biz heals presence when this node leaves.
@@ -191,13 +242,37 @@ impl BizLink {
             tracing::debug!(%room, "Leave notice dropped: too many in flight.");
             return;
         };
-        let Ok((_, mut client)) = self.client(room).await else {
-            return;
-        };
         let notice = LeaveNotice {
             uid: uid.to_string(),
             room: room.to_string(),
             session_id: session_id.to_string(),
+        };
+        if let Ok((node, stream)) = self.stream(room).await
+            && !self.is_unary_only(&node)
+        {
+            let request = ActionRequest {
+                room: room.to_string(),
+                uid: uid.to_string(),
+                leave: Some(notice.clone()),
+                ..Default::default()
+            };
+            match self.call(&stream, request).await {
+                Ok(reply) if reply.leave_done => {
+                    if reply.code != Code::Ok as i32 {
+                        tracing::debug!(%room, message = %reply.message, "Leave notice refused.");
+                    }
+                    return;
+                }
+                // An older node: it took the notice for an unnamed action.
+                Ok(_) => self.mark_unary_only(node),
+                Err(refusal) => {
+                    tracing::debug!(%room, message = %refusal.message, "Leave notice failed.");
+                    return;
+                }
+            }
+        }
+        let Ok((_, mut client)) = self.client(room).await else {
+            return;
         };
         match tokio::time::timeout(
             self.timeout,
@@ -220,61 +295,78 @@ impl BizLink {
         payload: bytes::Bytes,
         session_id: &str,
     ) -> ActionReply {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let fail = |r: Refusal| ActionReply {
-            id,
-            code: r.code as i32,
-            message: r.message,
-            body: Default::default(),
-        };
-        let stream = match self.stream(room).await {
-            Ok(s) => s,
-            Err(r) => return fail(r),
-        };
-        let (reply_tx, reply_rx) = oneshot::channel();
-        stream
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, reply_tx);
         let request = ActionRequest {
-            id,
             uid: uid.to_string(),
             room: room.to_string(),
             action,
             payload,
             session_id: session_id.to_string(),
             traceparent: common::trace::traceparent(&tracing::Span::current()),
+            ..Default::default()
         };
-        if stream.tx.send(request).await.is_err() {
+        let reply = match self.stream(room).await {
+            Ok((_, stream)) => self.call(&stream, request).await,
+            Err(refusal) => Err(refusal),
+        };
+        reply.unwrap_or_else(|r| ActionReply {
+            code: r.code as i32,
+            message: r.message,
+            ..Default::default()
+        })
+    }
+
+    /// Send one request on `stream` (its id assigned here) and wait for the
+    /// reply with the same id.
+    async fn call(
+        &self,
+        stream: &ActionStream,
+        mut request: ActionRequest,
+    ) -> Result<ActionReply, Refusal> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        request.id = id;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        stream
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reply_tx);
+        let forget = || {
             stream
                 .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            return fail(Refusal::unavailable("room service stream closed"));
+        };
+        match tokio::time::timeout(self.timeout, stream.tx.send(request)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                forget();
+                return Err(Refusal::unavailable("room service stream closed"));
+            }
+            Err(_) => {
+                forget();
+                return Err(Refusal::unavailable("room service did not answer in time"));
+            }
         }
         match tokio::time::timeout(self.timeout, reply_rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => fail(Refusal::unavailable("room service stream closed")),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(Refusal::unavailable("room service stream closed")),
             Err(_) => {
-                stream
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                fail(Refusal::unavailable("room service did not answer in time"))
+                forget();
+                Err(Refusal::unavailable("room service did not answer in time"))
             }
         }
     }
 
-    async fn stream(&self, room: &str) -> Result<ActionStream, Refusal> {
+    /// The action stream to `room`'s biz node (opened on first use, again
+    /// after it broke), with the node's id.
+    async fn stream(&self, room: &str) -> Result<(String, ActionStream), Refusal> {
         let (node, mut client) = self.client(room).await?;
         let mut streams = self.streams.lock().await;
         if let Some(s) = streams.get(&node)
             && !s.dead.is_cancelled()
         {
-            return Ok(s.clone());
+            return Ok((node, s.clone()));
         }
         let (tx, rx) = mpsc::channel(ACTION_QUEUE);
         let response = tokio::time::timeout(
@@ -318,7 +410,10 @@ impl BizLink {
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
         });
-        streams.insert(node, stream.clone());
-        Ok(stream)
+        streams.insert(node.clone(), stream.clone());
+        Ok((node, stream))
     }
 }
+
+#[cfg(test)]
+mod tests;

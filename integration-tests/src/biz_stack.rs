@@ -90,12 +90,12 @@ impl BizStack {
         let listeners = room_biz::Listeners {
             http: bind().await?,
             backend: bind().await?,
-            grpc: bind().await?,
+            grpc: bind().await?.into(),
             ops: None,
         };
         let base = format!("http://{}", listeners.http.local_addr()?);
         let backend = format!("http://{}", listeners.backend.local_addr()?);
-        let grpc = listeners.grpc.local_addr()?.to_string();
+        let grpc = listeners.grpc.advertised("127.0.0.1")?;
         let biz = tokio::spawn(room_biz::run(cfg, deps, listeners, shutdown.clone()));
         Ok(Self {
             base,

@@ -402,7 +402,7 @@ async fn http_comments_run_the_socket_action_table_and_share_its_rate_limit() {
         action: "comment".into(),
         payload: bytes::Bytes::from_static(br#"{"text":"from the socket"}"#),
         session_id: "s1".into(),
-        traceparent: String::new(),
+        ..ActionRequest::default()
     };
     let mut replies = BizClient::new(channel)
         .actions(futures::stream::iter([socket_comment]))

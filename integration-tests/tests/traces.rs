@@ -69,22 +69,16 @@ async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_
     raw_join(&mut raw, &room, None).await?;
 
     // The join is traced too: the conn node's span is the parent of
-    // room-biz's AuthorizeJoin.
+    // room-biz's `biz.join` (the join rides the action stream).
     let join = wait_for(&receiver, "the join's trace", |spans| {
         spans
             .iter()
-            .filter(|s| s.service == "roomcast-biz" && s.name.ends_with("/AuthorizeJoin"))
+            .filter(|s| s.service == "roomcast-biz" && s.name == "biz.join")
             .map(|s| names(&ancestry(spans, s)))
             .find(|chain| chain.len() > 1)
     })
     .await?;
-    assert_eq!(
-        join,
-        [
-            "roomcast-biz:/roomcast.internal.v1.Biz/AuthorizeJoin",
-            "roomcast-conn:conn.join"
-        ]
-    );
+    assert_eq!(join, ["roomcast-biz:biz.join", "roomcast-conn:conn.join"]);
 
     let published: serde_json::Value = t
         .backend()

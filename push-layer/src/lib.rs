@@ -31,7 +31,6 @@ use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::push_directory::PushDirectory;
 use message_log::MessageLog;
 use proto::internal::v1::push_server::PushServer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -50,15 +49,18 @@ pub struct Deps {
 /// How often the node refreshes its load in discovery.
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Run a push node on `listener` until `shutdown` is cancelled.
+/// Run a push node on `listener` (TCP, or in process for standalone) until
+/// `shutdown` is cancelled.
 pub async fn run(
     cfg: Config,
     deps: Deps,
-    listener: TcpListener,
+    listener: impl Into<common::grpc::GrpcListener>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let local = listener.local_addr().map_err(Error::Bind)?;
-    let grpc_addr = common::advertise::advertised(local, &cfg.advertise_host);
+    let listener = listener.into();
+    let grpc_addr = listener
+        .advertised(&cfg.advertise_host)
+        .map_err(Error::Bind)?;
     let metrics = metrics::Metrics::new(&deps.registry);
     let auth = common::grpc::InternalAuth::new(&cfg.internal_token)
         .map_err(|e| Error::Config(e.to_string()))?;

@@ -71,78 +71,16 @@ impl Biz for BizService {
         &self,
         request: Request<JoinRequest>,
     ) -> Result<Response<JoinDecision>, Status> {
-        let req = request.into_inner();
-        let rooms = &self.shared.backends.rooms;
-        let entry = match req.purpose() {
-            JoinPurpose::Join => Entry::Join,
-            JoinPurpose::Resync => Entry::Resync,
-        };
-        // Revoked tokens join nothing, whatever the conn node remembers.
-        match revoke::check(rooms.store.as_ref(), &req.uid, req.token_iat).await {
-            Ok(()) => {}
-            Err(refused) => {
-                tracing::debug!(room = %req.room, uid = %req.uid, error = %refused, "Join refused: token.");
-                let (code, message, label) = match refused {
-                    revoke::Refused::Revoked(e) => {
-                        (Code::TokenRevoked, e.public_reason().to_owned(), "revoked")
-                    }
-                    revoke::Refused::Store(e) => (Code::Unavailable, e.to_string(), "unavailable"),
-                };
-                self.shared.metrics.joins.with_label_values(&[label]).inc();
-                return Ok(Response::new(JoinDecision {
-                    snapshot: None,
-                    code: code as i32,
-                    message,
-                }));
-            }
-        }
-        let result = join::authorize(
-            rooms,
-            &req.room,
-            &req.uid,
-            &req.session_id,
-            &req.node_id,
-            entry,
-        )
-        .await;
-        // A resync is no join: it is counted apart.
-        let label = match &result {
-            Ok(_) if entry == Entry::Resync => "resync",
-            Ok(_) => "ok",
-            Err(error) => error.label(),
-        };
-        self.shared.metrics.joins.with_label_values(&[label]).inc();
-        match result {
-            Ok(grant) => {
-                tracing::debug!(room = %req.room, uid = %req.uid, members = grant.members, ?entry, "Join authorized.");
-                Ok(Response::new(JoinDecision {
-                    snapshot: Some(snapshot(&grant)),
-                    code: Code::Ok as i32,
-                    message: String::new(),
-                }))
-            }
-            Err(error) => {
-                tracing::debug!(room = %req.room, uid = %req.uid, %error, "Join refused.");
-                Ok(Response::new(join_refusal(&error)))
-            }
-        }
+        Ok(Response::new(
+            decide_join(&self.shared, request.into_inner()).await,
+        ))
     }
 
     async fn member_left(
         &self,
         request: Request<LeaveNotice>,
     ) -> Result<Response<LeaveAck>, Status> {
-        let notice = request.into_inner();
-        if notice.room.is_empty() || notice.uid.is_empty() {
-            return Err(Status::invalid_argument("room and uid are required"));
-        }
-        let rooms = &self.shared.backends.rooms;
-        let left = rooms
-            .store
-            .member_session_left(&notice.room, &notice.uid, &notice.session_id)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        rooms.session_left(&notice.room, &notice.uid, left).await;
+        record_leave(&self.shared, request.into_inner()).await?;
         Ok(Response::new(LeaveAck {}))
     }
 
@@ -163,6 +101,77 @@ impl Biz for BizService {
         tokio::spawn(task.instrument(tracing::debug_span!("actions", peer = ?remote)));
         Ok(Response::new(ReceiverStream::new(reply_rx)))
     }
+}
+
+/// May the joiner enter, and with which snapshot: the answer to a unary
+/// `AuthorizeJoin` and to a join carried on the action stream alike.
+async fn decide_join(shared: &Shared, req: JoinRequest) -> JoinDecision {
+    let rooms = &shared.backends.rooms;
+    let entry = match req.purpose() {
+        JoinPurpose::Join => Entry::Join,
+        JoinPurpose::Resync => Entry::Resync,
+    };
+    // Revoked tokens join nothing, whatever the conn node remembers.
+    if let Err(refused) = revoke::check(rooms.store.as_ref(), &req.uid, req.token_iat).await {
+        tracing::debug!(room = %req.room, uid = %req.uid, error = %refused, "Join refused: token.");
+        let (code, message, label) = match refused {
+            revoke::Refused::Revoked(e) => {
+                (Code::TokenRevoked, e.public_reason().to_owned(), "revoked")
+            }
+            revoke::Refused::Store(e) => (Code::Unavailable, e.to_string(), "unavailable"),
+        };
+        shared.metrics.joins.with_label_values(&[label]).inc();
+        return JoinDecision {
+            snapshot: None,
+            code: code as i32,
+            message,
+        };
+    }
+    let result = join::authorize(
+        rooms,
+        &req.room,
+        &req.uid,
+        &req.session_id,
+        &req.node_id,
+        entry,
+    )
+    .await;
+    // A resync is no join: it is counted apart.
+    let label = match &result {
+        Ok(_) if entry == Entry::Resync => "resync",
+        Ok(_) => "ok",
+        Err(error) => error.label(),
+    };
+    shared.metrics.joins.with_label_values(&[label]).inc();
+    match result {
+        Ok(grant) => {
+            tracing::debug!(room = %req.room, uid = %req.uid, members = grant.members, ?entry, "Join authorized.");
+            JoinDecision {
+                snapshot: Some(snapshot(&grant)),
+                code: Code::Ok as i32,
+                message: String::new(),
+            }
+        }
+        Err(error) => {
+            tracing::debug!(room = %req.room, uid = %req.uid, %error, "Join refused.");
+            join_refusal(&error)
+        }
+    }
+}
+
+/// A member session left: a unary `MemberLeft` or a leave on the action stream.
+async fn record_leave(shared: &Shared, notice: LeaveNotice) -> Result<(), Status> {
+    if notice.room.is_empty() || notice.uid.is_empty() {
+        return Err(Status::invalid_argument("room and uid are required"));
+    }
+    let rooms = &shared.backends.rooms;
+    let left = rooms
+        .store
+        .member_session_left(&notice.room, &notice.uid, &notice.session_id)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    rooms.session_left(&notice.room, &notice.uid, left).await;
+    Ok(())
 }
 
 /// Handle one conn node's action stream: up to `action_concurrency` requests at
@@ -203,7 +212,35 @@ async fn serve_actions(
 }
 
 /// Run one action and build its reply (recording metrics).
-async fn perform(shared: &Shared, req: ActionRequest) -> ActionReply {
+async fn perform(shared: &Shared, mut req: ActionRequest) -> ActionReply {
+    if let Some(join) = req.join.take() {
+        let span = common::span!("biz.join", room = %join.room);
+        common::trace::follow(&span, &req.traceparent);
+        let decision = decide_join(shared, join).instrument(span).await;
+        return ActionReply {
+            id: req.id,
+            code: decision.code,
+            message: decision.message.clone(),
+            decision: Some(decision),
+            ..Default::default()
+        };
+    }
+    if let Some(leave) = req.leave.take() {
+        let (code, message) = match record_leave(shared, leave).await {
+            Ok(()) => (Code::Ok, String::new()),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                (Code::BadRequest, status.message().to_owned())
+            }
+            Err(status) => (Code::Unavailable, status.message().to_owned()),
+        };
+        return ActionReply {
+            id: req.id,
+            code: code as i32,
+            message,
+            leave_done: true,
+            ..Default::default()
+        };
+    }
     // A child of the conn node's span for the action, when it is traced.
     let span = common::span!("biz.action", room = %req.room, action = %req.action);
     common::trace::follow(&span, &req.traceparent);
@@ -226,6 +263,7 @@ async fn perform_traced(shared: &Shared, req: ActionRequest) -> ActionReply {
         code: code as i32,
         message,
         body,
+        ..Default::default()
     }
 }
 

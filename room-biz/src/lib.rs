@@ -79,7 +79,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::advertise::advertised;
 use common::api_keys::Keyring;
 use common::discovery::{Discovery, NodeInfo, ServiceKind};
 use common::live_config::{LiveConfig, keys};
@@ -107,8 +106,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The backend HTTP API (API keys); need not be public.
     pub backend: TcpListener,
-    /// The internal `Biz` gRPC service.
-    pub grpc: TcpListener,
+    /// The internal `Biz` gRPC service (TCP, or in process for standalone).
+    pub grpc: common::grpc::GrpcListener,
     /// `/metrics`, `/livez`, `/readyz` (`None`: the caller serves them, as
     /// standalone does for all its services).
     pub ops: Option<TcpListener>,
@@ -178,7 +177,13 @@ pub async fn run(
     cfg.validate()?;
     let internal_auth = common::grpc::InternalAuth::new(&cfg.internal_token)
         .map_err(|e| Error::Config(e.to_string()))?;
-    let grpc_addr = local_addr(&listeners.grpc, "grpc")?;
+    let grpc_addr = listeners
+        .grpc
+        .advertised(&cfg.advertise_host)
+        .map_err(|source| Error::LocalAddr {
+            listener: "grpc",
+            source,
+        })?;
     let http_addr = local_addr(&listeners.http, "http")?;
     let backend_addr = local_addr(&listeners.backend, "backend http")?;
     let pusher = DirectoryPusher::new(
@@ -287,7 +292,7 @@ pub async fn run(
     let host = &cfg.advertise_host;
     let node = NodeInfo {
         id: cfg.node_id.clone(),
-        grpc_addr: Some(advertised(grpc_addr, host)),
+        grpc_addr: Some(grpc_addr.clone()),
         endpoints: BTreeMap::from([(
             "http".to_owned(),
             common::advertise::listener_url(

@@ -188,7 +188,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let listeners = crate::Listeners {
         http,
         backend,
-        grpc,
+        grpc: grpc.into(),
         ops: Some(ops),
     };
     crate::run(cfg.node, deps, listeners, shutdown)

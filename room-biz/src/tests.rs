@@ -1,5 +1,6 @@
 //! `run` end to end: discovery registration, both servers, metrics, shutdown.
 
+use common::advertise::advertised;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
     let listeners = Listeners {
         http: bind().await,
         backend: bind().await,
-        grpc: bind().await,
+        grpc: bind().await.into(),
         ops: Some(bind().await),
     };
     let grpc_addr = listeners.grpc.local_addr().expect("addr");
@@ -138,7 +139,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         action: "comment".into(),
         payload: bytes::Bytes::from_static(br#"{"text":"hi"}"#),
         session_id: "s1".into(),
-        traceparent: String::new(),
+        ..ActionRequest::default()
     };
     let mut replies = biz
         .actions(futures::stream::iter([comment]))
@@ -194,7 +195,7 @@ async fn run_rejects_invalid_config() {
     let listeners = Listeners {
         http: bind().await,
         backend: bind().await,
-        grpc: bind().await,
+        grpc: bind().await.into(),
         ops: None,
     };
     let cfg = Config {
@@ -285,7 +286,7 @@ async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() 
             let listeners = Listeners {
                 http: bind().await,
                 backend: bind().await,
-                grpc: bind().await,
+                grpc: bind().await.into(),
                 ops: None,
             };
             let backend = format!("http://{}", listeners.backend.local_addr().expect("addr"));

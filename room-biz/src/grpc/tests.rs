@@ -371,7 +371,7 @@ fn action(id: u64, room: &str, action: &str, payload: &str) -> ActionRequest {
         action: action.into(),
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         session_id: "s1".into(),
-        traceparent: String::new(),
+        ..ActionRequest::default()
     }
 }
 
@@ -558,4 +558,98 @@ async fn joins_with_a_revoked_token_are_refused_and_newer_tokens_join() {
         .expect("join")
         .into_inner();
     assert_eq!(decision.code, Code::Ok as i32);
+}
+
+#[tokio::test]
+async fn joins_and_leaves_ride_the_action_stream() {
+    let shared = shared(Config::default(), RecordingPusher::new());
+    let room = new_room(&shared, Some("alice")).await;
+    let mut client = serve(shared.clone(), CancellationToken::new()).await;
+    let (req_tx, req_rx) = mpsc::channel(8);
+    let mut replies = client
+        .actions(ReceiverStream::new(req_rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut next_reply = async || {
+        tokio::time::timeout(PATIENCE, replies.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("a reply")
+    };
+
+    let joining = |id, room: &str, uid: &str, session: &str| ActionRequest {
+        id,
+        join: Some(join(room, uid, session)),
+        ..ActionRequest::default()
+    };
+    req_tx
+        .send(joining(1, &room, "alice", "s1"))
+        .await
+        .expect("send");
+    let host = next_reply().await;
+    assert_eq!((host.id, host.code), (1, Code::Ok as i32));
+    let snap = host
+        .decision
+        .expect("a join is answered with a decision")
+        .snapshot
+        .expect("snapshot");
+    assert_eq!((snap.role.as_str(), snap.members), ("host", 1));
+
+    req_tx
+        .send(joining(2, &room, "bob", "s2"))
+        .await
+        .expect("send");
+    let guest = next_reply().await;
+    let snap = guest
+        .decision
+        .expect("decision")
+        .snapshot
+        .expect("snapshot");
+    assert_eq!((snap.role.as_str(), snap.members), ("listener", 2));
+
+    // A refusal is a decision too, with the same code on the reply.
+    req_tx
+        .send(joining(3, "rNope", "bob", "s3"))
+        .await
+        .expect("send");
+    let refused = next_reply().await;
+    assert_eq!(refused.id, 3);
+    assert_eq!(refused.code, Code::RoomNotFound as i32);
+    let (code, _) = refusal(refused.decision.expect("decision"));
+    assert_eq!(code, Code::RoomNotFound);
+
+    let leaving = |id, uid: &str, session: &str| ActionRequest {
+        id,
+        leave: Some(LeaveNotice {
+            uid: uid.into(),
+            room: room.clone(),
+            session_id: session.into(),
+        }),
+        ..ActionRequest::default()
+    };
+    req_tx.send(leaving(4, "bob", "s2")).await.expect("send");
+    let left = next_reply().await;
+    assert_eq!(
+        (left.id, left.code, left.leave_done),
+        (4, Code::Ok as i32, true)
+    );
+    assert_eq!(
+        shared
+            .backends
+            .store
+            .member_count(&room)
+            .await
+            .expect("count"),
+        1
+    );
+    // A notice without a uid is refused with a clear message, the stream stays.
+    req_tx.send(leaving(5, "", "s9")).await.expect("send");
+    let bad = next_reply().await;
+    assert_eq!(
+        (bad.id, bad.code, bad.leave_done),
+        (5, Code::BadRequest as i32, true)
+    );
+    assert!(bad.message.contains("required"), "{}", bad.message);
 }

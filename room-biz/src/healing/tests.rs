@@ -82,7 +82,7 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
     let listeners = Listeners {
         http: bind().await,
         backend: bind().await,
-        grpc: bind().await,
+        grpc: bind().await.into(),
         ops: None,
     };
     let server = tokio::spawn(crate::run(
