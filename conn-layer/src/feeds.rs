@@ -282,6 +282,11 @@ async fn run_feed(
     let coalesce = Duration::from_millis(ctx.cfg.coalesce_ms);
     // None until the push layer acknowledged the subscription.
     let mut cursor: Option<Cursor> = None;
+    // The newest `(epoch, seq)` a notify or broadcast announced before the
+    // acknowledgement: the push node may hand a message to this node between
+    // registering the interest and sending `Subscribed`, whose head then
+    // trails it. Dropped, that message would wait for the room's next one.
+    let mut early: Option<(u64, u64)> = None;
     let rule = SamplingRule {
         above_members: ctx.cfg.sample_above_members,
         low_per_sec: ctx.cfg.sample_low_per_sec,
@@ -312,9 +317,13 @@ async fn run_feed(
         match event {
             FeedEvent::Subscribed { epoch, head } => match &mut cursor {
                 None => {
-                    cursor = Some(Cursor::new(epoch, head));
+                    let c = cursor.insert(Cursor::new(epoch, head));
                     feed.set_position(Cursor::new(epoch, head));
                     ready_tx.send_replace(Some((epoch, head)));
+                    if crate::intake::early_news_past_head(early.take(), epoch, head) {
+                        pulled(&ctx, "before_subscribed");
+                        catch_up(&ctx, &feed, &mut sampler, c, epoch).await;
+                    }
                 }
                 // A re-subscription (push stream re-established): catch up.
                 Some(c) if c.covers(epoch, head) => {}
@@ -329,7 +338,10 @@ async fn run_feed(
                 messages,
                 trace,
             } => {
-                let Some(c) = &mut cursor else { continue };
+                let Some(c) = &mut cursor else {
+                    note_early(&mut early, epoch, seq);
+                    continue;
+                };
                 match on_notify(c, epoch, seq, messages) {
                     NotifyAction::Covered => {}
                     NotifyAction::Apply(fresh) => {
@@ -359,7 +371,12 @@ async fn run_feed(
                 messages,
                 trace,
             } => {
-                let Some(c) = &mut cursor else { continue };
+                let Some(c) = &mut cursor else {
+                    if let Some(last) = messages.last() {
+                        note_early(&mut early, epoch, last.seq);
+                    }
+                    continue;
+                };
                 let span = fanout_span("conn.broadcast", &feed.room, &trace);
                 if matches!(
                     c.place_messages(epoch, &messages),
@@ -395,6 +412,12 @@ async fn run_feed(
             catch_up(&ctx, &feed, &mut sampler, c, epoch).await;
         }
     }
+}
+
+/// Remember the position announced last before the subscription was
+/// acknowledged (events arrive in stream order: the last one is the newest).
+fn note_early(early: &mut Option<(u64, u64)>, epoch: u64, seq: u64) {
+    *early = Some((epoch, seq));
 }
 
 /// Count one catch-up read of a feed, by why it was needed.

@@ -131,6 +131,16 @@ impl IntakeMetrics {
     }
 }
 
+/// Whether a feed whose subscription was just acknowledged at `(epoch,
+/// head)` must pull at once: a notify or broadcast that arrived before the
+/// acknowledgement (`early`, the last one's position) announced messages past
+/// the head. The push node may hand a message to this node between registering
+/// its interest and sending the acknowledgement; ignored, that message would
+/// wait for the room's next one.
+pub(crate) fn early_news_past_head(early: Option<(u64, u64)>, epoch: u64, head: u64) -> bool {
+    early.is_some_and(|(early_epoch, early_seq)| early_epoch == epoch && early_seq > head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +223,18 @@ mod tests {
             on_notify(&c, 7, 14, msgs(11..=13)),
             NotifyAction::Pull(PullReason::Malformed)
         );
+    }
+
+    #[test]
+    fn news_before_the_acknowledgement_past_its_head_is_pulled() {
+        // Nothing arrived early: nothing to do.
+        assert!(!early_news_past_head(None, 7, 10));
+        // Announced up to 12, acknowledged at 10: 11 and 12 must be pulled.
+        assert!(early_news_past_head(Some((7, 12)), 7, 10));
+        // Already within the head: the join starts after it anyway.
+        assert!(!early_news_past_head(Some((7, 10)), 7, 10));
+        assert!(!early_news_past_head(Some((7, 3)), 7, 10));
+        // Another epoch: the acknowledgement's position is the truth.
+        assert!(!early_news_past_head(Some((6, 12)), 7, 10));
     }
 }
