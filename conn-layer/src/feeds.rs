@@ -143,10 +143,11 @@ impl Feed {
         self.fanout(ctx, batch);
     }
 
+    /// Offer `batch` to every session: written straight to the sockets of
+    /// sessions that wait with nothing queued, queued for the others.
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
         self.set_position(Cursor::new(batch.epoch, batch.last_seq));
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        for session in sessions.values() {
+        for session in self.session_list() {
             session.offer(
                 Outbound::Batch(batch.clone()),
                 ctx.cfg.lag_disconnect_ms,
@@ -156,10 +157,22 @@ impl Feed {
     }
 
     fn fanout_ephemeral(&self, ctx: &Ctx, frame: Arc<SharedFrame>) {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        for session in sessions.values() {
+        for session in self.session_list() {
             session.offer_ephemeral(Outbound::Shared(frame.clone()), &ctx.metrics);
         }
+    }
+
+    /// The sessions now, taken out of the lock: an offer may write to a
+    /// socket, and joins and leaves of the room must not wait for a
+    /// fan-out's socket writes. One that joins after this starts after the
+    /// position set before it; one that leaves is offered what it ignores.
+    fn session_list(&self) -> Vec<SessionHandle> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
