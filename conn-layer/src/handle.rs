@@ -312,10 +312,20 @@ impl SessionHandle {
         (Self { id, uid, shared }, rx)
     }
 
-    /// Queue a durable batch without waiting. A full queue starts (or extends)
-    /// a lag episode; one that lasts longer than `lag_disconnect_ms` disconnects.
-    pub(crate) fn offer(&self, item: Outbound, lag_disconnect_ms: u64, metrics: &Metrics) {
-        match self.shared.try_push(item, Some(metrics)) {
+    /// Hand over a durable batch without waiting: when `direct`, written to
+    /// the socket at once if the session waits with nothing queued; else
+    /// queued (a fan-out that is behind leaves the writes to the sessions,
+    /// which merge what piled up into one write each). A full queue starts
+    /// (or extends) a lag episode; one that lasts longer than
+    /// `lag_disconnect_ms` disconnects.
+    pub(crate) fn offer_as(
+        &self,
+        item: Outbound,
+        lag_disconnect_ms: u64,
+        metrics: &Metrics,
+        direct: bool,
+    ) {
+        match self.shared.try_push(item, direct.then_some(metrics)) {
             Ok(()) => {}
             Err(Refused::Full(_)) => {
                 metrics.drops.inc();
@@ -332,9 +342,15 @@ impl SessionHandle {
         }
     }
 
-    /// Queue a best-effort frame; dropped when the queue is full.
+    /// Queue a best-effort frame (or write it at once, as [`Self::offer`]);
+    /// dropped when the queue is full.
     pub(crate) fn offer_ephemeral(&self, item: Outbound, metrics: &Metrics) {
-        if let Err(Refused::Full(_)) = self.shared.try_push(item, Some(metrics)) {
+        self.offer_ephemeral_as(item, metrics, true);
+    }
+
+    /// [`Self::offer_ephemeral`], queued only when `direct` is false.
+    pub(crate) fn offer_ephemeral_as(&self, item: Outbound, metrics: &Metrics, direct: bool) {
+        if let Err(Refused::Full(_)) = self.shared.try_push(item, direct.then_some(metrics)) {
             metrics.drops.inc();
         }
     }
@@ -509,8 +525,8 @@ mod tests {
 
         // Waiting session, empty queue: straight to the socket, nothing queued.
         rx.lend(&mut rooms);
-        handle.offer(batch(1, 10), LAG_MS, &metrics);
-        handle.offer(batch(2, 10), LAG_MS, &metrics);
+        handle.offer_as(batch(1, 10), LAG_MS, &metrics, true);
+        handle.offer_as(batch(2, 10), LAG_MS, &metrics, true);
         assert_eq!(metrics.frames_direct.get(), 2);
         assert!(rx.try_recv().is_none());
 
@@ -518,7 +534,7 @@ mod tests {
         // while it works every batch is queued.
         rx.reclaim(&mut rooms);
         assert_eq!(rooms.get(ROOM), Some(&Cursor::new(1, 2)));
-        handle.offer(batch(3, 10), LAG_MS, &metrics);
+        handle.offer_as(batch(3, 10), LAG_MS, &metrics, true);
         assert_eq!(metrics.frames_direct.get(), 2);
         // It feeds the queued batch and its pong, not flushed yet.
         let (last, frame) = frame_of(rx.try_recv().expect("queued"));
@@ -532,7 +548,7 @@ mod tests {
         // Even lent with an empty queue, frames committed and not flushed
         // go first: the next batch is queued.
         rx.lend(&mut rooms);
-        handle.offer(batch(4, 10), LAG_MS, &metrics);
+        handle.offer_as(batch(4, 10), LAG_MS, &metrics, true);
         assert_eq!(metrics.frames_direct.get(), 2);
         rx.reclaim(&mut rooms);
         std::future::poll_fn(|cx| socket.poll_drain(cx))
@@ -543,9 +559,9 @@ mod tests {
         rooms.get_mut(ROOM).expect("joined").advance(last);
         // Waiting again with an empty queue: direct again.
         rx.lend(&mut rooms);
-        handle.offer(batch(5, 10), LAG_MS, &metrics);
+        handle.offer_as(batch(5, 10), LAG_MS, &metrics, true);
         // Out of place for the cursor (a hole): the session's to handle.
-        handle.offer(batch(7, 10), LAG_MS, &metrics);
+        handle.offer_as(batch(7, 10), LAG_MS, &metrics, true);
         assert_eq!(metrics.frames_direct.get(), 3);
         rx.reclaim(&mut rooms);
         assert_eq!(rooms.get(ROOM), Some(&Cursor::new(1, 5)));
@@ -577,8 +593,8 @@ mod tests {
             read(&mut client, BATCHES as usize).await
         });
         for seq in 1..=BATCHES {
-            slow.offer(batch(seq, BODY), LAG_MS, &metrics);
-            fast.offer(batch(seq, BODY), LAG_MS, &metrics);
+            slow.offer_as(batch(seq, BODY), LAG_MS, &metrics, true);
+            fast.offer_as(batch(seq, BODY), LAG_MS, &metrics, true);
             // The fast client's session: whatever its socket did not take
             // at once is written from its queue, after what is committed.
             if fast_rx.shared.lock().items.is_empty() && fast_socket.backlog_bytes() == 0 {
