@@ -572,6 +572,14 @@ mod tests {
             ["d1", "d2", "d3", "pong", "d4", "d5"]
         );
         assert_eq!(metrics.deliveries.get(), 3, "direct deliveries counted");
+
+        // A fan-out that is behind queues even what the socket could take.
+        rx.lend(&mut rooms);
+        handle.offer_as(batch(6, 10), LAG_MS, &metrics, false);
+        rx.reclaim(&mut rooms);
+        assert_eq!(metrics.frames_direct.get(), 3);
+        assert!(matches!(rx.try_recv(), Some(Outbound::Batch(b)) if b.first_seq == 6));
+        assert!(rx.try_recv().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
