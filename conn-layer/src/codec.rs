@@ -1,9 +1,10 @@
 //! Frames ↔ WebSocket messages, in binary protobuf or the JSON subprotocol,
-//! and frames encoded once for many connections.
+//! and frames encoded once for many connections, down to the complete
+//! WebSocket frame (header + payload) a plain socket is sent.
 
 use std::sync::OnceLock;
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use prost::Message as _;
 use proto::client::v1::{ClientFrame, ServerFrame};
 pub(crate) use tokio_tungstenite::tungstenite::Message;
@@ -92,13 +93,17 @@ fn is_unknown_json_kind(text: &str) -> bool {
 }
 
 /// A server frame encoded lazily, at most once per wire format, and shared by
-/// every connection it goes to.
+/// every connection it goes to: as a WebSocket message (for transports that
+/// frame it themselves) and as the complete WebSocket frame.
 #[derive(Debug)]
 pub(crate) struct SharedFrame {
     pub(crate) frame: ServerFrame,
+    /// The complete binary WebSocket frame; its payload is the message.
     binary: OnceLock<Bytes>,
     json: OnceLock<Utf8Bytes>,
     json_v2: OnceLock<Utf8Bytes>,
+    json_frame: OnceLock<Bytes>,
+    json_v2_frame: OnceLock<Bytes>,
 }
 
 impl SharedFrame {
@@ -108,26 +113,111 @@ impl SharedFrame {
             binary: OnceLock::new(),
             json: OnceLock::new(),
             json_v2: OnceLock::new(),
+            json_frame: OnceLock::new(),
+            json_v2_frame: OnceLock::new(),
         }
     }
 
     /// The message for `wire`; encodes on first use only.
     pub(crate) fn message(&self, wire: Wire) -> Message {
         match wire {
-            Wire::Protobuf => Message::Binary(
-                self.binary
-                    .get_or_init(|| Bytes::from(self.frame.encode_to_vec()))
-                    .clone(),
-            ),
+            Wire::Protobuf => {
+                let frame = self.binary_frame();
+                Message::Binary(frame.slice(header_len(frame)..))
+            }
+            Wire::Json | Wire::JsonV2 => Message::Text(self.text(wire).clone()),
+        }
+    }
+
+    /// The complete server WebSocket frame for `wire` (header + payload,
+    /// unmasked), built on first use only and shared by every socket.
+    pub(crate) fn ws_frame(&self, wire: Wire) -> Bytes {
+        match wire {
+            Wire::Protobuf => self.binary_frame().clone(),
             Wire::Json | Wire::JsonV2 => {
                 let cell = if wire == Wire::Json {
-                    &self.json
+                    &self.json_frame
                 } else {
-                    &self.json_v2
+                    &self.json_v2_frame
                 };
-                Message::Text(cell.get_or_init(|| json_text(wire, &self.frame)).clone())
+                cell.get_or_init(|| ws_frame(OPCODE_TEXT, self.text(wire).as_bytes()))
+                    .clone()
             }
         }
+    }
+
+    fn binary_frame(&self) -> &Bytes {
+        self.binary.get_or_init(|| {
+            let len = self.frame.encoded_len();
+            let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + len);
+            put_header(&mut buf, OPCODE_BINARY, len);
+            // A `BytesMut` grows as needed: encoding into it cannot run out
+            // of room, the only way `encode` fails.
+            let _ = self.frame.encode(&mut buf);
+            buf.freeze()
+        })
+    }
+
+    fn text(&self, wire: Wire) -> &Utf8Bytes {
+        let cell = if wire == Wire::JsonV2 {
+            &self.json_v2
+        } else {
+            &self.json
+        };
+        cell.get_or_init(|| json_text(wire, &self.frame))
+    }
+}
+
+/// Opcode of a text frame (RFC 6455 §5.2).
+pub(crate) const OPCODE_TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
+pub(crate) const OPCODE_BINARY: u8 = 0x2;
+/// Opcode of a close frame.
+pub(crate) const OPCODE_CLOSE: u8 = 0x8;
+/// Longest server frame header: 2 bytes and an 8-byte length (no mask).
+const MAX_SERVER_HEADER: usize = 10;
+
+/// Bytes of the header of a complete server frame (as [`put_header`] wrote
+/// it): its length field says which of the three sizes it has.
+fn header_len(frame: &[u8]) -> usize {
+    match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    }
+}
+
+/// The header of a final, unmasked server frame of `opcode` carrying `len`
+/// payload bytes (RFC 6455 §5.2: 7-bit length, or 126 + 16-bit, or 127 +
+/// 64-bit, the shortest that fits).
+pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, len: usize) {
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        buf.put_u8(126);
+        buf.put_u16(short);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+}
+
+/// A complete, final, unmasked server frame of `opcode` carrying `payload`.
+pub(crate) fn ws_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + payload.len());
+    put_header(&mut buf, opcode, payload.len());
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+/// The complete server frame of a data message (binary or text); `None` for
+/// control messages, which the WebSocket layer writes.
+pub(crate) fn data_frame(message: &Message) -> Option<Bytes> {
+    match message {
+        Message::Binary(data) => Some(ws_frame(OPCODE_BINARY, data)),
+        Message::Text(text) => Some(ws_frame(OPCODE_TEXT, text.as_bytes())),
+        _ => None,
     }
 }
 
@@ -277,6 +367,80 @@ mod tests {
         }
     }
 
+    /// Bytes from the server for tungstenite's client side to read; what the
+    /// client writes (nothing, here) is dropped.
+    struct FromServer(std::io::Cursor<Vec<u8>>);
+
+    impl std::io::Read for FromServer {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl std::io::Write for FromServer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What tungstenite's own client decodes from `bytes`, message by message.
+    fn decode_as_client(bytes: Vec<u8>, count: usize) -> Vec<Message> {
+        use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+        let config = WebSocketConfig::default()
+            .max_frame_size(Some(1 << 24))
+            .max_message_size(Some(1 << 24));
+        let mut socket = WebSocket::from_raw_socket(
+            FromServer(std::io::Cursor::new(bytes)),
+            Role::Client,
+            Some(config),
+        );
+        (0..count)
+            .map(|_| match socket.read() {
+                Ok(message) => message,
+                Err(e) => panic!("tungstenite refused a pre-built frame: {e}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_frame_s_message_is_the_payload_of_its_ws_frame() {
+        use proto::client::v1::{Delivery, ServerFrame, server_frame};
+        for size in [0usize, 50, 125, 126, 1000, 65_535, 65_536, 70_000] {
+            let frame = SharedFrame::new(ServerFrame {
+                frame: Some(server_frame::Frame::Delivery(Delivery {
+                    room: "r".repeat(size),
+                    epoch: 1,
+                    first_seq: 1,
+                    last_seq: 2,
+                    messages: Vec::new(),
+                })),
+            });
+            for wire in [Wire::Protobuf, Wire::Json, Wire::JsonV2] {
+                let decoded = decode_as_client(frame.ws_frame(wire).to_vec(), 1);
+                assert_eq!(decoded, vec![frame.message(wire)], "{size} bytes, {wire:?}");
+            }
+            let Message::Binary(payload) = frame.message(Wire::Protobuf) else {
+                panic!("protobuf is binary");
+            };
+            assert_eq!(payload, Bytes::from(frame.frame.encode_to_vec()));
+        }
+    }
+
+    /// Payload lengths on both sides of the header's size steps (125/126,
+    /// 65,535/65,536) and elsewhere.
+    fn payload_len() -> impl proptest::strategy::Strategy<Value = usize> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0usize..300,
+            65_400usize..65_700,
+            prop::sample::select(vec![125usize, 126, 127, 65_535, 65_536, 65_537, 200_000]),
+            0usize..140_000,
+        ]
+    }
+
     proptest::proptest! {
         /// Whatever a peer sends, decoding never panics, and a message over the
         /// limit is `TooLarge` with its own size, whichever encoding.
@@ -338,6 +502,39 @@ mod tests {
                 let text = Message::Text(Utf8Bytes::from(json));
                 proptest::prop_assert!(matches!(decode(text, 1 << 20, Wire::JsonV2), Inbound::Frame(f) if f == frame));
             }
+        }
+
+        /// A run of pre-built server frames of any payload sizes (binary and
+        /// text) decodes, with tungstenite's own client, to the same
+        /// messages in the same order.
+        #[test]
+        fn pre_built_frames_decode_to_the_same_messages(
+            frames in proptest::collection::vec((payload_len(), proptest::bool::ANY, proptest::num::u8::ANY), 1..6),
+        ) {
+            let mut bytes = Vec::new();
+            let mut expected = Vec::new();
+            for (len, text, seed) in frames {
+                let message = if text {
+                    let chars: String = (0..len).map(|i| char::from(b'a' + ((i + usize::from(seed)) % 26) as u8)).collect();
+                    Message::Text(Utf8Bytes::from(chars))
+                } else {
+                    Message::Binary(Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(seed | 1)).collect::<Vec<u8>>()))
+                };
+                let Some(frame) = data_frame(&message) else {
+                    return Err(proptest::test_runner::TestCaseError::fail("a data message has a frame"));
+                };
+                let header = match len {
+                    0..=125 => 2,
+                    126..=65_535 => 4,
+                    _ => 10,
+                };
+                proptest::prop_assert_eq!(frame.len(), header + len);
+                proptest::prop_assert_eq!(header_len(&frame), header);
+                bytes.extend_from_slice(&frame);
+                expected.push(message);
+            }
+            let count = expected.len();
+            proptest::prop_assert_eq!(decode_as_client(bytes, count), expected);
         }
     }
 }

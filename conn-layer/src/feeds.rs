@@ -147,23 +147,48 @@ impl Feed {
         self.fanout(ctx, batch);
     }
 
+    /// Offer `batch` to every session: written straight to the sockets of
+    /// sessions that wait with nothing queued, queued for the others.
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
         self.set_position(Cursor::new(batch.epoch, batch.last_seq));
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        for session in sessions.values() {
-            session.offer(
+        let direct = self.keeping_up();
+        for session in self.session_list() {
+            session.offer_as(
                 Outbound::Batch(batch.clone()),
                 ctx.cfg.lag_disconnect_ms,
                 &ctx.metrics,
+                direct,
             );
         }
     }
 
     fn fanout_ephemeral(&self, ctx: &Ctx, frame: Arc<SharedFrame>) {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        for session in sessions.values() {
-            session.offer_ephemeral(Outbound::Shared(frame.clone()), &ctx.metrics);
+        let direct = self.keeping_up();
+        for session in self.session_list() {
+            session.offer_ephemeral_as(Outbound::Shared(frame.clone()), &ctx.metrics, direct);
         }
+    }
+
+    /// No event waits for this feed: it may write to the sockets itself. A
+    /// feed that is behind queues instead, so the sessions write in parallel
+    /// and each merges what piled up into one write, rather than this one
+    /// task sending frame by frame (one `send` per frame costs more than a
+    /// wakeup when frames pile up).
+    fn keeping_up(&self) -> bool {
+        self.events_tx.capacity() == self.events_tx.max_capacity()
+    }
+
+    /// The sessions now, taken out of the lock: an offer may write to a
+    /// socket, and joins and leaves of the room must not wait for a
+    /// fan-out's socket writes. One that joins after this starts after the
+    /// position set before it; one that leaves is offered what it ignores.
+    fn session_list(&self) -> Vec<SessionHandle> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 

@@ -35,6 +35,7 @@ mod biz;
 mod codec;
 mod commands;
 mod cursor;
+mod direct;
 mod feeds;
 mod handle;
 mod intake;

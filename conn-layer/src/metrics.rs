@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     pub(crate) joins: IntCounterVec,
     pub(crate) frames_in: IntCounterVec,
     pub(crate) frames_out: IntCounter,
+    pub(crate) frames_direct: IntCounter,
     pub(crate) flushes: IntCounter,
     pub(crate) deliveries: IntCounter,
     pub(crate) sampled_out: IntCounter,
@@ -56,6 +57,10 @@ impl Metrics {
             frames_out: counter(
                 "roomcast_conn_frames_out_total",
                 "Frames written to clients",
+            ),
+            frames_direct: counter(
+                "roomcast_conn_frames_direct_total",
+                "Frames the fan-out wrote straight to a client's socket (no queue, no session wakeup)",
             ),
             flushes: counter(
                 "roomcast_conn_socket_flushes_total",
@@ -116,6 +121,7 @@ impl Metrics {
         for c in [
             &m.connections_total,
             &m.frames_out,
+            &m.frames_direct,
             &m.flushes,
             &m.deliveries,
             &m.sampled_out,

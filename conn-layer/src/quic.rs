@@ -310,6 +310,10 @@ impl Sink<Message> for QuicSink {
     }
 }
 
+impl crate::session::Outgoing for QuicSink {
+    type Failure = std::io::Error;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,7 @@ mod tests {
     use super::*;
 
     fn session(id: &str, uid: &str) -> SessionHandle {
-        SessionHandle::new(Arc::from(id), Arc::from(uid), 4).0
+        SessionHandle::new(Arc::from(id), Arc::from(uid), 4, None).0
     }
 
     #[test]

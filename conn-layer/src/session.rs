@@ -29,10 +29,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tracing::Instrument;
 
 use crate::Ctx;
-use crate::codec::{self, Inbound, Message, Wire};
+use crate::codec::{self, Inbound, Message, SharedFrame, Wire};
 use crate::commands::UpstreamCmd;
 use crate::cursor::{self, Cursor, History, Place, Start};
-use crate::handle::{SessionHandle, Wake};
+use crate::direct::DirectSocket;
+use crate::handle::{Rooms, SessionHandle, Wake};
 use crate::outbound::{Outbound, Removal, RoomBatch, delivery_frame};
 use crate::pull::pull_range;
 use crate::registry::TooMany;
@@ -64,12 +65,26 @@ const DRAIN_PER_WAKEUP: usize = 64;
 /// length-delimited frames).
 pub(crate) trait Outgoing: Sink<Message, Error = Self::Failure> + Unpin + Send {
     type Failure: std::fmt::Display;
-}
-impl<T, E: std::fmt::Display> Outgoing for T
-where
-    T: Sink<Message, Error = E> + Unpin + Send,
-{
-    type Failure = E;
+
+    /// Like `start_send` with the frame's message for `wire`; a transport
+    /// that writes WebSocket frames itself takes the pre-built frame.
+    fn start_send_shared(
+        self: Pin<&mut Self>,
+        frame: &SharedFrame,
+        wire: Wire,
+    ) -> Result<(), Self::Failure> {
+        self.start_send(frame.message(wire))
+    }
+
+    /// Bytes are committed but not written (a flush is due).
+    fn backlogged(&self) -> bool {
+        false
+    }
+
+    /// The plain socket the fan-out may write to directly.
+    fn direct(&self) -> Option<&Arc<DirectSocket>> {
+        None
+    }
 }
 
 /// Why a transport could not deliver the next client message.
@@ -141,7 +156,13 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     tracing::Span::current().record("session", &*session_id);
     let uid: Arc<str> = Arc::from(claims.sub.as_str());
-    let (handle, rx) = SessionHandle::new(session_id.clone(), uid.clone(), ctx.cfg.outbound_queue);
+    let direct = sink.direct().map(Arc::downgrade);
+    let (handle, rx) = SessionHandle::new(
+        session_id.clone(),
+        uid.clone(),
+        ctx.cfg.outbound_queue,
+        direct,
+    );
     handle.set_token_iat(claims.iat);
     match ctx
         .registry
@@ -453,13 +474,22 @@ async fn last_words<S: Outgoing, R: Incoming>(
     let _ = tokio::time::timeout(LAST_WORDS, drain).await;
 }
 
+/// What woke a waiting session.
+enum Event {
+    GoAway,
+    Wake(Wake),
+    Inbound(Option<Result<Message, ReadError>>),
+    Tick,
+}
+
 struct Session<S> {
     ctx: Arc<Ctx>,
     wire: Wire,
     sink: S,
     handle: SessionHandle,
-    /// Per joined room, what this client has been sent.
-    rooms: HashMap<Arc<str>, Cursor>,
+    /// Per joined room, what this client has been sent. Lent to the
+    /// fan-out while the session waits (see `handle`): empty then.
+    rooms: Rooms,
     limiter: DefaultDirectRateLimiter,
     strikes: u32,
     /// Frames were fed to the sink since the last flush.
@@ -520,16 +550,29 @@ impl<S: Outgoing> Session<S> {
                 }
                 continue;
             }
-            tokio::select! {
+            // Waiting: batches that continue the cursors may go straight to
+            // the socket meanwhile; whatever wakes the session takes the
+            // cursors back before it acts.
+            rx.lend(&mut self.rooms);
+            let event = tokio::select! {
                 biased;
-                _ = sleep_until(&mut go_away_at) => {
+                _ = sleep_until(&mut go_away_at) => Event::GoAway,
+                wake = rx.recv() => Event::Wake(wake),
+                inbound = stream.next() => Event::Inbound(inbound),
+                _ = idle_check.tick() => Event::Tick,
+            };
+            rx.reclaim(&mut self.rooms);
+            match event {
+                Event::GoAway => {
                     // The client waits a random part of what is left of the
                     // window: reconnects spread even where go-aways bunch up
                     // (a client reconnects no later than the window's end).
                     let reconnect_after_ms = 1 + rand::random::<u64>() % window_left_ms;
                     return Box::pin(self.go_away(reconnect_after_ms)).await;
                 }
-                wake = rx.recv() => {
+                Event::Wake(wake) => {
+                    // A signal: the loop's top looks at it (and flushes what
+                    // a partial direct write left).
                     let Wake::Item(out) = wake else { continue };
                     self.ctx.metrics.queue_depth.observe(rx.remaining() as f64);
                     if self.on_outbound(out).await.is_err() {
@@ -545,14 +588,18 @@ impl<S: Outgoing> Session<S> {
                     }
                     inbound_turn = served == DRAIN_PER_WAKEUP;
                 }
-                inbound = stream.next() => {
+                Event::Inbound(inbound) => {
                     if let Some(exit) = self.on_inbound(inbound, &mut last_in).await {
                         return exit;
                     }
                 }
-                _ = idle_check.tick() => {
+                Event::Tick => {
                     if last_in.elapsed() > idle_limit {
-                        return Exit::Close { code: close::GOING_AWAY, reason: "idle timeout".into(), error: None };
+                        return Exit::Close {
+                            code: close::GOING_AWAY,
+                            reason: "idle timeout".into(),
+                            error: None,
+                        };
                     }
                     // Boxed: rare, and every idle session's loop would carry it.
                     if let Some(exit) = Box::pin(self.check_token_expiry()).await {
@@ -710,9 +757,31 @@ impl<S: Outgoing> Session<S> {
         }
     }
 
-    /// Write what was queued, in one socket write when it fits the buffer.
+    /// Queue a frame built once for many sockets; it leaves at the next
+    /// [`Self::flush`].
+    async fn write_shared(&mut self, frame: &SharedFrame) -> Result<(), ()> {
+        let wire = self.wire;
+        let sink = &mut self.sink;
+        let feed = std::future::poll_fn(|cx| {
+            std::task::ready!(sink.poll_ready_unpin(cx))?;
+            Poll::Ready(Pin::new(&mut *sink).start_send_shared(frame, wire))
+        });
+        let kill = &self.handle.shared.kill;
+        tokio::select! {
+            biased;
+            r = feed => {
+                self.ctx.metrics.frames_out.inc();
+                self.unflushed = true;
+                r.map_err(|e| tracing::debug!(error = %e, "Socket write failed."))
+            }
+            _ = kill.cancelled() => Err(()),
+        }
+    }
+
+    /// Write what was queued (and what a direct write left), in one socket
+    /// write when it fits the buffer.
     async fn flush(&mut self) -> Result<(), ()> {
-        if !self.unflushed {
+        if !self.unflushed && !self.sink.backlogged() {
             return Ok(());
         }
         self.unflushed = false;
@@ -1046,10 +1115,7 @@ impl<S: Outgoing> Session<S> {
         }
         match out {
             Outbound::Batch(batch) => self.on_batch(batch).await,
-            Outbound::Shared(shared) => {
-                let message = shared.message(self.wire);
-                self.write(message).await
-            }
+            Outbound::Shared(shared) => self.write_shared(&shared).await,
             Outbound::Own(f) => self.write_own(&f).await,
             Outbound::Remove(removal) => Box::pin(self.on_removal(*removal)).await,
         }
@@ -1109,14 +1175,15 @@ impl<S: Outgoing> Session<S> {
             return Ok(());
         };
         let message = match cursor.place(batch.epoch, batch.first_seq, batch.last_seq) {
-            Place::Next => batch.frame.message(self.wire),
+            // As is: the frame built once for every socket.
+            Place::Next => None,
             // Overlap after a join or a fill: send only what is new.
             Place::Overlap { from } => {
                 let fresh = cursor.fresh(batch.messages().to_vec());
-                codec::encode(
+                Some(codec::encode(
                     self.wire,
                     &delivery_frame(&batch.room, batch.epoch, from, batch.last_seq, fresh),
-                )
+                ))
             }
             // Covered, or a fill or reset that could not complete: the next
             // batch or lag recovery tries again.
@@ -1130,7 +1197,10 @@ impl<S: Outgoing> Session<S> {
         } else {
             tracing::info_span!(parent: &batch.trace, "conn.socket_write", room = %batch.room, last_seq = batch.last_seq)
         };
-        self.write(message).instrument(span).await?;
+        match message {
+            None => self.write_shared(&batch.frame).instrument(span).await?,
+            Some(message) => self.write(message).instrument(span).await?,
+        }
         self.ctx.metrics.deliveries.inc_by(count);
         Ok(())
     }

@@ -10,6 +10,10 @@
 //! the WebSocket layer, skips its payload as it arrives (the connection stays
 //! readable, so the client's own close gets through afterwards), and tells the
 //! session, which answers `Error{TOO_LARGE}` + close 1009.
+//!
+//! On a plain socket the session writes data frames itself, pre-built
+//! (`direct`); the WebSocket layer keeps reading, pongs and the close
+//! handshake. Over TLS it writes everything, as before.
 
 use std::io;
 use std::pin::Pin;
@@ -21,13 +25,13 @@ use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::codec::Wire;
+use crate::direct::{SocketIo, WsOut};
 use crate::session::ReadError;
 
 /// Longest WebSocket frame header: 2 bytes, an 8-byte length, a 4-byte mask.
@@ -100,10 +104,10 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
-/// The WebSocket side of a session: its outgoing half.
+/// The WebSocket layer's outgoing half.
 pub(crate) type WsSink = futures::stream::SplitSink<WebSocketStream<Guarded>, Message>;
 /// The upgraded socket under its guard.
-pub(crate) type Guarded = FrameGuard<TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type Guarded = FrameGuard<SocketIo>;
 
 impl Upgrade {
     /// The subprotocol chosen: the first of ours the client offered, in
@@ -138,10 +142,11 @@ impl Upgrade {
         serve: F,
     ) -> Response
     where
-        F: FnOnce(WsSink, WsStream) -> Fut + Send + 'static,
+        F: FnOnce(WsOut, WsStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let selected = self.selected();
+        let wire = self.wire();
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
         tracker.spawn(async move {
@@ -153,7 +158,9 @@ impl Upgrade {
                 }
             };
             let oversize = Arc::new(AtomicU64::new(0));
-            let guard = FrameGuard::new(TokioIo::new(upgraded), max_frame_bytes, oversize.clone());
+            let io = SocketIo::new(upgraded, wire);
+            let direct = io.direct();
+            let guard = FrameGuard::new(io, max_frame_bytes, oversize.clone());
             let config = WebSocketConfig::default()
                 // Small reads are the norm; the 128 KiB default read buffer
                 // would dominate the memory of an idle connection.
@@ -165,7 +172,7 @@ impl Upgrade {
             let socket = WebSocketStream::from_raw_socket(guard, Role::Server, Some(config)).await;
             let (sink, stream) = socket.split();
             serve(
-                sink,
+                WsOut::new(sink, direct),
                 WsStream {
                     inner: stream,
                     oversize,
