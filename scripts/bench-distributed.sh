@@ -76,6 +76,9 @@ conn_ops=$(free_port) router_port=$(free_port) biz_ops=$(free_port)
 backend_port=$(free_port) admin_port=$(free_port) router_ops=$(free_port)
 start push "$bin/roomcast-push" "${common[@]}" --node-id push-1 --redis "$redis" \
     --listen "127.0.0.1:$(free_port)" --ops-listen "127.0.0.1:$push_ops"
+# The bench publishes for every room with one API key: lift the per-key
+# write quota (200/s by default).
+ROOMCAST_BIZ_NODE__BACKEND_WRITE_RATE_PER_SEC=1000000 ROOMCAST_BIZ_NODE__BACKEND_WRITE_BURST=1000000 \
 start biz "$bin/roomcast-biz" "${common[@]}" --node-id biz-1 --redis "$redis" --token-secret "$secret" \
     --listen "127.0.0.1:$biz_port" --grpc-listen "127.0.0.1:$(free_port)" \
     --backend-listen "127.0.0.1:$backend_port" --ops-listen "127.0.0.1:$biz_ops"

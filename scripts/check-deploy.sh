@@ -94,6 +94,20 @@ for values in "${value_sets[@]}"; do
     "${args[@]}" >"$rendered"
   echo "    $name: $(grep -c '^kind:' "$rendered") objects"
 done
+# The private CA of webhook receivers reaches biz pods (and only them) as
+# node.webhooks.ca_file: backing-tls-values.yaml sets webhooks.tls.
+tls_rendered="$OUT/backing-tls-values.yaml"
+for expect in 'ca_file = "/etc/roomcast/webhooks-tls/ca.crt"' \
+  'mountPath: /etc/roomcast/webhooks-tls' 'secretName: roomcast-webhooks-ca'; do
+  grep -qF -- "$expect" "$tls_rendered" || {
+    echo "error: $tls_rendered lacks: $expect" >&2
+    exit 1
+  }
+done
+[ "$(grep -c 'mountPath: /etc/roomcast/webhooks-tls' "$tls_rendered")" = 1 ] || {
+  echo "error: the webhooks CA is mounted in more than the biz pods" >&2
+  exit 1
+}
 for version in "${K8S_VERSIONS[@]}"; do
   "$VENV/bin/python" scripts/deploy-check/validate_manifests.py "$version" "$OUT"/*.yaml
 done

@@ -260,6 +260,9 @@ fn server_bin(args: &TargetArgs) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Backend writes per second the spawned server allows the bench's key.
+const BENCH_WRITE_RATE: &str = "1000000";
+
 /// Start `roomcast standalone` on free ports and wait until it is ready.
 async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Target> {
     let bin = server_bin(args)?;
@@ -292,6 +295,10 @@ async fn spawn(args: &TargetArgs, broadcast_threshold: u32) -> anyhow::Result<Ta
             None => vec!["--no-quic".to_owned()],
         })
         .args(["--broadcast-threshold", &broadcast_threshold.to_string()])
+        // The load generator is one backend key publishing for every room:
+        // the per-key write quota (200/s by default) would refuse most of it.
+        .args(["--backend-write-rate", BENCH_WRITE_RATE])
+        .args(["--backend-write-burst", BENCH_WRITE_RATE])
         .args(
             args.sample_above_members
                 .map(|n| vec!["--sample-above-members".to_owned(), n.to_string()])

@@ -1,5 +1,8 @@
-//! `roomcast standalone --data-dir D` keeps the archive of ended rooms in
-//! `D/archive.db`: a room archived by one process is read back by the next.
+//! `roomcast standalone` flags, seen from outside the process:
+//! `--data-dir D` keeps the archive of ended rooms in `D/archive.db` (a room
+//! archived by one process is read back by the next), and
+//! `--backend-write-rate` / `--backend-write-burst` set the backend key's
+//! write quota.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -20,7 +23,7 @@ impl Drop for Child {
 
 /// Start standalone on free ports with `data_dir` (through the environment,
 /// as a container would set it); the child and its room API URL.
-async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<(Child, String)> {
+async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_roomcast"))
             .args(["standalone", "--no-quic", "--no-demo"])
@@ -38,6 +41,7 @@ async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<(Child, String)> {
                 "--admin-port",
                 "0",
             ])
+            .args(extra)
             .env("ROOMCAST_DATA_DIR", data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(log)?))
@@ -114,7 +118,7 @@ async fn the_archive_survives_a_restart_in_the_data_dir() -> anyhow::Result<()> 
     let log = dir.path().join("standalone.log");
     let http = reqwest::Client::new();
 
-    let (child, api) = start(&data, &log).await?;
+    let (child, api) = start(&data, &log, &[]).await?;
     let room = post(&http, &format!("{api}/v1/rooms"), json!({"title": "Kept"})).await?;
     let id = room["room_id"]
         .as_str()
@@ -146,7 +150,7 @@ async fn the_archive_survives_a_restart_in_the_data_dir() -> anyhow::Result<()> 
     assert!(data.join(roomcast::standalone::ARCHIVE_FILE).is_file());
 
     // A new process, the same folder: the archived room reads back.
-    let (child, api) = start(&data, &log).await?;
+    let (child, api) = start(&data, &log, &[]).await?;
     let (status, page) = get(
         &http,
         &format!("{api}/v1/rooms/{id}/history?after_seq=0&limit=10"),
@@ -167,4 +171,30 @@ async fn the_archive_survives_a_restart_in_the_data_dir() -> anyhow::Result<()> 
     );
     stop(child).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_write_quota_comes_from_the_flags() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("standalone.log");
+    let http = reqwest::Client::new();
+    // One write a second with a burst of three: the fourth at once is refused.
+    let (child, api) = start(
+        &dir.path().join("data"),
+        &log,
+        &["--backend-write-rate", "1", "--backend-write-burst", "3"],
+    )
+    .await?;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let res = http
+            .post(format!("{api}/v1/rooms"))
+            .bearer_auth(roomcast::standalone::DEFAULT_DEV_API_KEY)
+            .json(&json!({ "title": format!("quota {i}") }))
+            .send()
+            .await?;
+        statuses.push(res.status().as_u16());
+    }
+    anyhow::ensure!(statuses == [201, 201, 201, 429], "{statuses:?}");
+    stop(child).await
 }

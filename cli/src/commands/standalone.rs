@@ -102,6 +102,21 @@ pub struct StandaloneArgs {
     /// rest of standalone's state).
     #[arg(long, env = "ROOMCAST_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Backend API writes (room creation, pushes) per API key and second
+    /// (load generators and busy backends raise it).
+    #[arg(
+        long,
+        env = "ROOMCAST_BACKEND_WRITE_RATE",
+        default_value_t = room_biz::config::DEFAULT_BACKEND_WRITE_RATE_PER_SEC
+    )]
+    pub backend_write_rate: u32,
+    /// Burst of backend API writes per API key.
+    #[arg(
+        long,
+        env = "ROOMCAST_BACKEND_WRITE_BURST",
+        default_value_t = room_biz::config::DEFAULT_BACKEND_WRITE_BURST
+    )]
+    pub backend_write_burst: u32,
     /// PEM certificate chain (leaf first): with --tls-key, the WebSocket,
     /// router, admin, client and backend API listeners speak wss/https and
     /// QUIC serves it (no pin); reloaded when the files change.
@@ -181,6 +196,8 @@ pub async fn run(global: &Global, args: StandaloneArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.data_dir {
         cfg.biz.archive_url = crate::standalone::archive_url_in(dir);
     }
+    cfg.biz.backend_write_rate_per_sec = args.backend_write_rate;
+    cfg.biz.backend_write_burst = args.backend_write_burst;
     cfg.conn.sample_above_members = args.sample_above_members;
     cfg.conn.sample_low_per_sec = args.sample_low_per_sec;
     let shutdown = common::shutdown::signal_token();

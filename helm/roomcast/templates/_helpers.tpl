@@ -322,7 +322,7 @@ spec:
 {{/*
 The TLS Secret volumes and mounts of a service: its own certificate
 (tls.<component>.secretName), the etcd client TLS files (every service), the
-Redis client TLS files (push and biz). Arguments: (dict "root" $ "component" "conn").
+Redis client TLS files (push and biz), the webhook receivers' CA (biz). Arguments: (dict "root" $ "component" "conn").
 */}}
 {{- define "roomcast.tlsVolumes" -}}
 {{- $secret := dig .component "secretName" "" .root.Values.tls -}}
@@ -340,6 +340,11 @@ Redis client TLS files (push and biz). Arguments: (dict "root" $ "component" "co
 - name: redis-tls
   secret:
     secretName: {{ .root.Values.redis.tls.secretName }}
+{{- end }}
+{{- if include "roomcast.usesWebhooksTls" . }}
+- name: webhooks-tls
+  secret:
+    secretName: {{ .root.Values.webhooks.tls.secretName }}
 {{- end }}
 {{- end -}}
 
@@ -360,11 +365,21 @@ Redis client TLS files (push and biz). Arguments: (dict "root" $ "component" "co
   mountPath: /etc/roomcast/redis-tls
   readOnly: true
 {{- end }}
+{{- if include "roomcast.usesWebhooksTls" . }}
+- name: webhooks-tls
+  mountPath: /etc/roomcast/webhooks-tls
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Non-empty when the component talks to Redis and Redis TLS files are set. */}}
 {{- define "roomcast.usesRedisTls" -}}
 {{- if and (has .component (list "push" "biz")) .root.Values.redis.tls.secretName -}}yes{{- end -}}
+{{- end -}}
+
+{{/* Non-empty for biz pods when a CA Secret for webhook receivers is set. */}}
+{{- define "roomcast.usesWebhooksTls" -}}
+{{- if and (eq .component "biz") .root.Values.webhooks.tls.secretName -}}yes{{- end -}}
 {{- end -}}
 
 {{/* The TLS files of a client connection mounted from (dict "tls" VALUES "dir" DIR): ca_file, and cert_file/key_file with clientCert. */}}
