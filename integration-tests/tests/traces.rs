@@ -2,7 +2,8 @@
 //! node as separate processes export to a real OTLP/gRPC receiver in the
 //! test; one published message must be one trace that runs from the
 //! publish in room-biz through the push node to the socket write on the
-//! conn node, parent after parent.
+//! conn node, parent after parent: carried inline in the notify when it is
+//! small, pulled by the conn node (the Pull in the same trace) when it is not.
 
 use std::time::Duration;
 
@@ -128,21 +129,51 @@ async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_
         );
     }
 
-    // The conn node's pull for that notify belongs to the same trace: a
-    // Pull span on the push node under conn.notify.
-    let notify = &chain[1];
-    let pull = wait_for(&receiver, "the pull of the notified message", |spans| {
-        spans
-            .iter()
-            .find(|s| {
-                s.service == "roomcast-push"
-                    && s.name.ends_with("/Pull")
-                    && s.trace_id == notify.trace_id
-                    && s.parent_span_id == notify.span_id
-            })
-            .cloned()
-    })
+    // That small message rode its notify inline (no pull). One over the
+    // inline limit (16 KiB) does not: the conn node pulls it, and the Pull
+    // belongs to the message's trace, under the conn node's notify.
+    let big: serde_json::Value = t
+        .backend()
+        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
+        .json(&serde_json::json!({ "kind": "note", "body": { "text": "x".repeat(20 * 1024) } }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let big_seq = big["seq"].as_u64().unwrap_or_default();
+    let delivered = read_deliveries(&mut raw, 1).await?;
+    assert_eq!(delivered.last().map(|m| m.seq), Some(big_seq));
+    let pulled = wait_for(
+        &receiver,
+        "the pull of the message too big to ride inline",
+        |spans| {
+            spans
+                .iter()
+                .filter(|s| {
+                    s.service == "roomcast-push"
+                        && s.name.ends_with("/Pull")
+                        && s.trace_id != *trace_id
+                })
+                .map(|s| names(&ancestry(spans, s)))
+                .find(|chain| {
+                    chain
+                        .last()
+                        .is_some_and(|root| root == "roomcast-biz:biz.publish")
+                })
+        },
+    )
     .await?;
-    assert_eq!(pull.trace_id, *trace_id);
+    assert_eq!(
+        pulled,
+        [
+            "roomcast-push:/roomcast.internal.v1.Push/Pull",
+            "roomcast-conn:conn.notify",
+            "roomcast-push:push.append",
+            "roomcast-push:/roomcast.internal.v1.Push/PushRoom",
+            "roomcast-biz:biz.publish",
+        ],
+        "the pull's parent chain"
+    );
     Ok(())
 }
