@@ -283,7 +283,7 @@ impl SocketIo {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Self::Direct {
                 socket: DirectSocket::new(parts.io.into_inner(), wire),
-                prefix: parts.read_buf,
+                prefix: detached(parts.read_buf),
             },
             Err(upgraded) => Self::Upgraded(TokioIo::new(upgraded)),
         }
@@ -294,6 +294,18 @@ impl SocketIo {
             Self::Direct { socket, .. } => Some(socket.clone()),
             Self::Upgraded(_) => None,
         }
+    }
+}
+
+/// The bytes read past the upgrade request, in an allocation of their own.
+/// hyper hands them over as a slice of its whole read buffer (8 KiB or
+/// more), which an empty slice would keep allocated for the life of the
+/// connection: 8 KiB per idle socket, more than everything else it holds.
+fn detached(read_buf: Bytes) -> Bytes {
+    if read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(&read_buf)
     }
 }
 
@@ -310,6 +322,9 @@ impl AsyncRead for SocketIo {
                     let n = prefix.len().min(buf.remaining());
                     buf.put_slice(&prefix[..n]);
                     prefix.advance(n);
+                    if prefix.is_empty() {
+                        *prefix = Bytes::new();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 loop {
@@ -490,5 +505,20 @@ mod tests {
         // A payload byte that looks like a close opcode is not one.
         assert!(!holds_close(&long_pong));
         assert!(holds_close(&[long_pong.as_ref(), close.as_ref()].concat()));
+    }
+
+    #[test]
+    fn bytes_past_the_upgrade_do_not_keep_the_http_read_buffer() {
+        for past in [&b""[..], b"\x82\x85hello"] {
+            let mut read = bytes::BytesMut::with_capacity(8192);
+            read.extend_from_slice(b"GET /v1/ws HTTP/1.1\r\n\r\n");
+            read.extend_from_slice(past);
+            let mut whole = read.freeze();
+            let head = whole.split_to(whole.len() - past.len());
+            let kept = detached(whole);
+            assert_eq!(kept, past);
+            // Only `head` still points into the 8 KiB buffer.
+            assert!(head.is_unique(), "{past:?} kept the read buffer");
+        }
     }
 }
