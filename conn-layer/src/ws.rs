@@ -24,15 +24,16 @@ use std::task::{Context, Poll};
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt as _};
+use bytes::Bytes;
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::codec::Wire;
-use crate::direct::{SocketIo, WsOut};
-use crate::session::ReadError;
+use crate::codec::{self, SharedFrame, Wire};
+use crate::direct::{DirectSocket, HIGH_WATER, SocketIo};
+use crate::session::{Outgoing, ReadError};
 
 /// Longest WebSocket frame header: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
@@ -466,6 +467,112 @@ fn after(left: u64, inside: fn(u64) -> Position) -> Position {
         Position::Header
     } else {
         inside(left)
+    }
+}
+
+/// A WebSocket session's outgoing half. On a plain socket, data frames are
+/// written by this crate (pre-built, merged per flush) and only control
+/// frames go through the WebSocket layer; on TLS, everything does.
+pub(crate) struct WsOut {
+    control: WsSink,
+    direct: Option<Arc<DirectSocket>>,
+    /// A control message was handed to the WebSocket layer and not flushed:
+    /// it leaves before any data frame fed after it.
+    control_pending: bool,
+}
+
+impl WsOut {
+    pub(crate) fn new(control: WsSink, direct: Option<Arc<DirectSocket>>) -> Self {
+        Self {
+            control,
+            direct,
+            control_pending: false,
+        }
+    }
+
+    fn poll_control_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), tungstenite::Error>> {
+        if self.control_pending {
+            std::task::ready!(self.control.poll_flush_unpin(cx))?;
+            self.control_pending = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn push(&mut self, frame: Bytes) -> Result<(), tungstenite::Error> {
+        match &self.direct {
+            Some(socket) => socket.push(frame).map_err(tungstenite::Error::Io),
+            None => Err(tungstenite::Error::AlreadyClosed),
+        }
+    }
+}
+
+impl Sink<Message> for WsOut {
+    type Error = tungstenite::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        let Some(socket) = &this.direct else {
+            return this.control.poll_ready_unpin(cx);
+        };
+        std::task::ready!(socket.poll_below(cx, HIGH_WATER))?;
+        std::task::ready!(this.poll_control_flush(cx))?;
+        // Cheap: the WebSocket layer's slot is empty after a flush.
+        this.control.poll_ready_unpin(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        if this.direct.is_some()
+            && let Some(frame) = codec::data_frame(&message)
+        {
+            return this.push(frame);
+        }
+        if this.direct.is_some() {
+            this.control_pending = true;
+        }
+        this.control.start_send_unpin(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        let Some(socket) = &this.direct else {
+            return this.control.poll_flush_unpin(cx);
+        };
+        std::task::ready!(socket.poll_drain(cx))?;
+        this.poll_control_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        if let Some(socket) = &this.direct {
+            std::task::ready!(socket.poll_drain(cx))?;
+        }
+        this.control.poll_close_unpin(cx)
+    }
+}
+
+impl Outgoing for WsOut {
+    type Failure = tungstenite::Error;
+
+    fn start_send_shared(
+        self: Pin<&mut Self>,
+        frame: &SharedFrame,
+        wire: Wire,
+    ) -> Result<(), Self::Failure> {
+        let this = self.get_mut();
+        if this.direct.is_some() {
+            let frame = frame.ws_frame(wire);
+            return this.push(frame);
+        }
+        this.control.start_send_unpin(frame.message(wire))
+    }
+
+    fn backlogged(&self) -> bool {
+        self.direct.as_ref().is_some_and(|s| s.backlog_bytes() > 0)
+    }
+
+    fn direct(&self) -> Option<&Arc<DirectSocket>> {
+        self.direct.as_ref()
     }
 }
 

@@ -608,7 +608,7 @@ impl WebhookConfig {
             }
         }
         if let Some(ca_file) = &self.ca_file {
-            crate::webhooks::check_ca_file(std::path::Path::new(ca_file))
+            crate::webhooks::client::check_ca_file(std::path::Path::new(ca_file))
                 .map_err(|e| Error::Config(e.to_string()))?;
         }
         if self.stale_ms <= self.timeout_ms {

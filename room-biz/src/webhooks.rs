@@ -19,11 +19,9 @@
 //! - `client`: the HTTP client of deliveries (`http://` and `https://`,
 //!   webpki roots plus `webhooks.ca_file`).
 
-mod client;
+pub(crate) mod client;
 mod delivery;
 pub(crate) mod signature;
-
-pub(crate) use client::check_ca_file;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
