@@ -45,6 +45,22 @@ async fn wait_for<T>(
     }
 }
 
+/// Publish a note through the backend API; its seq.
+async fn publish(t: &Topology, room: &str, text: &str) -> anyhow::Result<u64> {
+    let published: serde_json::Value = t
+        .backend()
+        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
+        .json(&serde_json::json!({ "kind": "note", "body": { "text": text } }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    published["seq"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no seq in {published}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_write()
 -> anyhow::Result<()> {
@@ -81,17 +97,8 @@ async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_
     .await?;
     assert_eq!(join, ["roomcast-biz:biz.join", "roomcast-conn:conn.join"]);
 
-    let published: serde_json::Value = t
-        .backend()
-        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
-        .json(&serde_json::json!({ "kind": "note", "body": { "text": "follow me" } }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let seq = published["seq"].as_u64().unwrap_or_default();
-    assert!(seq >= 1, "{published}");
+    let seq = publish(&t, &room, "follow me").await?;
+    assert!(seq >= 1);
     let delivered = read_deliveries(&mut raw, 1).await?;
     assert_eq!(delivered.last().map(|m| m.seq), Some(seq));
 
@@ -132,16 +139,7 @@ async fn one_published_message_is_one_trace_from_biz_through_push_to_the_socket_
     // That small message rode its notify inline (no pull). One over the
     // inline limit (16 KiB) does not: the conn node pulls it, and the Pull
     // belongs to the message's trace, under the conn node's notify.
-    let big: serde_json::Value = t
-        .backend()
-        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
-        .json(&serde_json::json!({ "kind": "note", "body": { "text": "x".repeat(20 * 1024) } }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let big_seq = big["seq"].as_u64().unwrap_or_default();
+    let big_seq = publish(&t, &room, &"x".repeat(20 * 1024)).await?;
     let delivered = read_deliveries(&mut raw, 1).await?;
     assert_eq!(delivered.last().map(|m| m.seq), Some(big_seq));
     let pulled = wait_for(
