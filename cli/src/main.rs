@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use roomcast::commands::{self, Cli};
 
+// See the workspace Cargo.toml: allocation-heavy async code on several threads.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

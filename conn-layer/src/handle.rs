@@ -245,7 +245,8 @@ impl SessionShared {
         };
         let written = match item {
             Outbound::Batch(batch) => {
-                let Some(cursor) = rooms.get_mut(&*batch.room) else {
+                // By `Arc`: equal pointers compare without reading the ids.
+                let Some(cursor) = rooms.get_mut(&batch.room) else {
                     return Direct::Refused;
                 };
                 if cursor.place(batch.epoch, batch.first_seq, batch.last_seq) != Place::Next {

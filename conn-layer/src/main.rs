@@ -2,6 +2,10 @@
 
 use clap::Parser as _;
 
+// See the workspace Cargo.toml: allocation-heavy async code on several threads.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let args = conn_layer::process::Args::parse();
     common::process::run_main("roomcast-conn", args.common.log_format, |shutdown| {

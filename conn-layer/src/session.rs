@@ -988,7 +988,9 @@ impl<S: Outgoing> Session<S> {
                     .await;
             }
         };
-        self.rooms.insert(room.clone(), start);
+        // The feed's room id, shared by every member: the fan-out finds a
+        // member's cursor by pointer, without reading a copy of the id.
+        self.rooms.insert(feed.room.clone(), start);
         ctx.metrics
             .joins
             .with_label_values(&[if recovered { "resumed" } else { "ok" }])
