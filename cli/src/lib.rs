@@ -5,7 +5,9 @@
 //!   generator (`roomcast-bench`, its own crate in `bench/`) starts it in-process too.
 //! - [`commands`]: the command line (clap) and one module per command.
 //! - [`demo`]: the live-room demo page standalone serves at `/demo/`.
+//! - `local_push`: standalone's room-biz publishing through its push node in process.
 
 pub mod commands;
 pub mod demo;
+mod local_push;
 pub mod standalone;

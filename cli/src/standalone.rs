@@ -337,21 +337,30 @@ impl Standalone {
             queue: Arc::new(room_biz::MemoryQueue::default()),
             log: log.clone(),
         };
+        let local_push = push_layer::LocalPushSlot::default();
         let deps = push_layer::Deps {
             discovery: discovery.clone(),
             log,
             registry: registry.clone(),
+            local: Some(local_push.clone()),
         };
         back.spawn(run_named(
             "push",
             push_layer::run(push_cfg, deps, push_grpc, back_stop.clone()),
         ));
+        // Room-biz publishes through the push node in process (conn nodes
+        // still attach over the in-process gRPC pipe, as in production).
+        let pusher = crate::local_push::LocalPusher::new(
+            started_push(&local_push).await?,
+            Duration::from_millis(biz_cfg.push_timeout_ms),
+        );
         let deps = room_biz::Deps {
             discovery: discovery.clone(),
             registry: registry.clone(),
             store,
             live_config: live_config.clone(),
             archiving: Some(archiving),
+            pusher: Some(Arc::new(pusher)),
         };
         let listeners = room_biz::Listeners {
             http: biz_listener,
@@ -511,4 +520,22 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     service.await.with_context(|| format!("{name} failed"))
+}
+
+/// The push node's in-process calls, once its `run` has built them (at its
+/// very start; a node that fails before that never will).
+pub(crate) async fn started_push(
+    slot: &push_layer::LocalPushSlot,
+) -> anyhow::Result<push_layer::LocalPush> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(push) = slot.get() {
+            return Ok(push.clone());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the push layer did not start within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

@@ -62,6 +62,7 @@ impl BizStack {
             discovery: discovery.clone(),
             log: Arc::new(log),
             registry: prometheus::Registry::new(),
+            local: None,
         };
         let mut pushers = discovery.watch(ServiceKind::Push);
         tokio::spawn(push_layer::run(
@@ -86,6 +87,7 @@ impl BizStack {
             store: store.clone(),
             live_config: live,
             archiving: None,
+            pusher: None,
         };
         let listeners = room_biz::Listeners {
             http: bind().await?,

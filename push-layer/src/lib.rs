@@ -10,6 +10,7 @@
 //! - `conn_nodes`: the attached conn nodes and the non-blocking send to them.
 //! - `ring`: the ring buffer of recent messages.
 //! - `grpc`: the `Push` gRPC service (proto ↔ hub only).
+//! - [`local`]: the same calls in process (standalone).
 //! - [`process`]: the `roomcast-push` binary: config, engines, listeners.
 //! - `metrics`: Prometheus series.
 //! - [`error`]: typed errors.
@@ -19,6 +20,7 @@ mod conn_nodes;
 pub mod error;
 mod grpc;
 mod hub;
+pub mod local;
 mod metrics;
 pub mod process;
 mod ring;
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use error::Error;
+pub use local::{LocalPush, LocalPushSlot};
 
 /// What a push node needs from its environment.
 pub struct Deps {
@@ -44,6 +47,8 @@ pub struct Deps {
     pub log: Arc<dyn MessageLog>,
     /// Where metrics are registered.
     pub registry: prometheus::Registry,
+    /// Filled with the node's in-process calls (standalone); `None`: gRPC only.
+    pub local: Option<LocalPushSlot>,
 }
 
 /// How often the node refreshes its load in discovery.
@@ -66,6 +71,10 @@ pub async fn run(
         .map_err(|e| Error::Config(e.to_string()))?;
     let directory = PushDirectory::new(deps.discovery.as_ref(), auth.clone());
     let hub = hub::Hub::new(cfg.clone(), deps.log, directory, metrics, shutdown.clone());
+    let service = Arc::new(grpc::PushService::new(hub.clone()));
+    if let Some(slot) = &deps.local {
+        let _ = slot.set(LocalPush::new(service.clone()));
+    }
 
     let node = NodeInfo {
         id: cfg.node_id.clone(),
@@ -85,8 +94,7 @@ pub async fn run(
     ));
     let sweeper = tokio::spawn(hub::sweep_idle_rooms(hub.clone(), shutdown.clone()));
 
-    let service = PushServer::new(grpc::PushService::new(hub.clone()))
-        .max_decoding_message_size(16 * 1024 * 1024);
+    let service = PushServer::from_arc(service).max_decoding_message_size(16 * 1024 * 1024);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .trace_fn(common::trace::grpc_server_span)

@@ -163,6 +163,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         discovery,
         log: Arc::new(log),
         registry,
+        local: None,
     };
     let result = crate::run(cfg.node, deps, grpc, shutdown).await;
     node_stopped.cancel();

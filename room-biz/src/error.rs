@@ -33,7 +33,7 @@ pub enum Error {
 
 /// Why a message could not be handed to the push layer.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PushError {
+pub enum PushError {
     /// No push node owns the room.
     #[error(transparent)]
     NoOwner(#[from] PushDirectoryError),

@@ -95,8 +95,9 @@ pub use crate::archive_jobs::{ArchiveQueue, MemoryQueue, RedisQueue};
 use crate::archiver::live::{LiveArchiveSettings, LiveArchiving};
 pub use crate::archiver::{Archiver, ArchiverSettings};
 pub use crate::config::Config;
-pub use crate::error::Error;
-use crate::pusher::{DirectoryPusher, RoomPusher};
+pub use crate::error::{Error, PushError};
+use crate::pusher::DirectoryPusher;
+pub use crate::pusher::RoomPusher;
 use crate::shared::Shared;
 
 /// The sockets room-biz serves, bound by the caller (port 0 in tests).
@@ -125,6 +126,9 @@ pub struct Deps {
     pub live_config: Arc<dyn LiveConfig>,
     /// The archive of ended rooms; `None`: rooms are not archived.
     pub archiving: Option<Archiving>,
+    /// How messages reach the push layer; `None`: gRPC to the room's push
+    /// node, found in discovery. Standalone calls its push node in process.
+    pub pusher: Option<Arc<dyn RoomPusher>>,
 }
 
 /// What archiving runs on: ended rooms are queued, moved from the message
@@ -186,11 +190,13 @@ pub async fn run(
         })?;
     let http_addr = local_addr(&listeners.http, "http")?;
     let backend_addr = local_addr(&listeners.backend, "backend http")?;
-    let pusher = DirectoryPusher::new(
-        PushDirectory::new(&*deps.discovery, internal_auth.clone()),
-        Duration::from_millis(cfg.push_timeout_ms),
-    );
-    let pusher: Arc<dyn RoomPusher> = Arc::new(pusher);
+    let pusher: Arc<dyn RoomPusher> = match deps.pusher.clone() {
+        Some(pusher) => pusher,
+        None => Arc::new(DirectoryPusher::new(
+            PushDirectory::new(&*deps.discovery, internal_auth.clone()),
+            Duration::from_millis(cfg.push_timeout_ms),
+        )),
+    };
     // With an archive, long rooms are checkpointed into it while live.
     let live_archiving = deps.archiving.as_ref().map(|archiving| {
         Arc::new(LiveArchiving::new(

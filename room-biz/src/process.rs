@@ -184,6 +184,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         store: Arc::new(store),
         live_config,
         archiving,
+        pusher: None,
     };
     let listeners = crate::Listeners {
         http,

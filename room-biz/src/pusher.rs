@@ -1,7 +1,8 @@
 //! Publishing to a room, and reading its stream, through the push API.
 //!
 //! Handlers talk to a [`RoomPusher`], not to gRPC: production uses
-//! [`DirectoryPusher`] (the room's push owner), unit tests a recorder.
+//! [`DirectoryPusher`] (the room's push owner), standalone its push node in
+//! process (through [`crate::Deps::pusher`]), unit tests a recorder.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::error::PushError;
 
 /// Hands room messages to the push layer and reads room streams back.
 #[async_trait::async_trait]
-pub(crate) trait RoomPusher: Send + Sync + 'static {
+pub trait RoomPusher: Send + Sync + 'static {
     /// Publish to everyone in `req.room`; durable messages come back with their seq.
     async fn push_room(&self, req: PushRoomRequest) -> Result<PushRoomReply, PushError>;
 

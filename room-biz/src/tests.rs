@@ -33,6 +33,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         store: Arc::new(MemoryRoomStore::new()),
         live_config: live,
         archiving: None,
+        pusher: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -191,6 +192,7 @@ async fn run_rejects_invalid_config() {
         store: Arc::new(MemoryRoomStore::new()),
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
         archiving: None,
+        pusher: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -282,6 +284,7 @@ async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() 
                 store: Arc::new(store),
                 live_config: live,
                 archiving: None,
+                pusher: None,
             };
             let listeners = Listeners {
                 http: bind().await,
