@@ -1,8 +1,10 @@
 //! `roomcast standalone`: every service in one process on embedded defaults:
-//! in-memory message log and room store, in-process discovery. The services
-//! still talk gRPC to each other, over in-memory pipes instead of loopback
-//! sockets (`common::grpc::InProcessListener`), so this is the distributed
-//! code path with the engines and the transport swapped.
+//! in-memory message log and room store, in-process discovery. Room-biz
+//! publishes through the push node in process (`local_push`: no gRPC per
+//! publish); the conn node's streams to push and room-biz are still gRPC,
+//! over in-memory pipes instead of loopback sockets
+//! (`common::grpc::InProcessListener`), so this is the distributed code path
+//! with the engines and the transport swapped.
 
 use std::sync::Arc;
 use std::time::Duration;

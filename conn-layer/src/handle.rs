@@ -44,19 +44,22 @@ struct Queue {
     rooms: Rooms,
 }
 
+/// `repr(C)`, hot fields first: a fan-out's direct write reads `closed`,
+/// `lagged_since_ms`, `direct` and the queue of every member it walks, with
+/// the member's memory cold; kept together they cost one or two cache misses
+/// per delivery instead of one per field (`closed` sat three lines away).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct SessionShared {
-    queue: Mutex<Queue>,
-    capacity: usize,
+    /// The session ended: offers are discarded without counting drops.
+    closed: AtomicBool,
+    /// Unix ms of the first drop of the current lag episode, 0 when keeping up.
+    lagged_since_ms: AtomicU64,
     /// The plain socket the fan-out may write to (none over TLS or QUIC).
     /// Weak: the socket closes when the session ends, whoever holds a handle.
     direct: Option<Weak<DirectSocket>>,
-    /// An item was queued (one permit is stored when the session is busy).
-    queued: Notify,
-    /// An item left the queue: a waiting `send` retries.
-    space: Notify,
-    /// The session ended: offers are discarded without counting drops.
-    closed: AtomicBool,
+    queue: Mutex<Queue>,
+    capacity: usize,
     /// Set (then `queued` notified) when the session must look at
     /// [`Self::killed`] or [`Self::draining`]: the session loop then needs no
     /// future per signal, which every delivery's wakeup would poll.
@@ -65,8 +68,10 @@ pub(crate) struct SessionShared {
     killed: AtomicBool,
     /// The node is draining: send a go-away within the drain window.
     draining: AtomicBool,
-    /// Unix ms of the first drop of the current lag episode, 0 when keeping up.
-    lagged_since_ms: AtomicU64,
+    /// An item was queued (one permit is stored when the session is busy).
+    queued: Notify,
+    /// An item left the queue: a waiting `send` retries.
+    space: Notify,
     /// Cancelled to disconnect the session; the reason is set first. Waited
     /// on only while a socket write is blocked (a slow client).
     pub(crate) kill: CancellationToken,
