@@ -81,6 +81,10 @@ pub(crate) struct SessionShared {
     token_iat: AtomicU64,
 }
 
+// The hot fields and the start of the queue share the allocation's first
+// cache line (after the `Arc`'s two counters).
+const _: () = assert!(std::mem::offset_of!(SessionShared, queue) + 16 < 64);
+
 /// A connection as seen by the room index and the user index.
 #[derive(Clone, Debug)]
 pub(crate) struct SessionHandle {
