@@ -48,7 +48,7 @@ mod client;
 mod conn;
 mod fleet;
 mod polling;
-mod proc;
+pub mod proc;
 mod publish;
 mod report;
 mod scenario;

@@ -38,17 +38,8 @@ pub fn sample(pid: Option<u32>) -> ProcSample {
         Some(pid) => format!("/proc/{pid}"),
         None => "/proc/self".to_owned(),
     };
-    let cpu_s = std::fs::read_to_string(format!("{dir}/stat"))
-        .ok()
-        .and_then(|s| {
-            // The command name may hold spaces: fields start after the last ')'.
-            let rest = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / TICKS_PER_SEC)
-        })
-        .unwrap_or(0.0);
+    let (user, system) = cpu_times(&format!("{dir}/stat"));
+    let cpu_s = user + system;
     let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
     let kib = |key: &str| -> u64 {
         status
@@ -62,6 +53,22 @@ pub fn sample(pid: Option<u32>) -> ProcSample {
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
     }
+}
+
+/// User and system CPU seconds in a `/proc/.../stat` file (a process's, or
+/// `/proc/thread-self/stat` for the calling thread); zeros if unreadable.
+pub fn cpu_times(stat_path: &str) -> (f64, f64) {
+    std::fs::read_to_string(stat_path)
+        .ok()
+        .and_then(|s| {
+            // The command name may hold spaces: fields start after the last ')'.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime / TICKS_PER_SEC, stime / TICKS_PER_SEC))
+        })
+        .unwrap_or((0.0, 0.0))
 }
 
 /// CPU seconds the whole machine has been busy (all CPUs, `/proc/stat`:

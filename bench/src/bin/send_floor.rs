@@ -45,19 +45,7 @@ struct Args {
 
 /// User and system CPU seconds of the calling thread.
 fn thread_cpu_s() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| -> f64 {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 100.0
-    };
-    (ticks(11), ticks(12))
+    roomcast_bench::proc::cpu_times("/proc/thread-self/stat")
 }
 
 fn main() -> anyhow::Result<()> {
