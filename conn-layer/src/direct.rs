@@ -85,6 +85,12 @@ impl Backlog {
                 n = 0;
             }
         }
+        // Written out: give the queue's memory back. Deliveries bypass an
+        // empty backlog, so an idle connection would otherwise keep what
+        // its last burst needed.
+        if self.bytes == 0 {
+            self.chunks = VecDeque::new();
+        }
     }
 }
 

@@ -20,7 +20,11 @@ impl Registry {
     /// no limit); `Ok(true)` if it is the user's first on this node.
     pub(crate) fn add(&self, handle: SessionHandle, max_per_uid: usize) -> Result<bool, TooMany> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let sessions = users.entry(handle.uid.clone()).or_default();
+        // Most users hold one session: room for one, not the four a first
+        // push reserves.
+        let sessions = users
+            .entry(handle.uid.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         if max_per_uid > 0 && sessions.len() >= max_per_uid {
             return Err(TooMany);
         }

@@ -107,18 +107,40 @@ pub(crate) trait Incoming: Stream<Item = Result<Message, ReadError>> + Unpin + S
 impl<T> Incoming for T where T: Stream<Item = Result<Message, ReadError>> + Unpin + Send {}
 
 /// Serve one connection, whatever carries it.
-pub(crate) async fn serve<S: Outgoing, R: Incoming>(
+///
+/// Not an `async fn`: what the connection starts with is boxed before the
+/// future exists, so the future that lives as long as the connection holds
+/// a pointer to it rather than its own copy (an `async fn` keeps its
+/// arguments for its whole life).
+pub(crate) fn serve<S: Outgoing, R: Incoming>(
     ctx: Arc<Ctx>,
     sink: S,
     stream: R,
     wire: Wire,
     peer: SocketAddr,
-) {
+) -> impl Future<Output = ()> {
     ctx.metrics.connections.inc();
     ctx.metrics.connections_total.inc();
     let span = tracing::debug_span!("session", %peer, session = tracing::field::Empty);
-    run(ctx.clone(), sink, stream, wire).instrument(span).await;
-    ctx.metrics.connections.dec();
+    let start = Box::new(Opening {
+        ctx,
+        sink,
+        stream,
+        wire,
+    });
+    async move {
+        let ctx = start.ctx.clone();
+        run(start).instrument(span).await;
+        ctx.metrics.connections.dec();
+    }
+}
+
+/// What a connection starts with.
+struct Opening<S, R> {
+    ctx: Arc<Ctx>,
+    sink: S,
+    stream: R,
+    wire: Wire,
 }
 
 /// Why the loop ends.
@@ -147,12 +169,30 @@ fn frame(f: server_frame::Frame) -> ServerFrame {
 }
 
 /// The connection's one task. Its future lives as long as the connection, so
-/// the rare, large steps (handshake, last words, cleanup) are boxed: an idle
-/// session then holds only what the main loop needs.
-async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R, wire: Wire) {
-    let Some(claims) = Box::pin(handshake(&ctx, &mut sink, &mut stream, wire)).await else {
+/// it holds only the session and the main loop: opening (handshake,
+/// registration, welcome) and closing (cleanup, last words) are boxed steps
+/// whose memory is freed when they end. `tests::session_future_stays_small`
+/// keeps the size in check.
+async fn run<S: Outgoing, R: Incoming>(start: Box<Opening<S, R>>) {
+    let Some((mut session, mut stream, rx)) = Box::pin(open(start)).await else {
         return;
     };
+    let exit = session.main_loop(&mut stream, rx).await;
+    Box::pin(session.close(exit, stream)).await;
+}
+
+/// Handshake, registration and welcome: the session, or `None` once the
+/// client was told why not.
+async fn open<S: Outgoing, R: Incoming>(
+    start: Box<Opening<S, R>>,
+) -> Option<(Session<S>, R, crate::handle::Receiver)> {
+    let Opening {
+        ctx,
+        mut sink,
+        mut stream,
+        wire,
+    } = *start;
+    let claims = handshake(&ctx, &mut sink, &mut stream, wire).await?;
     let session_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     tracing::Span::current().record("session", &*session_id);
     let uid: Arc<str> = Arc::from(claims.sub.as_str());
@@ -187,7 +227,7 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
                 0,
                 "",
             );
-            let words = last_words(
+            last_words(
                 &mut sink,
                 &mut stream,
                 wire,
@@ -195,9 +235,9 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
                 close::POLICY,
                 "too many sessions",
                 LAST_WORDS,
-            );
-            Box::pin(words).await;
-            return;
+            )
+            .await;
+            return None;
         }
     }
     // The drain signals the sessions registered when it started; a later
@@ -223,59 +263,18 @@ async fn run<S: Outgoing, R: Incoming>(ctx: Arc<Ctx>, mut sink: S, mut stream: R
         token_received_at_ms: common::time::now_ms(),
         expiry_warned: false,
     };
-    let welcome = Welcome {
+    let welcome = frame(server_frame::Frame::Welcome(Welcome {
         session_id: session_id.to_string(),
         uid: uid.to_string(),
         heartbeat_ms: ctx.cfg.heartbeat_ms as u32,
         max_frame_bytes: ctx.cfg.max_frame_bytes as u32,
         node_id: ctx.cfg.node_id.clone(),
-    };
-    drop((session_id, uid));
-    let exit = match session
-        .write_own(&frame(server_frame::Frame::Welcome(welcome)))
-        .await
-    {
-        Ok(()) => session.main_loop(&mut stream, rx).await,
-        Err(()) => Exit::Gone,
-    };
-    // A write cut short by a disconnect (a slow consumer's full socket) still
-    // owes the client its reason.
-    let killed = session.killed_exit();
-    let exit = match exit {
-        Exit::Gone => killed.unwrap_or(Exit::Gone),
-        close => close,
-    };
-    // Out of its rooms first: nothing more is delivered or held for it while
-    // the last words wait for the socket.
-    Box::pin(session.cleanup()).await;
-    if let Exit::Close {
-        code,
-        reason,
-        error,
-    } = exit
-    {
-        // A slow consumer's socket is full: its error and close frame leave
-        // only when the client reads again, so they get longer. A drain ends
-        // the wait.
-        let patience = if session.handle.shared.kill_reason.get().is_some() {
-            Duration::from_millis(ctx.cfg.slow_close_grace_ms)
-        } else {
-            LAST_WORDS
-        };
-        let words = last_words(
-            &mut session.sink,
-            &mut stream,
-            wire,
-            error,
-            code,
-            &reason,
-            patience,
-        );
-        tokio::select! {
-            () = Box::pin(words) => {}
-            () = ctx.sessions_stop.cancelled(), if patience > LAST_WORDS => {}
-        }
+    }));
+    if session.write_own(&welcome).await.is_err() {
+        Box::pin(session.close(Exit::Gone, stream)).await;
+        return None;
     }
+    Some((session, stream, rx))
 }
 
 /// Wait for the hello and verify its token: the token's claims, or `None`
@@ -525,8 +524,9 @@ impl<S: Outgoing> Session<S> {
         let mut inbound_turn = false;
         loop {
             // Everything written since the last wakeup leaves in one flush
-            // before the session waits again.
-            if self.flush().await.is_err() {
+            // before the session waits again. Boxed, like every step below
+            // that may wait: the loop's future is what an idle session holds.
+            if self.flush_due() && Box::pin(self.flush()).await.is_err() {
                 return Exit::Gone;
             }
             if rx.killed()
@@ -545,7 +545,7 @@ impl<S: Outgoing> Session<S> {
             if std::mem::take(&mut inbound_turn)
                 && let Poll::Ready(inbound) = futures::poll!(stream.next())
             {
-                if let Some(exit) = self.on_inbound(inbound, &mut last_in).await {
+                if let Some(exit) = Box::pin(self.on_inbound(inbound, &mut last_in)).await {
                     return exit;
                 }
                 continue;
@@ -574,22 +574,13 @@ impl<S: Outgoing> Session<S> {
                     // A signal: the loop's top looks at it (and flushes what
                     // a partial direct write left).
                     let Wake::Item(out) = wake else { continue };
-                    self.ctx.metrics.queue_depth.observe(rx.remaining() as f64);
-                    if self.on_outbound(out).await.is_err() {
-                        return Exit::Gone;
+                    match Box::pin(self.serve_queue(out, &mut rx)).await {
+                        Ok(full) => inbound_turn = full,
+                        Err(()) => return Exit::Gone,
                     }
-                    let mut served = 1;
-                    while served < DRAIN_PER_WAKEUP {
-                        let Some(more) = rx.try_recv() else { break };
-                        if self.on_outbound(more).await.is_err() {
-                            return Exit::Gone;
-                        }
-                        served += 1;
-                    }
-                    inbound_turn = served == DRAIN_PER_WAKEUP;
                 }
                 Event::Inbound(inbound) => {
-                    if let Some(exit) = self.on_inbound(inbound, &mut last_in).await {
+                    if let Some(exit) = Box::pin(self.on_inbound(inbound, &mut last_in)).await {
                         return exit;
                     }
                 }
@@ -608,6 +599,27 @@ impl<S: Outgoing> Session<S> {
                 }
             }
         }
+    }
+
+    /// A wakeup's share of the queue: `first` and up to
+    /// [`DRAIN_PER_WAKEUP`] items in all. True when it stopped at that
+    /// bound (the socket gets a turn before the rest).
+    async fn serve_queue(
+        &mut self,
+        first: Outbound,
+        rx: &mut crate::handle::Receiver,
+    ) -> Result<bool, ()> {
+        self.ctx.metrics.queue_depth.observe(rx.remaining() as f64);
+        self.on_outbound(first).await?;
+        let mut served = 1;
+        while served < DRAIN_PER_WAKEUP {
+            let Some(more) = rx.try_recv() else {
+                return Ok(false);
+            };
+            self.on_outbound(more).await?;
+            served += 1;
+        }
+        Ok(true)
     }
 
     /// One read from the socket: a frame to act on, or the end.
@@ -778,10 +790,15 @@ impl<S: Outgoing> Session<S> {
         }
     }
 
+    /// Frames were queued, or a direct write left bytes behind.
+    fn flush_due(&self) -> bool {
+        self.unflushed || self.sink.backlogged()
+    }
+
     /// Write what was queued (and what a direct write left), in one socket
     /// write when it fits the buffer.
     async fn flush(&mut self) -> Result<(), ()> {
-        if !self.unflushed && !self.sink.backlogged() {
+        if !self.flush_due() {
             return Ok(());
         }
         self.unflushed = false;
@@ -1314,6 +1331,51 @@ impl<S: Outgoing> Session<S> {
             .await
     }
 
+    /// After the main loop: out of the rooms, then the last words the exit
+    /// asks for.
+    async fn close<R: Incoming>(mut self, exit: Exit, mut stream: R) {
+        // A write cut short by a disconnect (a slow consumer's full socket)
+        // still owes the client its reason.
+        let killed = self.killed_exit();
+        let exit = match exit {
+            Exit::Gone => killed.unwrap_or(Exit::Gone),
+            close => close,
+        };
+        // Out of its rooms first: nothing more is delivered or held for it
+        // while the last words wait for the socket.
+        self.cleanup().await;
+        let Exit::Close {
+            code,
+            reason,
+            error,
+        } = exit
+        else {
+            return;
+        };
+        // A slow consumer's socket is full: its error and close frame leave
+        // only when the client reads again, so they get longer. A drain ends
+        // the wait.
+        let patience = if self.handle.shared.kill_reason.get().is_some() {
+            Duration::from_millis(self.ctx.cfg.slow_close_grace_ms)
+        } else {
+            LAST_WORDS
+        };
+        let stop = self.ctx.sessions_stop.clone();
+        let words = last_words(
+            &mut self.sink,
+            &mut stream,
+            self.wire,
+            error,
+            code,
+            &reason,
+            patience,
+        );
+        tokio::select! {
+            () = words => {}
+            () = stop.cancelled(), if patience > LAST_WORDS => {}
+        }
+    }
+
     async fn cleanup(&mut self) {
         let ctx = self.ctx.clone();
         for (room, _) in std::mem::take(&mut self.rooms) {
@@ -1345,5 +1407,31 @@ fn frame_ref(f: &ClientFrame) -> (u32, String) {
         Some(client_frame::Frame::Publish(p)) => (p.r#ref, p.room.clone()),
         Some(client_frame::Frame::Refresh(r)) => (r.r#ref, String::new()),
         _ => (0, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::{WsOut, WsStream};
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<Args, F: Future>(_: impl FnOnce(Args) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// The session's task lives as long as its connection; at 10,000 idle
+    /// connections every byte of its future is 10 kB of server memory (see
+    /// docs/benchmarks.md, idle). A step that may wait is boxed to stay out
+    /// of it. The bound leaves room for compiler changes, not for a new
+    /// unboxed step (one adds hundreds of bytes).
+    #[test]
+    fn session_future_stays_small() {
+        type Args = (Arc<Ctx>, WsOut, WsStream, Wire, SocketAddr);
+        let size = future_size(|(ctx, sink, stream, wire, peer): Args| {
+            serve(ctx, sink, stream, wire, peer)
+        });
+        println!("a WebSocket session's future: {size} bytes");
+        assert!(size <= 1024, "a WebSocket session's future is {size} bytes");
     }
 }

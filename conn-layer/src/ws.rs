@@ -150,6 +150,7 @@ impl Upgrade {
         let wire = self.wire();
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
+        let session_tracker = tracker.clone();
         tracker.spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(u) => u,
@@ -172,15 +173,17 @@ impl Upgrade {
                 .max_message_size(Some(max_frame_bytes));
             let socket = WebSocketStream::from_raw_socket(guard, Role::Server, Some(config)).await;
             let (sink, stream) = socket.split();
-            serve(
+            // The session gets a task of its own: this one's state (the
+            // upgrade, the handshake above) is freed rather than carried for
+            // the life of the connection.
+            session_tracker.spawn(serve(
                 WsOut::new(sink, direct),
                 WsStream {
                     inner: stream,
                     oversize,
                     reported: false,
                 },
-            )
-            .await;
+            ));
         });
         let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -33,8 +33,9 @@ pub(crate) struct Hub {
     publishing: Arc<Publishing>,
     /// Rooms each conn node subscribed, to clean up when its stream ends.
     node_rooms: DashMap<Arc<str>, HashSet<String>>,
-    /// uid → conn nodes holding a session of that user.
-    users: Mutex<HashMap<String, HashSet<Arc<str>>>>,
+    /// uid → conn nodes holding a session of that user: one or a few, so a
+    /// list (a set would cost each online user a table of its own).
+    users: Mutex<HashMap<String, Vec<Arc<str>>>>,
 }
 
 impl Hub {
@@ -253,7 +254,7 @@ impl Hub {
         }
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users.retain(|_, nodes| {
-            nodes.remove(node_id);
+            nodes.retain(|n| n != node_id);
             !nodes.is_empty()
         });
         self.metrics.online_users.set(users.len() as i64);
@@ -350,11 +351,14 @@ impl Hub {
     pub(crate) fn presence(&self, node_id: &Arc<str>, online: Vec<String>, offline: Vec<String>) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         for uid in online {
-            users.entry(uid).or_default().insert(node_id.clone());
+            let nodes = users.entry(uid).or_insert_with(|| Vec::with_capacity(1));
+            if !nodes.contains(node_id) {
+                nodes.push(node_id.clone());
+            }
         }
         for uid in offline {
             if let Some(nodes) = users.get_mut(&uid) {
-                nodes.remove(node_id);
+                nodes.retain(|n| n != node_id);
                 if nodes.is_empty() {
                     users.remove(&uid);
                 }

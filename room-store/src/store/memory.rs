@@ -73,8 +73,10 @@ struct Entry {
 /// uid → sessions, with a join-time index for pages.
 #[derive(Default)]
 struct Members {
-    /// uid → (first join of this stay, session → conn node).
-    by_uid: HashMap<String, (u64, HashMap<String, String>)>,
+    /// uid → (first join of this stay, (session, conn node)): a user holds
+    /// one session or a few, so a list (a map would cost every member a
+    /// table of its own).
+    by_uid: HashMap<String, (u64, Vec<(String, String)>)>,
     /// (joined at, uid), for pages by join time.
     by_time: BTreeSet<(u64, String)>,
     /// (uid, session) → when that session joined, while it is in.
@@ -89,11 +91,14 @@ impl Members {
             .entry((uid.to_owned(), session_id.to_owned()))
             .or_insert(now_ms);
         if let Some((_, sessions)) = self.by_uid.get_mut(uid) {
-            sessions.insert(session_id.to_owned(), node_id.to_owned());
+            match sessions.iter_mut().find(|(s, _)| s == session_id) {
+                Some((_, node)) => node_id.clone_into(node),
+                None => sessions.push((session_id.to_owned(), node_id.to_owned())),
+            }
             return;
         }
         self.by_time.insert((now_ms, uid.to_owned()));
-        let sessions = HashMap::from([(session_id.to_owned(), node_id.to_owned())]);
+        let sessions = vec![(session_id.to_owned(), node_id.to_owned())];
         self.by_uid.insert(uid.to_owned(), (now_ms, sessions));
     }
 
@@ -105,7 +110,7 @@ impl Members {
         };
         let before = sessions.len();
         let mut left = Vec::new();
-        sessions.retain(|session, node| {
+        sessions.retain(|(session, node)| {
             let keep = !drop(session, node);
             if !keep {
                 left.push(session.clone());
