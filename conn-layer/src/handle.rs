@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use proto::client::v1::Code;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::cursor::{Cursor, Place};
 use crate::direct::{Direct, DirectSocket};
@@ -72,9 +71,11 @@ pub(crate) struct SessionShared {
     queued: Notify,
     /// An item left the queue: a waiting `send` retries.
     space: Notify,
-    /// Cancelled to disconnect the session; the reason is set first. Waited
-    /// on only while a socket write is blocked (a slow client).
-    pub(crate) kill: CancellationToken,
+    /// Notified when the session is disconnected ([`Self::killed`] is set
+    /// first): see [`Self::disconnected`]. Waited on only while a socket
+    /// write is blocked (a slow client). A `Notify`, not a cancellation
+    /// token: that would be an allocation of its own per session.
+    kill: Notify,
     pub(crate) kill_reason: OnceLock<(Code, &'static str)>,
     /// `iat` of the session's current token (Unix s): a revocation closes
     /// sessions whose token is older.
@@ -204,6 +205,21 @@ impl Drop for Receiver {
 }
 
 impl SessionShared {
+    /// Ready once the session is disconnected.
+    pub(crate) async fn disconnected(&self) {
+        loop {
+            // Registered before the flag is read: a disconnect in between
+            // still wakes this waiter.
+            let notified = self.kill.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.killed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding the lock cannot leave the deque inconsistent.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -311,7 +327,7 @@ impl SessionHandle {
             killed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             lagged_since_ms: AtomicU64::new(0),
-            kill: CancellationToken::new(),
+            kill: Notify::new(),
             kill_reason: OnceLock::new(),
             token_iat: AtomicU64::new(0),
         });
@@ -387,7 +403,7 @@ impl SessionHandle {
         }
         self.shared.killed.store(true, Ordering::Release);
         self.signal();
-        self.shared.kill.cancel();
+        self.shared.kill.notify_waiters();
     }
 
     /// `iat` of the session's current token.

@@ -73,32 +73,46 @@ struct Entry {
 /// uid → sessions, with a join-time index for pages.
 #[derive(Default)]
 struct Members {
-    /// uid → (first join of this stay, (session, conn node)): a user holds
-    /// one session or a few, so a list (a map would cost every member a
-    /// table of its own).
-    by_uid: HashMap<String, (u64, Vec<(String, String)>)>,
+    /// uid → (first join of this stay, its sessions in the room): a user
+    /// holds one session or a few, so a list (a map would cost every member
+    /// a table of its own).
+    by_uid: HashMap<String, (u64, Vec<MemberSession>)>,
     /// (joined at, uid), for pages by join time.
     by_time: BTreeSet<(u64, String)>,
-    /// (uid, session) → when that session joined, while it is in.
-    opened: HashMap<(String, String), u64>,
     /// Sessions that left, oldest first ([`MAX_STAYS`] at most).
     stays: VecDeque<SessionStay>,
 }
 
+/// One session of a member, while it is in the room.
+struct MemberSession {
+    session: String,
+    /// The conn node holding it.
+    node: String,
+    /// When it joined (a re-join keeps the first time), Unix ms.
+    joined_at_ms: u64,
+}
+
+impl MemberSession {
+    fn new(session: &str, node: &str, joined_at_ms: u64) -> Self {
+        Self {
+            session: session.to_owned(),
+            node: node.to_owned(),
+            joined_at_ms,
+        }
+    }
+}
+
 impl Members {
     fn join(&mut self, uid: &str, session_id: &str, node_id: &str, now_ms: u64) {
-        self.opened
-            .entry((uid.to_owned(), session_id.to_owned()))
-            .or_insert(now_ms);
         if let Some((_, sessions)) = self.by_uid.get_mut(uid) {
-            match sessions.iter_mut().find(|(s, _)| s == session_id) {
-                Some((_, node)) => node_id.clone_into(node),
-                None => sessions.push((session_id.to_owned(), node_id.to_owned())),
+            match sessions.iter_mut().find(|s| s.session == session_id) {
+                Some(known) => node_id.clone_into(&mut known.node),
+                None => sessions.push(MemberSession::new(session_id, node_id, now_ms)),
             }
             return;
         }
         self.by_time.insert((now_ms, uid.to_owned()));
-        let sessions = vec![(session_id.to_owned(), node_id.to_owned())];
+        let sessions = vec![MemberSession::new(session_id, node_id, now_ms)];
         self.by_uid.insert(uid.to_owned(), (now_ms, sessions));
     }
 
@@ -110,26 +124,24 @@ impl Members {
         };
         let before = sessions.len();
         let mut left = Vec::new();
-        sessions.retain(|(session, node)| {
-            let keep = !drop(session, node);
+        sessions.retain_mut(|s| {
+            let keep = !drop(&s.session, &s.node);
             if !keep {
-                left.push(session.clone());
+                left.push((std::mem::take(&mut s.session), s.joined_at_ms));
             }
             keep
         });
         let dropped = sessions.len() < before;
         let now = common::time::now_ms();
-        for session in left {
-            if let Some(joined_at_ms) = self.opened.remove(&(uid.to_owned(), session.clone())) {
-                self.stays.push_back(SessionStay {
-                    uid: uid.to_owned(),
-                    session,
-                    joined_at_ms,
-                    left_at_ms: Some(now),
-                });
-                if self.stays.len() > MAX_STAYS {
-                    self.stays.pop_front();
-                }
+        for (session, joined_at_ms) in left {
+            self.stays.push_back(SessionStay {
+                uid: uid.to_owned(),
+                session,
+                joined_at_ms,
+                left_at_ms: Some(now),
+            });
+            if self.stays.len() > MAX_STAYS {
+                self.stays.pop_front();
             }
         }
         let Some((joined, sessions)) = self.by_uid.get_mut(uid) else {
@@ -509,13 +521,15 @@ impl RoomStore for MemoryRoomStore {
                 let mut stays: Vec<SessionStay> = e.members.stays.iter().cloned().collect();
                 let mut open: Vec<SessionStay> = e
                     .members
-                    .opened
+                    .by_uid
                     .iter()
-                    .map(|((uid, session), joined)| SessionStay {
-                        uid: uid.clone(),
-                        session: session.clone(),
-                        joined_at_ms: *joined,
-                        left_at_ms: None,
+                    .flat_map(|(uid, (_, sessions))| {
+                        sessions.iter().map(|s| SessionStay {
+                            uid: uid.clone(),
+                            session: s.session.clone(),
+                            joined_at_ms: s.joined_at_ms,
+                            left_at_ms: None,
+                        })
                     })
                     .collect();
                 open.sort_by(|a, b| (a.joined_at_ms, &a.uid).cmp(&(b.joined_at_ms, &b.uid)));
