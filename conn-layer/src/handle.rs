@@ -15,14 +15,14 @@
 //! the queue, so every frame a client gets is still in order and the queue
 //! bound and slow-consumer rules are unchanged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use proto::client::v1::Code;
 use tokio::sync::Notify;
 
-use crate::cursor::{Cursor, Place};
+use crate::cursor::Place;
 use crate::direct::{Direct, DirectSocket};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
@@ -31,7 +31,7 @@ use crate::outbound::Outbound;
 const IDLE_QUEUE_SLOTS: usize = 4;
 
 /// The session's per-room cursors.
-pub(crate) type Rooms = HashMap<Arc<str>, Cursor>;
+pub(crate) type Rooms = crate::room_cursors::RoomCursors;
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -441,6 +441,7 @@ impl SessionHandle {
 mod tests {
     use super::*;
     use crate::codec::{self, Message, Wire};
+    use crate::cursor::Cursor;
     use crate::outbound::RoomBatch;
     use futures::StreamExt as _;
     use proto::client::v1::{Pong, RoomMessage, ServerFrame, server_frame};

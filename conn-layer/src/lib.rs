@@ -45,6 +45,7 @@ mod pull;
 mod quic;
 mod registry;
 mod revocations;
+mod room_cursors;
 mod sampling;
 mod session;
 mod upstream;

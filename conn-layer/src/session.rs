@@ -8,7 +8,6 @@
 //! once, in order, or is told it cannot (`Joined{recovered: false}` with a
 //! fresh snapshot).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -265,7 +264,7 @@ async fn open<S: Outgoing, R: Incoming>(
         wire,
         sink,
         handle,
-        rooms: HashMap::new(),
+        rooms: Rooms::default(),
         limiter: RateLimiter::direct_with_clock(
             Quota::per_second(rate).allow_burst(burst),
             ctx.limiter_clock.clone(),
