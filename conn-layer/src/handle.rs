@@ -67,6 +67,9 @@ pub(crate) struct SessionShared {
     killed: AtomicBool,
     /// The node is draining: send a go-away within the drain window.
     draining: AtomicBool,
+    /// The node's heartbeat sweep passed: check for an idle client and the
+    /// token's expiry.
+    heartbeat: AtomicBool,
     /// An item was queued (one permit is stored when the session is busy).
     queued: Notify,
     /// An item left the queue: a waiting `send` retries.
@@ -165,6 +168,11 @@ impl Receiver {
     /// The node is draining.
     pub(crate) fn draining(&self) -> bool {
         self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// True once per heartbeat the node's sweep flagged.
+    pub(crate) fn take_heartbeat(&self) -> bool {
+        self.shared.heartbeat.swap(false, Ordering::Acquire)
     }
 
     /// The session is about to wait: lend the fan-out its cursors (`rooms`
@@ -324,6 +332,7 @@ impl SessionHandle {
             space: Notify::new(),
             closed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
+            heartbeat: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             lagged_since_ms: AtomicU64::new(0),
@@ -414,6 +423,12 @@ impl SessionHandle {
     /// The session's token was replaced by one issued at `iat`.
     pub(crate) fn set_token_iat(&self, iat: u64) {
         self.shared.token_iat.store(iat, Ordering::Relaxed);
+    }
+
+    /// A heartbeat passed: the session checks its client and token.
+    pub(crate) fn heartbeat(&self) {
+        self.shared.heartbeat.store(true, Ordering::Release);
+        self.signal();
     }
 
     /// The node is draining: the session sends a go-away within the window.

@@ -38,6 +38,7 @@ mod cursor;
 mod direct;
 mod feeds;
 mod handle;
+mod heartbeat;
 mod intake;
 mod metrics;
 mod outbound;
@@ -96,8 +97,10 @@ pub struct Listeners {
 const UPSTREAM_QUEUE: usize = 65_536;
 /// How often the node's load is written to discovery.
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
-/// Per-connection socket read buffer. Client frames are small (hello, join,
-/// publish); a bigger one only grows when a bigger frame arrives.
+/// Per-connection socket read buffer, held for the connection's life. Client
+/// frames are small (hello, join, publish); a bigger one only grows when a
+/// bigger frame arrives. (256 was tried: a hello with its token grew it back
+/// past 512 on the first read.)
 const READ_BUFFER_BYTES: usize = 512;
 /// Why a node drains when its drain request (live configuration) arrived.
 const DRAIN_REQUESTED: &str = "drain requested";
@@ -218,6 +221,7 @@ pub async fn run(
         upstream_rx,
         links_stop.clone(),
     ));
+    let heartbeat_task = tokio::spawn(heartbeat::run(ctx.clone(), links_stop.clone()));
 
     let mut node = NodeInfo {
         id: ctx.cfg.node_id.clone(),
@@ -330,6 +334,7 @@ pub async fn run(
     links_stop.cancel();
     ctx.feeds.close_all();
     let _ = upstream_task.await;
+    let _ = heartbeat_task.await;
     if let Some(task) = quic_task {
         let _ = task.await;
     }

@@ -490,7 +490,6 @@ enum Event {
     GoAway,
     Wake(Wake),
     Inbound(Option<Result<Message, ReadError>>),
-    Tick,
 }
 
 struct Session<S> {
@@ -520,9 +519,8 @@ impl<S: Outgoing> Session<S> {
         stream: &mut R,
         mut rx: crate::handle::Receiver,
     ) -> Exit {
-        // A timer re-armed on each tick, and the limit worked out then:
-        // every idle session's future carries what lives here.
-        let mut idle_check = Box::pin(tokio::time::sleep(self.heartbeat()));
+        // No timer of its own: the node's heartbeat sweep (`heartbeat`)
+        // flags every session once a heartbeat and the loop's top acts on it.
         let mut last_in = Instant::now();
         // Boxed and created only when draining: every idle session's loop
         // future would otherwise carry a timer.
@@ -543,6 +541,11 @@ impl<S: Outgoing> Session<S> {
             }
             if rx.killed()
                 && let Some(exit) = self.killed_exit()
+            {
+                return exit;
+            }
+            if rx.take_heartbeat()
+                && let Some(exit) = Box::pin(self.on_heartbeat(last_in)).await
             {
                 return exit;
             }
@@ -571,7 +574,6 @@ impl<S: Outgoing> Session<S> {
                 _ = sleep_until(&mut go_away_at) => Event::GoAway,
                 wake = rx.recv() => Event::Wake(wake),
                 inbound = stream.next() => Event::Inbound(inbound),
-                () = idle_check.as_mut() => Event::Tick,
             };
             rx.reclaim(&mut self.rooms);
             match event {
@@ -596,30 +598,23 @@ impl<S: Outgoing> Session<S> {
                         return exit;
                     }
                 }
-                Event::Tick => {
-                    let heartbeat = self.heartbeat();
-                    idle_check
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + heartbeat);
-                    if last_in.elapsed() > heartbeat * self.ctx.cfg.idle_heartbeats.max(1) {
-                        return Exit::Close {
-                            code: close::GOING_AWAY,
-                            reason: "idle timeout".into(),
-                            error: None,
-                        };
-                    }
-                    // Boxed: rare, and every idle session's loop would carry it.
-                    if let Some(exit) = Box::pin(self.check_token_expiry()).await {
-                        return exit;
-                    }
-                }
             }
         }
     }
 
-    /// How often the session checks for an idle client and its token.
-    fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.ctx.cfg.heartbeat_ms.max(100))
+    /// Once a heartbeat: close a client silent for `idle_heartbeats`
+    /// heartbeats, and look at its token's expiry.
+    async fn on_heartbeat(&mut self, last_in: Instant) -> Option<Exit> {
+        let idle_limit =
+            crate::heartbeat::period(&self.ctx.cfg) * self.ctx.cfg.idle_heartbeats.max(1);
+        if last_in.elapsed() > idle_limit {
+            return Some(Exit::Close {
+                code: close::GOING_AWAY,
+                reason: "idle timeout".into(),
+                error: None,
+            });
+        }
+        self.check_token_expiry().await
     }
 
     /// A wakeup's share of the queue: `first` and up to
