@@ -72,13 +72,12 @@ pub(crate) struct SessionShared {
     heartbeat: AtomicBool,
     /// An item was queued (one permit is stored when the session is busy).
     queued: Notify,
-    /// An item left the queue: a waiting `send` retries.
+    /// An item left the queue (a waiting `send` retries), or the session
+    /// was disconnected ([`Self::killed`] is set first; see
+    /// [`Self::disconnected`], waited on only while a socket write is
+    /// blocked). One `Notify` for both: each waiter re-checks what it waits
+    /// for, and every session's state stays in a smaller allocation class.
     space: Notify,
-    /// Notified when the session is disconnected ([`Self::killed`] is set
-    /// first): see [`Self::disconnected`]. Waited on only while a socket
-    /// write is blocked (a slow client). A `Notify`, not a cancellation
-    /// token: that would be an allocation of its own per session.
-    kill: Notify,
     pub(crate) kill_reason: OnceLock<(Code, &'static str)>,
     /// `iat` of the session's current token (Unix s): a revocation closes
     /// sessions whose token is older.
@@ -88,6 +87,9 @@ pub(crate) struct SessionShared {
 // The hot fields and the start of the queue share the allocation's first
 // cache line (after the `Arc`'s two counters).
 const _: () = assert!(std::mem::offset_of!(SessionShared, queue) + 16 < 64);
+// One per connection, for its whole life: with the `Arc`'s two counters it
+// stays in jemalloc's 384-byte class (the next is 448).
+const _: () = assert!(std::mem::size_of::<SessionShared>() + 16 <= 384);
 
 /// A connection as seen by the room index and the user index.
 #[derive(Clone, Debug)]
@@ -218,7 +220,7 @@ impl SessionShared {
         loop {
             // Registered before the flag is read: a disconnect in between
             // still wakes this waiter.
-            let notified = self.kill.notified();
+            let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.killed.load(Ordering::Acquire) {
@@ -336,7 +338,6 @@ impl SessionHandle {
             killed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             lagged_since_ms: AtomicU64::new(0),
-            kill: Notify::new(),
             kill_reason: OnceLock::new(),
             token_iat: AtomicU64::new(0),
         });
@@ -412,7 +413,7 @@ impl SessionHandle {
         }
         self.shared.killed.store(true, Ordering::Release);
         self.signal();
-        self.shared.kill.notify_waiters();
+        self.shared.space.notify_waiters();
     }
 
     /// `iat` of the session's current token.
