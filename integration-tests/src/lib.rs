@@ -262,6 +262,29 @@ pub async fn next_frame(raw: &mut RawConnection) -> anyhow::Result<server_frame:
     }
 }
 
+/// Ping on a raw connection and wait for the pong (ephemeral events and
+/// token warnings in between are skipped).
+pub async fn ping(raw: &mut RawConnection) -> anyhow::Result<()> {
+    raw.send_frame(&proto::client::v1::ClientFrame {
+        frame: Some(proto::client::v1::client_frame::Frame::Ping(
+            proto::client::v1::Ping { client_time_ms: 1 },
+        )),
+    })
+    .await?;
+    loop {
+        match raw.next_frame(PATIENCE).await? {
+            RawEvent::Frame(ServerFrame {
+                frame: Some(server_frame::Frame::Pong(_)),
+            }) => return Ok(()),
+            RawEvent::Frame(ServerFrame {
+                frame:
+                    Some(server_frame::Frame::Ephemeral(_) | server_frame::Frame::TokenExpiring(_)),
+            }) => {}
+            other => bail!("expected a pong, got {other:?}"),
+        }
+    }
+}
+
 /// Read Delivery frames until `n` messages arrived; returns the messages.
 pub async fn read_deliveries(
     raw: &mut RawConnection,

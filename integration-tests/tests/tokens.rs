@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use integration_tests::{Cluster, PATIENCE, SECRET, next_frame, raw_join};
-use proto::client::v1::{ClientFrame, Code, Ping, Refresh, client_frame, server_frame};
+use integration_tests::{Cluster, PATIENCE, SECRET, next_frame, ping, raw_join};
+use proto::client::v1::{ClientFrame, Code, Refresh, client_frame, server_frame};
 use roomcast_client::{ConnectOptions, Event, RawConnection, RawEvent, TokenProvider};
 use serde_json::json;
 
@@ -67,26 +67,6 @@ async fn closed_with(raw: &mut RawConnection, code: Code) -> anyhow::Result<(u16
                 return Ok((close, reason));
             }
             RawEvent::Text(t) => anyhow::bail!("unexpected text {t}"),
-        }
-    }
-}
-
-async fn ping(raw: &mut RawConnection) -> anyhow::Result<()> {
-    raw.send_frame(&ClientFrame {
-        frame: Some(client_frame::Frame::Ping(Ping { client_time_ms: 1 })),
-    })
-    .await?;
-    loop {
-        match raw.next_frame(PATIENCE).await? {
-            RawEvent::Frame(f) if matches!(f.frame, Some(server_frame::Frame::Pong(_))) => {
-                return Ok(());
-            }
-            RawEvent::Frame(f)
-                if matches!(
-                    f.frame,
-                    Some(server_frame::Frame::Ephemeral(_) | server_frame::Frame::TokenExpiring(_))
-                ) => {}
-            other => anyhow::bail!("expected a pong, got {other:?}"),
         }
     }
 }
