@@ -1,8 +1,8 @@
 //! The cheap handle others hold to a connection: its bounded outbound queue
 //! and the flags fan-out uses to report lag without ever waiting on it.
 //!
-//! The queue is a mutex-guarded `VecDeque` with two `Notify`s rather than a
-//! `tokio::sync::mpsc` channel: an idle connection then holds ~200 bytes for
+//! The queue is a mutex-guarded `VecDeque` with a waker and a `Notify` rather
+//! than a `tokio::sync::mpsc` channel: an idle connection then holds ~200 bytes for
 //! its queue instead of ~1.6 KB (the channel's cache-padded state plus one or
 //! two 32-slot blocks), and its buffer shrinks back after a burst.
 //!
@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use futures::task::AtomicWaker;
 use proto::client::v1::Code;
 use tokio::sync::Notify;
 
@@ -70,8 +71,12 @@ pub(crate) struct SessionShared {
     /// The node's heartbeat sweep passed: check for an idle client and the
     /// token's expiry.
     heartbeat: AtomicBool,
-    /// An item was queued (one permit is stored when the session is busy).
-    queued: Notify,
+    /// Woken when an item was queued or a flag set. A waker, not a
+    /// `Notify`: the session is its only waiter, and waiting on a `Notify`
+    /// puts a waiter node in the session's future, which every idle session
+    /// holds. A wake while the session is busy is not lost: it looks at the
+    /// queue after it registers and before it waits.
+    queued: AtomicWaker,
     /// An item left the queue (a waiting `send` retries), or the session
     /// was disconnected ([`Self::killed`] is set first; see
     /// [`Self::disconnected`], waited on only while a socket write is
@@ -123,16 +128,32 @@ pub(crate) enum Wake {
 
 impl Receiver {
     /// The next queued item or signal (waits for one).
-    pub(crate) async fn recv(&mut self) -> Wake {
-        loop {
-            if let Some(item) = self.try_recv() {
-                return Wake::Item(item);
-            }
-            if self.shared.signalled.swap(false, Ordering::Acquire) {
-                return Wake::Signal;
-            }
-            self.shared.queued.notified().await;
+    pub(crate) fn recv(&mut self) -> impl Future<Output = Wake> + '_ {
+        std::future::poll_fn(move |cx| self.poll_recv(cx))
+    }
+
+    /// The next queued item or signal, or `Pending` with `cx`'s waker
+    /// registered to hear of one.
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Wake> {
+        if let Some(wake) = self.ready() {
+            return std::task::Poll::Ready(wake);
         }
+        self.shared.queued.register(cx.waker());
+        // Whatever came between the look above and the registration.
+        match self.ready() {
+            Some(wake) => std::task::Poll::Ready(wake),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    fn ready(&mut self) -> Option<Wake> {
+        if let Some(item) = self.try_recv() {
+            return Some(Wake::Item(item));
+        }
+        self.shared
+            .signalled
+            .swap(false, Ordering::Acquire)
+            .then_some(Wake::Signal)
     }
 
     /// The next queued item, if any.
@@ -264,7 +285,7 @@ impl SessionShared {
             }
             queue.items.push_back(item);
         }
-        self.queued.notify_one();
+        self.queued.wake();
         Ok(())
     }
 
@@ -313,7 +334,7 @@ impl SessionShared {
 
     fn signal(&self) {
         self.signalled.store(true, Ordering::Release);
-        self.queued.notify_one();
+        self.queued.wake();
     }
 }
 
@@ -330,7 +351,7 @@ impl SessionHandle {
             queue: Mutex::new(Queue::default()),
             capacity: capacity.max(1),
             direct,
-            queued: Notify::new(),
+            queued: AtomicWaker::new(),
             space: Notify::new(),
             closed: AtomicBool::new(false),
             signalled: AtomicBool::new(false),

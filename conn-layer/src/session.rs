@@ -485,6 +485,14 @@ async fn last_words<S: Outgoing, R: Incoming>(
     let _ = tokio::time::timeout(LAST_WORDS, drain).await;
 }
 
+/// What the loop does after an event.
+enum Step {
+    Next,
+    /// The queue drain stopped at its bound: read the socket before the rest.
+    ReadNext,
+    Exit(Exit),
+}
+
 /// What woke a waiting session.
 enum Event {
     GoAway,
@@ -514,91 +522,110 @@ struct Session<S> {
 }
 
 impl<S: Outgoing> Session<S> {
-    async fn main_loop<R: Incoming>(
-        &mut self,
-        stream: &mut R,
+    /// Not an `async fn`: its arguments would be kept twice in the future
+    /// (once as passed, once as moved into the body), which every idle
+    /// session holds.
+    fn main_loop<'a, R: Incoming>(
+        &'a mut self,
+        stream: &'a mut R,
         mut rx: crate::handle::Receiver,
-    ) -> Exit {
-        // No timer of its own: the node's heartbeat sweep (`heartbeat`)
-        // flags every session once a heartbeat and the loop's top acts on it.
-        let mut last_in = Instant::now();
-        // Boxed and created only when draining: every idle session's loop
-        // future would otherwise carry a timer.
-        let mut go_away_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        // What is left of the drain window after this session's go-away.
-        let mut window_left_ms = 1;
-        // The queue is served before the socket is read (deliveries are the
-        // hot path, and a wakeup that finds an item then polls nothing else);
-        // after a full drain the socket gets a turn, so a client that is sent
-        // a lot is still read.
-        let mut inbound_turn = false;
-        loop {
-            // Everything written since the last wakeup leaves in one flush
-            // before the session waits again. Boxed, like every step below
-            // that may wait: the loop's future is what an idle session holds.
-            if self.flush_due() && Box::pin(self.flush()).await.is_err() {
-                return Exit::Gone;
-            }
-            if rx.killed()
-                && let Some(exit) = self.killed_exit()
-            {
-                return exit;
-            }
-            if rx.take_heartbeat()
-                && let Some(exit) = Box::pin(self.on_heartbeat(last_in)).await
-            {
-                return exit;
-            }
-            // Draining: keep serving until this session's moment in the drain
-            // window, so reconnects are spread out.
-            if go_away_at.is_none() && rx.draining() {
-                let window = self.ctx.cfg.drain_window_ms.max(1);
-                let delay = rand::random::<u64>() % window;
-                window_left_ms = window - delay;
-                go_away_at = Some(Box::pin(tokio::time::sleep(Duration::from_millis(delay))));
-            }
-            if std::mem::take(&mut inbound_turn)
-                && let Poll::Ready(inbound) = futures::poll!(stream.next())
-            {
-                if let Some(exit) = Box::pin(self.on_inbound(inbound, &mut last_in)).await {
+    ) -> impl Future<Output = Exit> + 'a {
+        async move {
+            // No timer of its own: the node's heartbeat sweep (`heartbeat`)
+            // flags every session once a heartbeat and the loop's top acts on it.
+            let mut last_in = Instant::now();
+            // Boxed and created only when draining: every idle session's loop
+            // future would otherwise carry a timer.
+            let mut go_away_at: Option<Pin<Box<tokio::time::Sleep>>> = None;
+            // What is left of the drain window after this session's go-away.
+            let mut window_left_ms = 1;
+            // The queue is served before the socket is read (deliveries are the
+            // hot path, and a wakeup that finds an item then polls nothing else);
+            // after a full drain the socket gets a turn, so a client that is sent
+            // a lot is still read.
+            let mut inbound_turn = false;
+            loop {
+                // Everything written since the last wakeup leaves in one flush
+                // before the session waits again. Boxed, like every step below
+                // that may wait: the loop's future is what an idle session holds.
+                if self.flush_due() && Box::pin(self.flush()).await.is_err() {
+                    return Exit::Gone;
+                }
+                if rx.killed()
+                    && let Some(exit) = self.killed_exit()
+                {
                     return exit;
                 }
-                continue;
+                if rx.take_heartbeat()
+                    && let Some(exit) = Box::pin(self.on_heartbeat(last_in)).await
+                {
+                    return exit;
+                }
+                // Draining: keep serving until this session's moment in the drain
+                // window, so reconnects are spread out.
+                if go_away_at.is_none() && rx.draining() {
+                    let window = self.ctx.cfg.drain_window_ms.max(1);
+                    let delay = rand::random::<u64>() % window;
+                    window_left_ms = window - delay;
+                    go_away_at = Some(Box::pin(tokio::time::sleep(Duration::from_millis(delay))));
+                }
+                let event = if std::mem::take(&mut inbound_turn)
+                    && let Poll::Ready(inbound) = futures::poll!(stream.next())
+                {
+                    Event::Inbound(inbound)
+                } else {
+                    // Waiting: batches that continue the cursors may go straight
+                    // to the socket meanwhile; whatever wakes the session takes
+                    // the cursors back before it acts.
+                    rx.lend(&mut self.rooms);
+                    let event = tokio::select! {
+                        biased;
+                        _ = sleep_until(&mut go_away_at) => Event::GoAway,
+                        wake = rx.recv() => Event::Wake(wake),
+                        inbound = stream.next() => Event::Inbound(inbound),
+                    };
+                    rx.reclaim(&mut self.rooms);
+                    event
+                };
+                // The event moves into a boxed step: no part of it stays in
+                // the loop's future across the wait.
+                match Box::pin(self.on_event(event, &mut rx, &mut last_in, window_left_ms)).await {
+                    Step::Next => {}
+                    Step::ReadNext => inbound_turn = true,
+                    Step::Exit(exit) => return exit,
+                }
             }
-            // Waiting: batches that continue the cursors may go straight to
-            // the socket meanwhile; whatever wakes the session takes the
-            // cursors back before it acts.
-            rx.lend(&mut self.rooms);
-            let event = tokio::select! {
-                biased;
-                _ = sleep_until(&mut go_away_at) => Event::GoAway,
-                wake = rx.recv() => Event::Wake(wake),
-                inbound = stream.next() => Event::Inbound(inbound),
-            };
-            rx.reclaim(&mut self.rooms);
-            match event {
-                Event::GoAway => {
-                    // The client waits a random part of what is left of the
-                    // window: reconnects spread even where go-aways bunch up
-                    // (a client reconnects no later than the window's end).
-                    let reconnect_after_ms = 1 + rand::random::<u64>() % window_left_ms;
-                    return Box::pin(self.go_away(reconnect_after_ms)).await;
-                }
-                Event::Wake(wake) => {
-                    // A signal: the loop's top looks at it (and flushes what
-                    // a partial direct write left).
-                    let Wake::Item(out) = wake else { continue };
-                    match Box::pin(self.serve_queue(out, &mut rx)).await {
-                        Ok(full) => inbound_turn = full,
-                        Err(()) => return Exit::Gone,
-                    }
-                }
-                Event::Inbound(inbound) => {
-                    if let Some(exit) = Box::pin(self.on_inbound(inbound, &mut last_in)).await {
-                        return exit;
-                    }
-                }
+        }
+    }
+
+    /// Act on what woke the loop.
+    async fn on_event(
+        &mut self,
+        event: Event,
+        rx: &mut crate::handle::Receiver,
+        last_in: &mut Instant,
+        window_left_ms: u64,
+    ) -> Step {
+        match event {
+            Event::GoAway => {
+                // The client waits a random part of what is left of the
+                // window: reconnects spread even where go-aways bunch up
+                // (a client reconnects no later than the window's end).
+                let reconnect_after_ms = 1 + rand::random::<u64>() % window_left_ms;
+                Step::Exit(self.go_away(reconnect_after_ms).await)
             }
+            // A signal: the loop's top looks at it (and flushes what a
+            // partial direct write left).
+            Event::Wake(Wake::Signal) => Step::Next,
+            Event::Wake(Wake::Item(out)) => match self.serve_queue(out, rx).await {
+                Ok(true) => Step::ReadNext,
+                Ok(false) => Step::Next,
+                Err(()) => Step::Exit(Exit::Gone),
+            },
+            Event::Inbound(inbound) => match self.on_inbound(inbound, last_in).await {
+                Some(exit) => Step::Exit(exit),
+                None => Step::Next,
+            },
         }
     }
 
@@ -1439,8 +1466,13 @@ mod tests {
     /// The session's task lives as long as its connection; at 10,000 idle
     /// connections every byte of its future is 10 kB of server memory (see
     /// docs/benchmarks.md, idle). A step that may wait is boxed to stay out
-    /// of it. The bound leaves room for compiler changes, not for a new
-    /// unboxed step (one adds hundreds of bytes).
+    /// of it, and so is anything an event carries.
+    ///
+    /// The bound is the task's allocation class: tokio's task cell is its
+    /// 32-byte header, scheduler and task id (16), the stage's tag (8), the
+    /// task tracker's token (8), this future and a 48-byte trailer, padded to
+    /// a multiple of 128 bytes. Up to 528 bytes the cell is 640 bytes (it was
+    /// 896 with a 736-byte future); one byte more costs 128 per connection.
     #[test]
     fn session_future_stays_small() {
         type Args = (Arc<Ctx>, WsOut, WsStream, Wire, SocketAddr);
@@ -1448,6 +1480,6 @@ mod tests {
             serve(ctx, sink, stream, wire, peer)
         });
         println!("a WebSocket session's future: {size} bytes");
-        assert!(size <= 768, "a WebSocket session's future is {size} bytes");
+        assert!(size <= 528, "a WebSocket session's future is {size} bytes");
     }
 }
