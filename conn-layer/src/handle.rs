@@ -60,7 +60,7 @@ pub(crate) struct SessionShared {
     direct: Option<Weak<DirectSocket>>,
     queue: Mutex<Queue>,
     capacity: usize,
-    /// Set (then `queued` notified) when the session must look at
+    /// Set (then `queued` woken) when the session must look at
     /// [`Self::killed`] or [`Self::draining`]: the session loop then needs no
     /// future per signal, which every delivery's wakeup would poll.
     signalled: AtomicBool,
@@ -725,5 +725,42 @@ mod tests {
             .map(|s| format!("d{s}"))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// The queue's waker: an item or a signal that comes while the session
+    /// is busy ends its next wait at once; one that comes while it waits
+    /// wakes it; nothing else ends a wait.
+    #[tokio::test]
+    async fn the_session_hears_of_every_item_and_signal() {
+        use futures::FutureExt as _;
+        let metrics = metrics();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("s"), Arc::from("u"), 8, None);
+        assert!(rx.recv().now_or_never().is_none(), "nothing queued");
+
+        // Queued while the session was not waiting.
+        handle.offer_as(batch(1, 10), LAG_MS, &metrics, false);
+        assert!(matches!(rx.recv().now_or_never(), Some(Wake::Item(_))));
+        assert!(rx.recv().now_or_never().is_none(), "taken once");
+
+        // Queued while it waits (in another task: the wake must reach it).
+        let waiting = tokio::spawn(async move { (rx.recv().await, rx) });
+        tokio::task::yield_now().await;
+        handle.offer_as(batch(2, 10), LAG_MS, &metrics, false);
+        let (wake, mut rx) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(wake, Wake::Item(Outbound::Batch(b)) if b.last_seq == 2));
+
+        // A signal while it waits: a drain.
+        let waiting = tokio::spawn(async move { (rx.recv().await, rx) });
+        tokio::task::yield_now().await;
+        handle.drain();
+        let (wake, rx) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(matches!(wake, Wake::Signal));
+        assert!(rx.draining());
     }
 }

@@ -525,6 +525,10 @@ impl<S: Outgoing> Session<S> {
     /// Not an `async fn`: its arguments would be kept twice in the future
     /// (once as passed, once as moved into the body), which every idle
     /// session holds.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in the future"
+    )]
     fn main_loop<'a, R: Incoming>(
         &'a mut self,
         stream: &'a mut R,
