@@ -203,7 +203,7 @@ struct Members {
 
 impl Members {
     fn insert(&mut self, session: SessionHandle) {
-        self.by_id.insert(session.id.clone(), session);
+        self.by_id.insert(session.id().clone(), session);
         self.list = None;
     }
 
@@ -591,7 +591,7 @@ mod tests {
     }
 
     fn ids(list: &[SessionHandle]) -> Vec<String> {
-        let mut ids: Vec<String> = list.iter().map(|s| s.id.to_string()).collect();
+        let mut ids: Vec<String> = list.iter().map(|s| s.id().to_string()).collect();
         ids.sort();
         ids
     }

@@ -87,20 +87,23 @@ pub(crate) struct SessionShared {
     /// `iat` of the session's current token (Unix s): a revocation closes
     /// sessions whose token is older.
     token_iat: AtomicU64,
+    /// The session's id and its user: here rather than in every handle, so
+    /// each copy of a handle (the user index, every room's member list) is
+    /// one pointer.
+    id: Arc<str>,
+    uid: Arc<str>,
 }
 
 // The hot fields and the start of the queue share the allocation's first
 // cache line (after the `Arc`'s two counters).
 const _: () = assert!(std::mem::offset_of!(SessionShared, queue) + 16 < 64);
 // One per connection, for its whole life: with the `Arc`'s two counters it
-// stays in jemalloc's 384-byte class (the next is 448).
-const _: () = assert!(std::mem::size_of::<SessionShared>() + 16 <= 384);
+// stays in jemalloc's 256-byte class (the next is 320).
+const _: () = assert!(std::mem::size_of::<SessionShared>() + 16 <= 256);
 
 /// A connection as seen by the room index and the user index.
 #[derive(Clone, Debug)]
 pub(crate) struct SessionHandle {
-    pub(crate) id: Arc<str>,
-    pub(crate) uid: Arc<str>,
     pub(crate) shared: Arc<SessionShared>,
 }
 
@@ -361,12 +364,24 @@ impl SessionHandle {
             lagged_since_ms: AtomicU64::new(0),
             kill_reason: OnceLock::new(),
             token_iat: AtomicU64::new(0),
+            id,
+            uid,
         });
         let rx = Receiver {
             shared: shared.clone(),
             remaining: 0,
         };
-        (Self { id, uid, shared }, rx)
+        (Self { shared }, rx)
+    }
+
+    /// The session's id.
+    pub(crate) fn id(&self) -> &Arc<str> {
+        &self.shared.id
+    }
+
+    /// The session's user.
+    pub(crate) fn uid(&self) -> &Arc<str> {
+        &self.shared.uid
     }
 
     /// Hand over a durable batch without waiting: when `direct`, written to

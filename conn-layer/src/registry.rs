@@ -23,7 +23,7 @@ impl Registry {
         // Most users hold one session: room for one, not the four a first
         // push reserves.
         let sessions = users
-            .entry(handle.uid.clone())
+            .entry(handle.uid().clone())
             .or_insert_with(|| Vec::with_capacity(1));
         if max_per_uid > 0 && sessions.len() >= max_per_uid {
             return Err(TooMany);
@@ -38,7 +38,7 @@ impl Registry {
         let Some(sessions) = users.get_mut(uid) else {
             return false;
         };
-        sessions.retain(|s| &*s.id != session_id);
+        sessions.retain(|s| &**s.id() != session_id);
         if sessions.is_empty() {
             users.remove(uid);
             true

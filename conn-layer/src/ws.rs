@@ -181,7 +181,6 @@ impl Upgrade {
                 WsStream {
                     inner: stream,
                     oversize,
-                    reported: false,
                 },
             ));
         });
@@ -205,9 +204,15 @@ impl Upgrade {
 /// guard withheld as [`ReadError::TooLarge`] (once, in its place in the stream).
 pub(crate) struct WsStream {
     inner: futures::stream::SplitStream<WebSocketStream<Guarded>>,
+    /// The first oversized frame's length, [`REPORTED`] set once the
+    /// session was told (a flag in the same word: one field less in every
+    /// session's future).
     oversize: Arc<AtomicU64>,
-    reported: bool,
 }
+
+/// Set in `oversize` once the withheld frame was reported. Lengths are
+/// stored below it (RFC 6455 §5.2: a length's top bit is 0).
+const REPORTED: u64 = 1 << 63;
 
 impl Stream for WsStream {
     type Item = Result<Message, ReadError>;
@@ -219,9 +224,10 @@ impl Stream for WsStream {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 // Everything before the withheld frame was delivered: its turn.
+                // The guard writes once, from 0; only this side sets the flag.
                 let size = self.oversize.load(Ordering::Acquire);
-                if size > 0 && !self.reported {
-                    self.reported = true;
+                if size > 0 && size & REPORTED == 0 {
+                    self.oversize.store(size | REPORTED, Ordering::Release);
                     return Poll::Ready(Some(Err(ReadError::TooLarge(size))));
                 }
                 Poll::Pending
@@ -308,6 +314,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameGuard<T> {
             });
             if let Some(size) = fed.oversize {
                 // Only the first is reported: the session closes on it.
+                let size = size.clamp(1, REPORTED - 1);
                 let _ = oversize.compare_exchange(0, size, Ordering::AcqRel, Ordering::Acquire);
             }
             if buf.filled().len() > before {
