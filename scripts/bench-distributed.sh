@@ -37,7 +37,15 @@ free_port() {
 pids=()
 stop() {
     trap - EXIT INT TERM
-    kill "${pids[@]}" 2>/dev/null || true
+    # The services first, while etcd and Redis still answer: a node leaves
+    # discovery on its way out, and with etcd gone it spends its shutdown
+    # timeout retrying. Then etcd and Redis (started first: pids 0 and 1).
+    local services=("${pids[@]:2}")
+    if ((${#services[@]})); then
+        kill "${services[@]}" 2>/dev/null || true
+        wait "${services[@]}" 2>/dev/null || true
+    fi
+    kill "${pids[@]:0:2}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap stop EXIT INT TERM
