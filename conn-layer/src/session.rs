@@ -605,6 +605,12 @@ impl<S: Outgoing> Session<S> {
                     rx.reclaim(&mut self.rooms);
                     event
                 };
+                // A signal: the loop's top looks at it (and flushes what a
+                // partial direct write left), with no step to allocate (the
+                // heartbeat sweep signals every session).
+                if matches!(event, Event::Wake(Wake::Signal)) {
+                    continue;
+                }
                 // The event moves into a boxed step: no part of it stays in
                 // the loop's future across the wait.
                 match Box::pin(self.on_event(event, &mut rx, &mut last_in, window_left_ms)).await {
@@ -632,8 +638,7 @@ impl<S: Outgoing> Session<S> {
                 let reconnect_after_ms = 1 + rand::random::<u64>() % window_left_ms;
                 Step::Exit(self.go_away(reconnect_after_ms).await)
             }
-            // A signal: the loop's top looks at it (and flushes what a
-            // partial direct write left).
+            // Handled by the loop before it boxes a step.
             Event::Wake(Wake::Signal) => Step::Next,
             Event::Wake(Wake::Item(out)) => match self.serve_queue(out, rx).await {
                 Ok(true) => Step::ReadNext,
