@@ -1,9 +1,10 @@
 //! `roomcast standalone`: every service in one process on embedded defaults:
-//! in-memory message log and room store, in-process discovery. Room-biz
-//! publishes through the push node in process (`local_push`: no gRPC per
-//! publish); the conn node's streams to push and room-biz are still gRPC,
-//! over in-memory pipes instead of loopback sockets
-//! (`common::grpc::InProcessListener`), so this is the distributed code path
+//! in-memory message log and room store, in-process discovery. The services
+//! call each other in process on the hot paths (`local_push`: room-biz's
+//! publishes, the conn node's push stream and its joins, leaves and actions:
+//! no gRPC per publish, notify or join); the rest (pulls, unary fallbacks)
+//! is still gRPC, over in-memory pipes instead of loopback sockets
+//! (`common::grpc::InProcessListener`), so it is the distributed code path
 //! with the engines and the transport swapped.
 
 use std::sync::Arc;
@@ -350,12 +351,14 @@ impl Standalone {
             "push",
             push_layer::run(push_cfg, deps, push_grpc, back_stop.clone()),
         ));
-        // Room-biz publishes through the push node in process (conn nodes
-        // still attach over the in-process gRPC pipe, as in production).
+        // Room-biz publishes through the push node in process, and the conn
+        // node attaches to it in process (no gRPC between them).
+        let local_push = started(&local_push, "the push layer").await?;
         let pusher = crate::local_push::LocalPusher::new(
-            started_push(&local_push).await?,
+            local_push.clone(),
             Duration::from_millis(biz_cfg.push_timeout_ms),
         );
+        let local_biz = room_biz::LocalBizSlot::default();
         let deps = room_biz::Deps {
             discovery: discovery.clone(),
             registry: registry.clone(),
@@ -363,6 +366,7 @@ impl Standalone {
             live_config: live_config.clone(),
             archiving: Some(archiving),
             pusher: Some(Arc::new(pusher)),
+            local: Some(local_biz.clone()),
         };
         let listeners = room_biz::Listeners {
             http: biz_listener,
@@ -374,10 +378,14 @@ impl Standalone {
             "room-biz",
             room_biz::run(biz_cfg, deps, listeners, back_stop.clone()),
         ));
+        // The conn node sends joins, leaves and actions to room-biz in process.
+        let local_biz = started(&local_biz, "room-biz").await?;
         let deps = conn_layer::Deps {
             discovery: discovery.clone(),
             live_config: live_config.clone(),
             registry: registry.clone(),
+            local_push: Some(Arc::new(crate::local_push::LocalAttach::new(local_push))),
+            local_biz: Some(Arc::new(crate::local_push::LocalActions::new(local_biz))),
         };
         let listeners = conn_layer::Listeners {
             ws: ws_listener,
@@ -524,19 +532,20 @@ where
     service.await.with_context(|| format!("{name} failed"))
 }
 
-/// The push node's in-process calls, once its `run` has built them (at its
-/// very start; a node that fails before that never will).
-pub(crate) async fn started_push(
-    slot: &push_layer::LocalPushSlot,
-) -> anyhow::Result<push_layer::LocalPush> {
+/// A service's in-process calls, once its `run` has built them (at its very
+/// start; a service that fails before that never will).
+pub(crate) async fn started<T: Clone>(
+    slot: &std::sync::OnceLock<T>,
+    service: &str,
+) -> anyhow::Result<T> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(push) = slot.get() {
-            return Ok(push.clone());
+        if let Some(calls) = slot.get() {
+            return Ok(calls.clone());
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "the push layer did not start within 10 s"
+            "{service} did not start within 10 s"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

@@ -15,7 +15,10 @@ use proto::internal::v1::{
     ActionReply, ActionRequest, JoinDecision, JoinPurpose, JoinRequest, LeaveNotice,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
+
+use crate::local::{ActionReplies, LocalBizNode};
 
 /// How long a call waits for the first room-biz node to appear in discovery.
 const VIEW_WAIT: Duration = Duration::from_secs(3);
@@ -80,6 +83,9 @@ pub(crate) struct BizLink {
     /// decision (a version from before joins rode the stream): they get
     /// unary calls.
     unary_only: Mutex<std::collections::HashSet<String>>,
+    /// The room-biz node in this process (standalone): its action stream
+    /// skips gRPC.
+    local: Option<Arc<dyn LocalBizNode>>,
 }
 
 /// Concurrent leave notices per conn node.
@@ -91,6 +97,7 @@ impl BizLink {
         node_id: String,
         timeout: Duration,
         auth: InternalAuth,
+        local: Option<Arc<dyn LocalBizNode>>,
     ) -> Self {
         Self {
             view: discovery.watch(ServiceKind::Biz),
@@ -102,6 +109,7 @@ impl BizLink {
             timeout,
             leaves_in_flight: tokio::sync::Semaphore::new(LEAVES_IN_FLIGHT),
             unary_only: Mutex::new(std::collections::HashSet::new()),
+            local,
         }
     }
 
@@ -369,12 +377,16 @@ impl BizLink {
             return Ok((node, s.clone()));
         }
         let (tx, rx) = mpsc::channel(ACTION_QUEUE);
-        let response = tokio::time::timeout(
-            self.timeout,
-            client.actions(tokio_stream::wrappers::ReceiverStream::new(rx)),
-        )
-        .await
-        .map_err(|_| Refusal::unavailable("room service did not answer in time"))??;
+        let up = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut replies: ActionReplies = match self.local.as_ref().filter(|l| l.node_id() == node) {
+            Some(local) => local.actions(up),
+            None => Box::pin(
+                tokio::time::timeout(self.timeout, client.actions(up))
+                    .await
+                    .map_err(|_| Refusal::unavailable("room service did not answer in time"))??
+                    .into_inner(),
+            ),
+        };
         let stream = ActionStream {
             tx,
             pending: Pending::default(),
@@ -382,9 +394,8 @@ impl BizLink {
         };
         let reader = stream.clone();
         tokio::spawn(async move {
-            let mut replies = response.into_inner();
             loop {
-                match replies.message().await {
+                match replies.next().await.transpose() {
                     Ok(Some(reply)) => {
                         let waiter = reader
                             .pending

@@ -31,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod process;
 
+mod attach;
 mod biz;
 mod codec;
 mod commands;
@@ -40,6 +41,7 @@ mod feeds;
 mod handle;
 mod heartbeat;
 mod intake;
+mod local;
 mod metrics;
 mod outbound;
 mod pull;
@@ -74,6 +76,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use error::Error;
+pub use local::{ActionReplies, LocalBizNode, LocalPushNode, PushFrames};
 
 /// What a conn node needs from its environment.
 pub struct Deps {
@@ -83,6 +86,10 @@ pub struct Deps {
     pub live_config: Arc<dyn LiveConfig>,
     /// Where metrics are registered.
     pub registry: prometheus::Registry,
+    /// A push node in this process (standalone): links to it skip gRPC.
+    pub local_push: Option<Arc<dyn LocalPushNode>>,
+    /// A room-biz node in this process (standalone): its action stream skips gRPC.
+    pub local_biz: Option<Arc<dyn LocalBizNode>>,
 }
 
 /// The sockets a conn node serves, bound by the caller (port 0 in tests).
@@ -116,6 +123,8 @@ pub(crate) struct Ctx {
     pub(crate) registry: registry::Registry,
     pub(crate) revocations: revocations::Revocations,
     pub(crate) directory: PushDirectory,
+    /// The push node in this process, if any (see [`local`]).
+    pub(crate) local_push: Option<Arc<dyn LocalPushNode>>,
     pub(crate) biz: biz::BizLink,
     pub(crate) upstream: mpsc::Sender<commands::UpstreamCmd>,
     /// Cancelled when draining starts: sessions say go-away (spread over the
@@ -201,11 +210,13 @@ pub async fn run(
             cfg.token_max_lifetime_secs,
         ),
         directory: PushDirectory::new(deps.discovery.as_ref(), internal_auth.clone()),
+        local_push: deps.local_push,
         biz: biz::BizLink::new(
             deps.discovery.as_ref(),
             cfg.node_id.clone(),
             timeout,
             internal_auth,
+            deps.local_biz,
         ),
         upstream: upstream_tx.clone(),
         sessions_stop: CancellationToken::new(),

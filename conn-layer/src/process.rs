@@ -172,6 +172,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         discovery,
         live_config,
         registry,
+        // A conn node process reaches push and room-biz nodes over gRPC.
+        local_push: None,
+        local_biz: None,
     };
     let listeners = crate::Listeners { ws, quic };
     let result = crate::run(cfg.node, deps, listeners, shutdown).await;

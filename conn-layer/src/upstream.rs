@@ -14,6 +14,7 @@ use common::backoff::Backoff;
 use common::discovery::NodeSet;
 use common::hashing::rendezvous_order;
 use common::push_directory::user_key;
+use futures::StreamExt;
 use proto::client::v1::{Code, Ephemeral, ServerFrame, server_frame};
 use proto::internal::v1::{
     AttachHello, ConnToPush, PushToConn, RoomCount, RoomInterest, UserPresence, conn_to_push,
@@ -348,19 +349,13 @@ async fn run_link(
             })),
         };
         let _ = tx.try_send(hello);
-        let attached = match ctx.directory.client_for(&node, &addr) {
-            Ok(mut client) => tokio::select! {
-                r = client.attach(tokio_stream::wrappers::ReceiverStream::new(rx)) => Some(r),
-                _ = cancel.cancelled() => None,
-            },
-            Err(error) => {
-                tracing::warn!(%node, %error, "Bad push node address.");
-                Some(Err(tonic::Status::unavailable(error.to_string())))
-            }
+        let attached = tokio::select! {
+            r = crate::attach::open(&ctx, &node, &addr, rx) => Some(r),
+            _ = cancel.cancelled() => None,
         };
         match attached {
             None => break,
-            Some(Ok(response)) => {
+            Some(Ok(mut stream)) => {
                 backoff.reset();
                 generation += 1;
                 tracing::info!(push_node = %node, "Attached to push node.");
@@ -371,16 +366,15 @@ async fn run_link(
                         generation,
                     })
                     .await;
-                let mut stream = response.into_inner();
                 loop {
                     let next = tokio::select! {
-                        next = stream.message() => next,
+                        next = stream.next() => next,
                         _ = cancel.cancelled() => break,
                     };
                     match next {
-                        Ok(Some(msg)) => read_frame(&ctx, msg),
-                        Ok(None) => break,
-                        Err(status) => {
+                        Some(Ok(msg)) => read_frame(&ctx, msg),
+                        None => break,
+                        Some(Err(status)) => {
                             tracing::debug!(push_node = %node, %status, "Push stream failed.");
                             break;
                         }

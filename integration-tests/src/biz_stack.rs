@@ -88,6 +88,7 @@ impl BizStack {
             live_config: live,
             archiving: None,
             pusher: None,
+            local: None,
         };
         let listeners = room_biz::Listeners {
             http: bind().await?,

@@ -386,6 +386,8 @@ impl Cluster {
             discovery: self.sys.discovery.clone(),
             live_config: self.sys.live_config.clone(),
             registry: prometheus::Registry::new(),
+            local_push: None,
+            local_biz: None,
         };
         let shutdown = CancellationToken::new();
         let listeners = conn_layer::Listeners {

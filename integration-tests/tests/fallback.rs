@@ -123,6 +123,8 @@ async fn closed_ports_fall_back_to_polling_and_come_back_without_a_gap() -> anyh
         discovery: cluster.sys.discovery.clone(),
         live_config: cluster.sys.live_config.clone(),
         registry: prometheus::Registry::new(),
+        local_push: None,
+        local_biz: None,
     };
     let cfg = conn_layer::Config {
         node_id: "conn-ghost".into(),

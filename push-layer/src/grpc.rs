@@ -36,6 +36,76 @@ impl PushService {
         Self { hub }
     }
 
+    /// This node's id in discovery.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.hub.cfg.node_id
+    }
+
+    /// An Attach stream from a conn node: its hello first, then its room
+    /// interest and user presence on `inbound`; the answer is the stream of
+    /// frames for that node. Over gRPC `inbound` is the request stream; in
+    /// process (standalone) it is the conn node's channel itself.
+    pub(crate) async fn attach_conn<S>(&self, mut inbound: S) -> Result<AttachStream, Status>
+    where
+        S: Stream<Item = Result<ConnToPush, Status>> + Send + Unpin + 'static,
+    {
+        if self.hub.is_shutting_down() {
+            return Err(Error::ShuttingDown.into());
+        }
+        let (node_id, accepts_batches): (Arc<str>, bool) = match inbound.next().await.transpose()? {
+            Some(ConnToPush {
+                msg: Some(conn_to_push::Msg::Hello(hello)),
+            }) if !hello.node_id.is_empty() => (Arc::from(hello.node_id), hello.accepts_batches),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Attach must be a hello with a node id",
+                ));
+            }
+        };
+        let (handle, rx) = self.hub.attach(node_id.clone());
+        let hub = self.hub.clone();
+        let reader_handle = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = inbound.next() => next,
+                    _ = reader_handle.kill.cancelled() => break,
+                };
+                match next {
+                    Some(Ok(ConnToPush {
+                        msg: Some(conn_to_push::Msg::Interest(interest)),
+                    })) => {
+                        hub.interest(&node_id, &reader_handle, interest.rooms).await;
+                    }
+                    Some(Ok(ConnToPush {
+                        msg: Some(conn_to_push::Msg::Presence(p)),
+                    })) => {
+                        hub.presence(&node_id, p.online, p.offline);
+                    }
+                    Some(Ok(_)) => {
+                        tracing::debug!(%node_id, "Ignoring an unexpected attach message.");
+                    }
+                    None => break,
+                    Some(Err(status)) => {
+                        tracing::debug!(%node_id, %status, "Attach stream failed.");
+                        break;
+                    }
+                }
+            }
+            reader_handle.kill.cancel();
+            hub.detach(&node_id, reader_handle.generation);
+        });
+        let stream = crate::conn_nodes::downstream(
+            rx,
+            accepts_batches,
+            self.hub.cfg.pull_bytes_max,
+            self.hub.metrics.clone(),
+        )
+        .take_until(handle.kill.cancelled_owned())
+        .map(Ok);
+        Ok(Box::pin(stream))
+    }
+
     /// The node to forward a call for `key` to, if it is another node and
     /// this call may still be forwarded. A node this one could not connect to
     /// a moment ago is skipped for the next in rendezvous order (see
@@ -105,7 +175,8 @@ fn check_room(room: &str) -> Result<(), Status> {
     Ok(())
 }
 
-type AttachStream = Pin<Box<dyn Stream<Item = Result<PushToConn, Status>> + Send + 'static>>;
+/// The frames of one Attach stream, for its conn node.
+pub type AttachStream = Pin<Box<dyn Stream<Item = Result<PushToConn, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Push for PushService {
@@ -222,61 +293,6 @@ impl Push for PushService {
         &self,
         request: Request<Streaming<ConnToPush>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        if self.hub.is_shutting_down() {
-            return Err(Error::ShuttingDown.into());
-        }
-        let mut inbound = request.into_inner();
-        let (node_id, accepts_batches): (Arc<str>, bool) = match inbound.message().await? {
-            Some(ConnToPush {
-                msg: Some(conn_to_push::Msg::Hello(hello)),
-            }) if !hello.node_id.is_empty() => (Arc::from(hello.node_id), hello.accepts_batches),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of Attach must be a hello with a node id",
-                ));
-            }
-        };
-        let (handle, rx) = self.hub.attach(node_id.clone());
-        let hub = self.hub.clone();
-        let reader_handle = handle.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    next = inbound.message() => next,
-                    _ = reader_handle.kill.cancelled() => break,
-                };
-                match next {
-                    Ok(Some(ConnToPush {
-                        msg: Some(conn_to_push::Msg::Interest(interest)),
-                    })) => {
-                        hub.interest(&node_id, &reader_handle, interest.rooms).await;
-                    }
-                    Ok(Some(ConnToPush {
-                        msg: Some(conn_to_push::Msg::Presence(p)),
-                    })) => {
-                        hub.presence(&node_id, p.online, p.offline);
-                    }
-                    Ok(Some(_)) => {
-                        tracing::debug!(%node_id, "Ignoring an unexpected attach message.");
-                    }
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%node_id, %status, "Attach stream failed.");
-                        break;
-                    }
-                }
-            }
-            reader_handle.kill.cancel();
-            hub.detach(&node_id, reader_handle.generation);
-        });
-        let stream = crate::conn_nodes::downstream(
-            rx,
-            accepts_batches,
-            self.hub.cfg.pull_bytes_max,
-            self.hub.metrics.clone(),
-        )
-        .take_until(handle.kill.cancelled_owned())
-        .map(Ok);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(self.attach_conn(request.into_inner()).await?))
     }
 }

@@ -1,16 +1,19 @@
 //! The push node's calls for callers in the same process (standalone's
-//! room-biz): what the `Push` gRPC service answers, without encoding the
-//! request, an HTTP/2 stream and the task hops around it. Distributed
-//! deployments keep gRPC.
+//! room-biz and conn node): what the `Push` gRPC service answers, without
+//! encoding the request, an HTTP/2 stream and the task hops around it.
+//! Distributed deployments keep gRPC.
 
 use std::sync::{Arc, OnceLock};
 
+use futures::{Stream, StreamExt};
 use proto::internal::v1::push_server::Push as _;
 use proto::internal::v1::{
-    PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply, PushUsersRequest,
+    ConnToPush, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushUsersReply,
+    PushUsersRequest,
 };
 use tonic::Status;
 
+pub use crate::grpc::AttachStream;
 use crate::grpc::PushService;
 
 /// A push node's service, called in process.
@@ -52,5 +55,20 @@ impl LocalPush {
             .push_users(common::trace::request(req))
             .await?
             .into_inner())
+    }
+
+    /// This push node's id in discovery (what a conn node attaches to).
+    pub fn node_id(&self) -> &str {
+        self.service.node_id()
+    }
+
+    /// `Attach` for a conn node in this process: `up` carries its hello, then
+    /// its room interest and user presence; the answer is its frames, the
+    /// same ones a gRPC stream would carry, without encoding them.
+    pub async fn attach<S>(&self, up: S) -> Result<AttachStream, Status>
+    where
+        S: Stream<Item = ConnToPush> + Send + Unpin + 'static,
+    {
+        self.service.attach_conn(up.map(Ok)).await
     }
 }

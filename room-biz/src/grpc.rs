@@ -90,17 +90,35 @@ impl Biz for BizService {
         &self,
         request: Request<Streaming<ActionRequest>>,
     ) -> Result<Response<Self::ActionsStream>, Status> {
-        let remote = request.remote_addr();
-        let inbound = request.into_inner();
-        // Replies wait here while the conn node reads slowly; once it is full the
-        // handlers below stop being polled, so memory stays bounded.
-        let (reply_tx, reply_rx) = mpsc::channel(self.shared.cfg.action_concurrency);
-        let task = serve_actions(self.shared.clone(), inbound, reply_tx, self.drain.clone());
-        // The task ends with the stream (or on drain), and tonic's graceful
-        // shutdown waits for the response stream it feeds.
-        tokio::spawn(task.instrument(tracing::debug_span!("actions", peer = ?remote)));
-        Ok(Response::new(ReceiverStream::new(reply_rx)))
+        let span = tracing::debug_span!("actions", peer = ?request.remote_addr());
+        Ok(Response::new(open_actions(
+            self.shared.clone(),
+            self.drain.clone(),
+            request.into_inner(),
+            span,
+        )))
     }
+}
+
+/// Serve one action stream from a conn node (over gRPC, or in process for
+/// standalone): requests from `inbound`, replies on the returned stream.
+pub(crate) fn open_actions<S>(
+    shared: Arc<Shared>,
+    drain: CancellationToken,
+    inbound: S,
+    span: tracing::Span,
+) -> ReceiverStream<Result<ActionReply, Status>>
+where
+    S: futures::Stream<Item = Result<ActionRequest, Status>> + Send + Unpin + 'static,
+{
+    // Replies wait here while the conn node reads slowly; once it is full the
+    // handlers below stop being polled, so memory stays bounded.
+    let (reply_tx, reply_rx) = mpsc::channel(shared.cfg.action_concurrency);
+    let task = serve_actions(shared, inbound, reply_tx, drain);
+    // The task ends with the stream (or on drain), and tonic's graceful
+    // shutdown waits for the response stream it feeds.
+    tokio::spawn(task.instrument(span));
+    ReceiverStream::new(reply_rx)
 }
 
 /// May the joiner enter, and with which snapshot: the answer to a unary
@@ -177,12 +195,14 @@ async fn record_leave(shared: &Shared, notice: LeaveNotice) -> Result<(), Status
 /// Handle one conn node's action stream: up to `action_concurrency` requests at
 /// once, each replied to as soon as it is done, so one slow push does not stall
 /// the others.
-async fn serve_actions(
+async fn serve_actions<S>(
     shared: Arc<Shared>,
-    mut inbound: Streaming<ActionRequest>,
+    mut inbound: S,
     reply_tx: mpsc::Sender<Result<ActionReply, Status>>,
     drain: CancellationToken,
-) {
+) where
+    S: futures::Stream<Item = Result<ActionRequest, Status>> + Unpin,
+{
     let limit = shared.cfg.action_concurrency;
     let mut in_flight = FuturesUnordered::new();
     let mut reading = true;

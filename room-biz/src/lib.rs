@@ -38,6 +38,7 @@
 //! - `revoke`: revoking a uid's tokens (store mark + push to its sessions)
 //!   and the check of a token against it.
 //! - `pusher`: the push API behind a small trait, so handlers test without gRPC.
+//! - `local`: the conn nodes' action stream in process ([`LocalBiz`], standalone).
 //! - `idempotency`: idempotency keys (push API, gifts) over the store's ledger.
 //! - `webhooks`: events for the app backend: the event log and signed,
 //!   retried webhook deliveries.
@@ -62,6 +63,7 @@ mod http;
 mod idempotency;
 mod join;
 mod key_quota;
+mod local;
 mod longpoll;
 mod metrics;
 mod pusher;
@@ -96,6 +98,7 @@ use crate::archiver::live::{LiveArchiveSettings, LiveArchiving};
 pub use crate::archiver::{Archiver, ArchiverSettings};
 pub use crate::config::Config;
 pub use crate::error::{Error, PushError};
+pub use crate::local::{ActionReplies, LocalBiz, LocalBizSlot};
 use crate::pusher::DirectoryPusher;
 pub use crate::pusher::RoomPusher;
 use crate::shared::Shared;
@@ -129,6 +132,9 @@ pub struct Deps {
     /// How messages reach the push layer; `None`: gRPC to the room's push
     /// node, found in discovery. Standalone calls its push node in process.
     pub pusher: Option<Arc<dyn RoomPusher>>,
+    /// Filled with this node's in-process calls (standalone's conn node
+    /// takes its action stream from it); `None`: gRPC only.
+    pub local: Option<LocalBizSlot>,
 }
 
 /// What archiving runs on: ended rooms are queued, moved from the message
@@ -238,6 +244,9 @@ pub async fn run(
     let readiness = Readiness::default();
     // Cancelled only after deregistering, so peers stop sending before we stop serving.
     let drain = CancellationToken::new();
+    if let Some(slot) = &deps.local {
+        let _ = slot.set(LocalBiz::new(shared.clone(), drain.clone()));
+    }
 
     let grpc = tonic::transport::Server::builder()
         .trace_fn(common::trace::grpc_server_span)

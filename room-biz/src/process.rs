@@ -185,6 +185,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         live_config,
         archiving,
         pusher: None,
+        local: None,
     };
     let listeners = crate::Listeners {
         http,

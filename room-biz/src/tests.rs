@@ -34,6 +34,7 @@ async fn run_registers_serves_and_deregisters_on_shutdown() {
         live_config: live,
         archiving: None,
         pusher: None,
+        local: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -193,6 +194,7 @@ async fn run_rejects_invalid_config() {
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
         archiving: None,
         pusher: None,
+        local: None,
     };
     let listeners = Listeners {
         http: bind().await,
@@ -285,6 +287,7 @@ async fn a_scheduled_room_starts_across_a_biz_restart_and_the_app_hears_of_it() 
                 live_config: live,
                 archiving: None,
                 pusher: None,
+                local: None,
             };
             let listeners = Listeners {
                 http: bind().await,

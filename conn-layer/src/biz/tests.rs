@@ -116,6 +116,7 @@ async fn an_older_biz_node_gets_unary_joins_and_leaves() {
         "conn-1".into(),
         Duration::from_secs(5),
         InternalAuth::default(),
+        None,
     );
 
     let snapshot = link

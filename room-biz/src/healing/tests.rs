@@ -79,6 +79,7 @@ async fn sessions_of_a_conn_node_that_leaves_discovery_leave_their_rooms() {
         live_config: Arc::new(common::live_config::MemoryLiveConfig::default()),
         archiving: None,
         pusher: None,
+        local: None,
     };
     let listeners = Listeners {
         http: bind().await,
