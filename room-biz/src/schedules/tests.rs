@@ -84,6 +84,24 @@ async fn wait_live(store: &dyn RoomStore, room: &str) {
     }
 }
 
+/// Wait until `room` is live and its `room_started` event is out (a start
+/// writes the state first, then publishes), then count its starts.
+async fn wait_started(store: &dyn RoomStore, pushers: &[&RecordingPusher], room: &str) -> usize {
+    wait_live(store, room).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let started = started_events(pushers, room);
+        if started > 0 {
+            return started;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{room} went live without a room_started event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn started_events(pushers: &[&RecordingPusher], room: &str) -> usize {
     pushers
         .iter()
@@ -225,7 +243,7 @@ async fn two_nodes_on_redis_start_a_room_once_even_across_a_restart() {
         rooms.push(scheduled_room(&shared_a, 300).await);
     }
     for room in &rooms {
-        wait_live(&*store_b, room).await;
+        wait_started(&*store_b, &[&pusher_a, &pusher_b], room).await;
     }
     for room in &rooms {
         assert_eq!(
@@ -251,8 +269,7 @@ async fn two_nodes_on_redis_start_a_room_once_even_across_a_restart() {
         "nobody polls while the nodes are down"
     );
     let (_shared_c, pusher_c, poller_c) = node(redis_store(&redis).await, fast_config(5_000, 0));
-    wait_live(&*store_b, &later).await;
-    assert_eq!(started_events(&[&pusher_c], &later), 1);
+    assert_eq!(wait_started(&*store_b, &[&pusher_c], &later).await, 1);
     drop(poller_c);
 
     // A node that claimed a start and died before doing it: the job comes
@@ -276,8 +293,7 @@ async fn two_nodes_on_redis_start_a_room_once_even_across_a_restart() {
     // ...and the claimer "dies" here. Node E picks the job up once the
     // 300 ms lease ran out.
     let (_shared_e, pusher_e, _poller_e) = node(redis_store(&redis).await, fast_config(300, 0));
-    wait_live(&*store_b, &orphan).await;
-    assert_eq!(started_events(&[&pusher_e], &orphan), 1);
+    assert_eq!(wait_started(&*store_b, &[&pusher_e], &orphan).await, 1);
 }
 
 #[tokio::test]
