@@ -108,6 +108,8 @@ done
   echo "error: the webhooks CA is mounted in more than the biz pods" >&2
   exit 1
 }
+# Webhook signing secrets reach biz pods from the Secret, never a ConfigMap.
+"$VENV/bin/python" scripts/deploy-check/check_webhook_secrets.py "$tls_rendered"
 for version in "${K8S_VERSIONS[@]}"; do
   "$VENV/bin/python" scripts/deploy-check/validate_manifests.py "$version" "$OUT"/*.yaml
 done
@@ -139,6 +141,9 @@ refuse "Redis TLS files with a redis:// URL" "every redis.urls entry must be a r
   --set redis.tls.secretName=redis-client
 refuse "an etcd password without a user" "secrets.etcdPassword is set without etcd.username" \
   --set secrets.etcdPassword=hunter2
+refuse "webhook secrets in the biz ConfigMap" "put webhook signing secrets in webhooks.secrets" \
+  --set 'biz.config.node.webhooks.secrets={whsec-in-a-configmap-0123}'
+refuse "a short webhook secret" "webhooks.secrets.0" --set 'webhooks.secrets={short}'
 
 echo "==> service binaries accept the configuration the chart gives them"
 # A no-op after scripts/test.sh's build.

@@ -25,7 +25,8 @@ EXTERNAL_SECRET = {"token-secret": "external-secret-0123456789abcdef0123456789",
                    "admin-token": "external-admin-0123456789",
                    "internal-token": "external-internal-0123456789",
                    "redis-urls": "[redis://:pw@redis-0:6379,redis://:pw@redis-1:6379]",
-                   "postgresql-url": "postgresql://roomcast:pw@postgres:5432/roomcast"}
+                   "postgresql-url": "postgresql://roomcast:pw@postgres:5432/roomcast",
+                   "webhook-secrets": "[whsec-external-0123456789abcdef]"}
 
 
 def secret_values(docs):

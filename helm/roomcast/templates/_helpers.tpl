@@ -90,6 +90,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.secrets.etcdPassword (not .Values.etcd.username) -}}
 {{- fail "secrets.etcdPassword is set without etcd.username" -}}
 {{- end -}}
+{{- if dig "node" "webhooks" "secrets" list .Values.biz.config -}}
+{{- fail "biz.config.node.webhooks.secrets would be written into a ConfigMap: put webhook signing secrets in webhooks.secrets (the release Secret)" -}}
+{{- end -}}
 {{- if and .Values.conn.hostPorts (eq .Values.conn.advertise "podIP") -}}
 {{- fail "conn.hostPorts: true serves clients on the node's IP: set conn.advertise: hostIP" -}}
 {{- end -}}
