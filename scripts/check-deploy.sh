@@ -71,9 +71,24 @@ install_compose() {
   $sudo apt-get install -y -qq --no-install-recommends docker-compose
 }
 
+install_openssl() {
+  command -v openssl >/dev/null 2>&1 && return
+  echo "==> installing openssl (apt): throwaway certificates for mounted Secrets"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: please install openssl" >&2
+    exit 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends openssl
+}
+
 install_helm
 install_validator
 install_compose
+install_openssl
 
 echo "==> helm chart: lint, template, validate ($("$HELM" version --short))"
 CHART=helm/roomcast

@@ -44,6 +44,11 @@ pub struct CommonArgs {
     /// Print the effective configuration as TOML (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Check the effective configuration as a start would (settings, required
+    /// and weak secrets) and exit: 0 when the service would start with it, 64
+    /// and the reason when it would refuse. With --print-config: print, then check.
+    #[arg(long)]
+    pub check_config: bool,
     /// Log line format on stderr.
     #[arg(long, env = crate::telemetry::LOG_FORMAT_ENV, value_enum, default_value_t)]
     pub log_format: crate::telemetry::LogFormat,
@@ -178,6 +183,29 @@ where
         &[args.overlay(), overlay],
     )
     .map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// The start's checks of `cfg` (`check`), run first, as `--print-config` and
+/// `--check-config` ask: `Some(outcome)` when the process should exit with it
+/// (after printing, after checking), `None` to go on and start.
+pub fn start_checks<T: Serialize>(
+    args: &CommonArgs,
+    cfg: &T,
+    check: impl FnOnce(&T) -> Result<(), StartError>,
+) -> Option<Result<(), StartError>> {
+    if args.print_config {
+        print!("{}", to_toml(cfg));
+    }
+    let checked = if args.print_config && !args.check_config {
+        Ok(())
+    } else {
+        check(cfg)
+    };
+    match checked {
+        Err(refused) => Some(Err(refused)),
+        Ok(()) if args.print_config || args.check_config => Some(Ok(())),
+        Ok(()) => None,
+    }
 }
 
 /// Render a config as TOML with its secrets redacted (for `--print-config`).

@@ -102,27 +102,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         root.insert("quic_listen".into(), quic.clone().into());
     }
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, root.into())?;
-    if args.common.print_config {
-        print!("{}", common::process::to_toml(&cfg));
-        return Ok(());
+    if let Some(outcome) = common::process::start_checks(&args.common, &cfg, check) {
+        return outcome;
     }
-    if cfg.node.token_secret.is_empty() && cfg.node.token_eddsa_public_pem.is_none() {
-        return Err(StartError::Config(
-            "no token key: set node.token_secret (or ROOMCAST_TOKEN_SECRET) or node.token_eddsa_public_pem".into(),
-        ));
-    }
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
-    }
-    common::process::require_strong(
-        "node.internal_token",
-        &cfg.node.internal_token,
-        common::process::MIN_SHARED_TOKEN_BYTES,
-    )?;
 
     if !cfg.quic_listen.is_empty() && !cfg.node.tls.enabled() {
         tracing::warn!(
@@ -186,4 +168,25 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         crate::Error::Tls(t) => StartError::Config(format!("TLS: {t}")),
         other => StartError::Unavailable(other.to_string()),
     })
+}
+
+/// What a start refuses: no token key, a weak token secret or shared secret.
+fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
+    if cfg.node.token_secret.is_empty() && cfg.node.token_eddsa_public_pem.is_none() {
+        return Err(StartError::Config(
+            "no token key: set node.token_secret (or ROOMCAST_TOKEN_SECRET) or node.token_eddsa_public_pem".into(),
+        ));
+    }
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )
 }

@@ -1,5 +1,6 @@
 //! Configuration of the service binaries, run as processes: unknown keys and
 //! variables are refused by name, secrets never show in `--print-config`,
+//! `--check-config` refuses what a start would,
 //! logs can be JSON, and `--ops-listen` works on every service.
 
 use std::time::Duration;
@@ -148,6 +149,86 @@ async fn print_config_redacts_every_secret() -> anyhow::Result<()> {
         assert!(
             run.stdout.contains("etcd_endpoints"),
             "{bin}:\n{}",
+            run.stdout
+        );
+    }
+    Ok(())
+}
+
+/// A binary, the environment a start refuses, why, and an environment it
+/// starts with.
+type CheckCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
+
+#[tokio::test]
+async fn check_config_refuses_what_a_start_refuses_and_passes_the_rest() -> anyhow::Result<()> {
+    const STRONG: &str = "check-config-0123456789abcdef0123456789abcdef";
+    let cases: [CheckCase; 4] = [
+        (
+            "roomcast-push",
+            vec![("ROOMCAST_INTERNAL_TOKEN", "short")],
+            "node.internal_token",
+            vec![("ROOMCAST_INTERNAL_TOKEN", STRONG)],
+        ),
+        (
+            "roomcast-conn",
+            vec![("ROOMCAST_INTERNAL_TOKEN", STRONG)],
+            "no token key",
+            vec![
+                ("ROOMCAST_INTERNAL_TOKEN", STRONG),
+                ("ROOMCAST_TOKEN_SECRET", STRONG),
+            ],
+        ),
+        (
+            "roomcast-biz",
+            vec![
+                ("ROOMCAST_INTERNAL_TOKEN", STRONG),
+                (
+                    "ROOMCAST_BIZ_NODE__WEBHOOKS__URLS",
+                    "[https://app.example/hook]",
+                ),
+            ],
+            "secrets must not be empty",
+            vec![
+                ("ROOMCAST_INTERNAL_TOKEN", STRONG),
+                (
+                    "ROOMCAST_BIZ_NODE__WEBHOOKS__URLS",
+                    "[https://app.example/hook]",
+                ),
+                (
+                    "ROOMCAST_BIZ_NODE__WEBHOOKS__SECRETS",
+                    "[whsec-0123456789abcdef]",
+                ),
+            ],
+        ),
+        (
+            "roomcast-router",
+            vec![("ROOMCAST_ROUTER_NODE__ADMIN_TOKEN", "short")],
+            "node.admin_token",
+            vec![("ROOMCAST_ROUTER_NODE__ADMIN_TOKEN", STRONG)],
+        ),
+    ];
+    for (bin, refused, reason, starts) in cases {
+        let run = run_captured(bin, &["--check-config"], &refused).await?;
+        assert_eq!(run.code, EX_USAGE, "{bin}: {run:?}");
+        assert!(run.stderr.contains(reason), "{bin}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{bin} printed: {}", run.stdout);
+        expect_ok(bin, &run_captured(bin, &["--check-config"], &starts).await?);
+        // --print-config alone shows even a configuration a start refuses
+        // (to find out why); with --check-config it prints, then refuses.
+        expect_ok(
+            bin,
+            &run_captured(bin, &["--print-config"], &refused).await?,
+        );
+        let run = run_captured(bin, &["--print-config", "--check-config"], &refused).await?;
+        assert_eq!(run.code, EX_USAGE, "{bin}: {run:?}");
+        assert!(
+            run.stdout.contains("etcd_endpoints"),
+            "{bin}: {}",
             run.stdout
         );
     }

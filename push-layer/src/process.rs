@@ -109,15 +109,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         );
     }
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay.into())?;
-    if args.common.print_config {
-        print!("{}", common::process::to_toml(&cfg));
-        return Ok(());
+    if let Some(outcome) = common::process::start_checks(&args.common, &cfg, check) {
+        return outcome;
     }
-    common::process::require_strong(
-        "node.internal_token",
-        &cfg.node.internal_token,
-        common::process::MIN_SHARED_TOKEN_BYTES,
-    )?;
     let grpc = common::process::bind(&cfg.listen, "push gRPC API").await?;
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
     let discovery = common::process::connect_discovery(&cfg.discovery).await?;
@@ -170,4 +164,13 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     let _ = ready_task.await;
     let _ = ops_task.await;
     result.map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// What a start refuses: a missing or weak shared secret.
+fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )
 }

@@ -141,24 +141,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
         overlay.insert("node".into(), node.into());
     }
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay.into())?;
-    if args.common.print_config {
-        print!("{}", common::process::to_toml(&cfg));
-        return Ok(());
-    }
-    cfg.node
-        .validate()
-        .map_err(|e| StartError::Config(e.to_string()))?;
-    common::process::require_strong(
-        "node.internal_token",
-        &cfg.node.internal_token,
-        common::process::MIN_SHARED_TOKEN_BYTES,
-    )?;
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
+    if let Some(outcome) = common::process::start_checks(&args.common, &cfg, check) {
+        return outcome;
     }
     let http = common::process::bind(&cfg.listen, "client HTTP").await?;
     let backend = common::process::bind(&cfg.backend_listen, "backend HTTP API").await?;
@@ -196,4 +180,24 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     crate::run(cfg.node, deps, listeners, shutdown)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// What a start refuses: invalid settings, a missing or weak shared secret.
+fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
+    cfg.node
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    common::process::require_strong(
+        "node.internal_token",
+        &cfg.node.internal_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )?;
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    Ok(())
 }

@@ -100,26 +100,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     }
     let overlay = serde_json::Value::Object(overlay);
     let cfg: ProcessConfig = common::process::load(&args.common, ENV_PREFIX, overlay)?;
-    if args.common.print_config {
-        print!("{}", common::process::to_toml(&cfg));
-        return Ok(());
-    }
-    cfg.node
-        .validate()
-        .map_err(|e| StartError::Config(e.to_string()))?;
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
-    }
-    if !cfg.node.admin_token.is_empty() {
-        common::process::require_strong(
-            "node.admin_token",
-            &cfg.node.admin_token,
-            common::process::MIN_SHARED_TOKEN_BYTES,
-        )?;
+    if let Some(outcome) = common::process::start_checks(&args.common, &cfg, check) {
+        return outcome;
     }
     let http = common::process::bind(&cfg.listen, "router HTTP API").await?;
     let ops = common::process::bind(&cfg.ops_listen, "ops endpoint").await?;
@@ -145,4 +127,26 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), StartErr
     crate::run(cfg.node, deps, listeners, shutdown)
         .await
         .map_err(|e| StartError::Unavailable(e.to_string()))
+}
+
+/// What a start refuses: invalid settings, a weak token secret or admin token.
+fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
+    cfg.node
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    if !cfg.node.token_secret.is_empty() {
+        common::process::require_strong(
+            "node.token_secret",
+            &cfg.node.token_secret,
+            common::process::MIN_TOKEN_SECRET_BYTES,
+        )?;
+    }
+    if !cfg.node.admin_token.is_empty() {
+        common::process::require_strong(
+            "node.admin_token",
+            &cfg.node.admin_token,
+            common::process::MIN_SHARED_TOKEN_BYTES,
+        )?;
+    }
+    Ok(())
 }

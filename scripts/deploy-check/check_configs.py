@@ -1,15 +1,18 @@
 """Run every container the chart renders the way Kubernetes would, up to
 configuration: its binary with its args (`$(VAR)` expanded) and env (values,
 Secret keys, downward API fields), its ConfigMap file mounted where the args
-point, plus `--print-config`. Each binary must accept its configuration
-(exit 0), so a setting the chart writes with a wrong name or type fails here,
-not in a crash-looping pod (scripts/check-deploy.sh).
+point (and a Secret volume as a throwaway certificate, key and CA in PEM, which
+is what every Secret the chart mounts holds), plus `--print-config --check-config`. Each binary must accept its
+configuration as a start would (exit 0: names, types, values, required and
+strong-enough secrets), so a setting the chart writes wrong fails here, not in
+a crash-looping pod (scripts/check-deploy.sh).
 
 usage: check_configs.py BIN_DIR RENDERED.yaml...
 """
 
 import base64
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -58,7 +61,17 @@ def env_of(container, secrets):
     return env
 
 
-def check(path, bin_dir):
+def make_pem_files(directory):
+    """A self-signed certificate and its key, as ca.crt, tls.crt and tls.key:
+    what a mounted TLS or CA Secret holds."""
+    key, cert = os.path.join(directory, "tls.key"), os.path.join(directory, "tls.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=check-deploy"],
+                   check=True, capture_output=True)
+    shutil.copy(cert, os.path.join(directory, "ca.crt"))
+
+
+def check(path, bin_dir, pem_dir):
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d.get("kind") == "ConfigMap"}
@@ -75,12 +88,19 @@ def check(path, bin_dir):
             with tempfile.TemporaryDirectory() as tmp:
                 mounts = {}
                 for mount in container.get("volumeMounts", []):
+                    if "secret" in volumes[mount["name"]]:
+                        mounts[mount["mountPath"]] = pem_dir
+                secret_mounts = dict(mounts)
+                for mount in container.get("volumeMounts", []):
                     volume = volumes[mount["name"]]
                     if "configMap" in volume:
-                        data = configmaps[volume["configMap"]["name"]]
+                        data = configmaps[volume["configMap"]["name"]][mount["subPath"]]
+                        # The config file names the Secret files where the pod mounts them.
+                        for mount_path, local in secret_mounts.items():
+                            data = data.replace(mount_path + "/", local + "/")
                         local = os.path.join(tmp, mount["subPath"])
                         with open(local, "w") as f:
-                            f.write(data[mount["subPath"]])
+                            f.write(data)
                         mounts[mount["mountPath"]] = local
                 args = []
                 for arg in container.get("args", []):
@@ -90,7 +110,7 @@ def check(path, bin_dir):
                     args.append(arg)
                 binary = os.path.join(bin_dir, container["command"][0])
                 run_env = {"PATH": os.environ.get("PATH", ""), **env}
-                result = subprocess.run([binary, *args, "--print-config"], env=run_env,
+                result = subprocess.run([binary, *args, "--print-config", "--check-config"], env=run_env,
                                         capture_output=True, text=True, timeout=60)
                 checked += 1
                 if result.returncode != 0:
@@ -105,10 +125,12 @@ def main():
         sys.exit(__doc__)
     bin_dir, files = sys.argv[1], sys.argv[2:]
     checked = failed = 0
-    for path in files:
-        c, f = check(path, bin_dir)
-        checked += c
-        failed += f
+    with tempfile.TemporaryDirectory() as pem_dir:
+        make_pem_files(pem_dir)
+        for path in files:
+            c, f = check(path, bin_dir, pem_dir)
+            checked += c
+            failed += f
     if checked == 0:
         sys.exit("error: no Deployment found in the rendered files")
     print(f"{checked - failed} passed, {failed} failed: service containers accept the configuration the chart gives them")
