@@ -195,15 +195,13 @@ pub fn start_checks<T: Serialize>(
 ) -> Option<Result<(), StartError>> {
     if args.print_config {
         print!("{}", to_toml(cfg));
+        if !args.check_config {
+            return Some(Ok(()));
+        }
     }
-    let checked = if args.print_config && !args.check_config {
-        Ok(())
-    } else {
-        check(cfg)
-    };
-    match checked {
+    match check(cfg) {
         Err(refused) => Some(Err(refused)),
-        Ok(()) if args.print_config || args.check_config => Some(Ok(())),
+        Ok(()) if args.check_config => Some(Ok(())),
         Ok(()) => None,
     }
 }
@@ -436,6 +434,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_checks_exit_or_go_on_as_the_flags_say() {
+        let flags = |print_config, check_config| CommonArgs {
+            print_config,
+            check_config,
+            ..CommonArgs::default()
+        };
+        let refuse = |_: &u8| Err(StartError::Config("refused".into()));
+        let accept = |_: &u8| Ok(());
+        // A start: refused, or on.
+        assert!(matches!(
+            start_checks(&flags(false, false), &0, refuse),
+            Some(Err(_))
+        ));
+        assert!(start_checks(&flags(false, false), &0, accept).is_none());
+        // --check-config: exits either way, with the check's outcome.
+        assert!(matches!(
+            start_checks(&flags(false, true), &0, refuse),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            start_checks(&flags(false, true), &0, accept),
+            Some(Ok(()))
+        ));
+        // --print-config alone: exits after printing, without checking.
+        let unchecked = |_: &u8| -> Result<(), StartError> { panic!("checked") };
+        assert!(matches!(
+            start_checks(&flags(true, false), &0, unchecked),
+            Some(Ok(()))
+        ));
+        // Both: prints, then refuses.
+        assert!(matches!(
+            start_checks(&flags(true, true), &0, refuse),
+            Some(Err(_))
+        ));
+    }
 
     #[test]
     fn development_and_short_credentials_are_refused_without_echoing_them() {
