@@ -57,38 +57,25 @@ install_validator() {
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE"
 }
 
-install_compose() {
-  command -v docker-compose >/dev/null 2>&1 && return
-  echo "==> installing docker-compose (apt)"
+# Install Debian package $2 unless command $1 exists ($3: what it is for).
+apt_install() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "==> installing $2 (apt): $3"
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: please install docker-compose (or the docker compose plugin)" >&2
+    echo "error: please install $2" >&2
     exit 1
   fi
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends docker-compose
-}
-
-install_openssl() {
-  command -v openssl >/dev/null 2>&1 && return
-  echo "==> installing openssl (apt): throwaway certificates for mounted Secrets"
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: please install openssl" >&2
-    exit 1
-  fi
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends openssl
+  $sudo apt-get install -y -qq --no-install-recommends "$2"
 }
 
 install_helm
 install_validator
-install_compose
-install_openssl
+apt_install docker-compose docker-compose "the compose file check"
+apt_install openssl openssl "throwaway certificates for mounted Secrets"
 
 echo "==> helm chart: lint, template, validate ($("$HELM" version --short))"
 CHART=helm/roomcast

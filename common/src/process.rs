@@ -156,6 +156,18 @@ pub fn require_strong(setting: &str, value: &str, min_bytes: usize) -> Result<()
     Ok(())
 }
 
+/// [`require_strong`] for a setting that may be left empty (unset: no check).
+pub fn require_strong_if_set(
+    setting: &str,
+    value: &str,
+    min_bytes: usize,
+) -> Result<(), StartError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    require_strong(setting, value, min_bytes)
+}
+
 impl StartError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
@@ -479,6 +491,9 @@ mod tests {
             assert!(error.to_string().contains("development"), "{error}");
             assert!(!error.to_string().contains(dev), "the value is not echoed");
         }
+        // An optional setting left empty is not checked; set, it is.
+        assert!(require_strong_if_set("node.admin_token", "", 16).is_ok());
+        assert!(require_strong_if_set("node.admin_token", "short", 16).is_err());
         let error = require_strong("node.admin_token", "short", 16).expect_err("short");
         assert!(error.to_string().contains("shorter than 16"), "{error}");
         assert_eq!(error.exit_code(), EX_USAGE);

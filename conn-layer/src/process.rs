@@ -177,13 +177,11 @@ fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
             "no token key: set node.token_secret (or ROOMCAST_TOKEN_SECRET) or node.token_eddsa_public_pem".into(),
         ));
     }
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
-    }
+    common::process::require_strong_if_set(
+        "node.token_secret",
+        &cfg.node.token_secret,
+        common::process::MIN_TOKEN_SECRET_BYTES,
+    )?;
     common::process::require_strong(
         "node.internal_token",
         &cfg.node.internal_token,

@@ -192,12 +192,10 @@ fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
         &cfg.node.internal_token,
         common::process::MIN_SHARED_TOKEN_BYTES,
     )?;
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
-    }
+    common::process::require_strong_if_set(
+        "node.token_secret",
+        &cfg.node.token_secret,
+        common::process::MIN_TOKEN_SECRET_BYTES,
+    )?;
     Ok(())
 }

@@ -134,19 +134,15 @@ fn check(cfg: &ProcessConfig) -> Result<(), StartError> {
     cfg.node
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    if !cfg.node.token_secret.is_empty() {
-        common::process::require_strong(
-            "node.token_secret",
-            &cfg.node.token_secret,
-            common::process::MIN_TOKEN_SECRET_BYTES,
-        )?;
-    }
-    if !cfg.node.admin_token.is_empty() {
-        common::process::require_strong(
-            "node.admin_token",
-            &cfg.node.admin_token,
-            common::process::MIN_SHARED_TOKEN_BYTES,
-        )?;
-    }
+    common::process::require_strong_if_set(
+        "node.token_secret",
+        &cfg.node.token_secret,
+        common::process::MIN_TOKEN_SECRET_BYTES,
+    )?;
+    common::process::require_strong_if_set(
+        "node.admin_token",
+        &cfg.node.admin_token,
+        common::process::MIN_SHARED_TOKEN_BYTES,
+    )?;
     Ok(())
 }
