@@ -13,7 +13,8 @@
 # Builds nothing: run `cargo build --release --workspace --bins` first (the services,
 # and `roomcast-bench` from the `bench/` crate: target/release/roomcast-bench).
 # Environment: CARGO_TARGET_DIR (binaries), ROOMCAST_DIST_DIR (default
-# /tmp/roomcast-dist), ROOMCAST_SECRET (token secret, default the dev secret),
+# /tmp/roomcast-dist), ROOMCAST_SECRET (token secret, default a random one),
+# ROOMCAST_WORKER_THREADS (per service, default 1),
 # and any ROOMCAST_<SVC>_* setting the services read.
 set -euo pipefail
 
@@ -22,6 +23,11 @@ dir="${ROOMCAST_DIST_DIR:-/tmp/roomcast-dist}"
 # Distributed services refuse the development secret: make one per run.
 secret="${ROOMCAST_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 admin_token="${ROOMCAST_ADMIN_TOKEN:-bench-admin-token-0123456789}"
+# Six processes share this machine's CPUs, as pods with a 1-CPU request share
+# a node: each service runs one worker thread unless told otherwise (without
+# it every service starts a worker per CPU, and each event pays a
+# cross-thread wakeup; docs/benchmarks.md "Sixth sitting").
+export ROOMCAST_WORKER_THREADS="${ROOMCAST_WORKER_THREADS:-1}"
 export ROOMCAST_INTERNAL_TOKEN="${ROOMCAST_INTERNAL_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 for b in roomcast-push roomcast-biz roomcast-conn roomcast-router roomcast; do
     [[ -x "$bin/$b" ]] || { echo "$bin/$b not found: cargo build --release --workspace --bins" >&2; exit 69; }

@@ -112,6 +112,12 @@ done
 }
 # Webhook signing secrets reach biz pods from the Secret, never a ConfigMap.
 "$VENV/bin/python" scripts/deploy-check/check_webhook_secrets.py "$tls_rendered"
+# Worker threads follow workerThreads, the CPU request or the CPU limit.
+workers_rendered="$OUT/worker-threads.yaml"
+"$HELM" template roomcast "$CHART" --namespace roomcast --kube-version 1.30.0 \
+  --set push.workerThreads=3 --set conn.resources.limits.cpu=2 \
+  --set biz.resources.requests.cpu=1500m >"$workers_rendered"
+"$VENV/bin/python" scripts/deploy-check/check_worker_threads.py "$workers_rendered"
 for version in "${K8S_VERSIONS[@]}"; do
   "$VENV/bin/python" scripts/deploy-check/validate_manifests.py "$version" "$OUT"/*.yaml
 done

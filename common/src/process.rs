@@ -52,6 +52,13 @@ pub struct CommonArgs {
     /// Log line format on stderr.
     #[arg(long, env = crate::telemetry::LOG_FORMAT_ENV, value_enum, default_value_t)]
     pub log_format: crate::telemetry::LogFormat,
+    /// Threads running the service's tasks [default: the CPUs this process may
+    /// use, a cgroup CPU limit included]. Set it to the CPUs the process
+    /// should use when that is fewer (pods with a CPU request and no limit,
+    /// several services on one machine): spare workers cost a cross-thread
+    /// wakeup per event.
+    #[arg(long, env = "ROOMCAST_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl CommonArgs {
@@ -405,19 +412,29 @@ pub fn default_node_id(kind: ServiceKind) -> String {
     format!("{}-{:08x}", kind.as_str(), rand::random::<u32>())
 }
 
-/// The body of every service `main`: a runtime, logging in `log_format` and
-/// trace export when `OTEL_*` asks for it, one shutdown token for
-/// SIGINT/SIGTERM, and one clear error line with a sysexits code.
-pub fn run_main<F, Fut>(
-    service: &str,
-    log_format: crate::telemetry::LogFormat,
-    body: F,
-) -> std::process::ExitCode
+/// A service's runtime: `worker_threads` workers, or tokio's default (the
+/// CPUs this process may use).
+pub fn service_runtime(
+    worker_threads: Option<std::num::NonZeroUsize>,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = worker_threads {
+        builder.worker_threads(workers.get());
+    }
+    builder.enable_all().build()
+}
+
+/// The body of every service `main`: a runtime sized by `args.worker_threads`,
+/// logging in `args.log_format` and trace export when `OTEL_*` asks for it,
+/// one shutdown token for SIGINT/SIGTERM, and one clear error line with a
+/// sysexits code.
+pub fn run_main<F, Fut>(service: &str, args: &CommonArgs, body: F) -> std::process::ExitCode
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), StartError>>,
 {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let log_format = args.log_format;
+    let runtime = match service_runtime(args.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {service}: cannot start the async runtime: {e}");
@@ -446,6 +463,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_has_the_workers_asked_for_or_one_per_cpu() {
+        let one = service_runtime(std::num::NonZeroUsize::new(1)).expect("runtime");
+        assert_eq!(one.metrics().num_workers(), 1);
+        let three = service_runtime(std::num::NonZeroUsize::new(3)).expect("runtime");
+        assert_eq!(three.metrics().num_workers(), 3);
+        let default = service_runtime(None).expect("runtime");
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // TOKIO_WORKER_THREADS, when set, is tokio's own override of the default.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            assert_eq!(default.metrics().num_workers(), cpus);
+        }
+        // The flag and its environment variable.
+        let parsed =
+            <CommonArgsParser as clap::Parser>::parse_from(["svc", "--worker-threads", "2"]);
+        assert_eq!(parsed.common.worker_threads.map(|n| n.get()), Some(2));
+        assert!(
+            <CommonArgsParser as clap::Parser>::try_parse_from(["svc", "--worker-threads", "0"])
+                .is_err()
+        );
+    }
+
+    #[derive(clap::Parser)]
+    struct CommonArgsParser {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
 
     #[test]
     fn start_checks_exit_or_go_on_as_the_flags_say() {

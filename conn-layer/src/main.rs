@@ -8,7 +8,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let args = conn_layer::process::Args::parse();
-    common::process::run_main("roomcast-conn", args.common.log_format, |shutdown| {
+    common::process::run_main("roomcast-conn", &args.common.clone(), |shutdown| {
         conn_layer::process::run(args, shutdown)
     })
 }

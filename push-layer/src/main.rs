@@ -8,7 +8,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let args = push_layer::process::Args::parse();
-    common::process::run_main("roomcast-push", args.common.log_format, |shutdown| {
+    common::process::run_main("roomcast-push", &args.common.clone(), |shutdown| {
         push_layer::process::run(args, shutdown)
     })
 }

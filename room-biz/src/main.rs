@@ -8,7 +8,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let args = room_biz::process::Args::parse();
-    common::process::run_main("roomcast-biz", args.common.log_format, |shutdown| {
+    common::process::run_main("roomcast-biz", &args.common.clone(), |shutdown| {
         room_biz::process::run(args, shutdown)
     })
 }

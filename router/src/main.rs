@@ -8,7 +8,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let args = router::process::Args::parse();
-    common::process::run_main("roomcast-router", args.common.log_format, |shutdown| {
+    common::process::run_main("roomcast-router", &args.common.clone(), |shutdown| {
         router::process::run(args, shutdown)
     })
 }

@@ -11,6 +11,7 @@ usage: check_configs.py BIN_DIR RENDERED.yaml...
 """
 
 import base64
+import math
 import os
 import shutil
 import re
@@ -42,6 +43,24 @@ def secret_values(docs):
     return values
 
 
+def cpu_cores(quantity):
+    """A Kubernetes CPU quantity ("500m", "2", "1.5") in cores."""
+    quantity = str(quantity)
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def resource_field(container, ref):
+    """What the downward API gives for a CPU resourceFieldRef: the quantity
+    divided by the divisor, rounded up (at least 1)."""
+    kind, _, name = ref["resource"].partition(".")
+    if name != "cpu":
+        raise SystemExit(f"error: check_configs.py cannot stand in for resourceFieldRef {ref['resource']}")
+    quantity = container.get("resources", {}).get(kind, {}).get("cpu")
+    if quantity is None:
+        raise SystemExit(f"error: resourceFieldRef {ref['resource']} of a container without it")
+    return str(max(1, math.ceil(cpu_cores(quantity) / cpu_cores(ref.get("divisor", "1")))))
+
+
 def env_of(container, secrets):
     env = {}
     for var in container.get("env", []):
@@ -51,6 +70,8 @@ def env_of(container, secrets):
         source = var["valueFrom"]
         if "fieldRef" in source:
             env[var["name"]] = FIELDS[source["fieldRef"]["fieldPath"]]
+        elif "resourceFieldRef" in source:
+            env[var["name"]] = resource_field(container, source["resourceFieldRef"])
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
             data = secrets.get(ref["name"], EXTERNAL_SECRET)

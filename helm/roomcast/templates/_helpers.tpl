@@ -251,6 +251,7 @@ spec:
               fieldPath: {{ .advertiseField | default "status.podIP" }}
         - name: RUST_LOG
           value: {{ $root.Values.logLevel | quote }}
+        {{- include "roomcast.workerThreadsEnv" . | nindent 8 }}
         {{- with .env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -399,5 +400,28 @@ Redis client TLS files (push and biz), the webhook receivers' CA (biz). Argument
 {{- define "roomcast.etcdPasswordEnv" -}}
 {{- if .root.Values.etcd.username -}}
 {{ include "roomcast.secretEnv" (dict "root" .root "name" (printf "%s_DISCOVERY__ETCD__PASSWORD" .prefix) "key" "etcd-password" "optional" true) }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+ROOMCAST_WORKER_THREADS of a service's container (arguments as podTemplate):
+workerThreads when set; else, with a CPU request and no CPU limit, the request
+rounded up (the downward API rounds CPU up), since without a limit the runtime
+would start a worker per CPU of the node and pay cross-thread wakeups for CPUs
+it is not meant to use; with a CPU limit nothing (the runtime reads the quota).
+*/}}
+{{- define "roomcast.workerThreadsEnv" -}}
+{{- $values := .values -}}
+{{- $resources := $values.resources | default dict -}}
+{{- if $values.workerThreads -}}
+- name: ROOMCAST_WORKER_THREADS
+  value: {{ $values.workerThreads | int | quote }}
+{{- else if and ($resources.requests | default dict).cpu (not ($resources.limits | default dict).cpu) -}}
+- name: ROOMCAST_WORKER_THREADS
+  valueFrom:
+    resourceFieldRef:
+      containerName: {{ .component }}
+      resource: requests.cpu
+      divisor: "1"
 {{- end -}}
 {{- end -}}
