@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use message_log::ReadLimit;
 use prost::Message as _;
 use proto::client::v1::RoomMessage;
@@ -39,7 +40,13 @@ impl Ring {
             if self.messages.len() == self.capacity {
                 self.messages.pop_front();
             }
-            self.messages.push_back(m.clone());
+            self.messages.push_back(RoomMessage {
+                // A body decoded from gRPC is a slice of the request's receive
+                // buffer (8 KiB): kept as is, each retained message would keep
+                // that whole buffer alive. The ring keeps a copy of its own.
+                body: Bytes::copy_from_slice(&m.body),
+                ..m.clone()
+            });
         }
     }
 
@@ -97,6 +104,25 @@ mod tests {
         assert_eq!(page.map(seqs), Some(vec![3]), "one message at least");
         let page = ring.read_after(0, ReadLimit::new(3, usize::MAX));
         assert_eq!(page.map(seqs), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn kept_bodies_do_not_hold_the_buffer_they_were_sliced_from() {
+        let received = Bytes::from(vec![7u8; 8192]);
+        let message = RoomMessage {
+            seq: 1,
+            body: received.slice(100..200),
+            ..Default::default()
+        };
+        let mut ring = Ring::new(4);
+        ring.extend(&[message]);
+        let kept = ring.read_after(0, count(1)).expect("covered");
+        assert_eq!(kept[0].body, received.slice(100..200));
+        let buffer = received.as_ptr_range();
+        assert!(
+            !buffer.contains(&kept[0].body.as_ptr()),
+            "the ring's body points into the 8 KiB buffer it came from"
+        );
     }
 
     #[test]
