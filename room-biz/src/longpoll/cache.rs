@@ -776,7 +776,13 @@ impl Held<'_> {
             }
             *self.head = message.seq;
             *self.bytes += message.encoded_len();
-            self.messages.push_back(message);
+            self.messages.push_back(RoomMessage {
+                // A decoded body is a slice of the pull reply's receive buffer
+                // (8 KiB and up): the window keeps copies, so what it holds is
+                // what `bytes` counts, not one buffer per pull.
+                body: bytes::Bytes::copy_from_slice(&message.body),
+                ..message
+            });
         }
         while self.messages.len() > window || (self.messages.len() > 1 && *self.bytes > max_bytes) {
             if let Some(old) = self.messages.pop_front() {
@@ -842,6 +848,20 @@ mod tests {
 
     fn seqs(found: Option<Vec<&RoomMessage>>) -> Option<Vec<u64>> {
         found.map(|ms| ms.iter().map(|m| m.seq).collect())
+    }
+
+    #[test]
+    fn held_bodies_do_not_hold_the_reply_buffer_they_were_sliced_from() {
+        let received = bytes::Bytes::from(vec![7u8; 8192]);
+        let mut r = reply(1, 1, &[1], false);
+        r.messages[0].body = received.slice(10..60);
+        let (mut messages, mut head) = (VecDeque::new(), 0);
+        extend(&mut messages, &mut head, r, 3);
+        assert_eq!(messages[0].body, received.slice(10..60));
+        assert!(
+            !received.as_ptr_range().contains(&messages[0].body.as_ptr()),
+            "the window's body points into the reply's buffer"
+        );
     }
 
     #[test]
