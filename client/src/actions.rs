@@ -437,7 +437,11 @@ impl Room {
         .await
     }
 
-    /// Send `count` gifts of `gift_id`, each worth `value` (the app's unit) if given.
+    /// Send `count` gifts of `gift_id`. The server prices gifts from the
+    /// room's gift catalog (`node.gifts`): `value` is not trusted and is
+    /// ignored by Roomcast servers (pass `None`); the `gift` event and the
+    /// room's counters carry the catalog's value. An id the catalog lacks is
+    /// refused.
     pub async fn gift(
         &self,
         gift_id: impl Into<String>,
