@@ -203,5 +203,28 @@ async fn a_hole_in_the_notified_stream_heals_by_a_pull_with_no_gap() -> anyhow::
     assert_eq!(t.publish(&room, "m8").await?, 8);
     assert_seqs(&read_deliveries(&mut raw, 1).await?, 8, 8);
     assert_eq!(proc_metric(&conn_ops, holes).await?, pulls);
+
+    // room-biz publishes on its Publish stream to the push node, not with a
+    // unary PushRoom call each (the tester above calls PushRoom itself).
+    let push_ops = t.push[0].ops_url.clone().context("push ops url")?;
+    let via = |how: &str| format!(r#"roomcast_push_room_calls_total{{via="{how}"}}"#);
+    let streamed = proc_metric(&push_ops, &via("stream")).await?;
+    let unary = proc_metric(&push_ops, &via("unary")).await?;
+    let reply: serde_json::Value = t
+        .backend()
+        .post(format!("{}/v1/rooms/{room}/messages", t.backend_url))
+        .json(&serde_json::json!({"kind": "chat", "body": "m9"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(reply["seq"], 9);
+    assert_seqs(&read_deliveries(&mut raw, 1).await?, 9, 9);
+    assert_eq!(
+        proc_metric(&push_ops, &via("stream")).await?,
+        streamed + 1.0
+    );
+    assert_eq!(proc_metric(&push_ops, &via("unary")).await?, unary);
     Ok(())
 }

@@ -11,8 +11,8 @@ use proto::client::v1::RoomMessage;
 use proto::internal::v1::push_client::PushClient;
 use proto::internal::v1::push_server::Push;
 use proto::internal::v1::{
-    ConnToPush, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushToConn, PushUsersReply,
-    PushUsersRequest, RoomEphemeral, conn_to_push, push_to_conn,
+    ConnToPush, PublishCall, PullReply, PullRequest, PushRoomReply, PushRoomRequest, PushToConn,
+    PushUsersReply, PushUsersRequest, RoomEphemeral, conn_to_push, push_to_conn,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -34,6 +34,16 @@ pub(crate) struct PushService {
 impl PushService {
     pub(crate) fn new(hub: Arc<Hub>) -> Self {
         Self { hub }
+    }
+
+    /// Count one PushRoom call that came `via` a stream or as a unary call.
+    pub(crate) fn count_room_call(&self, via: &str) {
+        self.hub.metrics.room_calls.with_label_values(&[via]).inc();
+    }
+
+    /// Cancelled when the node starts shutting down.
+    pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.hub.shutdown_token()
     }
 
     /// This node's id in discovery.
@@ -178,12 +188,12 @@ fn check_room(room: &str) -> Result<(), Status> {
 /// The frames of one Attach stream, for its conn node.
 pub type AttachStream = Pin<Box<dyn Stream<Item = Result<PushToConn, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl Push for PushService {
-    async fn push_room(
+impl PushService {
+    /// One PushRoom call, as a unary call or from a Publish stream.
+    pub(crate) async fn push_room_call(
         &self,
         request: Request<PushRoomRequest>,
-    ) -> Result<Response<PushRoomReply>, Status> {
+    ) -> Result<PushRoomReply, Status> {
         check_room(&request.get_ref().room)?;
         let room = request.get_ref().room.clone();
         let forwarded = self
@@ -192,7 +202,7 @@ impl Push for PushService {
             })
             .await;
         if let Some(reply) = forwarded {
-            return reply;
+            return reply.map(Response::into_inner);
         }
         let req = request.into_inner();
         let ts_ms = common::time::now_ms();
@@ -206,7 +216,7 @@ impl Push for PushService {
                 })),
             };
             self.hub.publish_ephemeral(&req.room, frame);
-            return Ok(Response::new(PushRoomReply { epoch: 0, seq: 0 }));
+            return Ok(PushRoomReply { epoch: 0, seq: 0 });
         }
         let message = RoomMessage {
             seq: 0,
@@ -217,7 +227,18 @@ impl Push for PushService {
             priority: req.priority,
         };
         let (epoch, seq) = self.hub.publish(&req.room, message).await?;
-        Ok(Response::new(PushRoomReply { epoch, seq }))
+        Ok(PushRoomReply { epoch, seq })
+    }
+}
+
+#[tonic::async_trait]
+impl Push for PushService {
+    async fn push_room(
+        &self,
+        request: Request<PushRoomRequest>,
+    ) -> Result<Response<PushRoomReply>, Status> {
+        self.count_room_call("unary");
+        self.push_room_call(request).await.map(Response::new)
     }
 
     async fn push_users(
@@ -288,6 +309,22 @@ impl Push for PushService {
     }
 
     type AttachStream = AttachStream;
+
+    type PublishStream = crate::publish_stream::PublishStream;
+
+    async fn publish(
+        &self,
+        request: Request<Streaming<PublishCall>>,
+    ) -> Result<Response<Self::PublishStream>, Status> {
+        if self.hub.is_shutting_down() {
+            return Err(Error::ShuttingDown.into());
+        }
+        let service = PushService::new(self.hub.clone());
+        Ok(Response::new(crate::publish_stream::serve(
+            service,
+            request.into_inner(),
+        )))
+    }
 
     async fn attach(
         &self,

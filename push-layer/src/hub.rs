@@ -79,6 +79,11 @@ impl Hub {
         self.shutdown.is_cancelled()
     }
 
+    /// Cancelled when the node starts shutting down.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Stop every room task and reset every conn stream.
     pub(crate) fn close(&self) {
         for room in self.rooms.iter() {

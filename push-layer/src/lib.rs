@@ -23,6 +23,7 @@ mod hub;
 pub mod local;
 mod metrics;
 pub mod process;
+mod publish_stream;
 mod ring;
 mod room;
 

@@ -6,6 +6,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 #[derive(Clone)]
 pub(crate) struct Metrics {
     pub(crate) published: IntCounterVec,
+    /// PushRoom calls served, by how they came (`stream`: a Publish stream).
+    pub(crate) room_calls: IntCounterVec,
     pub(crate) notifies: IntCounter,
     /// Notify frames that carried their messages (no pull needed).
     pub(crate) notifies_inline: IntCounter,
@@ -34,6 +36,14 @@ impl Metrics {
                     "Messages published to rooms",
                 ),
                 &["durable"],
+            )
+            .expect("static metric"),
+            room_calls: IntCounterVec::new(
+                Opts::new(
+                    "roomcast_push_room_calls_total",
+                    "PushRoom calls served, by how they came (stream: on a Publish stream; unary)",
+                ),
+                &["via"],
             )
             .expect("static metric"),
             notifies: IntCounter::new(
@@ -99,6 +109,7 @@ impl Metrics {
             .expect("static metric"),
         };
         common::ops::register(registry, &m.published);
+        common::ops::register(registry, &m.room_calls);
         common::ops::register(registry, &m.notifies);
         common::ops::register(registry, &m.notifies_inline);
         common::ops::register(registry, &m.conn_frames);

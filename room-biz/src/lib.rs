@@ -66,6 +66,7 @@ mod key_quota;
 mod local;
 mod longpoll;
 mod metrics;
+mod publish_links;
 mod pusher;
 mod revoke;
 mod rooms;

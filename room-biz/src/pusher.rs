@@ -16,6 +16,7 @@ use proto::internal::v1::{
 use common::grpc::InternalChannel;
 
 use crate::error::PushError;
+use crate::publish_links::{LinkError, PublishLinks};
 
 /// Hands room messages to the push layer and reads room streams back.
 #[async_trait::async_trait]
@@ -37,12 +38,19 @@ pub trait RoomPusher: Send + Sync + 'static {
 pub(crate) struct DirectoryPusher {
     directory: PushDirectory,
     timeout: Duration,
+    /// Room publishes go on one stream per push node (unary calls while a
+    /// node has none).
+    links: PublishLinks,
 }
 
 impl DirectoryPusher {
     /// Push through `directory`, failing a push that takes longer than `timeout`.
     pub(crate) fn new(directory: PushDirectory, timeout: Duration) -> Self {
-        Self { directory, timeout }
+        Self {
+            directory,
+            timeout,
+            links: PublishLinks::default(),
+        }
     }
 }
 
@@ -95,6 +103,28 @@ impl DirectoryPusher {
 #[async_trait::async_trait]
 impl RoomPusher for DirectoryPusher {
     async fn push_room(&self, req: PushRoomRequest) -> Result<PushRoomReply, PushError> {
+        let owner = self.directory.route(&req.room)?;
+        let req = match self.links.link(&owner).await {
+            Some(link) => {
+                let traceparent = common::trace::traceparent(&tracing::Span::current());
+                match link.call(req, traceparent, self.timeout).await {
+                    Ok(outcome) => {
+                        return outcome.map_err(|status| PushError::Rpc {
+                            node: owner.node_id,
+                            status,
+                        });
+                    }
+                    Err(LinkError::Unknown(status)) => {
+                        return Err(PushError::Rpc {
+                            node: owner.node_id,
+                            status,
+                        });
+                    }
+                    Err(LinkError::NotSent(req)) => req,
+                }
+            }
+            None => req,
+        };
         let room = req.room.clone();
         self.call(&room, req, |mut client, request| async move {
             client.push_room(request).await
