@@ -36,6 +36,8 @@ const LINK_QUEUE: usize = 4096;
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// The same for a node without the Publish RPC (an older version).
 const RETRY_AFTER_UNIMPLEMENTED: Duration = Duration::from_secs(60);
+/// Longest wait for a node to answer a new stream (calls wait meanwhile).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a call on a stream did not get the node's answer.
 #[derive(Debug)]
@@ -75,7 +77,14 @@ impl PublishLinks {
         if slot.retry_at.is_some_and(|at| Instant::now() < at) {
             return None;
         }
-        match Link::open(owner.client.clone()).await {
+        let opened = tokio::time::timeout(OPEN_TIMEOUT, Link::open(owner.client.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(
+                    "no answer to a new publish stream",
+                ))
+            });
+        match opened {
             Ok(link) => {
                 slot.retry_at = None;
                 slot.link = Some(link.clone());
