@@ -389,6 +389,16 @@ mod tests {
         ) -> Result<tonic::Response<Self::AttachStream>, tonic::Status> {
             Err(tonic::Status::unimplemented("not here"))
         }
+
+        type PublishStream =
+            tokio_stream::Empty<Result<proto::internal::v1::PublishResult, tonic::Status>>;
+
+        async fn publish(
+            &self,
+            _request: tonic::Request<tonic::Streaming<proto::internal::v1::PublishCall>>,
+        ) -> Result<tonic::Response<Self::PublishStream>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not here"))
+        }
     }
 
     #[tokio::test]

@@ -245,6 +245,83 @@ mod tests {
         assert_eq!(slot.lock().await.retry_at, Some(retry_at));
     }
 
+    /// A push node of a version without the Publish RPC.
+    struct OlderPushNode;
+
+    #[tonic::async_trait]
+    impl proto::internal::v1::push_server::Push for OlderPushNode {
+        async fn push_room(
+            &self,
+            _request: tonic::Request<PushRoomRequest>,
+        ) -> Result<tonic::Response<PushRoomReply>, Status> {
+            Ok(tonic::Response::new(PushRoomReply { epoch: 1, seq: 1 }))
+        }
+
+        async fn push_users(
+            &self,
+            _request: tonic::Request<proto::internal::v1::PushUsersRequest>,
+        ) -> Result<tonic::Response<proto::internal::v1::PushUsersReply>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        async fn pull(
+            &self,
+            _request: tonic::Request<proto::internal::v1::PullRequest>,
+        ) -> Result<tonic::Response<proto::internal::v1::PullReply>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        type AttachStream = tokio_stream::Empty<Result<proto::internal::v1::PushToConn, Status>>;
+
+        async fn attach(
+            &self,
+            _request: tonic::Request<tonic::Streaming<proto::internal::v1::ConnToPush>>,
+        ) -> Result<tonic::Response<Self::AttachStream>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+
+        type PublishStream = tokio_stream::Empty<Result<PublishResult, Status>>;
+
+        async fn publish(
+            &self,
+            _request: tonic::Request<tonic::Streaming<PublishCall>>,
+        ) -> Result<tonic::Response<Self::PublishStream>, Status> {
+            Err(Status::unimplemented("an older push node"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_without_the_publish_rpc_gets_unary_calls_for_a_minute() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(proto::internal::v1::push_server::PushServer::new(
+                    OlderPushNode,
+                ))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = lazy_channel(&addr.to_string(), &InternalAuth::default()).expect("channel");
+        let owner = PushOwner {
+            node_id: "push-old".into(),
+            client: PushClient::new(channel),
+        };
+        let links = PublishLinks::default();
+        assert!(
+            links.link(&owner).await.is_none(),
+            "no stream from an older node"
+        );
+        let slot = links.slots.lock().expect("slots")["push-old"].clone();
+        let retry_at = slot.lock().await.retry_at.expect("a retry time");
+        assert!(
+            retry_at > Instant::now() + RETRY_AFTER_FAILURE * 10,
+            "an older node is left alone longer than a failing one"
+        );
+        server.abort();
+    }
+
     #[test]
     fn outcomes_keep_the_nodes_status() {
         let reply = || PushRoomReply { epoch: 3, seq: 9 };
