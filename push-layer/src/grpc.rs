@@ -41,11 +41,6 @@ impl PushService {
         self.hub.metrics.room_calls.with_label_values(&[via]).inc();
     }
 
-    /// Cancelled when the node starts shutting down.
-    pub(crate) fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
-        self.hub.shutdown_token()
-    }
-
     /// This node's id in discovery.
     pub(crate) fn node_id(&self) -> &str {
         &self.hub.cfg.node_id
@@ -319,10 +314,18 @@ impl Push for PushService {
         if self.hub.is_shutting_down() {
             return Err(Error::ShuttingDown.into());
         }
-        let service = PushService::new(self.hub.clone());
+        let service = Arc::new(PushService::new(self.hub.clone()));
+        let stopping = self.hub.shutdown_token();
         Ok(Response::new(crate::publish_stream::serve(
-            service,
             request.into_inner(),
+            stopping,
+            move |request| {
+                let service = service.clone();
+                async move {
+                    service.count_room_call("stream");
+                    service.push_room_call(Request::new(request)).await
+                }
+            },
         )))
     }
 

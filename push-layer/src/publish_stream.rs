@@ -8,17 +8,19 @@
 //! starts shutting down it reads no more calls, answers the ones in flight
 //! and ends the stream; the caller opens a new one elsewhere.
 
+use std::future::Future;
 use std::pin::Pin;
 
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt as _};
-use proto::internal::v1::{PublishCall, PublishError, PublishResult, publish_result};
+use proto::internal::v1::{
+    PublishCall, PublishError, PublishResult, PushRoomReply, PushRoomRequest, publish_result,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Status};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tracing::Instrument as _;
-
-use crate::grpc::PushService;
 
 /// The results of one Publish stream, for its caller.
 pub type PublishStream =
@@ -31,20 +33,26 @@ const RESULTS_BUFFER: usize = 1024;
 /// The span name of one call: the same as a unary PushRoom's server span.
 const CALL_SPAN: &str = "/roomcast.internal.v1.Push/PushRoom";
 
-/// Serve the calls of one Publish stream with `service`.
-pub(crate) fn serve<S>(service: PushService, mut calls: S) -> PublishStream
+/// Serve the calls of one Publish stream, each with `push_room` (the unary
+/// PushRoom's body), until the caller closes it or `stopping` is cancelled.
+pub(crate) fn serve<S, F, Fut>(
+    mut calls: S,
+    stopping: CancellationToken,
+    push_room: F,
+) -> PublishStream
 where
     S: Stream<Item = Result<PublishCall, Status>> + Send + Unpin + 'static,
+    F: Fn(PushRoomRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<PushRoomReply, Status>> + Send + 'static,
 {
     let (results, out) = mpsc::channel(RESULTS_BUFFER);
-    let stopping = service.shutdown_token();
     tokio::spawn(async move {
         let mut in_flight = FuturesUnordered::new();
         let mut reading = true;
         loop {
             tokio::select! {
                 call = calls.next(), if reading => match call {
-                    Some(Ok(call)) => in_flight.push(serve_call(&service, call)),
+                    Some(Ok(call)) => in_flight.push(serve_call(&push_room, call)),
                     Some(Err(status)) => {
                         tracing::debug!(%status, "Publish stream failed.");
                         reading = false;
@@ -66,8 +74,11 @@ where
 }
 
 /// One call's outcome, under a span continuing the caller's trace.
-async fn serve_call(service: &PushService, call: PublishCall) -> PublishResult {
-    service.count_room_call("stream");
+async fn serve_call<F, Fut>(push_room: &F, call: PublishCall) -> PublishResult
+where
+    F: Fn(PushRoomRequest) -> Fut,
+    Fut: Future<Output = Result<PushRoomReply, Status>>,
+{
     let span = if call.traceparent.is_empty() {
         tracing::Span::none()
     } else {
@@ -81,12 +92,7 @@ async fn serve_call(service: &PushService, call: PublishCall) -> PublishResult {
         span
     };
     let outcome = match call.request {
-        Some(request) => {
-            service
-                .push_room_call(Request::new(request))
-                .instrument(span)
-                .await
-        }
+        Some(request) => push_room(request).instrument(span).await,
         None => Err(Status::invalid_argument("a publish call without a request")),
     };
     PublishResult {
