@@ -30,6 +30,10 @@ pub type PublishStream =
 /// reading of calls until the caller reads again.
 const RESULTS_BUFFER: usize = 1024;
 
+/// Calls served at once on one stream; at the cap, the next call is read
+/// when one finishes (the caller's stream backs up, then its own queue).
+const MAX_IN_FLIGHT: usize = 4096;
+
 /// The span name of one call: the same as a unary PushRoom's server span.
 const CALL_SPAN: &str = "/roomcast.internal.v1.Push/PushRoom";
 
@@ -51,7 +55,7 @@ where
         let mut reading = true;
         loop {
             tokio::select! {
-                call = calls.next(), if reading => match call {
+                call = calls.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => match call {
                     Some(Ok(call)) => in_flight.push(serve_call(&push_room, call)),
                     Some(Err(status)) => {
                         tracing::debug!(%status, "Publish stream failed.");
